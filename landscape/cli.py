@@ -1,0 +1,175 @@
+"""The ``landscape`` command: a thin layer over the Python API.
+
+Example:
+    $ landscape demo                         # train LeNet-5 on digits and run every analysis
+    $ landscape run jobs/demo.toml train.epochs=5
+    $ landscape train --model mlp --data spiral --epochs 20 --out spiral.h5 model.kwargs.depth=5
+    $ landscape evaluate spiral.h5:final --model mlp --data spiral model.kwargs.depth=5
+    $ landscape info spiral.h5
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+from .errors import LandscapeError
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger("landscape")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="config overrides, e.g. train.epochs=5 model.kwargs.depth=5 data.root=/data/mnist")
+    p.add_argument("--output", "-o", help="output folder (job.output)")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (evaluate.device)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``landscape`` command."""
+    parser = argparse.ArgumentParser(
+        prog="landscape", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Loss surfaces, interpolation paths and training trajectories of neural networks.",
+        epilog="Job files are TOML (see jobs/); any key can be overridden as section.key=value.\n"
+               "Run 'landscape COMMAND --help' for each command's options.")
+    parser.add_argument("--version", action="version", version=f"landscape {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("demo", help="run the demo job (LeNet-5 on the embedded digits)",
+                       description="Train LeNet-5 on scikit-learn's digits and run every analysis; "
+                                   "prints the output folder at the end.")
+    _common(p)
+
+    p = sub.add_parser("run", help="run a job file", description="Run every stage of a TOML job file.")
+    p.add_argument("job", help="path of the TOML job file")
+    _common(p)
+
+    p = sub.add_parser("train", help="train a model and record its trajectory",
+                       description="Train and save init, per-epoch (and per-N-step) checkpoints and metrics into "
+                                   "one HDF5 trajectory store; rerunning resumes an interrupted run.")
+    p.add_argument("--job", help="TOML job file to start from (default: built-in defaults)")
+    p.add_argument("--model", help="model name or module:callable (model.name)")
+    p.add_argument("--data", help="data set name (data.name)")
+    p.add_argument("--root", help="local folder of the data set files (data.root)")
+    p.add_argument("--epochs", type=int, help="train.epochs")
+    p.add_argument("--lr", type=float, help="train.lr")
+    p.add_argument("--optimizer", choices=("sgd", "adam"), help="train.optimizer")
+    p.add_argument("--batch-size", type=int, help="train.batch_size")
+    p.add_argument("--seed", type=int, help="train.seed")
+    p.add_argument("--out", required=True, help="trajectory file to write or resume (e.g. run.h5)")
+    _common(p)
+
+    p = sub.add_parser("evaluate", help="loss and accuracy of one checkpoint",
+                       description="Evaluate a checkpoint (file.pt, or run.h5:NAME with NAME init, final, mid, "
+                                   "'epoch N', 'step N') on the job's evaluation split.")
+    p.add_argument("checkpoint", help="file.pt or trajectory.h5:NAME")
+    p.add_argument("--job", help="TOML job file that names model and data")
+    p.add_argument("--model", help="model.name")
+    p.add_argument("--data", help="data.name")
+    p.add_argument("--root", help="data.root")
+    p.add_argument("--split", choices=("train", "test"), help="evaluate.split")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _common(p)
+
+    p = sub.add_parser("info", help="describe a trajectory file",
+                       description="Print a trajectory store's checkpoints and per-epoch metrics.")
+    p.add_argument("file")
+
+    sub.add_parser("list", help="list built-in models and data sets")
+    return parser
+
+
+def _overrides(args: argparse.Namespace, mapping: dict[str, str]) -> list[str]:
+    extra = [f"{key}={json.dumps(v) if isinstance(v, str) else v}" for attr, key in mapping.items()
+             if (v := getattr(args, attr, None)) is not None]
+    return list(getattr(args, "overrides", [])) + extra
+
+
+_FLAGS = {"output": "output", "device": "evaluate.device", "model": "model.name", "data": "data.name",
+          "root": "data.root", "epochs": "train.epochs", "lr": "train.lr", "optimizer": "train.optimizer",
+          "batch_size": "train.batch_size", "seed": "train.seed", "split": "evaluate.split"}
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from .config import load_job
+
+    if args.command == "list":
+        from .data import DATASETS
+        from .models import MODELS
+
+        print("models:   " + ", ".join(sorted(MODELS)) + ", or package.module:callable")
+        print("datasets: " + ", ".join(sorted(DATASETS)) + ", torchvision:Name, or package.module:callable")
+        return 0
+    if args.command == "info":
+        from .trajectory import TrajectoryStore
+
+        print(TrajectoryStore(args.file).describe())
+        return 0
+    progress = not getattr(args, "no_progress", False)
+    if args.command in ("demo", "run"):
+        from .job import demo_job_path, run_job
+
+        job = load_job(demo_job_path() if args.command == "demo" else args.job, _overrides(args, _FLAGS))
+        out = run_job(job, progress=progress)
+        print(f"outputs written to {out.resolve()}")
+        return 0
+    if args.command == "train":
+        from .job import train_job
+
+        job = load_job(args.job, _overrides(args, _FLAGS))
+        out = Path(args.out)
+        _, store, _ = train_job(job, out.parent, progress=progress, store_name=out.name)
+        print(store.describe())
+        return 0
+    if args.command == "evaluate":
+        from .checkpoints import apply_state, load_source
+        from .evaluate import Evaluator
+        from .job import prepare_data, prepare_model
+
+        job = load_job(args.job, _overrides(args, _FLAGS))
+        tr, te = prepare_data(job.data)
+        model = prepare_model(job, tr)
+        apply_state(model, load_source(args.checkpoint, model), args.checkpoint)
+        res = Evaluator(model, te if job.evaluate.split == "test" else tr, job.evaluate.device,
+                        job.evaluate.batch_size, job.train.loss, job.evaluate.precision).evaluate()
+        if args.json:
+            print(json.dumps({"loss": res.loss, "accuracy": res.accuracy, "n": res.n}))
+        else:
+            print(f"{args.checkpoint}: loss {res.loss:.6f}  accuracy {res.accuracy:.4f}  "
+                  f"({res.n} {job.evaluate.split} samples)")
+        return 0
+    raise AssertionError(args.command)  # argparse guarantees a known command
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``landscape`` console script."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    bad = [a for a in extra if a.startswith("-") or "=" not in a]
+    if bad or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(bad or extra)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
+    level = logging.WARNING if args.quiet else (logging.INFO if args.verbose < 2 else logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return _dispatch(args)
+    except LandscapeError as exc:
+        log.error("%s", exc)
+        return 2
+    except KeyboardInterrupt:
+        log.error("interrupted; rerun the same command to resume")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

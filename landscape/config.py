@@ -1,0 +1,251 @@
+"""Typed job configuration: dataclasses loaded from TOML job files plus ``key=value`` overrides.
+
+Everything is validated up front and all problems are reported at once.
+
+Example:
+    >>> job = load_job({"model": {"name": "lenet5"}}, ["train.epochs=3", "data.name=digits"])
+    >>> job.train.epochs, job.model.name
+    (3, 'lenet5')
+    >>> load_job({}, ["train.epochs=0", "train.optimiser=sgd"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    landscape.errors.ConfigError: invalid configuration (2 problems):
+    ...
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .errors import ConfigError
+
+__all__ = ["ModelConfig", "DataConfig", "TrainConfig", "EvalConfig", "JobConfig", "load_job", "parse_override",
+           "apply_overrides", "job_to_dict"]
+
+
+def _f(default: Any, *, choices: Iterable[Any] | None = None, min: float | None = None, doc: str = "") -> Any:
+    meta = {"choices": tuple(choices) if choices else None, "min": min, "doc": doc}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ModelConfig:
+    """[model]: a built-in name or ``package.module:callable``, with keyword arguments."""
+
+    name: str = _f("lenet5", doc="lenet5, mlp, resnet20/56/110[_noskip], densenet, or module:callable")
+    kwargs: dict = _f({}, doc="keyword arguments of the model factory")
+    checkpoint: typing.Optional[str] = _f(None, doc="use this state instead of training (file.pt or run.h5:NAME)")
+
+
+@dataclass
+class DataConfig:
+    """[data]: the data set and the subsets used for training and evaluation."""
+
+    name: str = _f("digits", doc="digits, spiral, sine, mnist, cifar10, torchvision:Name or module:callable")
+    root: typing.Optional[str] = _f(None, doc="local folder of mnist/cifar10/torchvision files")
+    task: typing.Optional[str] = _f(None, choices=("classification", "regression"), doc="default: from the data")
+    train_subset: typing.Optional[int] = _f(None, min=1, doc="use N training samples")
+    test_subset: typing.Optional[int] = _f(None, min=1, doc="use N evaluation samples")
+    subset_mode: str = _f("first", choices=("first", "random"))
+    subset_seed: int = _f(0)
+    kwargs: dict = _f({}, doc="keyword arguments of the loader (e.g. n_per_class for spiral)")
+
+
+@dataclass
+class TrainConfig:
+    """[train]: optimiser and schedule of the recorded training run."""
+
+    optimizer: str = _f("sgd", choices=("sgd", "adam"))
+    lr: float = _f(0.05, min=0.0)
+    momentum: float = _f(0.9, min=0.0)
+    nesterov: bool = _f(False)
+    weight_decay: float = _f(0.0, min=0.0)
+    epochs: int = _f(15, min=1)
+    batch_size: int = _f(64, min=1)
+    seed: int = _f(0)
+    checkpoint_every_steps: int = _f(0, min=0, doc="also checkpoint every N optimiser steps (0: off)")
+    loss: typing.Optional[str] = _f(None, choices=("cross_entropy", "nll", "mse"))
+
+
+@dataclass
+class EvalConfig:
+    """[evaluate]: where and how evaluations run."""
+
+    device: str = _f("auto", doc="auto, cpu, cuda or cuda:N")
+    batch_size: int = _f(1024, min=1)
+    precision: str = _f("fp32", choices=("fp32", "bf16", "fp16"), doc="bf16/fp16 autocast needs CUDA")
+    split: str = _f("test", choices=("train", "test"), doc="data split the analyses evaluate on")
+
+
+@dataclass
+class JobConfig:
+    """A whole experiment: [job] name/output plus the sections above."""
+
+    name: str = "job"
+    output: str = "landscape-out"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvalConfig = field(default_factory=EvalConfig)
+
+
+SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "evaluate": EvalConfig}
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b=value`` → (["a", "b"], value), the value read as TOML (bare words are strings).
+
+    Example:
+        >>> parse_override("train.lr=0.1"), parse_override("data.name=spiral")
+        ((['train', 'lr'], 0.1), (['data', 'name'], 'spiral'))
+    """
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected key=value, e.g. train.epochs=5")
+    key, raw = text.split("=", 1)
+    raw = raw.strip()
+    if raw.lower() in ("none", "null"):
+        value: Any = None
+    else:
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+    return [k.strip() for k in key.strip().split(".")], value
+
+
+def apply_overrides(doc: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of the TOML document with ``key=value`` overrides applied."""
+    out = copy.deepcopy(dict(doc))
+    problems = []
+    for text in overrides:
+        try:
+            keys, value = parse_override(text)
+        except ConfigError as exc:
+            problems += exc.problems
+            continue
+        node = out
+        if keys[0] in ("name", "output"):
+            keys = ["job"] + keys
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                problems.append(f"override {text!r}: {k!r} is not a table")
+                break
+        else:
+            node[keys[-1]] = value
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def _type_ok(tp: Any, value: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:
+        return any(_type_ok(a, value) for a in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is typing.Union:
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None)) + " (optional)"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _build(cls: type, section: str, values: Mapping[str, Any], problems: list[str]) -> Any:
+    if not isinstance(values, Mapping):
+        problems.append(f"[{section}]: expected a table, got {values!r}")
+        return cls()
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            problems.append(f"{section}.{key}: unknown key; expected one of {sorted(fields)}")
+            continue
+        f, tp = fields[key], hints[key]
+        if not _type_ok(tp, value):
+            problems.append(f"{section}.{key}: expected {_type_name(tp)}, got {value!r}")
+            continue
+        if isinstance(value, int) and not isinstance(value, bool) and tp is float:
+            value = float(value)
+        choices, low = f.metadata.get("choices"), f.metadata.get("min")
+        if choices and value is not None and value not in choices:
+            problems.append(f"{section}.{key}: expected one of {list(choices)}, got {value!r}")
+            continue
+        if low is not None and value is not None and value < low:
+            problems.append(f"{section}.{key}: expected a value >= {low}, got {value!r}")
+            continue
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def load_job(source: str | Path | Mapping[str, Any] | None = None, overrides: Iterable[str] = ()) -> JobConfig:
+    """Load and validate a job from a TOML file (or a dict) with ``key=value`` overrides."""
+    if source is None:
+        doc: dict[str, Any] = {}
+    elif isinstance(source, Mapping):
+        doc = dict(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"job file {str(path)!r} does not exist")
+        try:
+            doc = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    doc = apply_overrides(doc, overrides)
+    problems: list[str] = []
+    job_table = doc.get("job", {})
+    job = JobConfig()
+    for key, value in (job_table.items() if isinstance(job_table, Mapping) else []):
+        if key in ("name", "output"):
+            if isinstance(value, str) and value:
+                setattr(job, key, value)
+            else:
+                problems.append(f"job.{key}: expected a non-empty string, got {value!r}")
+        else:
+            problems.append(f"job.{key}: unknown key; expected 'name' or 'output'")
+    for section, value in doc.items():
+        if section == "job":
+            continue
+        if section not in SECTIONS:
+            problems.append(f"[{section}]: unknown section; expected one of {['job'] + sorted(SECTIONS)}")
+            continue
+        setattr(job, section, _build(SECTIONS[section], section, value, problems))
+    problems += _cross_checks(job)
+    if problems:
+        raise ConfigError(problems)
+    return job
+
+
+def _cross_checks(job: JobConfig) -> list[str]:
+    out = []
+    if job.data.name in ("mnist", "cifar10") and not job.data.root:
+        out.append(f"data.root: the {job.data.name} data set is read from a local folder; set data.root")
+    if job.data.task == "regression" and job.train.loss in ("cross_entropy", "nll"):
+        out.append(f"train.loss: {job.train.loss!r} does not suit a regression task; use 'mse'")
+    dev = job.evaluate.device
+    if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+        out.append(f"evaluate.device: expected auto, cpu, cuda or cuda:N, got {dev!r}")
+    if job.evaluate.precision != "fp32" and dev == "cpu":
+        out.append(f"evaluate.precision: {job.evaluate.precision} autocast needs CUDA, the device is cpu; use fp32")
+    return out
+
+
+def job_to_dict(job: JobConfig) -> dict[str, Any]:
+    """The job as a plain dict (TOML layout), for storing as provenance."""
+    d = dataclasses.asdict(job)
+    return {"job": {"name": d.pop("name"), "output": d.pop("output")}, **d}

@@ -1,0 +1,90 @@
+"""Error hierarchy of landscape.
+
+Every error a user can cause derives from :class:`LandscapeError`; messages say
+what was expected, what was given and what to do.
+
+Example:
+    >>> try:
+    ...     raise ConfigError(["train.epochs: expected an integer >= 1, got 0"])
+    ... except LandscapeError as exc:
+    ...     print(exc)
+    invalid configuration (1 problem):
+      - train.epochs: expected an integer >= 1, got 0
+"""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Iterable
+
+__all__ = [
+    "LandscapeError",
+    "ConfigError",
+    "DataError",
+    "ModelError",
+    "CheckpointError",
+    "StoreError",
+    "DependencyError",
+    "require",
+]
+
+
+class LandscapeError(Exception):
+    """Base class of every error raised for bad input or a bad environment."""
+
+
+class ConfigError(LandscapeError):
+    """One or more configuration problems, all reported at once."""
+
+    def __init__(self, problems: Iterable[str] | str):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        n = len(self.problems)
+        head = f"invalid configuration ({n} problem{'s' if n != 1 else ''}):"
+        super().__init__("\n".join([head] + [f"  - {p}" for p in self.problems]))
+
+
+class DataError(LandscapeError):
+    """A data set could not be found, read or subset."""
+
+
+class ModelError(LandscapeError):
+    """A model name, factory or its arguments are wrong."""
+
+
+class CheckpointError(LandscapeError):
+    """A checkpoint is missing, unreadable or does not fit the model."""
+
+
+class StoreError(LandscapeError):
+    """An HDF5 store is missing, corrupted, or does not match the request."""
+
+
+class DependencyError(LandscapeError, ImportError):
+    """An optional dependency is missing; the message names the pip extra."""
+
+
+_EXTRAS = {
+    "mpi4py": "mpi",
+    "vtk": "vtk",
+    "matplotlib": "plot",
+    "torchvision": "vision",
+}
+
+
+def require(module: str, extra: str | None = None) -> ModuleType:
+    """Import an optional dependency or raise :class:`DependencyError` naming the extra.
+
+    Example:
+        >>> require("json").__name__
+        'json'
+    """
+    try:
+        return importlib.import_module(module)
+    except (ImportError, RuntimeError, OSError) as exc:  # torchvision raises RuntimeError on a CUDA/CPU mismatch
+        top = module.split(".")[0]
+        extra = extra or _EXTRAS.get(top)
+        hint = f'pip install "landscape[{extra}]"' if extra else f"pip install {top}"
+        raise DependencyError(
+            f"optional dependency '{module}' is not usable here ({type(exc).__name__}: {exc}); "
+            f"install it with: {hint}"
+        ) from exc

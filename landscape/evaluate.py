@@ -1,0 +1,208 @@
+"""The evaluation engine: loss and accuracy of one model at given parameter values on one data set.
+
+The evaluation set is moved to the device once (streamed in batches from pinned
+host memory only when it does not fit), the model stays in eval mode, parameter
+values are written in place, and results are accumulated on the device with a
+single host synchronisation per evaluation.
+
+Example:
+    >>> from landscape.models import build_model
+    >>> from landscape.data import load_data
+    >>> _, test = load_data("digits")
+    >>> ev = Evaluator(build_model("lenet5"), test, device="cpu")
+    >>> r = ev.evaluate()
+    >>> 0.0 <= r.accuracy <= 1.0 and r.n == 360
+    True
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterator, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import TensorData
+from .errors import CheckpointError, ConfigError
+from .params import StateSpec, model_state
+
+__all__ = ["EvalResult", "Evaluator", "resolve_device", "loss_function", "LOSSES", "autocast_context"]
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(spec: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks CUDA when available, else CPU; ``cuda:N`` is checked to exist.
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
+    if isinstance(spec, torch.device):
+        return spec
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(spec)
+    except RuntimeError as exc:
+        raise ConfigError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {spec!r}") from exc
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device: {spec!r} was asked for but CUDA is not available here; use device=cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device: {spec!r} does not exist; {torch.cuda.device_count()} CUDA device(s) visible")
+    elif dev.type != "cpu":
+        raise ConfigError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {spec!r}")
+    return dev
+
+
+def _mse_sum(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(out.reshape(y.shape[0], -1), y.reshape(y.shape[0], -1), reduction="sum") / max(
+        1, out[0].numel())
+
+
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "cross_entropy": lambda out, y: F.cross_entropy(out, y, reduction="sum"),
+    "nll": lambda out, y: F.nll_loss(out, y, reduction="sum"),
+    "mse": _mse_sum,
+}
+
+
+def loss_function(name: str | None, task: str) -> tuple[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
+    """The summed loss by name (default from the task: cross_entropy or mse).
+
+    Example:
+        >>> loss_function(None, "regression")[0]
+        'mse'
+    """
+    name = name or ("cross_entropy" if task == "classification" else "mse")
+    if name not in LOSSES:
+        raise ConfigError(f"loss: expected one of {sorted(LOSSES)}, got {name!r}")
+    if task == "regression" and name != "mse" or task == "classification" and name == "mse":
+        raise ConfigError(f"loss {name!r} does not suit a {task} task; use "
+                          f"{'mse' if task == 'regression' else 'cross_entropy or nll'}")
+    return name, LOSSES[name]
+
+
+def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Autocast for ``bf16``/``fp16`` on CUDA; ``fp32`` is a no-op."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision not in ("bf16", "fp16"):
+        raise ConfigError(f"precision: expected 'fp32', 'bf16' or 'fp16', got {precision!r}")
+    if device.type != "cuda":
+        raise ConfigError(f"precision {precision!r} needs a CUDA device, the device is {device}; use precision=fp32")
+    return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Mean loss and accuracy (NaN for regression) over ``n`` samples."""
+
+    loss: float
+    accuracy: float
+    n: int
+
+
+class Evaluator:
+    """Evaluates ``model`` on ``data`` at parameter values written in place.
+
+    ``max_resident_bytes`` caps the evaluation data kept on the device (default: all of it on CPU,
+    half the free memory on CUDA); beyond it batches stream from pinned host memory.
+    """
+
+    def __init__(self, model: nn.Module, data: TensorData, device: str | torch.device = "auto",
+                 batch_size: int = 1024, loss: str | None = None, precision: str = "fp32",
+                 max_resident_bytes: int | None = None):
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.state = model_state(self.model, buffers=True)
+        self.spec = StateSpec.from_state(self.state)
+        self.task = data.task
+        self.loss_name, self._loss = loss_function(loss, data.task)
+        self.precision = precision
+        self._autocast = lambda: autocast_context(self.device, precision)
+        autocast_context(self.device, precision)  # validate now, not at the first evaluation
+        if batch_size < 1:
+            raise ConfigError(f"evaluation batch_size: expected >= 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.n = len(data)
+        nbytes = data.x.element_size() * data.x.numel() + data.y.element_size() * data.y.numel()
+        if max_resident_bytes is None:
+            max_resident_bytes = (torch.cuda.mem_get_info(self.device)[0] // 2
+                                  if self.device.type == "cuda" else 1 << 62)
+        self.resident = nbytes <= max_resident_bytes
+        if self.resident:
+            x, y = data.x.to(self.device), data.y.to(self.device)
+        else:
+            log.info("evaluation data (%.1f MiB) exceeds the device budget; streaming batches", nbytes / 2**20)
+            pin = self.device.type == "cuda"
+            x = data.x.pin_memory() if pin else data.x
+            y = data.y.pin_memory() if pin else data.y
+        self._batches = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, self.n, batch_size)]
+
+    # -- parameters -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def set_state(self, state: Mapping[str, torch.Tensor], strict: bool = True) -> None:
+        """Copy named tensors into the model in place (no reallocation)."""
+        if strict:
+            missing = [k for k in self.state if k not in state]
+            if missing:
+                raise CheckpointError(f"state lacks {len(missing)} tensor(s) the model has: {missing[:8]}")
+        for name, value in state.items():
+            target = self.state.get(name)
+            if target is None:
+                raise CheckpointError(f"state has tensor {name!r} that the model does not have")
+            if tuple(target.shape) != tuple(value.shape):
+                raise CheckpointError(f"{name}: model shape {tuple(target.shape)}, given {tuple(value.shape)}")
+            target.copy_(value, non_blocking=True)
+
+    @torch.no_grad()
+    def set_flat(self, vector: torch.Tensor) -> None:
+        """Write a flat state vector (``StateSpec`` order) into the model in place."""
+        if vector.numel() != self.spec.numel:
+            raise CheckpointError(f"flat state has {vector.numel()} values, the model expects {self.spec.numel}")
+        vector = vector.to(self.device, non_blocking=True)
+        for (name, t), a, b in zip(self.state.items(), self.spec.offsets[:-1], self.spec.offsets[1:]):
+            t.copy_(vector[a:b].view(t.shape))
+
+    @torch.no_grad()
+    def get_flat(self) -> torch.Tensor:
+        """The current state as one flat float32 vector on the device."""
+        return torch.cat([t.reshape(-1).float() for t in self.state.values()])
+
+    # -- evaluation -------------------------------------------------------------------------------
+    def _iter(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y in self._batches:
+            if not self.resident:
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            yield x, y
+
+    @torch.no_grad()
+    def forward(self) -> None:
+        """One pure forward pass over the evaluation set (no loss); the baseline of the benchmarks."""
+        with self._autocast():
+            for x, _ in self._iter():
+                self.model(x)
+
+    @torch.no_grad()
+    def evaluate(self, state: Mapping[str, torch.Tensor] | None = None) -> EvalResult:
+        """Loss and accuracy at the current parameters, or at ``state`` written in first."""
+        if state is not None:
+            self.set_state(state)
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        correct = torch.zeros((), device=self.device, dtype=torch.int64)
+        classify = self.task == "classification"
+        with self._autocast():
+            for x, y in self._iter():
+                out = self.model(x).float()
+                loss_sum += self._loss(out, y)
+                if classify:
+                    correct += (out.argmax(1) == y).sum()
+        vals = torch.stack([loss_sum, correct.double()]).tolist()  # one host sync
+        acc = vals[1] / self.n if classify else math.nan
+        return EvalResult(vals[0] / self.n, acc, self.n)

@@ -1,0 +1,96 @@
+"""Running a whole job: data, model, training (or a given checkpoint), evaluation, analyses.
+
+Each analysis writes into the job's output folder; ``run_job`` returns that folder.
+
+Example:
+    >>> import tempfile
+    >>> from landscape.config import load_job
+    >>> job = load_job(None, ["data.name=spiral", "model.name=mlp", "train.epochs=1",
+    ...                       f"output={tempfile.mkdtemp()}"])
+    >>> (run_job(job, progress=False) / "trajectory.h5").is_file()
+    True
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .checkpoints import apply_state, load_source
+from .config import DataConfig, JobConfig, job_to_dict
+from .data import TensorData, load_data, subset
+from .evaluate import Evaluator, resolve_device
+from .models import build_model
+from .train import train
+
+__all__ = ["prepare_data", "prepare_model", "data_meta", "train_job", "run_job", "demo_job_path"]
+
+log = logging.getLogger(__name__)
+
+
+def prepare_data(cfg: DataConfig) -> tuple[TensorData, TensorData]:
+    """Load the job's data set and apply its train/test subsets."""
+    tr, te = load_data(cfg.name, cfg.root, cfg.task, **cfg.kwargs)
+    return (subset(tr, cfg.train_subset, cfg.subset_mode, cfg.subset_seed),
+            subset(te, cfg.test_subset, cfg.subset_mode, cfg.subset_seed))
+
+
+def prepare_model(job: JobConfig, data: TensorData) -> nn.Module:
+    """Build the job's model with its initialisation seeded by ``train.seed``."""
+    torch.manual_seed(job.train.seed)
+    return build_model(job.model.name, data.info(), **job.model.kwargs)
+
+
+def data_meta(job: JobConfig) -> dict[str, Any]:
+    """What identifies the model and data of a job (stored as provenance, compared on resume)."""
+    return {"model": job.model.name, "model_kwargs": job.model.kwargs, "data": asdict(job.data)}
+
+
+def train_job(job: JobConfig, output: Path, progress: bool = True, store_name: str = "trajectory.h5"):
+    """Train the job's model into ``output/store_name`` (resuming if present); returns (model, store, data)."""
+    tr, te = prepare_data(job.data)
+    model = prepare_model(job, tr)
+    store = train(model, tr, te, job.train, output / store_name, job.evaluate.device,
+                  job.evaluate.batch_size, meta=data_meta(job), progress=progress)
+    apply_state(model, store.state("final"), f"{store.path}:final")
+    return model, store, (tr, te)
+
+
+def run_job(job: JobConfig, progress: bool = True) -> Path:
+    """Run every stage of the job; returns the output folder."""
+    t0 = time.perf_counter()
+    out = Path(job.output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "job.json").write_text(json.dumps(job_to_dict(job), indent=2))
+    summary: dict[str, Any] = {"job": job.name, "outputs": {}}
+    if job.model.checkpoint:
+        tr, te = prepare_data(job.data)
+        model = prepare_model(job, tr)
+        apply_state(model, load_source(job.model.checkpoint, model), job.model.checkpoint)
+        summary["checkpoint"] = job.model.checkpoint
+    else:
+        model, store, (tr, te) = train_job(job, out, progress)
+        summary["outputs"]["trajectory"] = store.path.name
+        log.info("\n%s", store.describe())
+    eval_data = te if job.evaluate.split == "test" else tr
+    ev = Evaluator(model, eval_data, job.evaluate.device, job.evaluate.batch_size, job.train.loss,
+                   job.evaluate.precision)
+    res = ev.evaluate()
+    summary["final"] = {"split": job.evaluate.split, "loss": res.loss, "accuracy": res.accuracy, "n": res.n,
+                        "device": str(resolve_device(job.evaluate.device))}
+    log.info("final model on %s split: loss %.4f accuracy %.4f (%d samples)", job.evaluate.split, res.loss,
+             res.accuracy, res.n)
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return out
+
+
+def demo_job_path() -> Path:
+    """The demo job file shipped inside the package (identical to ``jobs/demo.toml``)."""
+    return Path(__file__).with_name("resources") / "demo.toml"

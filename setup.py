@@ -1,0 +1,31 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+version = {}
+for line in Path("landscape/__init__.py").read_text().splitlines():
+    if line.startswith("__version__"):
+        exec(line, version)
+
+extras = {
+    "mpi": ["mpi4py>=3.1", "mpich"],
+    "vtk": ["vtk>=9.2"],
+    "plot": ["matplotlib>=3.6", "pillow"],
+    "vision": ["torchvision"],
+}
+extras["test"] = ["pytest>=7", "pytest-timeout"] + extras["mpi"] + extras["vtk"] + extras["plot"]
+extras["all"] = sorted({d for k in ("mpi", "vtk", "plot", "vision") for d in extras[k]})
+
+setup(
+    name="landscape",
+    version=version["__version__"],
+    description="Loss surfaces, interpolation paths and training trajectories of neural networks, on HPC clusters",
+    long_description=Path("README.md").read_text(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["landscape", "landscape.*"]),
+    package_data={"landscape": ["resources/*.toml"]},
+    install_requires=["torch>=2.1", "numpy", "scipy", "h5py", "scikit-learn", "tqdm"],
+    extras_require=extras,
+    entry_points={"console_scripts": ["landscape=landscape.cli:main"]},
+)

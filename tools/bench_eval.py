@@ -1,0 +1,77 @@
+"""Evaluation engine vs one pure forward pass, measured side by side in one run.
+
+For each case it prints the time of a pure forward pass over the evaluation set
+(``model(x)`` batch by batch under ``no_grad``, data already on the device), the
+time of one engine evaluation (parameters written in place, forward, loss and
+accuracy, one host sync) and their ratio. Target on CPU: ratio <= 1.10.
+
+    python tools/bench_eval.py                 # resnet20 on 2000 CIFAR-shaped images, lenet5 on digits
+    python tools/bench_eval.py --device cuda --repeats 20
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from landscape.data import TensorData, load_data
+from landscape.evaluate import Evaluator, resolve_device
+from landscape.models import build_model
+
+
+def _time(fn, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - t
+
+
+def bench(name: str, model: torch.nn.Module, data: TensorData, device: torch.device, repeats: int,
+          batch_size: int) -> tuple[float, float]:
+    ev = Evaluator(model, data, device, batch_size)
+    state = {k: v.detach().clone() for k, v in ev.state.items()}
+    xs = [x for x, _ in ev._iter()]
+
+    @torch.no_grad()
+    def pure() -> None:
+        for x in xs:
+            model(x)
+
+    def engine() -> None:
+        ev.evaluate(state)
+
+    pure(), engine()  # warm-up
+    tp, te = [], []
+    for _ in range(repeats):  # interleaved, so drifts hit both alike
+        tp.append(_time(pure, device))
+        te.append(_time(engine, device))
+    p, e = statistics.median(tp), statistics.median(te)
+    print(f"{name:<28} {len(data):>6} {p * 1e3:>12.2f} {e * 1e3:>12.2f} {e / p:>7.3f}")
+    return p, e
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--batch-size", type=int, default=500)
+    ap.add_argument("--n-cifar", type=int, default=2000)
+    args = ap.parse_args()
+    dev = resolve_device(args.device)
+    torch.manual_seed(0)
+    cifar = TensorData(torch.randn(args.n_cifar, 3, 32, 32), torch.randint(0, 10, (args.n_cifar,)),
+                       "classification", 10, "cifar-shaped")
+    _, digits = load_data("digits")
+    print(f"device {dev}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(f"{'case':<28} {'n':>6} {'forward ms':>12} {'engine ms':>12} {'ratio':>7}")
+    bench("resnet20 / CIFAR-shaped", build_model("resnet20"), cifar, dev, args.repeats, args.batch_size)
+    bench("lenet5 / digits", build_model("lenet5"), digits, dev, args.repeats, args.batch_size)
+
+
+if __name__ == "__main__":
+    main()
