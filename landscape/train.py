@@ -14,7 +14,7 @@ Example:
     >>> store = train(build_model("mlp", tr.info(), depth=1, width=8), tr, te,
     ...               TrainConfig(epochs=2, batch_size=32, lr=0.1), os.path.join(tempfile.mkdtemp(), "t.h5"),
     ...               device="cpu", progress=False)
-    >>> len(store), list(store.metrics()["epoch"])
+    >>> len(store), store.metrics()["epoch"].tolist()
     (3, [0.0, 1.0, 2.0])
 """
 from __future__ import annotations

@@ -1,0 +1,49 @@
+import json
+import shutil
+
+import pytest
+
+
+def test_help_lists_commands(cli):
+    r = cli("--help")
+    assert r.returncode == 0
+    for cmd in ("demo", "run", "train", "evaluate", "info", "list"):
+        assert cmd in r.stdout
+    r = cli("train", "--help")
+    assert r.returncode == 0 and "--epochs" in r.stdout and "KEY=VALUE" in r.stdout
+
+
+def test_console_script_installed():
+    assert shutil.which("landscape"), "pip install . must provide the 'landscape' console script"
+
+
+@pytest.mark.slow
+def test_demo_runs_and_prints_output_folder(cli, tmp_path):
+    r = cli("demo", "--output", str(tmp_path / "demo"), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert str(tmp_path / "demo") in r.stdout
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["final"]["accuracy"] > 0.85  # lenet5 learns the digits in 15 epochs
+    assert (tmp_path / "demo" / "trajectory.h5").is_file()
+    info = cli("info", str(tmp_path / "demo" / "trajectory.h5"))
+    assert info.returncode == 0 and "checkpoints 16" in info.stdout
+    ev = cli("evaluate", f"{tmp_path}/demo/trajectory.h5:final", "--json")
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads(ev.stdout)["loss"] == pytest.approx(summary["final"]["loss"], rel=1e-6)
+
+
+def test_train_resume_and_errors(cli, tmp_path):
+    out = tmp_path / "sp.h5"
+    args = ["train", "--model", "mlp", "--data", "spiral", "--out", str(out), "--no-progress", "model.kwargs.depth=2"]
+    r = cli(*args, "--epochs", "2")
+    assert r.returncode == 0, r.stderr
+    r = cli(*args, "--epochs", "3")
+    assert r.returncode == 0 and "resuming" in r.stderr and "checkpoints 4" in r.stdout
+    r = cli(*args, "--epochs", "4", "--lr", "0.3")
+    assert r.returncode == 2 and "refusing to resume" in r.stderr and "train.lr" in r.stderr
+    r = cli("run", str(tmp_path / "nope.toml"))
+    assert r.returncode == 2 and "does not exist" in r.stderr
+    r = cli("demo", "train.epochs=0", "train.optimizer=lbfgs", "--output", str(tmp_path / "x"))
+    assert r.returncode == 2 and "2 problems" in r.stderr
+    r = cli("info", str(tmp_path / "missing.h5"))
+    assert r.returncode == 2 and "does not exist" in r.stderr

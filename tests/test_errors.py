@@ -1,0 +1,16 @@
+import pytest
+
+from landscape.errors import ConfigError, DependencyError, LandscapeError, require
+
+
+def test_require_names_the_extra():
+    with pytest.raises(DependencyError, match=r'pip install "landscape\[plot\]"'):
+        require("matplotlib.no_such_submodule_xyz")
+    with pytest.raises(ImportError):  # also an ImportError for callers that expect one
+        require("no_such_pkg_xyz")
+
+
+def test_config_error_lists_all_problems():
+    e = ConfigError(["a: bad", "b: worse"])
+    assert isinstance(e, LandscapeError) and e.problems == ["a: bad", "b: worse"]
+    assert "2 problems" in str(e) and "  - b: worse" in str(e)

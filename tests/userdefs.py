@@ -1,0 +1,21 @@
+"""User-defined model and data set factories, loaded by tests as 'userdefs:NAME'."""
+import torch
+from torch import nn
+
+
+def tiny(input_dim: int = 2, num_classes: int = 3, hidden: int = 4) -> nn.Module:
+    return nn.Sequential(nn.Linear(input_dim, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+
+
+def blobs(split: str = "train", n: int = 30):
+    g = torch.Generator().manual_seed(0 if split == "train" else 1)
+    x = torch.randn(n, 2, generator=g)
+    return x, (x[:, 0] > 0).long()
+
+
+def pairs(split: str = "train"):
+    return [(torch.tensor([float(i), 1.0]), i % 2) for i in range(10)]
+
+
+def not_a_model():
+    return 42
