@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -41,8 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
                "Run 'landscape COMMAND --help' for each command's options.")
     parser.add_argument("--version", action="version", version=f"landscape {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("-q", "--quiet", action="store_true", default=False, help="only warnings and errors")
+    # the same flags after the command name; SUPPRESS keeps the values given before it
+    verbosity = argparse.ArgumentParser(add_help=False)
+    verbosity.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                           help="more log output (-vv for debug)")
+    verbosity.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                           help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub.add_parser = functools.partial(sub.add_parser, parents=[verbosity])  # type: ignore[method-assign]
 
     p = sub.add_parser("demo", help="run the demo job (LeNet-5 on the embedded digits)",
                        description="Train LeNet-5 on scikit-learn's digits and run every analysis; "

@@ -9,6 +9,8 @@ def test_help_lists_commands(cli):
     assert r.returncode == 0
     for cmd in ("demo", "run", "train", "evaluate", "info", "list"):
         assert cmd in r.stdout
+    r = cli("list", "-q")  # verbosity flags are accepted after the command too
+    assert r.returncode == 0 and "lenet5" in r.stdout
     r = cli("train", "--help")
     assert r.returncode == 0 and "--epochs" in r.stdout and "KEY=VALUE" in r.stdout
 
