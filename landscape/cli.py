@@ -88,6 +88,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     _common(p)
 
+    p = sub.add_parser("surface", help="compute (or resume) a 2-D loss surface or 1-D line",
+                       description="Loss and accuracy on the grid θ* + α·d₁ + β·d₂, stored in one HDF5 file. "
+                                   "Rerunning the same command computes only the points not done; other inputs "
+                                   "on an existing file are refused.")
+    p.add_argument("--job", help="TOML job file to start from")
+    p.add_argument("--model", help="model.name")
+    p.add_argument("--data", help="data.name")
+    p.add_argument("--root", help="data.root")
+    p.add_argument("--center", help="θ*: run.h5:NAME, file.pt, or a checkpoint name of the job's trajectory")
+    p.add_argument("--alpha", help="MIN:MAX:NUM (default -1:1:25)")
+    p.add_argument("--beta", help="MIN:MAX:NUM; omit it together with --alpha given for a 1-D line")
+    p.add_argument("--directions", choices=("random", "checkpoints", "file"), help="surface.directions")
+    p.add_argument("--norm", choices=("filter", "layer", "model", "none"), help="surface.norm (default filter)")
+    p.add_argument("--ignore", choices=("biasbn", "none"), help="surface.ignore (default biasbn)")
+    p.add_argument("--dir-type", choices=("weights", "states"), help="surface.dir_type (default weights)")
+    p.add_argument("--seed", type=int, help="surface.seed")
+    p.add_argument("--target1", help="θ₁ for --directions checkpoints")
+    p.add_argument("--target2", help="θ₂ for --directions checkpoints")
+    p.add_argument("--directions-from", help="surface file whose directions to reuse")
+    p.add_argument("--points-per-batch", help="'auto' or N points evaluated at once")
+    p.add_argument("--split", choices=("train", "test"), help="evaluate.split")
+    p.add_argument("--subset", type=int, help="evaluate on N samples (surface.subset)")
+    p.add_argument("--out", help="surface file to write or resume (default OUTPUT/surface.h5)")
+    _common(p)
+
+    p = sub.add_parser("status", help="what a surface or trajectory file holds",
+                       description="Grid, progress (done/total), inputs, and the minimum loss with its location.")
+    p.add_argument("file")
+
     p = sub.add_parser("info", help="describe a trajectory file",
                        description="Print a trajectory store's checkpoints and per-epoch metrics.")
     p.add_argument("file")
@@ -105,11 +134,17 @@ def _overrides(args: argparse.Namespace, mapping: dict[str, str]) -> list[str]:
 _FLAGS = {"output": "output", "device": "evaluate.device", "model": "model.name", "data": "data.name",
           "root": "data.root", "epochs": "train.epochs", "lr": "train.lr", "optimizer": "train.optimizer",
           "batch_size": "train.batch_size", "seed": "train.seed", "split": "evaluate.split"}
+_SURFACE_FLAGS = {**{k: v for k, v in _FLAGS.items() if k != "seed"}, "center": "surface.center",
+                  "alpha": "surface.alpha", "beta": "surface.beta", "directions": "surface.directions",
+                  "norm": "surface.norm", "ignore": "surface.ignore", "dir_type": "surface.dir_type",
+                  "seed": "surface.seed", "target1": "surface.target1", "target2": "surface.target2",
+                  "directions_from": "surface.directions_file", "subset": "surface.subset"}
 
 
 def _dispatch(args: argparse.Namespace) -> int:
     from .config import load_job
 
+    progress = not getattr(args, "no_progress", False)
     if args.command == "list":
         from .data import DATASETS
         from .models import MODELS
@@ -117,12 +152,43 @@ def _dispatch(args: argparse.Namespace) -> int:
         print("models:   " + ", ".join(sorted(MODELS)) + ", or package.module:callable")
         print("datasets: " + ", ".join(sorted(DATASETS)) + ", torchvision:Name, or package.module:callable")
         return 0
-    if args.command == "info":
+    if args.command in ("info", "status"):
+        import h5py
+
+        from .store import SURFACE_SCHEMA, read_surface
         from .trajectory import TrajectoryStore
 
-        print(TrajectoryStore(args.file).describe())
+        try:
+            with h5py.File(args.file, "r") as f:
+                kind = f.attrs.get("schema")
+        except (OSError, FileNotFoundError):
+            kind = SURFACE_SCHEMA  # let the reader raise its clear error
+        print(read_surface(args.file).describe() if kind == SURFACE_SCHEMA else TrajectoryStore(args.file).describe())
         return 0
-    progress = not getattr(args, "no_progress", False)
+    if args.command == "surface":
+        from .surface import run_surface_job
+
+        over = _overrides(args, _SURFACE_FLAGS)
+        if args.directions_from and not args.directions:
+            over.append("surface.directions=file")
+        if args.alpha and not args.beta:
+            over.append("surface.beta=none")
+        if args.points_per_batch:
+            ppb = args.points_per_batch
+            over.append(f"surface.points_per_batch={ppb if ppb.isdigit() else json.dumps(ppb)}")
+        if args.out:
+            out = Path(args.out)
+            over += [f"output={json.dumps(str(out.parent))}", f"surface.output={json.dumps(out.name)}"]
+        job = load_job(args.job, over)
+        if job.surface is None:  # no [surface] in the job and no surface.* override: the defaults
+            from .config import SurfaceConfig
+
+            job.surface = SurfaceConfig()
+        path = run_surface_job(job, progress=progress)
+        from .store import read_surface
+
+        print(read_surface(path).describe())
+        return 0
     if args.command in ("demo", "run"):
         from .job import demo_job_path, run_job
 
@@ -161,7 +227,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``landscape`` console script."""
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for i in range(len(argv) - 1):  # "--alpha -1:1:25": a value that starts with '-'
+        if argv[i] in ("--alpha", "--beta") and argv[i + 1].startswith("-"):
+            argv[i:i + 2] = [f"{argv[i]}={argv[i + 1]}", ""]
+    args, extra = parser.parse_known_args([a for a in argv if a != ""])
     bad = [a for a in extra if a.startswith("-") or "=" not in a]
     if bad or (extra and not hasattr(args, "overrides")):
         parser.error(f"unrecognized arguments: {' '.join(bad or extra)}")

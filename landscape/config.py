@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError
 
-__all__ = ["ModelConfig", "DataConfig", "TrainConfig", "EvalConfig", "JobConfig", "load_job", "parse_override",
+__all__ = ["ModelConfig", "DataConfig", "TrainConfig", "EvalConfig", "SurfaceConfig", "JobConfig", "load_job", "parse_override",
            "apply_overrides", "job_to_dict"]
 
 
@@ -85,6 +85,28 @@ class EvalConfig:
 
 
 @dataclass
+class SurfaceConfig:
+    """[surface]: a loss surface θ(α, β) = θ* + α·d₁ + β·d₂ around a centre model."""
+
+    center: str = _f("final", doc="checkpoint of the job's trajectory (final, epoch N, ...), file.pt or run.h5:NAME")
+    alpha: str = _f("-1:1:25", doc="MIN:MAX:NUM")
+    beta: typing.Optional[str] = _f("-1:1:25", doc="MIN:MAX:NUM; none for a 1-D line")
+    directions: str = _f("random", choices=("random", "checkpoints", "file"),
+                         doc="random (seeded Gaussian), checkpoints (θ₁−θ*, θ₂−θ*), file (reuse another surface's)")
+    norm: str = _f("filter", choices=("filter", "layer", "model", "none"))
+    ignore: str = _f("biasbn", choices=("biasbn", "none"), doc="biasbn: biases and BatchNorm stay at θ*")
+    dir_type: str = _f("weights", choices=("weights", "states"), doc="states also moves BatchNorm statistics")
+    seed: int = _f(0)
+    target1: typing.Optional[str] = _f(None, doc="θ₁ for directions=checkpoints")
+    target2: typing.Optional[str] = _f(None, doc="θ₂ for directions=checkpoints (plane through θ*, θ₁, θ₂)")
+    directions_file: typing.Optional[str] = _f(None, doc="surface file whose directions to reuse (directions=file)")
+    subset: typing.Optional[int] = _f(None, min=1, doc="evaluate on N samples of the split (data.subset_mode)")
+    points_per_batch: typing.Union[int, str] = _f("auto", doc="'auto' or points evaluated at once (vmap)")
+    flush_every: int = _f(64, min=1, doc="flush results to the file every N points (and every 10 s)")
+    output: str = _f("surface.h5", doc="file name inside the job's output folder (or an absolute path)")
+
+
+@dataclass
 class JobConfig:
     """A whole experiment: [job] name/output plus the sections above."""
 
@@ -94,9 +116,11 @@ class JobConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
+    surface: typing.Optional[SurfaceConfig] = None
 
 
-SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "evaluate": EvalConfig}
+SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "evaluate": EvalConfig,
+                             "surface": SurfaceConfig}
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -242,6 +266,26 @@ def _cross_checks(job: JobConfig) -> list[str]:
         out.append(f"evaluate.device: expected auto, cpu, cuda or cuda:N, got {dev!r}")
     if job.evaluate.precision != "fp32" and dev == "cpu":
         out.append(f"evaluate.precision: {job.evaluate.precision} autocast needs CUDA, the device is cpu; use fp32")
+    sf = job.surface
+    if sf is not None:
+        from .grid import parse_range
+
+        for key in ("alpha", "beta"):
+            value = getattr(sf, key)
+            if value is not None:
+                try:
+                    parse_range(value)
+                except ConfigError as exc:
+                    out += [f"surface.{key}: {p}" for p in exc.problems]
+        ppb = sf.points_per_batch
+        if not (ppb == "auto" or (isinstance(ppb, int) and ppb >= 1)):
+            out.append(f"surface.points_per_batch: expected 'auto' or an integer >= 1, got {ppb!r}")
+        if sf.directions == "checkpoints" and not sf.target1:
+            out.append("surface.target1: directions=checkpoints needs target1 (and target2 for a plane)")
+        if sf.directions == "checkpoints" and sf.beta is not None and not sf.target2:
+            out.append("surface.target2: a 2-D plane from checkpoints needs target2 (or set surface.beta=none)")
+        if sf.directions == "file" and not sf.directions_file:
+            out.append("surface.directions_file: directions=file needs the surface file to reuse")
     return out
 
 

@@ -86,6 +86,14 @@ def run_job(job: JobConfig, progress: bool = True) -> Path:
                         "device": str(resolve_device(job.evaluate.device))}
     log.info("final model on %s split: loss %.4f accuracy %.4f (%d samples)", job.evaluate.split, res.loss,
              res.accuracy, res.n)
+    if job.surface is not None:
+        from .surface import run_surface_job
+
+        path = run_surface_job(job, progress)
+        summary["outputs"]["surface"] = str(path.relative_to(out)) if path.is_relative_to(out) else str(path)
+        from .store import read_surface
+
+        log.info("\n%s", read_surface(path).describe())
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return out

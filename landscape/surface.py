@@ -1,0 +1,367 @@
+"""2-D loss surfaces θ(α, β) = θ* + α·d₁ + β·d₂: the plane evaluator and the serial runner.
+
+:class:`PlaneEvaluator` keeps θ*, d₁ and d₂ on the device and forms each point in place with
+fused multi-tensor ops; for small models it evaluates several points at once with
+``torch.func.functional_call`` + ``vmap`` over stacked parameters (``points_per_batch``,
+chosen by timing real grid points when ``"auto"``). :func:`compute_surface` drives it over the
+pending points of a :class:`SurfaceStore`, flushing in batches; rerunning resumes.
+
+Example:
+    >>> import torch
+    >>> from landscape.data import load_data
+    >>> from landscape.evaluate import Evaluator
+    >>> from landscape.models import build_model
+    >>> _, te = load_data("spiral", n_per_class=30)
+    >>> ev = Evaluator(build_model("mlp", te.info()), te, "cpu")
+    >>> c = ev.get_flat(); d1 = torch.randn_like(c); d2 = torch.randn_like(c)
+    >>> pe = PlaneEvaluator(ev, c, d1, d2)
+    >>> loss, acc = pe.evaluate_points(np.array([0.0, 0.5]), np.array([0.0, -0.5]))
+    >>> bool(abs(loss[0] - ev.evaluate(pe.state_at(0.0, 0.0)).loss) < 1e-5)
+    True
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import signal
+import threading
+import time
+from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from .config import JobConfig
+
+from .errors import LandscapeError
+from .evaluate import Evaluator
+from .grid import chunked
+from .store import SurfaceStore
+
+__all__ = ["PlaneEvaluator", "compute_surface", "Interrupted", "interruptible", "run_surface_job",
+           "plan_directions", "resolve_center"]
+
+log = logging.getLogger(__name__)
+
+# parameter-count limit under which the batched (vmap) mode is considered
+_VMAP_MAX_NUMEL = 5_000_000
+
+
+class Interrupted(LandscapeError):
+    """SIGTERM/SIGUSR1/SIGINT arrived; results so far were flushed and the run can be resumed."""
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Turn SIGTERM and SIGUSR1 (Slurm's time-limit warning) into :class:`Interrupted` in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        raise Interrupted(f"received signal {signal.Signals(signum).name}; results so far are saved, "
+                          "rerun the same command to resume")
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+class PlaneEvaluator:
+    """Evaluates points of the plane θ* + α·d₁ + β·d₂ (d₂ may be None for a line)."""
+
+    def __init__(self, evaluator: Evaluator, center: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor | None,
+                 points_per_batch: int | str = 1):
+        self.ev = evaluator
+        dev = evaluator.device
+        spec = evaluator.spec
+        self.center, self.d1 = center.to(dev, torch.float32), d1.to(dev, torch.float32)
+        self.d2 = d2.to(dev, torch.float32) if d2 is not None else torch.zeros_like(self.d1)
+        for name, v in (("center", self.center), ("d1", self.d1), ("d2", self.d2)):
+            if v.numel() != spec.numel:
+                raise LandscapeError(f"{name} has {v.numel()} values, the model's state has {spec.numel}")
+        evaluator.set_flat(self.center)
+        # only tensors some direction moves are rewritten per point
+        self.names, self.targets, self.c, self.a, self.b = [], [], [], [], []
+        for (name, t), lo, hi in zip(evaluator.state.items(), spec.offsets[:-1], spec.offsets[1:]):
+            if not t.is_floating_point():
+                continue
+            v1, v2 = self.d1[lo:hi].view(t.shape), self.d2[lo:hi].view(t.shape)
+            if bool(v1.any()) or bool(v2.any()):
+                self.names.append(name)
+                self.targets.append(t)
+                self.c.append(self.center[lo:hi].view(t.shape).to(t.dtype))
+                self.a.append(v1.to(t.dtype))
+                self.b.append(v2.to(t.dtype))
+        self.numel_moved = sum(t.numel() for t in self.targets)
+        self.points_per_batch = 1 if points_per_batch == "auto" else int(points_per_batch)
+        self.auto = points_per_batch == "auto"
+        if self.points_per_batch < 1:
+            raise LandscapeError(f"points_per_batch: expected 'auto' or an integer >= 1, got {points_per_batch!r}")
+
+    # -- one point at a time ----------------------------------------------------------------------
+    @torch.no_grad()
+    def set_point(self, alpha: float, beta: float) -> None:
+        """Write θ* + α·d₁ + β·d₂ into the model in place."""
+        torch._foreach_copy_(self.targets, self.c)
+        if alpha:
+            torch._foreach_add_(self.targets, self.a, alpha=float(alpha))
+        if beta:
+            torch._foreach_add_(self.targets, self.b, alpha=float(beta))
+
+    def state_at(self, alpha: float, beta: float) -> dict[str, torch.Tensor]:
+        """θ(α, β) as a state dict (for checks and exports; the engine itself never builds one)."""
+        v = self.center + alpha * self.d1 + beta * self.d2
+        from .params import unflatten_state
+
+        return unflatten_state(v.cpu(), self.ev.spec)
+
+    # -- several points at once -------------------------------------------------------------------
+    @torch.no_grad()
+    def _evaluate_batched(self, alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from torch.func import functional_call, vmap
+
+        ev, dev = self.ev, self.ev.device
+        p = len(alphas)
+        a = torch.as_tensor(alphas, dtype=torch.float32, device=dev)
+        b = torch.as_tensor(betas, dtype=torch.float32, device=dev)
+        stacked = {}
+        for name, c, d1, d2 in zip(self.names, self.c, self.a, self.b):
+            shape = (p,) + (1,) * c.dim()
+            stacked[name] = c.unsqueeze(0) + a.view(shape).to(c.dtype) * d1 + b.view(shape).to(c.dtype) * d2
+        model = ev.model
+
+        def run(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+            return functional_call(model, params, (x,), strict=False)
+
+        batched = vmap(run, in_dims=(0, None))
+        per_loss = vmap(ev._loss, in_dims=(0, None))
+        loss_sum = torch.zeros(p, device=dev, dtype=torch.float64)
+        correct = torch.zeros(p, device=dev, dtype=torch.int64)
+        classify = ev.task == "classification"
+        with ev._autocast():
+            for x, y in ev._iter():
+                out = batched(stacked, x).float()
+                loss_sum += per_loss(out, y)
+                if classify:
+                    correct += (out.argmax(-1) == y).sum(1)
+        loss = (loss_sum / ev.n).cpu().numpy()
+        acc = (correct.double() / ev.n).cpu().numpy() if classify else np.full(p, np.nan)
+        return loss, acc
+
+    def evaluate_points(self, alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Loss and accuracy at each (alpha[k], beta[k]), ``points_per_batch`` at a time."""
+        alphas, betas = np.asarray(alphas, np.float64), np.asarray(betas, np.float64)
+        loss, acc = np.empty(len(alphas)), np.empty(len(alphas))
+        step = self.points_per_batch
+        for s in range(0, len(alphas), step):
+            sl = slice(s, s + step)
+            if step == 1:
+                self.set_point(alphas[s], betas[s])
+                r = self.ev.evaluate()
+                loss[s], acc[s] = r.loss, r.accuracy
+            else:
+                loss[sl], acc[sl] = self._evaluate_batched(alphas[sl], betas[sl])
+        return loss, acc
+
+    def calibrate(self, alphas: np.ndarray, betas: np.ndarray, candidates: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
+                  ) -> tuple[int, np.ndarray, np.ndarray]:
+        """Time real points at several batch sizes, keep the fastest; returns (points used, loss, acc)."""
+        used, losses, accs = 0, [], []
+        best, best_rate = 1, 0.0
+        if self.numel_moved > _VMAP_MAX_NUMEL:
+            candidates = (1,)
+        dev = self.ev.device
+        for k, p in enumerate((1,) + tuple(candidates)):  # the first run warms up
+            if used + p > len(alphas):
+                break
+            self.points_per_batch = p
+            sl = slice(used, used + p)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            t = time.perf_counter()
+            try:
+                lo, ac = self.evaluate_points(alphas[sl], betas[sl])
+            except (RuntimeError, NotImplementedError) as exc:  # no vmap rule, or out of memory
+                log.info("batched evaluation of %d points failed (%s); keeping %d", p, str(exc)[:120], best)
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
+                break
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            rate = p / (time.perf_counter() - t)
+            losses.append(lo), accs.append(ac)
+            used += p
+            if k == 0:
+                continue
+            if rate > best_rate * 1.05:
+                best, best_rate = p, rate
+            elif rate < best_rate * 0.8:
+                break
+        self.points_per_batch = best
+        log.info("points per batch: %d (%.1f points/s while calibrating)", best, best_rate)
+        return used, (np.concatenate(losses) if losses else np.empty(0)), (
+            np.concatenate(accs) if accs else np.empty(0))
+
+
+def compute_surface(plane: PlaneEvaluator, store: SurfaceStore, progress: bool = True,
+                    chunk: int | None = None) -> int:
+    """Evaluate every pending point of ``store``; returns the number computed. SIGTERM/SIGUSR1 flush and
+    raise :class:`Interrupted`; the store is closed (partial or complete) in every case."""
+    pending = store.pending()
+    computed = 0
+    bar = tqdm(total=store.grid.size, initial=store.grid.size - len(pending), desc="surface", unit="pt",
+               disable=not progress)
+    try:
+        with interruptible():
+            if len(pending) and plane.auto:
+                a, b = store.grid.coords(pending[:64])
+                used, lo, ac = plane.calibrate(a, b)
+                store.write(pending[:used], lo, ac)
+                bar.update(used)
+                computed += used
+                pending = pending[used:]
+            size = chunk or max(plane.points_per_batch, 1) * 4
+            for part in chunked(pending, size):
+                a, b = store.grid.coords(part)
+                lo, ac = plane.evaluate_points(a, b)
+                store.write(part, lo, ac)
+                bar.update(len(part))
+                computed += len(part)
+    finally:
+        bar.close()
+        store.close()
+    return computed
+
+
+# -- jobs -----------------------------------------------------------------------------------------
+
+def _is_source(ref: str) -> bool:
+    from pathlib import Path
+
+    from .checkpoints import split_source
+
+    path, name = split_source(ref)
+    return name is not None or Path(ref).suffix in (".pt", ".pth", ".bin") or Path(ref).is_file()
+
+
+def resolve_center(job: "JobConfig", ref: str, model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], str]:
+    """A state for ``ref``: a file/``run.h5:NAME`` source, or a checkpoint name in the job's trajectory."""
+    from pathlib import Path
+
+    from .checkpoints import load_source
+
+    if _is_source(ref):
+        return load_source(ref, model), ref
+    if job.model.checkpoint and ref == "final":
+        return load_source(job.model.checkpoint, model), job.model.checkpoint
+    source = f"{Path(job.output) / 'trajectory.h5'}:{ref}"
+    return load_source(source, model), source
+
+
+def plan_directions(job: "JobConfig", model: torch.nn.Module, center: dict[str, torch.Tensor]
+                    ) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
+    """Flat d₁, d₂ (None for a line) and the description of how they were made."""
+    from .directions import direction_between, movable_names, random_directions
+    from .errors import StoreError
+    from .params import StateSpec, flatten_state, state_checksum
+
+    sf = job.surface
+    spec = StateSpec.from_state(center)
+    count = 1 if sf.beta is None else 2
+    params = [n for n, _ in model.named_parameters()]
+    info: dict = {"directions": sf.directions}
+    if sf.directions == "random":
+        dirs = random_directions(center, params, sf.seed, sf.norm, sf.ignore, sf.dir_type, count)
+        info.update(norm=sf.norm, ignore=sf.ignore, dir_type=sf.dir_type, seed=sf.seed)
+    elif sf.directions == "checkpoints":
+        movable = movable_names(center, params, sf.dir_type, "none")
+        dirs = []
+        for ref in [sf.target1, sf.target2][:count]:
+            target, source = resolve_center(job, ref, model)
+            dirs.append(direction_between(center, target, movable))
+            info[f"target{len(dirs)}"] = source
+            info[f"target{len(dirs)}_checksum"] = state_checksum(target)
+        info.update(norm="none", ignore="none", dir_type=sf.dir_type)
+    else:
+        from .store import read_surface
+
+        src = read_surface(sf.directions_file)
+        import h5py
+
+        with h5py.File(src.path, "r") as f:
+            vecs = [torch.from_numpy(f["directions"][k][:]) for k in ("d1", "d2")[:count] if k in f["directions"]]
+        if len(vecs) < count:
+            raise StoreError(f"{src.path}: holds {len(vecs)} direction(s), this surface needs {count}")
+        stored_spec = src.attrs.get("state_spec")
+        if stored_spec is not None and json.loads(stored_spec) != spec.to_json():
+            raise StoreError(f"{src.path}: its directions belong to a model with another state layout; "
+                             "directions can be reused only for the same model")
+        if src.inputs.get("center_checksum") != state_checksum(center):
+            raise StoreError(f"{src.path}: its directions were made around a centre with checksum "
+                             f"{src.inputs.get('center_checksum')}, this centre has {state_checksum(center)}; "
+                             "reuse directions only around the same model")
+        info.update({k: src.inputs.get(k) for k in ("norm", "ignore", "dir_type", "seed")})
+        info.update(directions_file=str(src.path))
+        return vecs[0], vecs[1] if count == 2 else None, info
+    flat = [flatten_state(d, spec) for d in dirs]
+    return flat[0], flat[1] if count == 2 else None, info
+
+
+def run_surface_job(job: "JobConfig", progress: bool = True) -> "Path":
+    """Compute (or resume) the job's ``[surface]``; returns the surface file's path."""
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from .data import subset
+    from .directions import cosine
+    from .job import prepare_data, prepare_model
+    from .params import StateSpec, state_checksum
+
+    sf = job.surface
+    tr, te = prepare_data(job.data)
+    data = te if job.evaluate.split == "test" else tr
+    data = subset(data, sf.subset, job.data.subset_mode, job.data.subset_seed)
+    model = prepare_model(job, tr)
+    center, center_src = resolve_center(job, sf.center, model)
+    d1, d2, dir_info = plan_directions(job, model, center)
+    model.load_state_dict(center)
+    ev = Evaluator(model, data, job.evaluate.device, job.evaluate.batch_size, job.train.loss, job.evaluate.precision)
+    spec = StateSpec.from_state(center)
+    from .grid import Grid, parse_range
+
+    grid = Grid(parse_range(sf.alpha), parse_range(sf.beta) if sf.beta is not None else None)
+    dir_sum = state_checksum(torch.cat([d1] + ([d2] if d2 is not None else [])))
+    inputs = {"model": job.model.name, "model_kwargs": job.model.kwargs, "data": asdict(job.data),
+              "split": job.evaluate.split, "subset": sf.subset, "center": center_src,
+              "center_checksum": state_checksum(center), "directions_checksum": dir_sum,
+              "loss": ev.loss_name, "precision": job.evaluate.precision, **dir_info}
+    cos = cosine(d1, d2) if d2 is not None else float("nan")
+    if d2 is not None:
+        log.info("cos(d1, d2) = %.4g", cos)
+    attrs = {"model": job.model.name, "center_checksum": inputs["center_checksum"], "directions_checksum": dir_sum,
+             "norm": dir_info.get("norm") or "none", "ignore": dir_info.get("ignore") or "none",
+             "dir_type": dir_info.get("dir_type") or "weights", "seed": int(dir_info.get("seed") or 0),
+             "data": job.data.name, "split": job.evaluate.split, "subset": sf.subset or 0,
+             "cosine_d1_d2": cos, "state_spec": json.dumps(spec.to_json()), "loss_name": ev.loss_name}
+    datasets = {"directions/d1": d1.numpy()}
+    if d2 is not None:
+        datasets["directions/d2"] = d2.numpy()
+    path = Path(sf.output) if Path(sf.output).is_absolute() else Path(job.output) / sf.output
+    store = SurfaceStore.open(path, grid, inputs, attrs, datasets, flush_every=sf.flush_every)
+    plane = PlaneEvaluator(ev, ev.get_flat(), d1, d2, sf.points_per_batch)
+    t = time.perf_counter()
+    n = compute_surface(plane, store, progress)
+    dt = time.perf_counter() - t
+    if n:
+        log.info("surface %s: %d points in %.1f s (%.1f points/s, %d per batch)", path, n, dt, n / dt,
+                 plane.points_per_batch)
+    return path
