@@ -116,7 +116,8 @@ class SurfaceData:
 
 def _open_checked(path: Path, mode: str) -> h5py.File:
     try:
-        f = h5py.File(path, mode)
+        # readers do not lock, so `landscape status` works while a run writes the file
+        f = h5py.File(path, mode, locking=(mode != "r"))
     except FileNotFoundError:
         raise StoreError(f"{path}: surface file does not exist") from None
     except OSError as exc:
