@@ -33,6 +33,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def _job_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--job", help="TOML job file to start from (default: built-in defaults)")
+    p.add_argument("--model", help="model name or module:callable (model.name)")
+    p.add_argument("--data", help="data set name (data.name)")
+    p.add_argument("--root", help="local folder of the data set files (data.root)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``landscape`` command."""
     parser = argparse.ArgumentParser(
@@ -64,10 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model and record its trajectory",
                        description="Train and save init, per-epoch (and per-N-step) checkpoints and metrics into "
                                    "one HDF5 trajectory store; rerunning resumes an interrupted run.")
-    p.add_argument("--job", help="TOML job file to start from (default: built-in defaults)")
-    p.add_argument("--model", help="model name or module:callable (model.name)")
-    p.add_argument("--data", help="data set name (data.name)")
-    p.add_argument("--root", help="local folder of the data set files (data.root)")
+    _job_flags(p)
     p.add_argument("--epochs", type=int, help="train.epochs")
     p.add_argument("--lr", type=float, help="train.lr")
     p.add_argument("--optimizer", choices=("sgd", "adam"), help="train.optimizer")
@@ -80,10 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Evaluate a checkpoint (file.pt, or run.h5:NAME with NAME init, final, mid, "
                                    "'epoch N', 'step N') on the job's evaluation split.")
     p.add_argument("checkpoint", help="file.pt or trajectory.h5:NAME")
-    p.add_argument("--job", help="TOML job file that names model and data")
-    p.add_argument("--model", help="model.name")
-    p.add_argument("--data", help="data.name")
-    p.add_argument("--root", help="data.root")
+    _job_flags(p)
     p.add_argument("--split", choices=("train", "test"), help="evaluate.split")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     _common(p)
@@ -92,10 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Loss and accuracy on the grid θ* + α·d₁ + β·d₂, stored in one HDF5 file. "
                                    "Rerunning the same command computes only the points not done; other inputs "
                                    "on an existing file are refused.")
-    p.add_argument("--job", help="TOML job file to start from")
-    p.add_argument("--model", help="model.name")
-    p.add_argument("--data", help="data.name")
-    p.add_argument("--root", help="data.root")
+    _job_flags(p)
     p.add_argument("--center", help="θ*: run.h5:NAME, file.pt, or a checkpoint name of the job's trajectory")
     p.add_argument("--alpha", help="MIN:MAX:NUM (default -1:1:25)")
     p.add_argument("--beta", help="MIN:MAX:NUM; omit it together with --alpha given for a 1-D line")

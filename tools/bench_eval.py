@@ -11,46 +11,25 @@ accuracy, one host sync) and their ratio. Target on CPU: ratio <= 1.10.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from benchlib import interleaved, pure_forward
 
 from landscape.data import TensorData, load_data
 from landscape.evaluate import Evaluator, resolve_device
 from landscape.models import build_model
 
 
-def _time(fn, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - t
-
-
 def bench(name: str, model: torch.nn.Module, data: TensorData, device: torch.device, repeats: int,
           batch_size: int) -> tuple[float, float]:
     ev = Evaluator(model, data, device, batch_size)
     state = {k: v.detach().clone() for k, v in ev.state.items()}
-    xs = [x for x, _ in ev._iter()]
-
-    @torch.no_grad()
-    def pure() -> None:
-        for x in xs:
-            model(x)
+    pure = pure_forward(ev)
 
     def engine() -> None:
         ev.evaluate(state)
 
-    pure(), engine()  # warm-up
-    tp, te = [], []
-    for _ in range(repeats):  # interleaved, so drifts hit both alike
-        tp.append(_time(pure, device))
-        te.append(_time(engine, device))
-    p, e = statistics.median(tp), statistics.median(te)
+    p, e = interleaved([pure, engine], device, repeats)
     print(f"{name:<28} {len(data):>6} {p * 1e3:>12.2f} {e * 1e3:>12.2f} {e / p:>7.3f}")
     return p, e
 

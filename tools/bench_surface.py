@@ -14,12 +14,11 @@ For each case it prints, over the same grid points:
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from benchlib import interleaved, pure_forward, timed
 from torch.utils.data import DataLoader, TensorDataset
 
 from landscape.data import TensorData, load_data
@@ -29,25 +28,11 @@ from landscape.params import unflatten_state
 from landscape.surface import PlaneEvaluator
 
 
-def _sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-
-
-def _timed(fn, dev: torch.device) -> float:
-    _sync(dev)
-    t = time.perf_counter()
-    fn()
-    _sync(dev)
-    return time.perf_counter() - t
-
-
 def naive_loop(model: torch.nn.Module, data: TensorData, center: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor,
                alphas: np.ndarray, betas: np.ndarray, dev: torch.device, batch_size: int) -> None:
-    spec_model = model
     from landscape.params import StateSpec, model_state
 
-    spec = StateSpec.from_state(model_state(spec_model))
+    spec = StateSpec.from_state(model_state(model))
     c, a1, b1 = center.cpu(), d1.cpu(), d2.cpu()
     for a, b in zip(alphas, betas):
         state = unflatten_state(c + float(a) * a1 + float(b) * b1, spec)
@@ -72,12 +57,7 @@ def bench(name: str, model: torch.nn.Module, data: TensorData, dev: torch.device
     d2 = torch.randn(center.numel(), generator=g).to(dev) * 0.01
     plane = PlaneEvaluator(ev, center, d1, d2, 1)
     alphas, betas = np.linspace(-1, 1, points), np.linspace(1, -1, points)
-    xs = [x for x, _ in ev._iter()]
-
-    @torch.no_grad()
-    def forward() -> None:
-        for x in xs:
-            model(x)
+    forward = pure_forward(ev)
 
     def one() -> None:
         plane.points_per_batch = 1
@@ -87,15 +67,9 @@ def bench(name: str, model: torch.nn.Module, data: TensorData, dev: torch.device
         plane.points_per_batch = batched
         plane.evaluate_points(alphas, betas)
 
-    forward(), one(), many()  # warm-up
-    tf, t1, tb = [], [], []
-    for _ in range(repeats):  # interleaved so drifts hit all alike
-        tf.append(_timed(forward, dev))
-        t1.append(_timed(one, dev))
-        tb.append(_timed(many, dev))
-    f, o, b = statistics.median(tf), statistics.median(t1), statistics.median(tb)
+    f, o, b = interleaved([forward, one, many], dev, repeats)
     naive_pts = min(points, 8)
-    tn = _timed(lambda: naive_loop(model, data, center, d1, d2, alphas[:naive_pts], betas[:naive_pts], dev,
+    tn = timed(lambda: naive_loop(model, data, center, d1, d2, alphas[:naive_pts], betas[:naive_pts], dev,
                                    batch_size), dev)
     plane.ev.set_flat(center)
     print(f"{name:<24} {len(data):>5} {f * 1e3:>10.2f} {points / o:>10.1f} {o / points / f:>8.3f} "
