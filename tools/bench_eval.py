@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from benchlib import interleaved, pure_forward
+from benchlib import cifar_shaped, header, interleaved, pure_forward
 
 from landscape.data import TensorData, load_data
 from landscape.evaluate import Evaluator, resolve_device
@@ -43,10 +43,9 @@ def main() -> None:
     args = ap.parse_args()
     dev = resolve_device(args.device)
     torch.manual_seed(0)
-    cifar = TensorData(torch.randn(args.n_cifar, 3, 32, 32), torch.randint(0, 10, (args.n_cifar,)),
-                       "classification", 10, "cifar-shaped")
+    cifar = cifar_shaped(args.n_cifar)
     _, digits = load_data("digits")
-    print(f"device {dev}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(header(dev))
     print(f"{'case':<28} {'n':>6} {'forward ms':>12} {'engine ms':>12} {'ratio':>7}")
     bench("resnet20 / CIFAR-shaped", build_model("resnet20"), cifar, dev, args.repeats, args.batch_size)
     bench("lenet5 / digits", build_model("lenet5"), digits, dev, args.repeats, args.batch_size)

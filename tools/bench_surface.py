@@ -18,7 +18,7 @@ import argparse
 import numpy as np
 import torch
 import torch.nn.functional as F
-from benchlib import interleaved, pure_forward, timed
+from benchlib import cifar_shaped, header, interleaved, pure_forward, timed
 from torch.utils.data import DataLoader, TensorDataset
 
 from landscape.data import TensorData, load_data
@@ -86,11 +86,10 @@ def main() -> None:
     args = ap.parse_args()
     dev = resolve_device(args.device)
     torch.manual_seed(0)
-    cifar = TensorData(torch.randn(args.n_cifar, 3, 32, 32), torch.randint(0, 10, (args.n_cifar,)),
-                       "classification", 10, "cifar-shaped")
+    cifar = cifar_shaped(args.n_cifar)
     _, digits = load_data("digits")
     _, spiral = load_data("spiral")
-    print(f"device {dev}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(header(dev))
     print(f"{'case':<24} {'n':>5} {'forward ms':>10} {'engine/s':>10} {'eng/fwd':>8} {'batched/s':>10} {'P':>4} "
           f"{'bat/one':>8} {'naive/s':>10} {'speedup':>8}")
     bench("resnet20 / CIFAR-shaped", build_model("resnet20"), cifar, dev, max(4, args.points // 4), 4,

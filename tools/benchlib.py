@@ -42,3 +42,18 @@ def pure_forward(evaluator) -> Callable[[], None]:
             model(x)
 
     return forward
+
+
+def cifar_shaped(n: int, seed: int = 0):
+    """``n`` random CIFAR-shaped images with labels (the reference case of the speed targets)."""
+    from landscape.data import TensorData
+
+    g = torch.Generator().manual_seed(seed)
+    return TensorData(torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g),
+                      "classification", 10, "cifar-shaped")
+
+
+def header(device: torch.device) -> str:
+    """The first line every benchmark prints: device, torch version, threads."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return f"device {device} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}"
