@@ -102,6 +102,7 @@ class SurfaceConfig:
     directions_file: typing.Optional[str] = _f(None, doc="surface file whose directions to reuse (directions=file)")
     subset: typing.Optional[int] = _f(None, min=1, doc="evaluate on N samples of the split (data.subset_mode)")
     points_per_batch: typing.Union[int, str] = _f("auto", doc="'auto' or points evaluated at once (vmap)")
+    chunk: int = _f(0, min=0, doc="points per work chunk (0: adaptive, about 2 s of work per chunk)")
     flush_every: int = _f(64, min=1, doc="flush results to the file every N points (and every 10 s)")
     output: str = _f("surface.h5", doc="file name inside the job's output folder (or an absolute path)")
 

@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 from .errors import LandscapeError
 from .evaluate import Evaluator
-from .grid import chunked
 from .store import SurfaceStore
 
 __all__ = ["PlaneEvaluator", "compute_surface", "Interrupted", "interruptible", "run_surface_job",
@@ -158,8 +157,16 @@ class PlaneEvaluator:
         return loss, acc
 
     def evaluate_points(self, alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Loss and accuracy at each (alpha[k], beta[k]), ``points_per_batch`` at a time."""
+        """Loss and accuracy at each (alpha[k], beta[k]), ``points_per_batch`` at a time; with ``"auto"``
+        the first call times its first points at several batch sizes and keeps the fastest."""
         alphas, betas = np.asarray(alphas, np.float64), np.asarray(betas, np.float64)
+        if self.auto:
+            self.auto = False
+            used, lo, ac = self.calibrate(alphas, betas)
+            if used < len(alphas):
+                rest = self.evaluate_points(alphas[used:], betas[used:])
+                lo, ac = np.concatenate([lo, rest[0]]), np.concatenate([ac, rest[1]])
+            return lo, ac
         loss, acc = np.empty(len(alphas)), np.empty(len(alphas))
         step = self.points_per_batch
         for s in range(0, len(alphas), step):
@@ -222,15 +229,10 @@ def compute_surface(plane: PlaneEvaluator, store: SurfaceStore, progress: bool =
                disable=not progress)
     try:
         with interruptible():
-            if len(pending) and plane.auto:
-                a, b = store.grid.coords(pending[:64])
-                used, lo, ac = plane.calibrate(a, b)
-                store.write(pending[:used], lo, ac)
-                bar.update(used)
-                computed += used
-                pending = pending[used:]
-            size = chunk or max(plane.points_per_batch, 1) * 4
-            for part in chunked(pending, size):
+            pos = 0
+            while pos < len(pending):  # sized per chunk: auto calibration sets points_per_batch on the first
+                part = pending[pos:pos + (chunk or max(64, 4 * plane.points_per_batch))]
+                pos += len(part)
                 a, b = store.grid.coords(part)
                 lo, ac = plane.evaluate_points(a, b)
                 store.write(part, lo, ac)
@@ -359,7 +361,7 @@ def run_surface_job(job: "JobConfig", progress: bool = True) -> "Path":
     store = SurfaceStore.open(path, grid, inputs, attrs, datasets, flush_every=sf.flush_every)
     plane = PlaneEvaluator(ev, ev.get_flat(), d1, d2, sf.points_per_batch)
     t = time.perf_counter()
-    n = compute_surface(plane, store, progress)
+    n = compute_surface(plane, store, progress, chunk=sf.chunk or None)
     dt = time.perf_counter() - t
     if n:
         log.info("surface %s: %d points in %.1f s (%.1f points/s, %d per batch)", path, n, dt, n / dt,

@@ -78,7 +78,7 @@ def test_line_when_beta_omitted(trained):
 
 def test_resume_after_partial_run_equals_uninterrupted(trained):
     full = read_surface(run_surface_job(surface_job(trained, "surface.output=full.h5"), progress=False))
-    job = surface_job(trained, "surface.output=part.h5", "surface.points_per_batch=1")
+    job = surface_job(trained, "surface.output=part.h5", "surface.points_per_batch=1", "surface.chunk=4")
     import landscape.surface as surf
 
     original = surf.PlaneEvaluator.evaluate_points
