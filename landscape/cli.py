@@ -13,6 +13,7 @@ import argparse
 import functools
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -182,17 +183,25 @@ def _dispatch(args: argparse.Namespace) -> int:
             from .config import SurfaceConfig
 
             job.surface = SurfaceConfig()
-        path = run_surface_job(job, progress=progress)
-        from .store import read_surface
+        from .parallel import mpi_comm
 
-        print(read_surface(path).describe())
+        comm = mpi_comm()
+        path = run_surface_job(job, progress=progress, comm=comm)
+        if comm is None or comm.Get_rank() == 0:
+            from .store import read_surface
+
+            print(read_surface(path).describe())
         return 0
     if args.command in ("demo", "run"):
         from .job import demo_job_path, run_job
 
+        from .parallel import mpi_comm
+
         job = load_job(demo_job_path() if args.command == "demo" else args.job, _overrides(args, _FLAGS))
-        out = run_job(job, progress=progress)
-        print(f"outputs written to {out.resolve()}")
+        comm = mpi_comm()
+        out = run_job(job, progress=progress, comm=comm)
+        if comm is None or comm.Get_rank() == 0:
+            print(f"outputs written to {out.resolve()}")
         return 0
     if args.command == "train":
         from .job import train_job
@@ -236,11 +245,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra:
         args.overrides = list(args.overrides) + extra
     level = logging.WARNING if args.quiet else (logging.INFO if args.verbose < 2 else logging.DEBUG)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    from .parallel import in_mpi_launch
+
+    if in_mpi_launch():  # rank 0 reports; the other ranks only warn, unless -vv
+        rank = int(os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("PMIX_RANK", 0))))
+        fmt = f"%(levelname)s [rank {rank}] %(name)s: %(message)s"
+        if rank != 0 and args.verbose < 2:
+            level = max(level, logging.WARNING)
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
     try:
         return _dispatch(args)
     except LandscapeError as exc:
+        from .parallel import abort_if_parallel
+        from .surface import Interrupted
+
         log.error("%s", exc)
+        if not isinstance(exc, Interrupted):
+            abort_if_parallel(exc)  # an error on one rank alone must not leave the others waiting
         return 2
     except KeyboardInterrupt:
         log.error("interrupted; rerun the same command to resume")

@@ -62,8 +62,33 @@ def train_job(job: JobConfig, output: Path, progress: bool = True, store_name: s
     return model, store, (tr, te)
 
 
-def run_job(job: JobConfig, progress: bool = True) -> Path:
-    """Run every stage of the job; returns the output folder."""
+def run_job(job: JobConfig, progress: bool = True, comm: object | None = None) -> Path:
+    """Run every stage of the job; returns the output folder.
+
+    Under MPI (``comm``), rank 0 trains and evaluates while the others wait; every rank computes the surface.
+    """
+    from .parallel import on_root
+
+    t0 = time.perf_counter()
+    on_root(comm, lambda: _train_and_evaluate(job, progress))
+    out = Path(job.output)
+    if job.surface is not None:
+        from .surface import run_surface_job
+
+        path = run_surface_job(job, progress, comm)
+        if comm is None or comm.Get_rank() == 0:
+            from .store import read_surface
+
+            summary = json.loads((out / "summary.json").read_text())
+            summary["outputs"]["surface"] = str(path.relative_to(out)) if path.is_relative_to(out) else str(path)
+            summary["seconds"] = round(time.perf_counter() - t0, 2)
+            (out / "summary.json").write_text(json.dumps(summary, indent=2))
+            log.info("\n%s", read_surface(path).describe())
+    return out
+
+
+def _train_and_evaluate(job: JobConfig, progress: bool) -> Path:
+    """Training (or loading the given checkpoint) and the final evaluation; writes job.json and summary.json."""
     t0 = time.perf_counter()
     out = Path(job.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -86,14 +111,6 @@ def run_job(job: JobConfig, progress: bool = True) -> Path:
                         "device": str(resolve_device(job.evaluate.device))}
     log.info("final model on %s split: loss %.4f accuracy %.4f (%d samples)", job.evaluate.split, res.loss,
              res.accuracy, res.n)
-    if job.surface is not None:
-        from .surface import run_surface_job
-
-        path = run_surface_job(job, progress)
-        summary["outputs"]["surface"] = str(path.relative_to(out)) if path.is_relative_to(out) else str(path)
-        from .store import read_surface
-
-        log.info("\n%s", read_surface(path).describe())
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return out

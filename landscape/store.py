@@ -108,6 +108,10 @@ class SurfaceData:
             where = f"alpha={self.alpha[idx[0]]:g}" + (f", beta={self.beta[idx[1]]:g}" if self.beta is not None else "")
             lines.append(f"  min loss  {self.loss[idx]:.6g} at {where} (index {tuple(int(i) for i in idx)}), "
                          f"accuracy {self.accuracy[idx]:.4g}")
+        if "last_run" in self.attrs:
+            lr = json.loads(self.attrs["last_run"])
+            lines.append(f"  last run  {lr['points']} points in {lr['seconds']:.1f} s ({lr['points_per_second']:.1f}/s) "
+                         f"on {lr['ranks']} rank(s), {lr['device']}, {lr['points_per_batch']} per batch")
         diverged = int((self.done.astype(bool) & ~np.isfinite(self.loss)).sum())
         if diverged:
             lines.append(f"  divergent {diverged} point(s) with inf/NaN loss")

@@ -318,8 +318,11 @@ def plan_directions(job: "JobConfig", model: torch.nn.Module, center: dict[str, 
     return flat[0], flat[1] if count == 2 else None, info
 
 
-def run_surface_job(job: "JobConfig", progress: bool = True) -> "Path":
-    """Compute (or resume) the job's ``[surface]``; returns the surface file's path."""
+def run_surface_job(job: "JobConfig", progress: bool = True, comm: object | None = None) -> "Path":
+    """Compute (or resume) the job's ``[surface]``; returns the surface file's path.
+
+    With an MPI communicator every rank evaluates (each on its own device) and rank 0 alone writes the file.
+    """
     from dataclasses import asdict
     from pathlib import Path
 
@@ -336,7 +339,10 @@ def run_surface_job(job: "JobConfig", progress: bool = True) -> "Path":
     center, center_src = resolve_center(job, sf.center, model)
     d1, d2, dir_info = plan_directions(job, model, center)
     model.load_state_dict(center)
-    ev = Evaluator(model, data, job.evaluate.device, job.evaluate.batch_size, job.train.loss, job.evaluate.precision)
+    from .parallel import agree, on_root, pick_device, run_distributed
+
+    device = pick_device(comm, job.evaluate.device) if comm is not None else job.evaluate.device
+    ev = Evaluator(model, data, device, job.evaluate.batch_size, job.train.loss, job.evaluate.precision)
     spec = StateSpec.from_state(center)
     from .grid import Grid, parse_range
 
@@ -358,12 +364,22 @@ def run_surface_job(job: "JobConfig", progress: bool = True) -> "Path":
     if d2 is not None:
         datasets["directions/d2"] = d2.numpy()
     path = Path(sf.output) if Path(sf.output).is_absolute() else Path(job.output) / sf.output
-    store = SurfaceStore.open(path, grid, inputs, attrs, datasets, flush_every=sf.flush_every)
+    agree(comm, "the centre and directions checksums", (inputs["center_checksum"], dir_sum))
+    store = on_root(comm, lambda: SurfaceStore.open(path, grid, inputs, attrs, datasets, flush_every=sf.flush_every))
     plane = PlaneEvaluator(ev, ev.get_flat(), d1, d2, sf.points_per_batch)
     t = time.perf_counter()
-    n = compute_surface(plane, store, progress, chunk=sf.chunk or None)
+    if comm is None:
+        n = compute_surface(plane, store, progress, chunk=sf.chunk or None)
+    else:
+        n = run_distributed(comm, plane, store, progress and comm.Get_rank() == 0, chunk=sf.chunk)
     dt = time.perf_counter() - t
-    if n:
+    if n and (comm is None or comm.Get_rank() == 0):
+        import h5py
+
+        with h5py.File(path, "r+") as f:
+            f.attrs["last_run"] = json.dumps({"points": n, "seconds": round(dt, 4), "points_per_second": n / dt,
+                                              "ranks": comm.Get_size() if comm is not None else 1,
+                                              "points_per_batch": plane.points_per_batch, "device": str(ev.device)})
         log.info("surface %s: %d points in %.1f s (%.1f points/s, %d per batch)", path, n, dt, n / dt,
                  plane.points_per_batch)
     return path

@@ -19,3 +19,25 @@ def pairs(split: str = "train"):
 
 def not_a_model():
     return 42
+
+
+class _FailsOnRank(nn.Module):
+    """Evaluates normally except on the MPI rank named by LANDSCAPE_TEST_FAIL_RANK, where forward raises
+    after its first 40 calls."""
+
+    def __init__(self, input_dim: int, num_classes: int):
+        super().__init__()
+        self.fc = nn.Linear(input_dim, num_classes)
+        self.calls = 0
+
+    def forward(self, x):
+        import os
+
+        self.calls += 1
+        if os.environ.get("PMI_RANK") == os.environ.get("LANDSCAPE_TEST_FAIL_RANK", "-") and self.calls > 40:
+            raise RuntimeError("injected failure on this rank")
+        return self.fc(x)
+
+
+def fails_on_rank(input_dim: int = 2, num_classes: int = 3) -> nn.Module:
+    return _FailsOnRank(input_dim, num_classes)

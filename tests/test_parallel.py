@@ -1,0 +1,147 @@
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, TESTS
+from landscape.errors import StoreError
+from landscape.models import build_model
+from landscape.parallel import chunk_size, local_rank, pick_device
+from landscape.store import read_surface
+
+MPIEXEC = shutil.which("mpiexec") or str(Path(sys.executable).with_name("mpiexec"))
+
+
+def test_chunk_size_policy():
+    assert chunk_size(1000, 4, None) == 64  # before a rank's speed is known
+    assert chunk_size(1000, 4, 50.0, target_seconds=2.0) == 100  # about 2 s of work
+    assert chunk_size(1000, 4, 5000.0) == 125  # never more than a fair share: ceil(1000 / 8)
+    assert chunk_size(3, 4, 5000.0) == 1 and chunk_size(0 + 1, 1, None) == 1
+    assert chunk_size(1000, 4, 1.0, minimum=8) == 8  # at least the points evaluated at once
+    assert chunk_size(1000, 4, 50.0, fixed=7) == 7 and chunk_size(5, 4, None, fixed=7) == 5
+
+
+def test_local_rank_from_launcher_variables(monkeypatch):
+    for v in ("SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID"):
+        monkeypatch.delenv(v, raising=False)
+    assert local_rank(None) == (0, 1)
+    monkeypatch.setenv("SLURM_LOCALID", "3")
+    monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "4")
+    assert local_rank(None) == (3, 4)
+    assert pick_device(None, "cpu") == "cpu"
+
+
+def _env(**extra):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT)]), OMP_NUM_THREADS="1", **extra)
+    for v in ("PMI_RANK", "PMI_SIZE", "PMI_FD", "PMIX_RANK"):
+        env.pop(v, None)
+    return env
+
+
+def surface_args(tmp_path, out, *extra, model="lenet5", data="digits"):
+    return ["-m", "landscape", "surface", "--model", model, "--data", data, "--center", str(tmp_path / "c.pt"),
+            "--alpha", "-1:1:7", "--beta", "-1:1:5", "--out", str(tmp_path / out), "--no-progress", "--subset", "60",
+            *extra]
+
+
+@pytest.fixture
+def center(tmp_path):
+    torch.manual_seed(0)
+    torch.save(build_model("lenet5").state_dict(), tmp_path / "c.pt")
+    serial = subprocess.run([sys.executable, *surface_args(tmp_path, "serial.h5")], env=_env(), capture_output=True,
+                            text=True, timeout=300)
+    assert serial.returncode == 0, serial.stderr
+    return read_surface(tmp_path / "serial.h5")
+
+
+def mpirun(n, args, env=None, timeout=300):
+    return subprocess.run([MPIEXEC, "-n", str(n), sys.executable, *args], env=env or _env(), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("n,extra", [(1, []), (2, ["surface.chunk=3"]), (3, [])])
+def test_mpi_equals_serial(tmp_path, center, n, extra):
+    r = mpirun(n, surface_args(tmp_path, "mpi.h5", *extra, "-v"))
+    assert r.returncode == 0, r.stderr
+    s = read_surface(tmp_path / "mpi.h5")
+    assert s.done.all() and s.attrs["status"] == "complete" and s.inputs == center.inputs
+    np.testing.assert_allclose(s.loss, center.loss, rtol=1e-5)
+    np.testing.assert_allclose(s.accuracy, center.accuracy)
+    for rank in range(n):  # every rank reported where it runs
+        assert f"rank {rank} (local {rank} of {n})" in r.stderr and "-> cpu" in r.stderr
+
+
+def _wait_done(path, minimum, proc, timeout=120):
+    t = time.time()
+    while time.time() - t < timeout:
+        assert proc.poll() is None, proc.communicate()[1]
+        try:
+            if read_surface(path).done.sum() >= minimum:
+                return
+        except StoreError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("no points flushed in time")
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_mpi_run_resumes(tmp_path, center, sig):
+    args = surface_args(tmp_path, "k.h5", "surface.flush_every=1", "surface.chunk=2", "--points-per-batch", "1")
+    proc = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, *args], env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    _wait_done(tmp_path / "k.h5", 4, proc)
+    t = time.time()
+    os.killpg(proc.pid, sig)  # the whole job, as the batch system does
+    _, err = proc.communicate(timeout=60)
+    elapsed = time.time() - t
+    part = read_surface(tmp_path / "k.h5")  # readable after any kill
+    mask = part.done.astype(bool)
+    assert 4 <= mask.sum() < 35
+    np.testing.assert_allclose(part.loss[mask], center.loss[mask], rtol=1e-5)
+    if sig == signal.SIGTERM:
+        assert elapsed < 15 and part.attrs["status"] == "partial" and "resume" in err
+    r = mpirun(2, args)
+    assert r.returncode == 0, r.stderr
+    done = read_surface(tmp_path / "k.h5")
+    assert done.done.all() and done.attrs["status"] == "complete"
+    np.testing.assert_allclose(done.loss, center.loss, rtol=1e-5)
+
+
+@pytest.mark.mpi
+def test_failing_rank_aborts_the_job(tmp_path):
+    args = ["-m", "landscape", "surface", "--model", "userdefs:fails_on_rank", "--data", "spiral", "--center",
+            "init", "--alpha", "-1:1:41", "--beta", "-1:1:41", "--out", str(tmp_path / "f.h5"), "--no-progress",
+            "surface.chunk=8", "surface.flush_every=1", f"output={tmp_path}"]
+    torch.manual_seed(0)
+    from userdefs import fails_on_rank
+
+    torch.save(fails_on_rank().state_dict(), tmp_path / "init.pt")
+    args[args.index("init")] = str(tmp_path / "init.pt")
+    t = time.time()
+    r = mpirun(3, args, env=_env(LANDSCAPE_TEST_FAIL_RANK="2"), timeout=120)
+    assert r.returncode != 0 and time.time() - t < 60
+    assert "injected failure on this rank" in r.stderr and "rank 2" in r.stderr
+    s = read_surface(tmp_path / "f.h5")  # what the other ranks computed is kept
+    assert s.attrs["status"] == "partial" and 0 < s.done.sum() < s.done.size
+    r = mpirun(2, args)  # without the failing rank the same command finishes the grid
+    assert r.returncode == 0, r.stderr
+    assert read_surface(tmp_path / "f.h5").done.all()
+
+
+@pytest.mark.mpi
+def test_demo_job_under_mpi(tmp_path):
+    r = mpirun(2, ["-m", "landscape", "demo", "--output", str(tmp_path / "d"), "train.epochs=1",
+                   "surface.alpha=-1:1:5", "surface.beta=-1:1:3", "--no-progress"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("outputs written to") == 1  # rank 0 reports
+    s = read_surface(tmp_path / "d" / "surface.h5")
+    assert s.done.all() and s.loss.shape == (5, 3)

@@ -1,0 +1,101 @@
+"""MPI master/worker throughput, measured side by side in one run (launches mpiexec itself).
+
+1. Trivial evaluator (returns zeros at once): how many points/s the master dispatches and stores, with
+   small fixed chunks (the bookkeeping limit) and with adaptive chunks. Target: >= 5,000 points/s.
+2. Real evaluator (lenet5 on digits): points/s with 1 rank and with N ranks (one torch thread each, so
+   N ranks use N cores), and the speed-up over one rank. Target: close to N x on N devices.
+
+    python tools/bench_mpi.py                    # 2 ranks on this machine's 2 cores
+    python tools/bench_mpi.py --ranks 4 --grid 24
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def child_trivial(out: str, grid: int, chunk: int) -> None:
+    import numpy as np
+    from mpi4py import MPI
+
+    from landscape.grid import Grid
+    from landscape.parallel import run_distributed
+    from landscape.store import SurfaceStore
+
+    class Trivial:
+        auto, points_per_batch = False, 1
+
+        def evaluate_points(self, a, b):
+            return np.zeros(len(a)), np.zeros(len(a))
+
+    comm = MPI.COMM_WORLD
+    g = Grid(np.linspace(-1, 1, grid), np.linspace(-1, 1, grid))
+    store = SurfaceStore.open(out, g, {"bench": "trivial"}, flush_every=4096) if comm.rank == 0 else None
+    comm.Barrier()
+    t = time.perf_counter()
+    n = run_distributed(comm, Trivial(), store, progress=False, chunk=chunk)
+    if comm.rank == 0:
+        print(json.dumps({"points": n, "seconds": time.perf_counter() - t}))
+
+
+def run(cmd: list[str], env: dict) -> str:
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{r.stderr}")
+    return r.stdout
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ranks", type=int, default=2)
+    ap.add_argument("--grid", type=int, default=16, help="real-evaluator grid is GRID x GRID")
+    ap.add_argument("--trivial-grid", type=int, default=200)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child_trivial(args.child[0], int(args.child[1]), int(args.child[2]))
+        return
+    mpiexec = shutil.which("mpiexec") or str(Path(sys.executable).with_name("mpiexec"))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    tmp = Path(tempfile.mkdtemp())
+    print(f"mpiexec {mpiexec}, {os.cpu_count()} cores, one torch thread per rank")
+    print(f"{'case':<44} {'ranks':>5} {'points':>7} {'seconds':>8} {'points/s':>10} {'vs 1 rank':>9}")
+    for label, chunk in (("trivial evaluator, chunks of 16", 16), ("trivial evaluator, adaptive chunks", 0)):
+        for n in sorted({2, args.ranks}):
+            out = tmp / f"t{n}_{chunk}.h5"
+            res = json.loads(run([mpiexec, "-n", str(n), sys.executable, __file__, "--child", str(out),
+                                  str(args.trivial_grid), str(chunk)], env).strip().splitlines()[-1])
+            print(f"{label:<44} {n:>5} {res['points']:>7} {res['seconds']:>8.3f} "
+                  f"{res['points'] / res['seconds']:>10.0f} {'':>9}")
+    import torch
+
+    from landscape.models import build_model
+    from landscape.store import read_surface
+
+    torch.manual_seed(0)
+    torch.save(build_model("lenet5").state_dict(), tmp / "c.pt")
+    base = None
+    for n in sorted({1, args.ranks}):
+        out = tmp / f"real{n}.h5"
+        cmd = [mpiexec, "-n", str(n), sys.executable, "-m", "landscape", "surface", "--model", "lenet5", "--data",
+               "digits", "--center", str(tmp / "c.pt"), "--alpha", f"-1:1:{args.grid}", "--beta",
+               f"-1:1:{args.grid}", "--out", str(out), "--device", args.device, "--no-progress", "-q",
+               "--points-per-batch", "1"]
+        run(cmd, env)
+        lr = json.loads(read_surface(out).attrs["last_run"])
+        rate = lr["points_per_second"]
+        base = base or rate
+        print(f"{'lenet5 / digits, real evaluator':<44} {n:>5} {lr['points']:>7} {lr['seconds']:>8.3f} "
+              f"{rate:>10.1f} {rate / base:>8.2f}x")
+
+
+if __name__ == "__main__":
+    main()
