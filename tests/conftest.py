@@ -29,3 +29,23 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def wait_for_points(path: Path, minimum: int, proc: subprocess.Popen, timeout: float = 120) -> int:
+    """Poll a surface file that a running process writes until ``minimum`` points are flushed."""
+    import time
+
+    from landscape.errors import StoreError
+    from landscape.store import read_surface
+
+    t = time.time()
+    while time.time() - t < timeout:
+        assert proc.poll() is None, proc.communicate()[1]
+        try:
+            n = int(read_surface(path).done.sum())
+            if n >= minimum:
+                return n
+        except StoreError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {minimum} points flushed to {path} within {timeout} s")

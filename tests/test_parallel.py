@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, TESTS
-from landscape.errors import StoreError
+from conftest import ROOT, TESTS, wait_for_points
 from landscape.models import build_model
 from landscape.parallel import chunk_size, local_rank, pick_device
 from landscape.store import read_surface
@@ -79,26 +78,13 @@ def test_mpi_equals_serial(tmp_path, center, n, extra):
         assert f"rank {rank} (local {rank} of {n})" in r.stderr and "-> cpu" in r.stderr
 
 
-def _wait_done(path, minimum, proc, timeout=120):
-    t = time.time()
-    while time.time() - t < timeout:
-        assert proc.poll() is None, proc.communicate()[1]
-        try:
-            if read_surface(path).done.sum() >= minimum:
-                return
-        except StoreError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("no points flushed in time")
-
-
 @pytest.mark.mpi
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_killed_mpi_run_resumes(tmp_path, center, sig):
     args = surface_args(tmp_path, "k.h5", "surface.flush_every=1", "surface.chunk=2", "--points-per-batch", "1")
     proc = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, *args], env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-    _wait_done(tmp_path / "k.h5", 4, proc)
+    wait_for_points(tmp_path / "k.h5", 4, proc)
     t = time.time()
     os.killpg(proc.pid, sig)  # the whole job, as the batch system does
     _, err = proc.communicate(timeout=60)

@@ -2,7 +2,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import h5py
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import ROOT, TESTS
+from conftest import ROOT, TESTS, wait_for_points
 from landscape.config import load_job
 from landscape.data import load_data
 from landscape.errors import StoreError
@@ -194,20 +193,6 @@ def _cli_env():
     return dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT)]))
 
 
-def _wait_for_points(path, minimum, proc, timeout=120):
-    t = time.time()
-    while time.time() - t < timeout:
-        assert proc.poll() is None, proc.stderr.read()
-        try:
-            n = int(read_surface(path).done.sum())
-            if n >= minimum:
-                return n
-        except StoreError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("no points flushed in time")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_killed_run_leaves_readable_file_and_resumes(tmp_path, sig):
@@ -220,7 +205,7 @@ def test_killed_run_leaves_readable_file_and_resumes(tmp_path, sig):
     ref = subprocess.run(base + ["--out", str(tmp_path / "ref.h5")], env=_cli_env(), capture_output=True, text=True)
     assert ref.returncode == 0, ref.stderr
     proc = subprocess.Popen(args, env=_cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for_points(tmp_path / "s.h5", 3, proc)
+    wait_for_points(tmp_path / "s.h5", 3, proc)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
     if sig == signal.SIGTERM:
