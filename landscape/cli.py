@@ -112,6 +112,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="surface file to write or resume (default OUTPUT/surface.h5)")
     _common(p)
 
+    p = sub.add_parser("export", help="write .vtp/.vts files of surfaces for ParaView",
+                       description="VTK XML files (binary, appended) of one or more surface files: polydata with "
+                                   "quads (.vtp) and/or structured grids (.vts), the projected trajectory as a "
+                                   "polyline when present, and a .pvd collection when several files are given.")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--format", action="append", choices=("vtp", "vts"), help="repeatable; default vtp")
+    p.add_argument("--z", default="loss", choices=("loss", "accuracy", "log_loss"), help="height array")
+    p.add_argument("--log", action="store_true", help="log10 heights")
+    p.add_argument("--zmax", type=float, help="clip heights above this value")
+    p.add_argument("--zscale", type=float, default=1.0, help="multiply heights by this factor")
+    p.add_argument("--resample", type=int, default=1, help="export on a grid N times finer (linear)")
+    p.add_argument("--out", help="output folder (default: next to each file)")
+
+    p = sub.add_parser("plot", help="PNG/PDF figures of surfaces",
+                       description="Contour (labelled levels), filled contour, heatmap and 3-D figures with loss "
+                                   "and accuracy panels, the trajectory overlaid when present; line plots for "
+                                   "1-D surfaces.")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--formats", default="png,pdf", help="comma-separated: png, pdf, svg")
+    p.add_argument("--figures", default="contour,filled,heatmap,3d", help="comma-separated subset")
+    p.add_argument("--log", action="store_true", help="log colour scale for the loss")
+    p.add_argument("--zmax", type=float, help="mask loss values above this")
+    p.add_argument("--out", help="output folder (default: next to each file)")
+
     p = sub.add_parser("status", help="what a surface or trajectory file holds",
                        description="Grid, progress (done/total), inputs, and the minimum loss with its location.")
     p.add_argument("file")
@@ -163,6 +187,29 @@ def _dispatch(args: argparse.Namespace) -> int:
         except (OSError, FileNotFoundError):
             kind = SURFACE_SCHEMA  # let the reader raise its clear error
         print(read_surface(args.file).describe() if kind == SURFACE_SCHEMA else TrajectoryStore(args.file).describe())
+        return 0
+    if args.command == "export":
+        from .export_vtk import export_surface, write_pvd
+
+        written = []
+        for k, f in enumerate(args.files):
+            files = export_surface(f, args.format or ["vtp"], args.out, args.z, args.log, args.zmax, args.zscale,
+                                   args.resample)
+            written += files
+        if len(args.files) > 1:
+            fmt = (args.format or ["vtp"])[0]
+            surfaces = [p for p in written if p.suffix == f".{fmt}" and not p.stem.endswith("_trajectory")]
+            pvd = write_pvd(list(enumerate(surfaces)), Path(args.out or Path(args.files[0]).parent) / "surfaces.pvd")
+            written.append(pvd)
+        print("\n".join(str(p) for p in written))
+        return 0
+    if args.command == "plot":
+        from .plot import plot_surface
+
+        for f in args.files:
+            for p in plot_surface(f, args.out, [x for x in args.formats.split(",") if x], args.log, args.zmax,
+                                  [x for x in args.figures.split(",") if x]):
+                print(p)
         return 0
     if args.command == "surface":
         from .surface import run_surface_job

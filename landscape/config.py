@@ -24,14 +24,14 @@ from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError
 
-__all__ = ["ModelConfig", "DataConfig", "TrainConfig", "EvalConfig", "SurfaceConfig", "JobConfig", "load_job", "parse_override",
+__all__ = ["ModelConfig", "DataConfig", "TrainConfig", "EvalConfig", "SurfaceConfig", "ExportConfig", "JobConfig", "load_job", "parse_override",
            "apply_overrides", "job_to_dict"]
 
 
 def _f(default: Any, *, choices: Iterable[Any] | None = None, min: float | None = None, doc: str = "") -> Any:
     meta = {"choices": tuple(choices) if choices else None, "min": min, "doc": doc}
-    if isinstance(default, dict):
-        return field(default_factory=lambda: dict(default), metadata=meta)
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
@@ -108,6 +108,19 @@ class SurfaceConfig:
 
 
 @dataclass
+class ExportConfig:
+    """[export]: VTK files for ParaView and matplotlib figures of the job's surfaces."""
+
+    vtk: list = _f(["vtp"], doc="any of vtp (polydata with quads), vts (structured grid)")
+    plots: list = _f(["png", "pdf"], doc="figure formats: png, pdf, svg")
+    z: str = _f("loss", choices=("loss", "accuracy", "log_loss"), doc="array used as the height of VTK surfaces")
+    log: bool = _f(False, doc="log10 heights and log colour scales")
+    zmax: typing.Optional[float] = _f(None, doc="clip heights (and plotted loss) above this value")
+    zscale: float = _f(1.0, doc="multiply heights by this factor")
+    resample: int = _f(1, min=1, doc="export on a grid this many times finer (linear interpolation)")
+
+
+@dataclass
 class JobConfig:
     """A whole experiment: [job] name/output plus the sections above."""
 
@@ -118,10 +131,11 @@ class JobConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     surface: typing.Optional[SurfaceConfig] = None
+    export: typing.Optional[ExportConfig] = None
 
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "evaluate": EvalConfig,
-                             "surface": SurfaceConfig}
+                             "surface": SurfaceConfig, "export": ExportConfig}
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -287,6 +301,16 @@ def _cross_checks(job: JobConfig) -> list[str]:
             out.append("surface.target2: a 2-D plane from checkpoints needs target2 (or set surface.beta=none)")
         if sf.directions == "file" and not sf.directions_file:
             out.append("surface.directions_file: directions=file needs the surface file to reuse")
+    ex = job.export
+    if ex is not None:
+        bad = [f for f in ex.vtk if f not in ("vtp", "vts")]
+        if bad:
+            out.append(f"export.vtk: expected a list of 'vtp'/'vts', got {bad}")
+        bad = [f for f in ex.plots if f not in ("png", "pdf", "svg")]
+        if bad:
+            out.append(f"export.plots: expected a list of 'png'/'pdf'/'svg', got {bad}")
+        if ex.zscale == 0:
+            out.append("export.zscale: expected a non-zero factor")
     return out
 
 

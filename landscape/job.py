@@ -29,7 +29,7 @@ from .evaluate import Evaluator, resolve_device
 from .models import build_model
 from .train import train
 
-__all__ = ["prepare_data", "prepare_model", "data_meta", "train_job", "run_job", "demo_job_path"]
+__all__ = ["prepare_data", "prepare_model", "data_meta", "train_job", "run_job", "demo_job_path", "export_job"]
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +81,27 @@ def run_job(job: JobConfig, progress: bool = True, comm: object | None = None) -
 
             summary = json.loads((out / "summary.json").read_text())
             summary["outputs"]["surface"] = str(path.relative_to(out)) if path.is_relative_to(out) else str(path)
+            if job.export is not None:
+                summary["outputs"]["figures_and_vtk"] = [p.name for p in export_job(job, path)]
             summary["seconds"] = round(time.perf_counter() - t0, 2)
             (out / "summary.json").write_text(json.dumps(summary, indent=2))
             log.info("\n%s", read_surface(path).describe())
     return out
+
+
+def export_job(job: JobConfig, surface: Path) -> list[Path]:
+    """The job's ``[export]``: VTK files and figures of a surface file, next to it."""
+    ex = job.export
+    written = []
+    if ex.vtk:
+        from .export_vtk import export_surface
+
+        written += export_surface(surface, ex.vtk, None, ex.z, ex.log, ex.zmax, ex.zscale, ex.resample)
+    if ex.plots:
+        from .plot import plot_surface
+
+        written += plot_surface(surface, None, ex.plots, ex.log, ex.zmax)
+    return written
 
 
 def _train_and_evaluate(job: JobConfig, progress: bool) -> Path:

@@ -27,6 +27,13 @@ def test_demo_runs_and_prints_output_folder(cli, tmp_path):
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert summary["final"]["accuracy"] > 0.85  # lenet5 learns the digits in 15 epochs
     assert (tmp_path / "demo" / "trajectory.h5").is_file()
+    from landscape.store import read_surface
+
+    surface = read_surface(tmp_path / "demo" / "surface.h5")  # 25x25 filter-normalised surface around final
+    assert surface.loss.shape == (25, 25) and surface.done.all() and surface.inputs["norm"] == "filter"
+    assert surface.loss[12, 12] == pytest.approx(summary["final"]["loss"], rel=1e-5)  # (0, 0) is the final model
+    for name in ("surface.vtp", "surface.vts", "surface_contour.png", "surface_3d.pdf"):
+        assert (tmp_path / "demo" / name).is_file(), name
     info = cli("info", str(tmp_path / "demo" / "trajectory.h5"))
     assert info.returncode == 0 and "checkpoints 16" in info.stdout
     ev = cli("evaluate", f"{tmp_path}/demo/trajectory.h5:final", "--json")
