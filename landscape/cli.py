@@ -112,6 +112,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="surface file to write or resume (default OUTPUT/surface.h5)")
     _common(p)
 
+    p = sub.add_parser("path", help="linear/quadratic paths between checkpoints (model, layer, parameter level)",
+                       description="Loss and accuracy along θ(α) between checkpoints: linear (1−α)θ₀ + αθ₁ or the "
+                                   "quadratic Lagrange path through θ₀, θ_mid, θ₁; for the whole model, each layer "
+                                   "(the final model with that layer interpolated) or single parameters. Writes "
+                                   "OUTPUT/path_<kind>.h5, the robust/ambient layer report and figures.")
+    _job_flags(p)
+    p.add_argument("--kind", action="append", choices=("linear", "quadratic"), help="repeatable (default both)")
+    p.add_argument("--level", action="append", choices=("model", "layer", "parameter"),
+                   help="repeatable (default model and layer)")
+    p.add_argument("--layer", action="append", help="restrict to these layers (repeatable)")
+    p.add_argument("--params-per-layer", type=int, help="parameter level: scalars sampled per layer")
+    p.add_argument("--parameter", action="append", help="parameter level: e.g. fc1.weight[3,7] (repeatable)")
+    p.add_argument("--start", help="θ₀ (default init)")
+    p.add_argument("--mid", help="θ_mid of the quadratic path (default mid)")
+    p.add_argument("--end", help="θ₁ (default final)")
+    p.add_argument("--mid-position", choices=("half", "true"), help="α of θ_mid: 0.5 or its training fraction")
+    p.add_argument("--alpha", help="MIN:MAX:NUM (default -0.5:1.5:41)")
+    p.add_argument("--subset", type=int, help="evaluate on N samples")
+    p.add_argument("--split", choices=("train", "test"), help="evaluate.split")
+    p.add_argument("--threshold", type=float, help="robust if resetting the layer costs this much accuracy")
+    p.add_argument("--no-plots", action="store_true", help="skip the figures")
+    _common(p)
+
     p = sub.add_parser("export", help="write .vtp/.vts files of surfaces for ParaView",
                        description="VTK XML files (binary, appended) of one or more surface files: polydata with "
                                    "quads (.vtp) and/or structured grids (.vts), the projected trajectory as a "
@@ -188,6 +211,38 @@ def _dispatch(args: argparse.Namespace) -> int:
             kind = SURFACE_SCHEMA  # let the reader raise its clear error
         print(read_surface(args.file).describe() if kind == SURFACE_SCHEMA else TrajectoryStore(args.file).describe())
         return 0
+    if args.command == "path":
+        from .config import ExportConfig, PathsConfig
+        from .job import run_paths
+        from .parallel import mpi_comm
+
+        flags = {"output": "output", "device": "evaluate.device", "model": "model.name", "data": "data.name",
+                 "root": "data.root", "split": "evaluate.split", "start": "paths.start", "mid": "paths.mid",
+                 "end": "paths.end", "mid_position": "paths.mid_position", "alpha": "paths.alpha",
+                 "subset": "paths.subset", "params_per_layer": "paths.params_per_layer",
+                 "threshold": "paths.robust_threshold"}
+        over = _overrides(args, flags)
+        for attr, key in (("kind", "kinds"), ("level", "levels"), ("layer", "layers"), ("parameter", "parameters")):
+            if getattr(args, attr):
+                over.append(f"paths.{key}={json.dumps(getattr(args, attr))}")
+        job = load_job(args.job, over)
+        job.paths = job.paths or PathsConfig()
+        if not args.no_plots:
+            job.export = job.export or ExportConfig(vtk=[])
+        else:
+            job.export = None
+        from .job import check_dependencies
+
+        check_dependencies(job)
+        comm = mpi_comm()
+        Path(job.output).mkdir(parents=True, exist_ok=True)
+        files = run_paths(job, progress, comm)
+        if comm is None or comm.Get_rank() == 0:
+            summary = json.loads((Path(job.output) / "summary.json").read_text())
+            if "report" in summary:
+                print(summary["report"])
+            print("\n".join(str(p) for p in files.values()))
+        return 0
     if args.command == "export":
         from .export_vtk import export_surface, write_pvd
 
@@ -204,9 +259,22 @@ def _dispatch(args: argparse.Namespace) -> int:
         print("\n".join(str(p) for p in written))
         return 0
     if args.command == "plot":
-        from .plot import plot_surface
+        import h5py
 
-        for f in args.files:
+        from .plot import plot_paths, plot_surface
+        from .store import PATH_SCHEMA
+
+        def schema(f: str) -> str:
+            try:
+                with h5py.File(f, "r", locking=False) as h:
+                    return str(h.attrs.get("schema"))
+            except OSError:
+                return ""
+        path_files = [f for f in args.files if schema(f) == PATH_SCHEMA]
+        if path_files:
+            for p in plot_paths(path_files, args.out, [x for x in args.formats.split(",") if x]):
+                print(p)
+        for f in [f for f in args.files if f not in path_files]:
             for p in plot_surface(f, args.out, [x for x in args.formats.split(",") if x], args.log, args.zmax,
                                   [x for x in args.figures.split(",") if x]):
                 print(p)
@@ -248,6 +316,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         comm = mpi_comm()
         out = run_job(job, progress=progress, comm=comm)
         if comm is None or comm.Get_rank() == 0:
+            summary = json.loads((out / "summary.json").read_text())
+            if "report" in summary:
+                print(summary["report"])
             print(f"outputs written to {out.resolve()}")
         return 0
     if args.command == "train":

@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError
 
-__all__ = ["ModelConfig", "DataConfig", "TrainConfig", "EvalConfig", "SurfaceConfig", "ExportConfig", "JobConfig", "load_job", "parse_override",
+__all__ = ["ModelConfig", "DataConfig", "TrainConfig", "EvalConfig", "SurfaceConfig", "PathsConfig", "ExportConfig", "JobConfig", "load_job", "parse_override",
            "apply_overrides", "job_to_dict"]
 
 
@@ -108,6 +108,29 @@ class SurfaceConfig:
 
 
 @dataclass
+class PathsConfig:
+    """[paths]: linear and quadratic paths between checkpoints at model, layer and parameter level."""
+
+    kinds: list = _f(["linear", "quadratic"], doc="linear and/or quadratic")
+    levels: list = _f(["model", "layer"], doc="any of model, layer, parameter")
+    layers: list = _f([], doc="layers for the layer/parameter levels (default: every layer)")
+    params_per_layer: int = _f(0, min=0, doc="parameter level: scalars sampled per layer (seeded)")
+    parameters: list = _f([], doc="parameter level: named scalars, e.g. fc1.weight[3,7]")
+    seed: int = _f(0, doc="seed of the parameter sampling")
+    start: str = _f("init", doc="θ₀ at α=0 (checkpoint name or file)")
+    mid: str = _f("mid", doc="θ_mid, the middle node of the quadratic path")
+    end: str = _f("final", doc="θ₁ at α=1")
+    mid_position: str = _f("half", choices=("half", "true"), doc="half: α=0.5; true: its training fraction")
+    alpha: str = _f("-0.5:1.5:41", doc="MIN:MAX:NUM (may extrapolate); the report needs 0 and 1 on it")
+    subset: typing.Optional[int] = _f(None, min=1, doc="evaluate on N samples of the split")
+    robust_threshold: float = _f(0.1, min=0.0, doc="accuracy lost on reset (relative loss rise for "
+                                                   "regression) from which a layer is robust")
+    chunk: int = _f(0, min=0, doc="points per MPI work chunk (0: adaptive)")
+    flush_every: int = _f(64, min=1)
+    output: str = _f("path", doc="files OUTPUT/<output>_<kind>.h5")
+
+
+@dataclass
 class ExportConfig:
     """[export]: VTK files for ParaView and matplotlib figures of the job's surfaces."""
 
@@ -131,11 +154,12 @@ class JobConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     surface: typing.Optional[SurfaceConfig] = None
+    paths: typing.Optional[PathsConfig] = None
     export: typing.Optional[ExportConfig] = None
 
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "evaluate": EvalConfig,
-                             "surface": SurfaceConfig, "export": ExportConfig}
+                             "surface": SurfaceConfig, "paths": PathsConfig, "export": ExportConfig}
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -301,6 +325,20 @@ def _cross_checks(job: JobConfig) -> list[str]:
             out.append("surface.target2: a 2-D plane from checkpoints needs target2 (or set surface.beta=none)")
         if sf.directions == "file" and not sf.directions_file:
             out.append("surface.directions_file: directions=file needs the surface file to reuse")
+    pc = job.paths
+    if pc is not None:
+        for key, allowed in (("kinds", ("linear", "quadratic")), ("levels", ("model", "layer", "parameter"))):
+            vals = getattr(pc, key)
+            if not vals or any(v not in allowed for v in vals):
+                out.append(f"paths.{key}: expected a non-empty list of {list(allowed)}, got {vals}")
+        try:
+            from .grid import parse_range
+
+            parse_range(pc.alpha)
+        except ConfigError as exc:
+            out += [f"paths.alpha: {p}" for p in exc.problems]
+        if "parameter" in pc.levels and not (pc.params_per_layer or pc.parameters):
+            out.append("paths.levels has 'parameter': set paths.params_per_layer or paths.parameters")
     ex = job.export
     if ex is not None:
         bad = [f for f in ex.vtk if f not in ("vtp", "vts")]

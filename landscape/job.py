@@ -19,6 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -29,7 +30,8 @@ from .evaluate import Evaluator, resolve_device
 from .models import build_model
 from .train import train
 
-__all__ = ["prepare_data", "prepare_model", "data_meta", "train_job", "run_job", "demo_job_path", "export_job"]
+__all__ = ["prepare_data", "prepare_model", "data_meta", "train_job", "run_job", "demo_job_path", "export_job",
+           "run_paths"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,7 @@ def run_job(job: JobConfig, progress: bool = True, comm: object | None = None) -
     """
     from .parallel import on_root
 
+    check_dependencies(job)
     t0 = time.perf_counter()
     on_root(comm, lambda: _train_and_evaluate(job, progress))
     out = Path(job.output)
@@ -86,7 +89,50 @@ def run_job(job: JobConfig, progress: bool = True, comm: object | None = None) -
             summary["seconds"] = round(time.perf_counter() - t0, 2)
             (out / "summary.json").write_text(json.dumps(summary, indent=2))
             log.info("\n%s", read_surface(path).describe())
+    if job.paths is not None:
+        run_paths(job, progress, comm)
+    if comm is None or comm.Get_rank() == 0:
+        summary = json.loads((out / "summary.json").read_text())
+        summary["seconds"] = round(time.perf_counter() - t0, 2)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return out
+
+
+def run_paths(job: JobConfig, progress: bool = True, comm: object | None = None) -> dict[str, Path]:
+    """The job's ``[paths]``: path files, the robust/ambient report (layer level, linear) and the figures."""
+    from .paths import layer_report, run_paths_job, write_report
+
+    files = run_paths_job(job, progress, comm)
+    if comm is not None and comm.Get_rank() != 0:
+        return files
+    out = Path(job.output)
+    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {"outputs": {}}
+    summary["outputs"].update({f"path_{k}": str(p.name) for k, p in files.items()})
+    if "layer" in job.paths.levels and "linear" in files:
+        rows = layer_report(job, files["linear"], job.paths.robust_threshold)
+        measure = "accuracy lost" if rows and np.isfinite(rows[0]["accuracy_final"]) else "relative loss rise"
+        csv_path, json_path, table = write_report(rows, out, job.paths.robust_threshold, measure)
+        summary["outputs"]["layers_report"] = csv_path.name
+        summary["report"] = table
+        log.info("\n%s", table)
+    if job.export is not None and job.export.plots:
+        from .plot import plot_paths
+
+        traj = out / "trajectory.h5"
+        figs = plot_paths(list(files.values()), out, job.export.plots, traj if traj.exists() else None)
+        summary["outputs"]["path_figures"] = [p.name for p in figs]
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return files
+
+
+def check_dependencies(job: JobConfig) -> None:
+    """Fail before any work when a stage needs an optional dependency that is missing (names the extra)."""
+    from .errors import require
+
+    if job.export is not None and job.export.vtk and (job.surface is not None):
+        require("vtk", "vtk")
+    if job.export is not None and job.export.plots and (job.surface is not None or job.paths is not None):
+        require("matplotlib", "plot")
 
 
 def export_job(job: JobConfig, surface: Path) -> list[Path]:

@@ -36,12 +36,20 @@ from . import __version__
 from .errors import StoreError
 from .grid import Grid
 
-__all__ = ["SurfaceStore", "SurfaceData", "read_surface", "SURFACE_SCHEMA", "SURFACE_VERSION", "diff_inputs"]
+__all__ = ["SurfaceStore", "SurfaceData", "read_surface", "SURFACE_SCHEMA", "PATH_SCHEMA", "SURFACE_VERSION",
+           "diff_inputs"]
 
 log = logging.getLogger(__name__)
 
 SURFACE_SCHEMA = "landscape.surface"
+PATH_SCHEMA = "landscape.path"
 SURFACE_VERSION = 1
+_SCHEMAS = (SURFACE_SCHEMA, PATH_SCHEMA)
+
+
+def _axes(f: h5py.File) -> tuple[str, str]:
+    """Names of the two coordinate datasets (alpha/beta for surfaces, item/alpha for paths)."""
+    return tuple(json.loads(f.attrs.get("axes", '["alpha", "beta"]')))  # type: ignore[return-value]
 
 
 def _canon(obj: Any) -> Any:
@@ -128,17 +136,18 @@ def _open_checked(path: Path, mode: str) -> h5py.File:
         raise StoreError(f"{path}: cannot be read as HDF5 ({exc}); the file is truncated or corrupted. "
                          "Move it away and compute the surface again") from exc
     try:
-        if f.attrs.get("schema") != SURFACE_SCHEMA:
-            raise StoreError(f"{path}: not a landscape surface file (schema {f.attrs.get('schema')!r}, "
-                             f"expected {SURFACE_SCHEMA!r})")
+        if f.attrs.get("schema") not in _SCHEMAS:
+            raise StoreError(f"{path}: not a landscape surface or path file (schema {f.attrs.get('schema')!r}, "
+                             f"expected one of {list(_SCHEMAS)})")
         if int(f.attrs.get("schema_version", -1)) > SURFACE_VERSION:
             raise StoreError(f"{path}: schema version {f.attrs['schema_version']} is newer than this landscape "
                              f"({SURFACE_VERSION}); upgrade landscape")
-        missing = [k for k in ("alpha", "loss", "accuracy", "done") if k not in f]
+        a0, a1 = _axes(f)
+        missing = [k for k in (a0, "loss", "accuracy", "done") if k not in f]
         if missing:
             raise StoreError(f"{path}: surface file lacks dataset(s) {missing}; it is damaged")
         shape = tuple(f["loss"].shape)
-        expect = (f["alpha"].shape[0],) + ((f["beta"].shape[0],) if "beta" in f else ())
+        expect = (f[a0].shape[0],) + ((f[a1].shape[0],) if a1 in f else ())
         if shape != expect or f["done"].shape != shape or f["accuracy"].shape != shape:
             raise StoreError(f"{path}: array shapes {shape} do not match the grid {expect}; the file is damaged")
     except StoreError:
@@ -154,8 +163,9 @@ def read_surface(path: str | Path) -> SurfaceData:
     """Read a whole surface file."""
     path = Path(path)
     with _open_checked(path, "r") as f:
+        a0, a1 = _axes(f)
         try:
-            return SurfaceData(path, f["alpha"][:], f["beta"][:] if "beta" in f else None, f["loss"][()],
+            return SurfaceData(path, f[a0][:], f[a1][:] if a1 in f else None, f["loss"][()],
                                f["accuracy"][()], f["done"][()], {k: f.attrs[k] for k in f.attrs},
                                json.loads(f.attrs.get("inputs", "{}")))
         except OSError as exc:
@@ -167,7 +177,8 @@ class SurfaceStore:
 
     def __init__(self, path: Path, f: h5py.File, flush_every: int, flush_seconds: float):
         self.path, self._f = path, f
-        self.grid = Grid(f["alpha"][:], f["beta"][:] if "beta" in f else None)
+        a0, a1 = _axes(f)
+        self.grid = Grid(f[a0][:], f[a1][:] if a1 in f else None)
         self.loss = f["loss"][()]
         self.accuracy = f["accuracy"][()]
         self.done = f["done"][()].astype(bool)
@@ -178,10 +189,14 @@ class SurfaceStore:
     @classmethod
     def open(cls, path: str | Path, grid: Grid, inputs: Mapping[str, Any], attrs: Mapping[str, Any] | None = None,
              datasets: Mapping[str, np.ndarray] | None = None, flush_every: int = 64,
-             flush_seconds: float = 10.0) -> "SurfaceStore":
-        """Create the file with its full layout, or reopen it if its inputs equal ``inputs``."""
+             flush_seconds: float = 10.0, schema: str = SURFACE_SCHEMA,
+             axes: tuple[str, str] = ("alpha", "beta")) -> "SurfaceStore":
+        """Create the file with its full layout, or reopen it if its inputs equal ``inputs``.
+
+        ``schema``/``axes``: ``landscape.path`` files use the same layout with axes ``("item", "alpha")``.
+        """
         path = Path(path)
-        inputs = _canon(dict(inputs, alpha=grid.alpha, beta=grid.beta))
+        inputs = _canon(dict(inputs, **{axes[0]: grid.alpha, axes[1]: grid.beta}))
         if path.exists():
             f = _open_checked(path, "r+")
             stored = json.loads(f.attrs.get("inputs", "{}"))
@@ -198,17 +213,17 @@ class SurfaceStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         with h5py.File(tmp, "w") as f:
-            f.attrs.update({"schema": SURFACE_SCHEMA, "schema_version": SURFACE_VERSION,
+            f.attrs.update({"schema": schema, "schema_version": SURFACE_VERSION, "axes": json.dumps(list(axes)),
                             "package_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                             "inputs": json.dumps(inputs, sort_keys=True), "status": "running"})
             for k, v in (attrs or {}).items():
                 f.attrs[k] = v if isinstance(v, (str, int, float, bool, np.number)) else json.dumps(_canon(v))
-            a = f.create_dataset("alpha", data=grid.alpha)
-            a.make_scale("alpha")
+            a = f.create_dataset(axes[0], data=grid.alpha)
+            a.make_scale(axes[0])
             scales = [a]
             if grid.beta is not None:
-                b = f.create_dataset("beta", data=grid.beta)
-                b.make_scale("beta")
+                b = f.create_dataset(axes[1], data=grid.beta)
+                b.make_scale(axes[1])
                 scales.append(b)
             for name, dtype, fill in (("loss", "f8", np.nan), ("accuracy", "f8", np.nan), ("done", "u1", 0)):
                 ds = f.create_dataset(name, grid.shape, dtype, fillvalue=fill)

@@ -7,7 +7,7 @@ import pytest
 def test_help_lists_commands(cli):
     r = cli("--help")
     assert r.returncode == 0
-    for cmd in ("demo", "run", "train", "evaluate", "info", "list"):
+    for cmd in ("demo", "run", "train", "evaluate", "surface", "path", "status", "export", "plot", "info", "list"):
         assert cmd in r.stdout
     r = cli("list", "-q")  # verbosity flags are accepted after the command too
     assert r.returncode == 0 and "lenet5" in r.stdout
@@ -32,8 +32,13 @@ def test_demo_runs_and_prints_output_folder(cli, tmp_path):
     surface = read_surface(tmp_path / "demo" / "surface.h5")  # 25x25 filter-normalised surface around final
     assert surface.loss.shape == (25, 25) and surface.done.all() and surface.inputs["norm"] == "filter"
     assert surface.loss[12, 12] == pytest.approx(summary["final"]["loss"], rel=1e-5)  # (0, 0) is the final model
-    for name in ("surface.vtp", "surface.vts", "surface_contour.png", "surface_3d.pdf"):
+    for name in ("surface.vtp", "surface.vts", "surface_contour.png", "surface_3d.pdf", "path_linear.h5",
+                 "path_quadratic.h5", "paths_compare.png", "layers_robust_ambient.csv"):
         assert (tmp_path / "demo" / name).is_file(), name
+    # the robust/ambient table is printed, one row per LeNet-5 layer
+    for layer in ("conv1", "conv2", "fc1", "fc2", "fc3"):
+        assert any(line.strip().startswith(layer + " ") for line in r.stdout.splitlines()), layer
+    assert "robust" in r.stdout
     info = cli("info", str(tmp_path / "demo" / "trajectory.h5"))
     assert info.returncode == 0 and "checkpoints 16" in info.stdout
     ev = cli("evaluate", f"{tmp_path}/demo/trajectory.h5:final", "--json")
