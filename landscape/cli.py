@@ -65,8 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "prints the output folder at the end.")
     _common(p)
 
-    p = sub.add_parser("run", help="run a job file", description="Run every stage of a TOML job file.")
+    p = sub.add_parser("run", help="run a job file",
+                       description="Run every stage of a TOML job file. A job with a [sweep] runs every "
+                                   "combination (outputs OUTPUT/000, OUTPUT/001, ... listed in OUTPUT/sweep.json), "
+                                   "or only --task K (default: $SLURM_ARRAY_TASK_ID when set).")
     p.add_argument("job", help="path of the TOML job file")
+    p.add_argument("--task", type=int, help="run only combination K of the job's [sweep]")
     _common(p)
 
     p = sub.add_parser("train", help="train a model and record its trajectory",
@@ -159,6 +163,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zmax", type=float, help="mask loss values above this")
     p.add_argument("--out", help="output folder (default: next to each file)")
 
+    p = sub.add_parser("project", help="project another run onto a surface's plane (fixed planes)",
+                       description="Project every checkpoint of a trajectory onto the plane (θ*, d₁, d₂) of an "
+                                   "existing surface, so runs (e.g. SGD and Adam from the same initialisation) "
+                                   "are compared on the same slice; stored as /projections/LABEL and drawn by "
+                                   "'landscape plot'.")
+    p.add_argument("surface")
+    p.add_argument("trajectory")
+    p.add_argument("--label", help="name of the projection (default: the trajectory's folder name)")
+    p.add_argument("--method", choices=("lstsq", "cos"), default="lstsq")
+
+    p = sub.add_parser("animate", help="animated GIF of the projected path over a surface",
+                       description="The projected training path moving over the surface's filled contour, with "
+                                   "the current epoch, loss and accuracy; with --job on 2-D data (spiral), the "
+                                   "decision regions of each checkpoint beside it. Pillow writes the GIF.")
+    p.add_argument("surface")
+    p.add_argument("--out", help="GIF file (default SURFACE_path.gif)")
+    p.add_argument("--fps", type=float, default=3.0)
+    p.add_argument("--job", help="job file of the run, to draw decision regions for 2-D data")
+
     p = sub.add_parser("status", help="what a surface or trajectory file holds",
                        description="Grid, progress (done/total), inputs, and the minimum loss with its location.")
     p.add_argument("file")
@@ -210,6 +233,22 @@ def _dispatch(args: argparse.Namespace) -> int:
         except (OSError, FileNotFoundError):
             kind = SURFACE_SCHEMA  # let the reader raise its clear error
         print(read_surface(args.file).describe() if kind == SURFACE_SCHEMA else TrajectoryStore(args.file).describe())
+        return 0
+    if args.command == "project":
+        from .surface import project_onto
+
+        label = args.label or Path(args.trajectory).resolve().parent.name
+        coords = project_onto(args.surface, args.trajectory, label, args.method)
+        print(f"{len(coords)} checkpoints of {args.trajectory} projected onto {args.surface} as {label!r}: "
+              f"start ({coords[0, 0]:.4g}, {coords[0, 1]:.4g}), end ({coords[-1, 0]:.4g}, {coords[-1, 1]:.4g})")
+        return 0
+    if args.command == "animate":
+        from .plot import animate_path
+
+        regions, points = None, None
+        if args.job:
+            regions, points = _decision_regions(load_job(args.job, []))
+        print(animate_path(args.surface, args.out, args.fps, regions, points))
         return 0
     if args.command == "path":
         from .config import ExportConfig, PathsConfig
@@ -312,14 +351,34 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         from .parallel import mpi_comm
 
-        job = load_job(demo_job_path() if args.command == "demo" else args.job, _overrides(args, _FLAGS))
+        from .config import expand_sweep
+
+        source = demo_job_path() if args.command == "demo" else args.job
+        jobs = expand_sweep(source, _overrides(args, _FLAGS))
+        task = getattr(args, "task", None)
+        if task is None and len(jobs) > 1 and "SLURM_ARRAY_TASK_ID" in os.environ:
+            task = int(os.environ["SLURM_ARRAY_TASK_ID"])
+        if len(jobs) > 1:
+            root = Path(jobs[0][1].output).parent
+            root.mkdir(parents=True, exist_ok=True)
+            (root / "sweep.json").write_text(json.dumps([{"task": k, "output": j.output, "settings": st}
+                                                         for k, (st, j) in enumerate(jobs)], indent=2))
+            if task is not None:
+                if not 0 <= task < len(jobs):
+                    from .errors import ConfigError
+
+                    raise ConfigError(f"--task {task}: the sweep has {len(jobs)} combinations (0..{len(jobs) - 1})")
+                jobs = [jobs[task]]
         comm = mpi_comm()
-        out = run_job(job, progress=progress, comm=comm)
-        if comm is None or comm.Get_rank() == 0:
-            summary = json.loads((out / "summary.json").read_text())
-            if "report" in summary:
-                print(summary["report"])
-            print(f"outputs written to {out.resolve()}")
+        for settings, job in jobs:
+            if settings:
+                log.info("sweep combination %s -> %s", settings, job.output)
+            out = run_job(job, progress=progress, comm=comm)
+            if comm is None or comm.Get_rank() == 0:
+                summary = json.loads((out / "summary.json").read_text())
+                if "report" in summary:
+                    print(summary["report"])
+                print(f"outputs written to {out.resolve()}")
         return 0
     if args.command == "train":
         from .job import train_job
@@ -347,6 +406,32 @@ def _dispatch(args: argparse.Namespace) -> int:
                   f"({res.n} {job.evaluate.split} samples)")
         return 0
     raise AssertionError(args.command)  # argparse guarantees a known command
+
+
+def _decision_regions(job):
+    """(regions(k), points) for 2-D classification data: the class of each mesh point at checkpoint k."""
+    import numpy as np
+    import torch
+
+    from .errors import ConfigError
+    from .job import prepare_data, prepare_model
+    from .trajectory import TrajectoryStore
+
+    tr, te = prepare_data(job.data)
+    if tr.x.dim() != 2 or tr.x.shape[1] != 2:
+        raise ConfigError(f"decision regions need 2-D inputs; {job.data.name} has shape {tuple(tr.x.shape[1:])}")
+    model = prepare_model(job, tr).eval()
+    store = TrajectoryStore(Path(job.output) / "trajectory.h5")
+    lo, hi = (tr.x.min(0).values - 0.1).tolist(), (tr.x.max(0).values + 0.1).tolist()
+    xx, yy = np.meshgrid(np.linspace(lo[0], hi[0], 150), np.linspace(lo[1], hi[1], 150))
+    mesh = torch.tensor(np.stack([xx.ravel(), yy.ravel()], 1), dtype=torch.float32)
+
+    def regions(k: int):
+        model.load_state_dict(store.state(k))
+        with torch.no_grad():
+            return xx, yy, model(mesh).argmax(1).reshape(xx.shape).numpy()
+
+    return regions, (tr.x.numpy(), tr.y.numpy())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping
 
 from .errors import ConfigError
 
-__all__ = ["ModelConfig", "DataConfig", "TrainConfig", "EvalConfig", "SurfaceConfig", "PathsConfig", "ExportConfig", "JobConfig", "load_job", "parse_override",
+__all__ = ["ModelConfig", "DataConfig", "TrainConfig", "EvalConfig", "SurfaceConfig", "PathsConfig", "ExportConfig", "JobConfig", "load_job", "expand_sweep", "parse_override",
            "apply_overrides", "job_to_dict"]
 
 
@@ -91,8 +91,14 @@ class SurfaceConfig:
     center: str = _f("final", doc="checkpoint of the job's trajectory (final, epoch N, ...), file.pt or run.h5:NAME")
     alpha: str = _f("-1:1:25", doc="MIN:MAX:NUM")
     beta: typing.Optional[str] = _f("-1:1:25", doc="MIN:MAX:NUM; none for a 1-D line")
-    directions: str = _f("random", choices=("random", "checkpoints", "file"),
-                         doc="random (seeded Gaussian), checkpoints (θ₁−θ*, θ₂−θ*), file (reuse another surface's)")
+    directions: str = _f("random", choices=("random", "checkpoints", "file", "pca"),
+                         doc="random (seeded Gaussian), checkpoints (θ₁−θ*, θ₂−θ*), file (reuse another surface's), "
+                             "pca (top principal components of the trajectory)")
+    trajectory: typing.Optional[str] = _f(None, doc="trajectory store for pca and the projected path "
+                                                    "(default: the job's trajectory.h5)")
+    pca_checkpoints: str = _f("epochs", choices=("epochs", "all"), doc="rows of the PCA: epoch checkpoints, or "
+                                                                      "also step checkpoints")
+    projection: str = _f("lstsq", choices=("lstsq", "cos"), doc="how checkpoints are projected onto the plane")
     norm: str = _f("filter", choices=("filter", "layer", "model", "none"))
     ignore: str = _f("biasbn", choices=("biasbn", "none"), doc="biasbn: biases and BatchNorm stay at θ*")
     dir_type: str = _f("weights", choices=("weights", "states"), doc="states also moves BatchNorm statistics")
@@ -141,6 +147,8 @@ class ExportConfig:
     zmax: typing.Optional[float] = _f(None, doc="clip heights (and plotted loss) above this value")
     zscale: float = _f(1.0, doc="multiply heights by this factor")
     resample: int = _f(1, min=1, doc="export on a grid this many times finer (linear interpolation)")
+    animate: bool = _f(False, doc="an animated GIF of the projected path over the PCA surface (decision "
+                                  "regions beside it for 2-D data)")
 
 
 @dataclass
@@ -156,10 +164,16 @@ class JobConfig:
     surface: typing.Optional[SurfaceConfig] = None
     paths: typing.Optional[PathsConfig] = None
     export: typing.Optional[ExportConfig] = None
+    pca: typing.Optional[SurfaceConfig] = None
+    sweep: dict = field(default_factory=dict)
 
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "evaluate": EvalConfig,
-                             "surface": SurfaceConfig, "paths": PathsConfig, "export": ExportConfig}
+                             "surface": SurfaceConfig, "paths": PathsConfig, "export": ExportConfig,
+                             "pca": SurfaceConfig}
+
+
+PCA_DEFAULTS = {"directions": "pca", "alpha": "auto:25", "beta": "auto:25", "output": "surface_pca.h5"}
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -281,12 +295,19 @@ def load_job(source: str | Path | Mapping[str, Any] | None = None, overrides: It
                 problems.append(f"job.{key}: expected a non-empty string, got {value!r}")
         else:
             problems.append(f"job.{key}: unknown key; expected 'name' or 'output'")
+    sweep = doc.get("sweep", {})
+    if not isinstance(sweep, Mapping) or not all(isinstance(v, list) and v for v in sweep.values()):
+        problems.append(f"[sweep]: expected keys (like \"model.kwargs.depth\") with non-empty lists, got {sweep!r}")
+    else:
+        job.sweep = dict(sweep)
     for section, value in doc.items():
-        if section == "job":
+        if section in ("job", "sweep"):
             continue
         if section not in SECTIONS:
             problems.append(f"[{section}]: unknown section; expected one of {['job'] + sorted(SECTIONS)}")
             continue
+        if section == "pca" and isinstance(value, Mapping):  # a second surface, in the plane of the PCA
+            value = {**PCA_DEFAULTS, **value}
         setattr(job, section, _build(SECTIONS[section], section, value, problems))
     problems += _cross_checks(job)
     if problems:
@@ -305,12 +326,18 @@ def _cross_checks(job: JobConfig) -> list[str]:
         out.append(f"evaluate.device: expected auto, cpu, cuda or cuda:N, got {dev!r}")
     if job.evaluate.precision != "fp32" and dev == "cpu":
         out.append(f"evaluate.precision: {job.evaluate.precision} autocast needs CUDA, the device is cpu; use fp32")
-    sf = job.surface
-    if sf is not None:
+    for sf in (job.surface, job.pca):
+        if sf is None:
+            continue
         from .grid import parse_range
 
         for key in ("alpha", "beta"):
             value = getattr(sf, key)
+            if isinstance(value, str) and value.startswith("auto"):
+                n = value[5:] if value.startswith("auto:") else ""
+                if value != "auto" and not (n.isdigit() and int(n) >= 2):
+                    out.append(f"surface.{key}: expected auto or auto:NUM (NUM >= 2), got {value!r}")
+                continue
             if value is not None:
                 try:
                     parse_range(value)
@@ -323,6 +350,8 @@ def _cross_checks(job: JobConfig) -> list[str]:
             out.append("surface.target1: directions=checkpoints needs target1 (and target2 for a plane)")
         if sf.directions == "checkpoints" and sf.beta is not None and not sf.target2:
             out.append("surface.target2: a 2-D plane from checkpoints needs target2 (or set surface.beta=none)")
+        if (isinstance(sf.alpha, str) and sf.alpha.startswith("auto")) and sf.directions != "pca":
+            out.append("surface.alpha: auto ranges follow the projected path; use them with directions=pca")
         if sf.directions == "file" and not sf.directions_file:
             out.append("surface.directions_file: directions=file needs the surface file to reuse")
     pc = job.paths
@@ -349,6 +378,40 @@ def _cross_checks(job: JobConfig) -> list[str]:
             out.append(f"export.plots: expected a list of 'png'/'pdf'/'svg', got {bad}")
         if ex.zscale == 0:
             out.append("export.zscale: expected a non-zero factor")
+    return out
+
+
+def expand_sweep(source: str | Path | Mapping[str, Any] | None, overrides: Iterable[str] = ()
+                 ) -> list[tuple[dict[str, Any], JobConfig]]:
+    """Every combination of a job's ``[sweep]`` lists as its own validated job, output ``OUTPUT/NNN``
+    (numbered in itertools.product order; the settings of each are returned beside it). A job without a
+    sweep gives itself.
+
+    Example:
+        >>> jobs = expand_sweep({"sweep": {"train.lr": [0.1, 0.2], "train.seed": [0, 1]}}, ["output=o"])
+        >>> [(s, j.output) for s, j in jobs][:2]
+        [({'train.lr': 0.1, 'train.seed': 0}, 'o/000'), ({'train.lr': 0.1, 'train.seed': 1}, 'o/001')]
+    """
+    import itertools
+    import json as _json
+
+    base = load_job(source, overrides)
+    if not base.sweep:
+        return [({}, base)]
+    keys = list(base.sweep)
+    out, problems = [], []
+    for k, combo in enumerate(itertools.product(*(base.sweep[key] for key in keys))):
+        settings = dict(zip(keys, combo))
+        extra = [f"{key}={_json.dumps(v)}" for key, v in settings.items()]
+        try:
+            job = load_job(source, list(overrides) + extra + [f"output={_json.dumps(str(Path(base.output) / f'{k:03d}'))}"])
+        except ConfigError as exc:
+            problems += [f"sweep {settings}: {p}" for p in exc.problems]
+            continue
+        job.sweep = {}
+        out.append((settings, job))
+    if problems:
+        raise ConfigError(problems)
     return out
 
 

@@ -89,6 +89,30 @@ def run_job(job: JobConfig, progress: bool = True, comm: object | None = None) -
             summary["seconds"] = round(time.perf_counter() - t0, 2)
             (out / "summary.json").write_text(json.dumps(summary, indent=2))
             log.info("\n%s", read_surface(path).describe())
+    if job.pca is not None:
+        from .surface import run_surface_job
+
+        path = run_surface_job(job, progress, comm, job.pca)
+        if comm is None or comm.Get_rank() == 0:
+            from .store import read_surface
+
+            summary = json.loads((out / "summary.json").read_text())
+            if job.export is not None:
+                export_job(job, path)
+                if job.export.animate:
+                    from .plot import animate_path
+
+                    tr = prepare_data(job.data)[0]
+                    regions = None
+                    if tr.x.dim() == 2 and tr.x.shape[1] == 2 and tr.task == "classification":
+                        from .cli import _decision_regions
+
+                        regions = _decision_regions(job)
+                    gif = animate_path(path, None, 3.0, *(regions or (None, None)))
+                    summary["outputs"]["animation"] = gif.name
+            summary["outputs"]["surface_pca"] = path.name
+            (out / "summary.json").write_text(json.dumps(summary, indent=2))
+            log.info("\n%s", read_surface(path).describe())
     if job.paths is not None:
         run_paths(job, progress, comm)
     if comm is None or comm.Get_rank() == 0:

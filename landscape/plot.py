@@ -20,14 +20,14 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .errors import ConfigError, require
 from .store import SurfaceData, read_surface
 
-__all__ = ["plot_surface", "plot_paths", "read_path", "axis_labels", "FIGURES"]
+__all__ = ["plot_surface", "plot_paths", "read_path", "axis_labels", "animate_path", "FIGURES"]
 
 _log = logging.getLogger(__name__)
 
@@ -73,6 +73,25 @@ def _trajectory(path: Path) -> dict[str, np.ndarray] | None:
     from .export_vtk import _read_trajectory
 
     return _read_trajectory(path)
+
+
+def _projections(path: Path) -> dict[str, dict[str, np.ndarray]]:
+    """Other runs projected onto this surface's plane (``/projections/<label>``)."""
+    import h5py
+
+    with h5py.File(path, "r", locking=False) as f:
+        if "projections" not in f:
+            return {}
+        return {k: {n: g[n][:] for n in g} for k, g in f["projections"].items()}
+
+
+def _overlay_others(ax: Any, others: dict[str, dict[str, np.ndarray]]) -> None:
+    for c, (label, t) in enumerate(others.items()):
+        ax.plot(t["alpha"], t["beta"], "-^", ms=3, lw=1.2, color=("deepskyblue", "orange", "lime", "magenta")[c % 4],
+                label=label, zorder=4)
+        ax.plot(t["alpha"][-1], t["beta"][-1], "*", ms=10, mec="black", color="white", zorder=5)
+    if others:
+        ax.legend(loc="best", fontsize=7)
 
 
 def _overlay(ax: Any, traj: dict[str, np.ndarray] | None) -> None:
@@ -158,6 +177,7 @@ def plot_surface(path: str | Path, out_dir: str | Path | None = None, formats: S
         return written
 
     traj = _trajectory(Path(path))
+    others = _projections(Path(path))
     A, B = np.meshgrid(s.alpha, s.beta, indexing="ij")
     if min(A.shape) < 2:  # contours and surfaces need two points along each axis
         skipped = [f for f in figures if f != "heatmap"]
@@ -197,6 +217,7 @@ def plot_surface(path: str | Path, out_dir: str | Path | None = None, formats: S
             ax.set_title(name + (" (log scale)" if lg else ""))
             ax.set_aspect("auto")
             _overlay(ax, traj)
+            _overlay_others(ax, others)
         save(fig, kind)
     for p in written:
         _log.info("wrote %s", p)
@@ -341,3 +362,55 @@ def plot_paths(files: Sequence[str | Path], out_dir: str | Path | None = None,
         ax.legend(fontsize=6, ncol=2)
         save(fig, "paths_layers_compare")
     return written
+
+
+def animate_path(path: str | Path, out: str | Path | None = None, fps: float = 3.0,
+                 regions: Callable[[int], tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+                 points: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
+    """An animated GIF (pillow writer, no external binary) of the projected path moving over the filled
+    contour, titled with the current epoch, loss and accuracy. ``regions(k)`` gives (xx, yy, classes) of a
+    model's decision regions at checkpoint ``k`` (2-D data), drawn beside the path with ``points`` (x, y)."""
+    plt = _plt()
+    from matplotlib.animation import FuncAnimation, PillowWriter
+
+    s = read_surface(path)
+    traj = _trajectory(Path(path))
+    if traj is None or s.beta is None:
+        raise ConfigError(f"{path}: no projected trajectory on a 2-D surface to animate (compute a surface with "
+                          "directions=pca, or one around a checkpoint of a trained run)")
+    out = Path(out) if out else Path(path).with_name(Path(path).stem + "_path.gif")
+    A, B = np.meshgrid(s.alpha, s.beta, indexing="ij")
+    loss = np.ma.masked_invalid(s.loss)
+    ncols = 2 if regions is not None else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(5.5 * ncols, 4.6), squeeze=False)
+    ax = axes[0][0]
+    cs = ax.contourf(A, B, loss, levels=_levels(loss, True), cmap="viridis")
+    fig.colorbar(cs, ax=ax, label="loss")
+    xl, yl = axis_labels(s)
+    ax.set_xlabel(xl, fontsize=8)
+    ax.set_ylabel(yl, fontsize=8)
+    (line,) = ax.plot([], [], "-o", color="crimson", ms=3, lw=1.5)
+    (head,) = ax.plot([], [], "*", color="gold", mec="black", ms=14)
+    ax.plot(traj["alpha"][0], traj["beta"][0], "s", color="black", ms=6)
+    title = fig.suptitle("")
+
+    def frame(k: int) -> list:
+        line.set_data(traj["alpha"][: k + 1], traj["beta"][: k + 1])
+        head.set_data([traj["alpha"][k]], [traj["beta"][k]])
+        lo, ac = traj.get("loss", [np.nan] * (k + 1))[k], traj.get("accuracy", [np.nan] * (k + 1))[k]
+        title.set_text(f"epoch {traj['epoch'][k]:g}   loss {lo:.4g}   accuracy {ac:.3g}")
+        if regions is not None:
+            rax = axes[0][1]
+            rax.clear()
+            xx, yy, zz = regions(k)
+            rax.contourf(xx, yy, zz, alpha=0.35, cmap="brg")
+            if points is not None:
+                rax.scatter(points[0][:, 0], points[0][:, 1], c=points[1], s=6, cmap="brg")
+            rax.set_title("decision regions", fontsize=9)
+        return [line, head, title]
+
+    anim = FuncAnimation(fig, frame, frames=len(traj["alpha"]), blit=False)
+    anim.save(out, writer=PillowWriter(fps=fps))
+    plt.close(fig)
+    _log.info("wrote %s", out)
+    return out

@@ -36,14 +36,15 @@ from tqdm.auto import tqdm
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from .config import JobConfig
+    from .config import JobConfig, SurfaceConfig
+    from .trajectory import TrajectoryStore
 
-from .errors import LandscapeError
+from .errors import ConfigError, LandscapeError
 from .evaluate import Evaluator
 from .store import SurfaceStore
 
 __all__ = ["PlaneEvaluator", "compute_surface", "Interrupted", "interruptible", "run_surface_job",
-           "plan_directions", "resolve_center"]
+           "plan_directions", "resolve_center", "project_onto"]
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +247,52 @@ def compute_surface(plane: PlaneEvaluator, store: SurfaceStore, progress: bool =
 
 # -- jobs -----------------------------------------------------------------------------------------
 
+def _projection_datasets(store: "TrajectoryStore", coords: np.ndarray, group: str = "trajectory"
+                         ) -> dict[str, np.ndarray]:
+    """``group/{alpha,beta,epoch,step,loss,accuracy}`` of projected checkpoints (recorded test metrics at
+    epoch checkpoints, NaN at step checkpoints)."""
+    t, m = store.table(), store.metrics()
+    loss, acc = np.full(len(coords), np.nan), np.full(len(coords), np.nan)
+    for i, (kind, ep) in enumerate(zip(t["kind"], t["epoch"])):
+        hit = np.flatnonzero(np.isclose(m["epoch"], ep))
+        if kind != "step" and len(hit):
+            loss[i], acc[i] = m["test_loss"][hit[0]], m["test_accuracy"][hit[0]]
+    return {f"{group}/alpha": coords[:, 0], f"{group}/beta": coords[:, 1], f"{group}/epoch": t["epoch"],
+            f"{group}/step": t["step"].astype(np.float64), f"{group}/loss": loss, f"{group}/accuracy": acc}
+
+
+def project_onto(surface: "Path | str", trajectory: "Path | str", label: str, method: str = "lstsq") -> np.ndarray:
+    """Project another run's checkpoints onto a surface's plane (its θ*, d₁, d₂): a fixed plane on which
+    runs can be compared. Stored as ``/projections/<label>/...``; returns the (n, 2) coordinates."""
+    import h5py
+
+    from .pca import projected_path
+    from .store import read_surface
+    from .trajectory import TrajectoryStore
+
+    s = read_surface(surface)
+    other = TrajectoryStore(trajectory)
+    with h5py.File(s.path, "r", locking=False) as f:
+        if "center" not in f["directions"]:
+            raise ConfigError(f"{s.path}: holds no centre vector (written by an older landscape); recompute it")
+        c = torch.from_numpy(f["directions/center"][:])
+        d1 = torch.from_numpy(f["directions/d1"][:])
+        d2 = torch.from_numpy(f["directions/d2"][:]) if "d2" in f["directions"] else None
+    if other.spec.numel != c.numel() or json.loads(s.attrs["state_spec"]) != other.spec.to_json():
+        raise ConfigError(f"{trajectory}: its model's state layout differs from the surface's; a plane can only "
+                          "be shared by runs of the same model")
+    coords = projected_path(other.vector, len(other), c, d1, d2, method)
+    with h5py.File(s.path, "r+") as f:
+        g = f.require_group("projections")
+        if label in g:
+            del g[label]
+        for key, arr in _projection_datasets(other, coords, f"projections/{label}").items():
+            f.create_dataset(key, data=arr)
+        g[label].attrs["trajectory"] = str(trajectory)
+        g[label].attrs["method"] = method
+    return coords
+
+
 def _is_source(ref: str) -> bool:
     from pathlib import Path
 
@@ -269,18 +316,47 @@ def resolve_center(job: "JobConfig", ref: str, model: torch.nn.Module) -> tuple[
     return load_source(source, model), source
 
 
-def plan_directions(job: "JobConfig", model: torch.nn.Module, center: dict[str, torch.Tensor]
-                    ) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
+def _trajectory_store(job: "JobConfig", sf: "SurfaceConfig") -> "TrajectoryStore | None":
+    from pathlib import Path
+
+    from .trajectory import TrajectoryStore
+
+    path = Path(sf.trajectory) if sf.trajectory else Path(job.output) / "trajectory.h5"
+    if sf.trajectory is None and not path.exists():
+        return None
+    return TrajectoryStore(path)
+
+
+def plan_directions(job: "JobConfig", model: torch.nn.Module, center: dict[str, torch.Tensor],
+                    sf: "SurfaceConfig | None" = None) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
     """Flat d₁, d₂ (None for a line) and the description of how they were made."""
     from .directions import direction_between, movable_names, random_directions
     from .errors import StoreError
     from .params import StateSpec, flatten_state, state_checksum
 
-    sf = job.surface
+    sf = sf or job.surface
     spec = StateSpec.from_state(center)
     count = 1 if sf.beta is None else 2
     params = [n for n, _ in model.named_parameters()]
     info: dict = {"directions": sf.directions}
+    if sf.directions == "pca":
+        from .pca import pca_directions
+
+        store = _trajectory_store(job, sf)
+        if store is None:
+            raise StoreError("directions=pca needs a trajectory store: train first or set surface.trajectory")
+        if store.spec != spec:
+            raise StoreError(f"{store.path}: its checkpoints do not fit this model's state layout")
+        movable = movable_names(center, params, sf.dir_type, sf.ignore)
+        mask = flatten_state({n: torch.full(t.shape, float(n in movable)) for n, t in center.items()}, spec)
+        c = flatten_state(center, spec)
+        t = store.table()
+        rows = [i for i in range(len(t["kind"])) if sf.pca_checkpoints == "all" or t["kind"][i] != "step"]
+        rows = [i for i in rows if not torch.equal(store.vector(i), c)]  # the centre itself adds nothing
+        (a, b), ratio = pca_directions(lambda k: (store.vector(rows[k]) - c) * mask, len(rows), count)
+        info.update(norm="none", ignore=sf.ignore, dir_type=sf.dir_type, trajectory=str(store.path),
+                    pca_rows=len(rows), explained_variance=[float(r) for r in ratio[:10]])
+        return a, (b if count == 2 else None), info
     if sf.directions == "random":
         dirs = random_directions(center, params, sf.seed, sf.norm, sf.ignore, sf.dir_type, count)
         info.update(norm=sf.norm, ignore=sf.ignore, dir_type=sf.dir_type, seed=sf.seed)
@@ -318,7 +394,8 @@ def plan_directions(job: "JobConfig", model: torch.nn.Module, center: dict[str, 
     return flat[0], flat[1] if count == 2 else None, info
 
 
-def run_surface_job(job: "JobConfig", progress: bool = True, comm: object | None = None) -> "Path":
+def run_surface_job(job: "JobConfig", progress: bool = True, comm: object | None = None,
+                    sf: "SurfaceConfig | None" = None) -> "Path":
     """Compute (or resume) the job's ``[surface]``; returns the surface file's path.
 
     With an MPI communicator every rank evaluates (each on its own device) and rank 0 alone writes the file.
@@ -329,15 +406,15 @@ def run_surface_job(job: "JobConfig", progress: bool = True, comm: object | None
     from .data import subset
     from .directions import cosine
     from .job import prepare_data, prepare_model
-    from .params import StateSpec, state_checksum
+    from .params import StateSpec, flatten_state, state_checksum
 
-    sf = job.surface
+    sf = sf or job.surface
     tr, te = prepare_data(job.data)
     data = te if job.evaluate.split == "test" else tr
     data = subset(data, sf.subset, job.data.subset_mode, job.data.subset_seed)
     model = prepare_model(job, tr)
     center, center_src = resolve_center(job, sf.center, model)
-    d1, d2, dir_info = plan_directions(job, model, center)
+    d1, d2, dir_info = plan_directions(job, model, center, sf)
     model.load_state_dict(center)
     from .parallel import agree, on_root, pick_device, run_distributed
 
@@ -346,7 +423,29 @@ def run_surface_job(job: "JobConfig", progress: bool = True, comm: object | None
     spec = StateSpec.from_state(center)
     from .grid import Grid, parse_range
 
-    grid = Grid(parse_range(sf.alpha), parse_range(sf.beta) if sf.beta is not None else None)
+    # the training path in the plane: every checkpoint of the trajectory, projected
+    traj_store = _trajectory_store(job, sf) if sf.directions in ("pca", "random", "checkpoints") else None
+    projected = None
+    if traj_store is not None and traj_store.spec == StateSpec.from_state(center):
+        from .pca import projected_path
+
+        cvec = flatten_state(center, spec)
+        coords = projected_path(traj_store.vector, len(traj_store), cvec, d1, d2, sf.projection)
+        projected = _projection_datasets(traj_store, coords)
+
+    def axis(text: str | None, k: int) -> np.ndarray | None:
+        if text is None:
+            return None
+        if text.startswith("auto"):
+            from .pca import auto_range
+
+            if projected is None:
+                raise ConfigError("surface: auto grid ranges need the projected trajectory (a trajectory store)")
+            return parse_range(auto_range(projected[("trajectory/alpha", "trajectory/beta")[k]],
+                                          int(text[5:]) if text.startswith("auto:") else 25))
+        return parse_range(text)
+
+    grid = Grid(axis(sf.alpha, 0), axis(sf.beta, 1))
     dir_sum = state_checksum(torch.cat([d1] + ([d2] if d2 is not None else [])))
     inputs = {"model": job.model.name, "model_kwargs": job.model.kwargs, "data": asdict(job.data),
               "split": job.evaluate.split, "subset": sf.subset, "center": center_src,
@@ -360,7 +459,12 @@ def run_surface_job(job: "JobConfig", progress: bool = True, comm: object | None
              "dir_type": dir_info.get("dir_type") or "weights", "seed": int(dir_info.get("seed") or 0),
              "data": job.data.name, "split": job.evaluate.split, "subset": sf.subset or 0,
              "cosine_d1_d2": cos, "state_spec": json.dumps(spec.to_json()), "loss_name": ev.loss_name}
-    datasets = {"directions/d1": d1.numpy()}
+    if "explained_variance" in dir_info:
+        attrs["explained_variance"] = json.dumps(dir_info["explained_variance"])
+    datasets = {"directions/d1": d1.numpy(), "directions/center": flatten_state(center, spec).numpy()}
+    if projected is not None:
+        datasets.update(projected)
+        inputs["projection"] = sf.projection
     if d2 is not None:
         datasets["directions/d2"] = d2.numpy()
     path = Path(sf.output) if Path(sf.output).is_absolute() else Path(job.output) / sf.output

@@ -44,9 +44,9 @@ def _env(**extra):
     return env
 
 
-def surface_args(tmp_path, out, *extra, model="lenet5", data="digits"):
+def surface_args(tmp_path, out, *extra, model="lenet5", data="digits", grid=("-1:1:7", "-1:1:5")):
     return ["-m", "landscape", "surface", "--model", model, "--data", data, "--center", str(tmp_path / "c.pt"),
-            "--alpha", "-1:1:7", "--beta", "-1:1:5", "--out", str(tmp_path / out), "--no-progress", "--subset", "60",
+            "--alpha", grid[0], "--beta", grid[1], "--out", str(tmp_path / out), "--no-progress", "--subset", "60",
             *extra]
 
 
@@ -81,7 +81,13 @@ def test_mpi_equals_serial(tmp_path, center, n, extra):
 @pytest.mark.mpi
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_killed_mpi_run_resumes(tmp_path, center, sig):
-    args = surface_args(tmp_path, "k.h5", "surface.flush_every=1", "surface.chunk=2", "--points-per-batch", "1")
+    big = ("-1:1:21", "-1:1:15")  # 315 points: the run cannot finish before the signal lands
+    serial = subprocess.run([sys.executable, *surface_args(tmp_path, "big.h5", grid=big)], env=_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert serial.returncode == 0, serial.stderr
+    center = read_surface(tmp_path / "big.h5")
+    args = surface_args(tmp_path, "k.h5", "surface.flush_every=1", "surface.chunk=2", "--points-per-batch", "1",
+                        grid=big)
     proc = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, *args], env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     wait_for_points(tmp_path / "k.h5", 4, proc)
@@ -91,7 +97,7 @@ def test_killed_mpi_run_resumes(tmp_path, center, sig):
     elapsed = time.time() - t
     part = read_surface(tmp_path / "k.h5")  # readable after any kill
     mask = part.done.astype(bool)
-    assert 4 <= mask.sum() < 35
+    assert 4 <= mask.sum() < 315
     np.testing.assert_allclose(part.loss[mask], center.loss[mask], rtol=1e-5)
     if sig == signal.SIGTERM:
         assert elapsed < 15 and part.attrs["status"] == "partial" and "resume" in err
@@ -125,9 +131,12 @@ def test_failing_rank_aborts_the_job(tmp_path):
 
 @pytest.mark.mpi
 def test_demo_job_under_mpi(tmp_path):
-    r = mpirun(2, ["-m", "landscape", "demo", "--output", str(tmp_path / "d"), "train.epochs=1",
-                   "surface.alpha=-1:1:5", "surface.beta=-1:1:3", "--no-progress"])
+    r = mpirun(2, ["-m", "landscape", "demo", "--output", str(tmp_path / "d"), "train.epochs=3",
+                   "surface.alpha=-1:1:5", "surface.beta=-1:1:3", "pca.alpha=\"auto:4\"", "pca.beta=\"auto:3\"",
+                   "paths.alpha=0:1:3", "--no-progress"])
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("outputs written to") == 1  # rank 0 reports
     s = read_surface(tmp_path / "d" / "surface.h5")
     assert s.done.all() and s.loss.shape == (5, 3)
+    assert read_surface(tmp_path / "d" / "surface_pca.h5").done.all()
+    assert read_surface(tmp_path / "d" / "path_quadratic.h5").done.all()
