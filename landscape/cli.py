@@ -173,6 +173,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", help="name of the projection (default: the trajectory's folder name)")
     p.add_argument("--method", choices=("lstsq", "cos"), default="lstsq")
 
+    p = sub.add_parser("reduce", help="merge highly correlated conv filters; accuracy before and after",
+                       description="Merge the pairs of a conv layer's filters whose correlation (of activations "
+                                   "over evaluation data, or of weights) reaches the threshold: the pair's "
+                                   "average replaces one filter, the other is removed and the next layer absorbs "
+                                   "its input weights. Prints the accuracy before and after.")
+    _job_flags(p)
+    p.add_argument("--checkpoint", help="state to reduce (default: the job's trajectory final)")
+    p.add_argument("--layer", default="conv1")
+    p.add_argument("--threshold", type=float, default=0.9)
+    p.add_argument("--source", choices=("activations", "weights"), default="activations")
+    p.add_argument("--batch", type=int, default=256, help="evaluation samples for activation correlations")
+    p.add_argument("--save", help="write the reduced model's state dict here")
+    _common(p)
+
     p = sub.add_parser("animate", help="animated GIF of the projected path over a surface",
                        description="The projected training path moving over the surface's filled contour, with "
                                    "the current epoch, loss and accuracy; with --job on 2-D data (spiral), the "
@@ -241,6 +255,39 @@ def _dispatch(args: argparse.Namespace) -> int:
         coords = project_onto(args.surface, args.trajectory, label, args.method)
         print(f"{len(coords)} checkpoints of {args.trajectory} projected onto {args.surface} as {label!r}: "
               f"start ({coords[0, 0]:.4g}, {coords[0, 1]:.4g}), end ({coords[-1, 0]:.4g}, {coords[-1, 1]:.4g})")
+        return 0
+    if args.command == "reduce":
+        import torch
+
+        from .checkpoints import apply_state, load_source
+        from .dynamics import activation_correlation, correlated_pairs, filter_correlation, merge_filters
+        from .evaluate import Evaluator
+        from .job import prepare_data, prepare_model
+
+        job = load_job(args.job, _overrides(args, _FLAGS))
+        tr, te = prepare_data(job.data)
+        data = te if job.evaluate.split == "test" else tr
+        model = prepare_model(job, tr)
+        src = args.checkpoint or f"{Path(job.output) / 'trajectory.h5'}:final"
+        apply_state(model, load_source(src, model), src)
+        before = Evaluator(model, data, job.evaluate.device, job.evaluate.batch_size, job.train.loss).evaluate()
+        mods = dict(model.named_modules())
+        if args.layer not in mods:
+            from .errors import ConfigError
+
+            raise ConfigError(f"--layer {args.layer!r} is not a layer of {job.model.name}")
+        corr = (activation_correlation(model.cpu(), args.layer, data.x[: args.batch]) if args.source == "activations"
+                else filter_correlation(mods[args.layer].weight))
+        pairs = correlated_pairs(corr, args.threshold)
+        merge_filters(model, args.layer, [(i, j) for i, j, _ in pairs])
+        after = Evaluator(model, data, job.evaluate.device, job.evaluate.batch_size, job.train.loss).evaluate()
+        n_after = dict(model.named_modules())[args.layer].out_channels
+        print(f"{args.layer}: {len(corr)} filters, {len(pairs)} pair(s) with {args.source} correlation >= "
+              f"{args.threshold:g}: {[(i, j) for i, j, _ in pairs]}")
+        print(f"filters {len(corr)} -> {n_after}; accuracy {before.accuracy:.4f} -> {after.accuracy:.4f}, "
+              f"loss {before.loss:.4f} -> {after.loss:.4f}")
+        if args.save:
+            torch.save(model.state_dict(), args.save)
         return 0
     if args.command == "animate":
         from .plot import animate_path

@@ -71,6 +71,7 @@ class TrainConfig:
     batch_size: int = _f(64, min=1)
     seed: int = _f(0)
     checkpoint_every_steps: int = _f(0, min=0, doc="also checkpoint every N optimiser steps (0: off)")
+    norms_every: int = _f(0, min=0, doc="record per-layer weight and gradient L2 norms every N steps (0: off)")
     loss: typing.Optional[str] = _f(None, choices=("cross_entropy", "nll", "mse"))
 
 
@@ -137,6 +138,17 @@ class PathsConfig:
 
 
 @dataclass
+class DynamicsConfig:
+    """[dynamics]: training dynamics (TensorViz): norms plot, filter evolution, weight walk, correlations."""
+
+    filter_layer: str = _f("conv1", doc="conv layer whose filters evolve in ParaView (.vtp per checkpoint, .pvd)")
+    walk: str = _f("first2", choices=("first2", "random"), doc="weight-vector walk: first two coordinates or a "
+                                                              "random 2-D projection")
+    correlation_threshold: float = _f(0.9, doc="list filter pairs correlated at least this much")
+    activations_batch: int = _f(256, min=1, doc="evaluation samples for activation correlations")
+
+
+@dataclass
 class ExportConfig:
     """[export]: VTK files for ParaView and matplotlib figures of the job's surfaces."""
 
@@ -165,12 +177,13 @@ class JobConfig:
     paths: typing.Optional[PathsConfig] = None
     export: typing.Optional[ExportConfig] = None
     pca: typing.Optional[SurfaceConfig] = None
+    dynamics: typing.Optional[DynamicsConfig] = None
     sweep: dict = field(default_factory=dict)
 
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "evaluate": EvalConfig,
                              "surface": SurfaceConfig, "paths": PathsConfig, "export": ExportConfig,
-                             "pca": SurfaceConfig}
+                             "pca": SurfaceConfig, "dynamics": DynamicsConfig}
 
 
 PCA_DEFAULTS = {"directions": "pca", "alpha": "auto:25", "beta": "auto:25", "output": "surface_pca.h5"}

@@ -113,6 +113,8 @@ def run_job(job: JobConfig, progress: bool = True, comm: object | None = None) -
             summary["outputs"]["surface_pca"] = path.name
             (out / "summary.json").write_text(json.dumps(summary, indent=2))
             log.info("\n%s", read_surface(path).describe())
+    if job.dynamics is not None and (comm is None or comm.Get_rank() == 0):
+        run_dynamics(job)
     if job.paths is not None:
         run_paths(job, progress, comm)
     if comm is None or comm.Get_rank() == 0:
@@ -120,6 +122,35 @@ def run_job(job: JobConfig, progress: bool = True, comm: object | None = None) -
         summary["seconds"] = round(time.perf_counter() - t0, 2)
         (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return out
+
+
+def run_dynamics(job: JobConfig) -> list[Path]:
+    """The job's ``[dynamics]``: norms plot, filter evolution series, weight walk, correlation heatmaps."""
+    from .dynamics import correlation_report, export_filter_evolution, plot_norms, plot_weight_walk
+    from .trajectory import TrajectoryStore
+
+    dc, out = job.dynamics, Path(job.output)
+    store = TrajectoryStore(out / "trajectory.h5")
+    written: list[Path] = []
+    if store.norms() is not None:
+        written += plot_norms(store, out)
+    written += export_filter_evolution(store, dc.filter_layer, out / "filters")
+    written += plot_weight_walk(store, out, dc.walk)
+    tr, te = prepare_data(job.data)
+    model = prepare_model(job, tr)
+    apply_state(model, store.state("final"), f"{store.path}:final")
+    data = te if job.evaluate.split == "test" else tr
+    report = correlation_report(model, data.x[: dc.activations_batch], out, dc.correlation_threshold)
+    for layer, pairs in report.items():
+        log.info("%s: %d weight and %d activation filter pairs with correlation >= %g: %s", layer,
+                 len(pairs["weights"]), len(pairs["activations"]), dc.correlation_threshold,
+                 pairs["activations"][:5])
+    summary = json.loads((out / "summary.json").read_text())
+    summary["outputs"]["dynamics"] = sorted({str(p.relative_to(out)).split("/")[0] for p in written} |
+                                            {"correlation.h5"})
+    summary["correlated_pairs"] = report
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return written
 
 
 def run_paths(job: JobConfig, progress: bool = True, comm: object | None = None) -> dict[str, Path]:
@@ -156,6 +187,9 @@ def check_dependencies(job: JobConfig) -> None:
     if job.export is not None and job.export.vtk and (job.surface is not None):
         require("vtk", "vtk")
     if job.export is not None and job.export.plots and (job.surface is not None or job.paths is not None):
+        require("matplotlib", "plot")
+    if job.dynamics is not None:
+        require("vtk", "vtk")
         require("matplotlib", "plot")
 
 

@@ -129,6 +129,9 @@ def train(model: nn.Module, train_data: TensorData, test_data: TensorData, cfg: 
                              test_accuracy=t0.accuracy)
         store.save_resume({"optimizer": optimizer.state_dict(), "epoch": 0, "step": 0})
 
+    from .dynamics import LayerNorms
+
+    norms = LayerNorms(model) if cfg.norms_every else None
     x, y = train_data.x.to(dev), train_data.y.to(dev)
     n = len(train_data)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
@@ -148,8 +151,13 @@ def train(model: nn.Module, train_data: TensorData, test_data: TensorData, cfg: 
             loss = loss_sum(out, yb) / len(idx)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            record = norms is not None and (step + 1) % cfg.norms_every == 0
+            if record:
+                grads = norms.grad_norms()  # of this step's gradient, before the update
             optimizer.step()
             step += 1
+            if record:
+                norms.record(step, grads)  # weights after the update: they match a checkpoint at this step
             with torch.no_grad():
                 run_loss += loss.detach() * len(idx)
                 if classify:
@@ -160,6 +168,8 @@ def train(model: nn.Module, train_data: TensorData, test_data: TensorData, cfg: 
         tr_loss, tr_correct = torch.stack([run_loss, run_correct.double()]).tolist()
         if not math.isfinite(tr_loss):
             log.warning("epoch %d: training loss is %s; the run diverged (lower train.lr)", epoch + 1, tr_loss)
+        if norms is not None:
+            store.append_norms(*norms.flush())  # one host sync per epoch
         te = test_eval.evaluate()  # puts the model in eval mode
         store.append_checkpoint(test_eval.get_flat(), epoch=epoch + 1, step=step, kind="epoch")
         store.append_metrics(epoch=epoch + 1, train_loss=tr_loss / n,

@@ -128,6 +128,34 @@ class TrajectoryStore:
                 ds.resize(n + 1, 0)
                 ds[n] = val
 
+    def append_norms(self, layers: list[str], kinds: list[str], steps: np.ndarray, weight: np.ndarray,
+                     grad: np.ndarray) -> None:
+        """Append rows of per-layer L2 norms (``/norms/{step,weight,grad}``) recorded during training."""
+        if not len(steps):
+            return
+        with self._open("a") as f:
+            if "norms" not in f:
+                g = f.create_group("norms")
+                g.attrs["layers"] = json.dumps(layers)
+                g.attrs["kinds"] = json.dumps(kinds)
+                g.create_dataset("step", (0,), "i8", maxshape=(None,))
+                for k in ("weight", "grad"):
+                    g.create_dataset(k, (0, len(layers)), "f8", maxshape=(None, len(layers)))
+            g = f["norms"]
+            n = g["step"].shape[0]
+            for k, v in (("step", steps), ("weight", weight), ("grad", grad)):
+                g[k].resize(n + len(steps), 0)
+                g[k][n:] = v
+
+    def norms(self) -> dict[str, Any] | None:
+        """Recorded norms: ``layers``, ``kinds`` (conv/linear/other), ``step``, ``weight``, ``grad``."""
+        with self._open() as f:
+            if "norms" not in f:
+                return None
+            g = f["norms"]
+            return {"layers": json.loads(g.attrs["layers"]), "kinds": json.loads(g.attrs["kinds"]),
+                    "step": g["step"][:], "weight": g["weight"][()], "grad": g["grad"][()]}
+
     def append_metrics(self, **values: float) -> None:
         """Append one row of per-epoch metrics (missing ones are NaN)."""
         with self._open("a") as f:
@@ -160,6 +188,11 @@ class TrajectoryStore:
             for ds in (f["states"], *(f["checkpoints"][k] for k in ("epoch", "step", "kind"))):
                 if ds.shape[0] > keep:
                     ds.resize(keep, 0)
+            if "norms" in f:  # norms recorded after the last committed step are dropped too
+                last_step = int(f["checkpoints"]["step"][keep - 1]) if keep else 0
+                nkeep = int(np.searchsorted(f["norms"]["step"][:], last_step, side="right"))
+                for k in ("step", "weight", "grad"):
+                    f["norms"][k].resize(nkeep, 0)
             mep = f["metrics"]["epoch"][:]
             mkeep = int(np.searchsorted(mep, epoch, side="right"))
             for k in METRICS:
