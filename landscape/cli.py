@@ -294,7 +294,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         regions, points = None, None
         if args.job:
-            regions, points = _decision_regions(load_job(args.job, []))
+            from .job import decision_regions
+
+            regions, points = decision_regions(load_job(args.job, []))
         print(animate_path(args.surface, args.out, args.fps, regions, points))
         return 0
     if args.command == "path":
@@ -453,32 +455,6 @@ def _dispatch(args: argparse.Namespace) -> int:
                   f"({res.n} {job.evaluate.split} samples)")
         return 0
     raise AssertionError(args.command)  # argparse guarantees a known command
-
-
-def _decision_regions(job):
-    """(regions(k), points) for 2-D classification data: the class of each mesh point at checkpoint k."""
-    import numpy as np
-    import torch
-
-    from .errors import ConfigError
-    from .job import prepare_data, prepare_model
-    from .trajectory import TrajectoryStore
-
-    tr, te = prepare_data(job.data)
-    if tr.x.dim() != 2 or tr.x.shape[1] != 2:
-        raise ConfigError(f"decision regions need 2-D inputs; {job.data.name} has shape {tuple(tr.x.shape[1:])}")
-    model = prepare_model(job, tr).eval()
-    store = TrajectoryStore(Path(job.output) / "trajectory.h5")
-    lo, hi = (tr.x.min(0).values - 0.1).tolist(), (tr.x.max(0).values + 0.1).tolist()
-    xx, yy = np.meshgrid(np.linspace(lo[0], hi[0], 150), np.linspace(lo[1], hi[1], 150))
-    mesh = torch.tensor(np.stack([xx.ravel(), yy.ravel()], 1), dtype=torch.float32)
-
-    def regions(k: int):
-        model.load_state_dict(store.state(k))
-        with torch.no_grad():
-            return xx, yy, model(mesh).argmax(1).reshape(xx.shape).numpy()
-
-    return regions, (tr.x.numpy(), tr.y.numpy())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,7 +31,7 @@ from .models import build_model
 from .train import train
 
 __all__ = ["prepare_data", "prepare_model", "data_meta", "train_job", "run_job", "demo_job_path", "export_job",
-           "run_paths"]
+           "decision_regions", "run_paths"]
 
 log = logging.getLogger(__name__)
 
@@ -76,43 +76,9 @@ def run_job(job: JobConfig, progress: bool = True, comm: object | None = None) -
     on_root(comm, lambda: _train_and_evaluate(job, progress))
     out = Path(job.output)
     if job.surface is not None:
-        from .surface import run_surface_job
-
-        path = run_surface_job(job, progress, comm)
-        if comm is None or comm.Get_rank() == 0:
-            from .store import read_surface
-
-            summary = json.loads((out / "summary.json").read_text())
-            summary["outputs"]["surface"] = str(path.relative_to(out)) if path.is_relative_to(out) else str(path)
-            if job.export is not None:
-                summary["outputs"]["figures_and_vtk"] = [p.name for p in export_job(job, path)]
-            summary["seconds"] = round(time.perf_counter() - t0, 2)
-            (out / "summary.json").write_text(json.dumps(summary, indent=2))
-            log.info("\n%s", read_surface(path).describe())
+        _surface_stage(job, job.surface, "surface", "figures_and_vtk", progress, comm)
     if job.pca is not None:
-        from .surface import run_surface_job
-
-        path = run_surface_job(job, progress, comm, job.pca)
-        if comm is None or comm.Get_rank() == 0:
-            from .store import read_surface
-
-            summary = json.loads((out / "summary.json").read_text())
-            if job.export is not None:
-                export_job(job, path)
-                if job.export.animate:
-                    from .plot import animate_path
-
-                    tr = prepare_data(job.data)[0]
-                    regions = None
-                    if tr.x.dim() == 2 and tr.x.shape[1] == 2 and tr.task == "classification":
-                        from .cli import _decision_regions
-
-                        regions = _decision_regions(job)
-                    gif = animate_path(path, None, 3.0, *(regions or (None, None)))
-                    summary["outputs"]["animation"] = gif.name
-            summary["outputs"]["surface_pca"] = path.name
-            (out / "summary.json").write_text(json.dumps(summary, indent=2))
-            log.info("\n%s", read_surface(path).describe())
+        _surface_stage(job, job.pca, "surface_pca", None, progress, comm)
     if job.dynamics is not None and (comm is None or comm.Get_rank() == 0):
         run_dynamics(job)
     if job.paths is not None:
@@ -178,6 +144,58 @@ def run_paths(job: JobConfig, progress: bool = True, comm: object | None = None)
         summary["outputs"]["path_figures"] = [p.name for p in figs]
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return files
+
+
+def _surface_stage(job: JobConfig, sf: Any, key: str, exports_key: str | None, progress: bool,
+                   comm: object | None) -> Path:
+    """Compute one surface of the job (every rank), then on rank 0 export it, animate its projected path if
+    asked, record it in summary.json and log its description."""
+    from .store import read_surface
+    from .surface import run_surface_job
+
+    out = Path(job.output)
+    path = run_surface_job(job, progress, comm, sf)
+    if comm is not None and comm.Get_rank() != 0:
+        return path
+    summary = json.loads((out / "summary.json").read_text())
+    summary["outputs"][key] = str(path.relative_to(out)) if path.is_relative_to(out) else str(path)
+    if job.export is not None:
+        written = export_job(job, path)
+        if exports_key:
+            summary["outputs"][exports_key] = [p.name for p in written]
+        if job.export.animate and sf.directions == "pca":
+            from .plot import animate_path
+
+            tr = prepare_data(job.data)[0]
+            two_d = tr.x.dim() == 2 and tr.x.shape[1] == 2 and tr.task == "classification"
+            regions, points = decision_regions(job) if two_d else (None, None)
+            summary["outputs"]["animation"] = animate_path(path, None, 3.0, regions, points).name
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    log.info("\n%s", read_surface(path).describe())
+    return path
+
+
+def decision_regions(job: JobConfig) -> tuple[Any, tuple[np.ndarray, np.ndarray]]:
+    """(regions(k), points) for 2-D classification data: the class of each mesh point at checkpoint k of the
+    job's trajectory, and the training points with their labels."""
+    from .errors import ConfigError
+    from .trajectory import TrajectoryStore
+
+    tr, _ = prepare_data(job.data)
+    if tr.x.dim() != 2 or tr.x.shape[1] != 2:
+        raise ConfigError(f"decision regions need 2-D inputs; {job.data.name} has shape {tuple(tr.x.shape[1:])}")
+    model = prepare_model(job, tr).eval()
+    store = TrajectoryStore(Path(job.output) / "trajectory.h5")
+    lo, hi = (tr.x.min(0).values - 0.1).tolist(), (tr.x.max(0).values + 0.1).tolist()
+    xx, yy = np.meshgrid(np.linspace(lo[0], hi[0], 150), np.linspace(lo[1], hi[1], 150))
+    mesh = torch.tensor(np.stack([xx.ravel(), yy.ravel()], 1), dtype=torch.float32)
+
+    def regions(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        model.load_state_dict(store.state(k))
+        with torch.no_grad():
+            return xx, yy, model(mesh).argmax(1).reshape(xx.shape).numpy()
+
+    return regions, (tr.x.numpy(), tr.y.numpy())
 
 
 def check_dependencies(job: JobConfig) -> None:
