@@ -480,15 +480,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rank != 0 and args.verbose < 2:
             level = max(level, logging.WARNING)
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+    from .errors import EXIT_INTERRUPTED, Interrupted, interruptible
+
     try:
-        return _dispatch(args)
+        with interruptible():  # SIGTERM/SIGUSR1 anywhere: save, stop, exit EXIT_INTERRUPTED
+            return _dispatch(args)
+    except Interrupted as exc:
+        log.error("%s", exc)
+        return EXIT_INTERRUPTED
     except LandscapeError as exc:
         from .parallel import abort_if_parallel
-        from .surface import Interrupted
 
         log.error("%s", exc)
-        if not isinstance(exc, Interrupted):
-            abort_if_parallel(exc)  # an error on one rank alone must not leave the others waiting
+        abort_if_parallel(exc)  # an error on one rank alone must not leave the others waiting
         return 2
     except KeyboardInterrupt:
         log.error("interrupted; rerun the same command to resume")

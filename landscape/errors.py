@@ -14,8 +14,11 @@ Example:
 from __future__ import annotations
 
 import importlib
+import contextlib
+import signal
+import threading
 from types import ModuleType
-from typing import Iterable
+from typing import Iterable, Iterator
 
 __all__ = [
     "LandscapeError",
@@ -25,8 +28,15 @@ __all__ = [
     "CheckpointError",
     "StoreError",
     "DependencyError",
+    "Interrupted",
+    "EXIT_INTERRUPTED",
+    "interruptible",
     "require",
 ]
+
+#: exit status of a run stopped by SIGTERM/SIGUSR1 after saving its results (BSD EX_TEMPFAIL: "try again");
+#: the sbatch scripts requeue the job when they see it
+EXIT_INTERRUPTED = 75
 
 
 class LandscapeError(Exception):
@@ -61,6 +71,41 @@ class StoreError(LandscapeError):
 
 class DependencyError(LandscapeError, ImportError):
     """An optional dependency is missing; the message names the pip extra."""
+
+
+class Interrupted(LandscapeError):
+    """SIGTERM/SIGUSR1 arrived; results so far were saved and rerunning the same command resumes.
+    The command line exits with :data:`EXIT_INTERRUPTED`."""
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Turn SIGTERM and SIGUSR1 (Slurm's time-limit warning, ``--signal=USR1@N``) into :class:`Interrupted`
+    raised in the main thread; in other threads it changes nothing.
+
+    Example:
+        >>> import os
+        >>> with interruptible():
+        ...     try:
+        ...         os.kill(os.getpid(), signal.SIGUSR1)
+        ...     except Interrupted as exc:
+        ...         print(str(exc).split(";")[0])
+        received signal SIGUSR1
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        raise Interrupted(f"received signal {signal.Signals(signum).name}; results so far are saved, "
+                          "rerun the same command to resume")
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 _EXTRAS = {

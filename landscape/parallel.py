@@ -191,14 +191,18 @@ def _wait(comm: Any, source: int, tag: int, status: Any = None) -> None:
 
 
 def _worker(comm: Any, plane: Any) -> None:
-    from .surface import Interrupted, interruptible
+    from .errors import Interrupted, interruptible
 
+    kind = "ready"
     try:
         with interruptible():
             comm.send(("ready", None), dest=0, tag=TAG_TO_MASTER)
             while True:
                 _wait(comm, 0, TAG_TO_WORKER)
                 kind, payload = comm.recv(source=0, tag=TAG_TO_WORKER)
+                if kind == "stop" and payload == "interrupted":  # end the command on every rank alike
+                    raise Interrupted("the master was interrupted; results so far are saved, rerun the same "
+                                      "command to resume")
                 if kind == "stop":
                     return
                 idx, a, b = payload
@@ -206,7 +210,9 @@ def _worker(comm: Any, plane: Any) -> None:
                 loss, acc = plane.evaluate_points(a, b)
                 comm.send(("result", (idx, loss, acc, time.perf_counter() - t)), dest=0, tag=TAG_TO_MASTER)
     except (Interrupted, KeyboardInterrupt):
-        comm.send(("bye", None), dest=0, tag=TAG_TO_MASTER)
+        if kind != "stop":  # our own signal: the master takes our chunk back and goes on without us
+            comm.send(("bye", None), dest=0, tag=TAG_TO_MASTER)
+        raise
     except BaseException as exc:  # noqa: BLE001 - any failure must end the whole job, not hang it
         text = f"rank {comm.Get_rank()} on {socket.gethostname()}: {type(exc).__name__}: {exc}\n" + \
             traceback.format_exc()
@@ -248,7 +254,7 @@ def _drain(comm: Any, active: set[int], record: Any, seconds: float = 5.0) -> No
     status = MPI.Status()
     deadline = time.monotonic() + seconds
     for rank in active:
-        comm.send(("stop", None), dest=rank, tag=TAG_TO_WORKER)
+        comm.send(("stop", "interrupted"), dest=rank, tag=TAG_TO_WORKER)
     try:
         while active and time.monotonic() < deadline:
             if not comm.Iprobe(source=MPI.ANY_SOURCE, tag=TAG_TO_MASTER, status=status):
@@ -282,7 +288,7 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
     from mpi4py import MPI
     from tqdm.auto import tqdm
 
-    from .surface import Interrupted, interruptible
+    from .errors import Interrupted, interruptible
 
     pending = list(store.pending()[::-1])  # pop() from the end takes points in C order
     size = comm.Get_size()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -227,8 +226,8 @@ def run_paths_job(job: "JobConfig", progress: bool = True, comm: Any | None = No
     from .grid import Grid, parse_range
     from .job import prepare_data, prepare_model
     from .params import state_checksum
-    from .parallel import agree, on_root, pick_device, run_distributed
-    from .surface import compute_surface, resolve_center
+    from .parallel import agree, on_root, pick_device
+    from .surface import run_points, resolve_center
 
     pc = job.paths
     tr, te = prepare_data(job.data)
@@ -261,13 +260,7 @@ def run_paths_job(job: "JobConfig", progress: bool = True, comm: Any | None = No
         path = Path(job.output) / f"{pc.output}_{kind}.h5"
         store = on_root(comm, lambda: SurfaceStore.open(path, grid, inputs, attrs, datasets, pc.flush_every,
                                                         schema=PATH_SCHEMA, axes=("item", "alpha")))
-        t = time.perf_counter()
-        if comm is None:
-            n = compute_surface(plane, store, progress, chunk=len(alphas))
-        else:
-            n = run_distributed(comm, plane, store, progress and comm.Get_rank() == 0, chunk=pc.chunk)
-        if n:
-            log.info("%s path: %d points in %.1f s", kind, n, time.perf_counter() - t)
+        run_points(plane, store, path, comm, progress, len(alphas) if comm is None else pc.chunk, str(ev.device))
         out[kind] = path
         plane.set_point(0, 1.0)  # leave the model at θ₁
     return out

@@ -37,7 +37,7 @@ from .errors import StoreError
 from .grid import Grid
 
 __all__ = ["SurfaceStore", "SurfaceData", "read_surface", "SURFACE_SCHEMA", "PATH_SCHEMA", "SURFACE_VERSION",
-           "diff_inputs"]
+           "diff_inputs", "append_run", "batch_context"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,49 @@ def diff_inputs(stored: Mapping[str, Any], given: Mapping[str, Any]) -> list[str
     return out
 
 
+_RUNS_KEPT = 200
+
+
+def batch_context() -> dict[str, Any]:
+    """Where this process runs: host, and the Slurm job, array task and restart count when under Slurm.
+
+    Example:
+        >>> sorted(batch_context())[:1]
+        ['host']
+    """
+    import os
+    import socket
+
+    ctx: dict[str, Any] = {"host": socket.gethostname()}
+    for key, var in (("slurm_job_id", "SLURM_JOB_ID"), ("slurm_array_task_id", "SLURM_ARRAY_TASK_ID"),
+                     ("slurm_restart_count", "SLURM_RESTART_COUNT")):
+        if var in os.environ:
+            ctx[key] = int(os.environ[var]) if os.environ[var].isdigit() else os.environ[var]
+    if "slurm_job_id" in ctx:
+        ctx.setdefault("slurm_restart_count", 0)
+    return ctx
+
+
+def append_run(path: str | Path, record: Mapping[str, Any]) -> None:
+    """Append one run's record (points computed, seconds, status, ranks, Slurm job...) to the file's ``runs``
+    attribute (a JSON list, the newest last); a finished run with points is also ``last_run``.
+
+    Example:
+        >>> import tempfile, os
+        >>> p = os.path.join(tempfile.mkdtemp(), "s.h5")
+        >>> SurfaceStore.open(p, Grid(np.array([0., 1.])), {}).close()
+        >>> append_run(p, {"points": 2, "status": "complete"})
+        >>> [r["points"] for r in read_surface(p).runs]
+        [2]
+    """
+    with h5py.File(path, "r+") as f:
+        runs = json.loads(f.attrs.get("runs", "[]"))
+        runs = (runs + [dict(record)])[-_RUNS_KEPT:]
+        f.attrs["runs"] = json.dumps(runs, default=str)
+        if record.get("status") == "complete" and record.get("points"):
+            f.attrs["last_run"] = json.dumps(dict(record), default=str)
+
+
 @dataclass
 class SurfaceData:
     """A surface file read into memory."""
@@ -88,6 +131,11 @@ class SurfaceData:
     @property
     def grid(self) -> Grid:
         return Grid(self.alpha, self.beta)
+
+    @property
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run that worked on the file, oldest first (see :func:`append_run`)."""
+        return json.loads(self.attrs.get("runs", "[]"))
 
     def describe(self) -> str:
         """Grid, progress, inputs and the minimum loss with its coordinates."""
@@ -120,6 +168,12 @@ class SurfaceData:
             lr = json.loads(self.attrs["last_run"])
             lines.append(f"  last run  {lr['points']} points in {lr['seconds']:.1f} s ({lr['points_per_second']:.1f}/s) "
                          f"on {lr['ranks']} rank(s), {lr['device']}, {lr['points_per_batch']} per batch")
+        runs = self.runs
+        if len(runs) > 1 or (runs and runs[-1].get("status") != "complete"):
+            lines.append(f"  runs      {len(runs)}: " + ", ".join(
+                f"{r.get('points', 0)} pts {r.get('status', '?')}"
+                + (f" (slurm {r['slurm_job_id']}, restart {r.get('slurm_restart_count', 0)})"
+                   if "slurm_job_id" in r else "") for r in runs[-6:]))
         diverged = int((self.done.astype(bool) & ~np.isfinite(self.loss)).sum())
         if diverged:
             lines.append(f"  divergent {diverged} point(s) with inf/NaN loss")

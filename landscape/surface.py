@@ -21,13 +21,10 @@ Example:
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import signal
-import threading
 import time
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -39,7 +36,7 @@ if TYPE_CHECKING:
     from .config import JobConfig, SurfaceConfig
     from .trajectory import TrajectoryStore
 
-from .errors import ConfigError, LandscapeError
+from .errors import ConfigError, Interrupted, LandscapeError, interruptible  # noqa: F401 (re-exported)
 from .evaluate import Evaluator
 from .store import SurfaceStore
 
@@ -50,29 +47,6 @@ log = logging.getLogger(__name__)
 
 # parameter-count limit under which the batched (vmap) mode is considered
 _VMAP_MAX_NUMEL = 5_000_000
-
-
-class Interrupted(LandscapeError):
-    """SIGTERM/SIGUSR1/SIGINT arrived; results so far were flushed and the run can be resumed."""
-
-
-@contextlib.contextmanager
-def interruptible() -> Iterator[None]:
-    """Turn SIGTERM and SIGUSR1 (Slurm's time-limit warning) into :class:`Interrupted` in the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, _frame: object) -> None:
-        raise Interrupted(f"received signal {signal.Signals(signum).name}; results so far are saved, "
-                          "rerun the same command to resume")
-
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGUSR1)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 class PlaneEvaluator:
@@ -416,7 +390,7 @@ def run_surface_job(job: "JobConfig", progress: bool = True, comm: object | None
     center, center_src = resolve_center(job, sf.center, model)
     d1, d2, dir_info = plan_directions(job, model, center, sf)
     model.load_state_dict(center)
-    from .parallel import agree, on_root, pick_device, run_distributed
+    from .parallel import agree, on_root, pick_device
 
     device = pick_device(comm, job.evaluate.device) if comm is not None else job.evaluate.device
     ev = Evaluator(model, data, device, job.evaluate.batch_size, job.train.loss, job.evaluate.precision)
@@ -471,19 +445,47 @@ def run_surface_job(job: "JobConfig", progress: bool = True, comm: object | None
     agree(comm, "the centre and directions checksums", (inputs["center_checksum"], dir_sum))
     store = on_root(comm, lambda: SurfaceStore.open(path, grid, inputs, attrs, datasets, flush_every=sf.flush_every))
     plane = PlaneEvaluator(ev, ev.get_flat(), d1, d2, sf.points_per_batch)
-    t = time.perf_counter()
-    if comm is None:
-        n = compute_surface(plane, store, progress, chunk=sf.chunk or None)
-    else:
-        n = run_distributed(comm, plane, store, progress and comm.Get_rank() == 0, chunk=sf.chunk)
-    dt = time.perf_counter() - t
-    if n and (comm is None or comm.Get_rank() == 0):
-        import h5py
-
-        with h5py.File(path, "r+") as f:
-            f.attrs["last_run"] = json.dumps({"points": n, "seconds": round(dt, 4), "points_per_second": n / dt,
-                                              "ranks": comm.Get_size() if comm is not None else 1,
-                                              "points_per_batch": plane.points_per_batch, "device": str(ev.device)})
-        log.info("surface %s: %d points in %.1f s (%.1f points/s, %d per batch)", path, n, dt, n / dt,
-                 plane.points_per_batch)
+    run_points(plane, store, path, comm, progress, sf.chunk, str(ev.device))
     return path
+
+
+def run_points(plane: PlaneEvaluator, store: SurfaceStore | None, path: "Path", comm: object | None,
+               progress: bool, chunk: int = 0, device: str = "") -> int:
+    """Compute the store's pending points (serially, or over the ranks of ``comm``; ``store`` is None on
+    ranks other than 0) and append the run's record to the file, also when it is interrupted or fails.
+    Returns the points computed (on rank 0)."""
+    from .parallel import run_distributed
+    from .store import append_run, batch_context
+
+    root = comm is None or comm.Get_rank() == 0
+    before = int(store.done.sum()) if root else 0
+    t, status = time.perf_counter(), "failed"
+    started = time.strftime("%Y-%m-%dT%H:%M:%S")
+    try:
+        if comm is None:
+            n = compute_surface(plane, store, progress, chunk=chunk or None)
+        else:
+            n = run_distributed(comm, plane, store, progress and root, chunk=chunk)
+        status = "complete"
+    except Interrupted:
+        status = "interrupted"
+        raise
+    finally:
+        dt = time.perf_counter() - t
+        if root:
+            from .store import read_surface
+
+            try:
+                points = int(read_surface(path).done.sum()) - before
+                if points or status != "complete":
+                    append_run(path, {"started": started, "points": points, "seconds": round(dt, 4),
+                                      "points_per_second": points / max(dt, 1e-9), "status": status,
+                                      "ranks": comm.Get_size() if comm is not None else 1,
+                                      "points_per_batch": getattr(plane, "points_per_batch", 1), "device": device,
+                                      **batch_context()})
+            except Exception as exc:  # noqa: BLE001 - the record must never hide the run's own outcome
+                log.warning("could not record the run in %s: %s", path, exc)
+    if root and n:
+        log.info("%s: %d points in %.1f s (%.1f points/s, %d per batch)", path, n, dt, n / dt,
+                 getattr(plane, "points_per_batch", 1))
+    return n

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from conftest import ROOT, TESTS, wait_for_points
 from landscape.config import load_job
 from landscape.data import load_data
-from landscape.errors import StoreError
+from landscape.errors import EXIT_INTERRUPTED, StoreError
 from landscape.evaluate import Evaluator
 from landscape.job import run_job
 from landscape.models import build_model
@@ -209,20 +209,22 @@ def test_killed_run_leaves_readable_file_and_resumes(tmp_path, sig):
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
     if sig == signal.SIGTERM:
-        assert proc.returncode == 2 and "SIGTERM" in err and "resume" in err
+        assert proc.returncode == EXIT_INTERRUPTED and "SIGTERM" in err and "resume" in err
     part = read_surface(tmp_path / "s.h5")  # readable after any kill
     n = int(part.done.sum())
     assert 3 <= n < 315
     full = read_surface(tmp_path / "ref.h5")
     mask = part.done.astype(bool)
     np.testing.assert_allclose(part.loss[mask], full.loss[mask], rtol=1e-6)
-    if sig == signal.SIGTERM:
+    if sig == signal.SIGTERM:  # the interrupted run is on record, with what it saved
         assert part.attrs["status"] == "partial"
+        assert [(r["status"], r["points"]) for r in part.runs] == [("interrupted", n)]
     again = subprocess.run(args, env=_cli_env(), capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     done = read_surface(tmp_path / "s.h5")
     assert done.done.all() and done.attrs["status"] == "complete"
     np.testing.assert_allclose(done.loss, full.loss, rtol=1e-6)
+    assert done.runs[-1]["status"] == "complete" and done.runs[-1]["points"] == 315 - n  # only what was missing
 
 
 def test_status_command(cli, trained):
