@@ -73,6 +73,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", type=int, help="run only combination K of the job's [sweep]")
     _common(p)
 
+    p = sub.add_parser("submit", help="render a job's sbatch script and submit it to Slurm",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Render the sbatch script that runs 'landscape run JOB' with one MPI rank per "
+                                   "GPU (srun --mpi=pmi2), USR1 before the time limit (every rank saves and the "
+                                   "job requeues itself to resume) and --requeue for preemption; save it as "
+                                   "OUTPUT/submit.sbatch and submit it. A job with a [sweep] becomes an array job.",
+                       epilog="examples:\n"
+                              "  landscape submit jobs/demo.toml --gpus-per-node 4 --time 1:00:00 --dry-run\n"
+                              "  landscape submit jobs/cifar10_resnet56.toml --nodes 2 --gpus-per-node 4 "
+                              "--time 1-00:00:00 --partition gpu data.root=/data/cifar-10-batches-bin")
+    p.add_argument("job", help="path of the TOML job file")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, passed to the run")
+    p.add_argument("--output", "-o", help="output folder of the run (job.output)")
+    p.add_argument("--nodes", "-N", type=int, help="nodes (default 1)")
+    p.add_argument("--gpus-per-node", "-G", type=int, help="GPUs per node, one MPI rank each (default 0: CPU job)")
+    p.add_argument("--tasks-per-node", type=int, help="MPI ranks per node (default: one per GPU, or 1)")
+    p.add_argument("--cpus-per-task", "-c", type=int, help="CPU cores per rank (OMP_NUM_THREADS)")
+    p.add_argument("--time", "-t", help="time limit, e.g. 30, 4:00:00 or 1-12:00:00 (default 01:00:00)")
+    p.add_argument("--partition", "-p", help="Slurm partition")
+    p.add_argument("--account", "-A", help="Slurm account")
+    p.add_argument("--qos", help="quality of service")
+    p.add_argument("--mem", help="memory per node, e.g. 64G")
+    p.add_argument("--job-name", "-J", help="Slurm job name (default: the job's name)")
+    p.add_argument("--signal-seconds", type=int, help="USR1 this many seconds before the time limit (default 180)")
+    p.add_argument("--no-requeue", dest="requeue", action="store_false", default=None,
+                   help="do not requeue after the time-limit warning or a preemption")
+    p.add_argument("--max-restarts", type=int, help="requeue at most this many times (default 20)")
+    p.add_argument("--gpu-bind", choices=("task", "node", "gres"),
+                   help="task: --gpus-per-task=1 (default); node: --gpus-per-node, ranks pick by local rank; "
+                        "gres: --gres=gpu:G for older clusters")
+    p.add_argument("--launcher", choices=("srun", "mpiexec"), help="srun --mpi=pmi2 (default) or mpiexec")
+    p.add_argument("--python", help="Python interpreter on the nodes (default: this one, %(default)s)",
+                   default=sys.executable)
+    p.add_argument("--setup", action="append", help="shell line run first, e.g. 'module load cuda' (repeatable)")
+    p.add_argument("--sbatch", action="append", metavar="OPTION",
+                   help="extra sbatch option, e.g. --sbatch=--constraint=a100 (repeatable)")
+    p.add_argument("--array-limit", type=int, help="sweeps: at most K array tasks at once")
+    p.add_argument("--log", help="log file (default OUTPUT/slurm-%%j.out)")
+    p.add_argument("--workdir", help="folder the job runs in (default: the current folder)")
+    p.add_argument("--dry-run", action="store_true", help="print the script, submit nothing")
+    p.add_argument("--wait", action="store_true", help="wait for the job to end; exit with its status")
+
     p = sub.add_parser("train", help="train a model and record its trajectory",
                        description="Train and save init, per-epoch (and per-N-step) checkpoints and metrics into "
                                    "one HDF5 trajectory store; rerunning resumes an interrupted run.")
@@ -428,6 +470,19 @@ def _dispatch(args: argparse.Namespace) -> int:
                 if "report" in summary:
                     print(summary["report"])
                 print(f"outputs written to {out.resolve()}")
+        return 0
+    if args.command == "submit":
+        from .slurm import SlurmOptions, submit
+
+        names = ("nodes", "gpus_per_node", "tasks_per_node", "cpus_per_task", "time", "partition", "account", "qos",
+                 "mem", "job_name", "signal_seconds", "requeue", "max_restarts", "gpu_bind", "launcher", "python",
+                 "setup", "sbatch", "array_limit", "log")
+        opts = SlurmOptions(**{k: getattr(args, k) for k in names if getattr(args, k) is not None})
+        over = list(args.overrides) + ([f"output={json.dumps(args.output)}"] if args.output else [])
+        text, job_id = submit(args.job, opts, over, args.dry_run, args.wait, args.workdir,
+                              on_submitted=lambda j: print(j, flush=True))
+        if args.dry_run:
+            print(text, end="")
         return 0
     if args.command == "train":
         from .job import train_job

@@ -67,9 +67,13 @@ class TrainConfig:
     momentum: float = _f(0.9, min=0.0)
     nesterov: bool = _f(False)
     weight_decay: float = _f(0.0, min=0.0)
+    lr_milestones: list = _f([], doc="multiply the learning rate by lr_gamma at each of these epochs (step decay)")
+    lr_gamma: float = _f(0.1, min=0.0, doc="factor of each learning-rate step")
     epochs: int = _f(15, min=1)
     batch_size: int = _f(64, min=1)
     seed: int = _f(0)
+    augment: str = _f("none", choices=("none", "crop_flip"), doc="crop_flip: random 4-pixel-padded crops and "
+                                                                 "horizontal flips of image batches (CIFAR)")
     checkpoint_every_steps: int = _f(0, min=0, doc="also checkpoint every N optimiser steps (0: off)")
     norms_every: int = _f(0, min=0, doc="record per-layer weight and gradient L2 norms every N steps (0: off)")
     loss: typing.Optional[str] = _f(None, choices=("cross_entropy", "nll", "mse"))
@@ -334,6 +338,9 @@ def _cross_checks(job: JobConfig) -> list[str]:
         out.append(f"data.root: the {job.data.name} data set is read from a local folder; set data.root")
     if job.data.task == "regression" and job.train.loss in ("cross_entropy", "nll"):
         out.append(f"train.loss: {job.train.loss!r} does not suit a regression task; use 'mse'")
+    ms = job.train.lr_milestones
+    if not all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in ms) or ms != sorted(ms):
+        out.append(f"train.lr_milestones: expected increasing epoch numbers >= 1, got {ms}")
     dev = job.evaluate.device
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         out.append(f"evaluate.device: expected auto, cpu, cuda or cuda:N, got {dev!r}")

@@ -37,7 +37,7 @@ from .evaluate import Evaluator, loss_function, resolve_device
 from .params import StateSpec, model_state
 from .trajectory import TrajectoryStore
 
-__all__ = ["train", "make_optimizer"]
+__all__ = ["train", "make_optimizer", "learning_rate", "crop_flip"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,42 @@ def make_optimizer(params: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     raise ConfigError(f"train.optimizer: expected 'sgd' or 'adam', got {cfg.optimizer!r}")
+
+
+def learning_rate(cfg: TrainConfig, epoch: int) -> float:
+    """The learning rate of (0-based) ``epoch``: ``lr * lr_gamma ** (milestones <= epoch)``.
+
+    Example:
+        >>> cfg = TrainConfig(lr=0.1, lr_milestones=[2, 4], lr_gamma=0.1)
+        >>> [round(learning_rate(cfg, e), 6) for e in range(5)]
+        [0.1, 0.1, 0.01, 0.01, 0.001]
+    """
+    return cfg.lr * cfg.lr_gamma ** sum(1 for m in cfg.lr_milestones if m <= epoch)
+
+
+def crop_flip(x: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor, flip: torch.Tensor, pad: int = 4) -> torch.Tensor:
+    """Crop each image of the zero-padded batch at offset (oy, ox) back to its size, mirrored where ``flip``.
+
+    Example:
+        >>> x = torch.arange(4.).reshape(1, 1, 2, 2)
+        >>> t = lambda v: torch.tensor([v])
+        >>> crop_flip(x, t(1), t(1), t(True), pad=1).tolist(), crop_flip(x, t(1), t(2), t(False), pad=1).tolist()
+        ([[[[1.0, 0.0], [3.0, 2.0]]]], [[[[1.0, 0.0], [3.0, 0.0]]]])
+    """
+    b, c, h, w = x.shape
+    rows = oy[:, None] + torch.arange(h, device=x.device)
+    cols = ox[:, None] + torch.arange(w, device=x.device)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    xp = xp.gather(2, rows[:, None, :, None].expand(b, c, h, w + 2 * pad))
+    return xp.gather(3, cols[:, None, None, :].expand(b, c, h, w))
+
+
+def _augment(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tensor:
+    n = len(x)
+    oy, ox = (torch.randint(0, 2 * pad + 1, (n,), generator=g).to(x.device) for _ in range(2))
+    flip = (torch.rand(n, generator=g) < 0.5).to(x.device)
+    return crop_flip(x, oy, ox, flip, pad)
 
 
 def _check_resumable(store: TrajectoryStore, cfg: TrainConfig, spec: StateSpec, meta: Mapping[str, Any]) -> None:
@@ -133,6 +169,9 @@ def train(model: nn.Module, train_data: TensorData, test_data: TensorData, cfg: 
 
     norms = LayerNorms(model) if cfg.norms_every else None
     x, y = train_data.x.to(dev), train_data.y.to(dev)
+    if cfg.augment != "none" and x.dim() != 4:
+        raise ConfigError(f"train.augment={cfg.augment!r} needs image batches (N, C, H, W); {train_data.name} has "
+                          f"shape {tuple(x.shape)}; set train.augment='none'")
     n = len(train_data)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     classify = train_data.task == "classification"
@@ -140,13 +179,18 @@ def train(model: nn.Module, train_data: TensorData, test_data: TensorData, cfg: 
                initial=start_epoch, total=cfg.epochs)
     for epoch in bar:
         model.train()
+        for group in optimizer.param_groups:  # a function of the epoch alone: resuming gives the same schedule
+            group["lr"] = learning_rate(cfg, epoch)
         g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
         perm = torch.randperm(n, generator=g).to(dev)
+        g_aug = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch + 7_919_000)
         run_loss = torch.zeros((), device=dev, dtype=torch.float64)
         run_correct = torch.zeros((), device=dev, dtype=torch.int64)
         for b in range(steps_per_epoch):
             idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             xb, yb = x.index_select(0, idx), y.index_select(0, idx)
+            if cfg.augment == "crop_flip":
+                xb = _augment(xb, g_aug)
             out = model(xb)
             loss = loss_sum(out, yb) / len(idx)
             optimizer.zero_grad(set_to_none=True)

@@ -19,9 +19,11 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None
+            ) -> subprocess.CompletedProcess:
     """Run the real command line (python -m landscape) in a subprocess."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env = dict(env or os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(ROOT), env.get("PYTHONPATH", "")])
     return subprocess.run([sys.executable, "-m", "landscape", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
 

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from landscape.config import TrainConfig
+from landscape.config import TrainConfig, load_job
 from landscape.data import load_data
-from landscape.errors import CheckpointError, StoreError
+from landscape.errors import CheckpointError, ConfigError, StoreError
 from landscape.evaluate import Evaluator
 from landscape.models import build_model
 from landscape.params import flatten_state
@@ -70,7 +70,8 @@ def test_step_checkpoints_and_names(spiral, tmp_path):
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_resume_equals_uninterrupted(spiral, tmp_path, optimizer):
-    cfg = dict(optimizer=optimizer, lr=0.01 if optimizer == "adam" else 0.1, batch_size=32, seed=5)
+    cfg = dict(optimizer=optimizer, lr=0.01 if optimizer == "adam" else 0.1, batch_size=32, seed=5,
+               lr_milestones=[3], lr_gamma=0.5)  # the step lands after the resumption point
     full = run(spiral, tmp_path / "full.h5", TrainConfig(epochs=4, **cfg))
     part = tmp_path / "part.h5"
     run(spiral, part, TrainConfig(epochs=2, **cfg))
@@ -115,3 +116,38 @@ def test_truncated_file_gives_clear_error(spiral, tmp_path):
     p.write_bytes(data[: len(data) // 2])
     with pytest.raises(StoreError, match="truncated or corrupted"):
         TrajectoryStore(p).vector("final")
+
+
+def test_lr_milestones_step_the_learning_rate(spiral, tmp_path):
+    store = run(spiral, tmp_path / "s.h5", TrainConfig(epochs=3, lr=0.1, batch_size=32, lr_milestones=[1, 2],
+                                                        lr_gamma=0.0))
+    assert not torch.equal(store.vector("epoch 1"), store.vector("init"))  # epoch 0 trains at lr 0.1
+    assert torch.equal(store.vector("epoch 2"), store.vector("epoch 1"))  # then lr 0: nothing moves
+    assert torch.equal(store.vector("epoch 3"), store.vector("epoch 1"))
+
+
+def test_lr_milestones_are_validated():
+    with pytest.raises(ConfigError, match="lr_milestones"):
+        load_job({"train": {"lr_milestones": [5, 2]}})
+
+
+def test_crop_flip_augmentation_is_seeded_and_resumable(tmp_path):
+    from landscape.data import subset
+
+    tr, te = load_data("digits")
+    tr, te = subset(tr, 128), subset(te, 64)
+
+    def go(path, epochs, augment="crop_flip"):
+        torch.manual_seed(0)
+        return train(build_model("lenet5", tr.info()), tr, te, TrainConfig(epochs=epochs, batch_size=32, lr=0.05,
+                                                                             augment=augment), path, "cpu",
+                     progress=False)
+
+    full = go(tmp_path / "full.h5", 2)
+    go(tmp_path / "part.h5", 1)
+    resumed = go(tmp_path / "part.h5", 2)
+    assert torch.equal(resumed.vector("final"), full.vector("final"))
+    plain = go(tmp_path / "plain.h5", 2, "none")
+    assert not torch.equal(plain.vector("final"), full.vector("final"))  # the batches really were augmented
+    with pytest.raises(ConfigError, match="image batches"):
+        run(load_data("spiral", n_per_class=10), tmp_path / "sp.h5", TrainConfig(epochs=1, augment="crop_flip"))
