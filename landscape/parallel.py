@@ -373,6 +373,13 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
     except (Interrupted, KeyboardInterrupt):
         bar.close()
         _drain(comm, active, record)
+        if worker is not None and worker.busy:  # rank 0's own chunk: keep it if it ends within seconds
+            try:
+                kind, payload = worker.outbox.get(timeout=5.0)
+                if kind == "result":
+                    record(0, payload)
+            except (queue.Empty, Interrupted, KeyboardInterrupt):
+                pass
         store.close("partial")
         log.warning("interrupted: %d of %d points are saved in %s; rerun the same command to resume",
                     int(store.done.sum()), total, store.path)
@@ -385,8 +392,9 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
             comm.Abort(1)
         raise
     finally:
-        if worker is not None:
+        if worker is not None:  # a thread still inside torch when the interpreter exits aborts the process
             worker.inbox.put(None)
+            worker.join(timeout=30)
     bar.close()
     store.close()
     return computed

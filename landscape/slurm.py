@@ -205,7 +205,13 @@ def render_script(job_file: str | Path | None, opts: SlurmOptions, overrides: Se
     lines += list(opts.setup)
     lines += ['export OMP_NUM_THREADS="${SLURM_CPUS_PER_TASK:-1}" PYTHONUNBUFFERED=1',
               'echo "landscape: job ${SLURM_JOB_ID} restart ${SLURM_RESTART_COUNT:-0} on ${SLURM_JOB_NODELIST}'
-              ' at $(date -Is)"', ""]
+              ' at $(date -Is)"', "",
+              "# MPICH leaves shared-memory segments named after the job and step ids behind when a run is killed;",
+              "# the requeued job would attach to them in MPI_Init and fail: remove this user's unmapped ones.",
+              'srun --nodes="${SLURM_JOB_NUM_NODES}" --ntasks="${SLURM_JOB_NUM_NODES}" --ntasks-per-node=1 '
+              "--mpi=none bash -c \\",
+              """    'for f in /dev/shm/mpich_*; do [ -O "$f" ] && ! grep -qsF "$f" /proc/[0-9]*/maps && rm -f "$f"; """
+              """done; true'""", ""]
     if opts.launcher == "srun":
         launch = ["srun", "--mpi=pmi2", "--kill-on-bad-exit=1"]
     else:

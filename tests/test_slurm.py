@@ -34,7 +34,7 @@ def test_submit_dry_run_quotes_paths_with_spaces(tmp_path):
     check_golden("demo_1node_2gpus.sbatch", r.stdout.replace(str(work), "@WORKDIR@"))
     assert not (work / "landscape-demo").exists()  # a dry run writes nothing
     # the shell reads the quoted arguments back as they were given
-    line = next(x for x in r.stdout.splitlines() if x.startswith("srun "))
+    line = next(x for x in r.stdout.splitlines() if x.startswith("srun ") and "landscape run" in x)
     words = subprocess.run(["bash", "-c", 'for a in "$@"; do echo "$a"; done', "_", *_shell_words(line)],
                            capture_output=True, text=True).stdout.splitlines()
     assert words[words.index("run") + 1:] == ["my jobs/demo run.toml", "data.root=/data/my data", "train.epochs=3",
