@@ -1,7 +1,18 @@
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
+import torch
+
+from landscape.errors import EXIT_INTERRUPTED
+from landscape.trajectory import TrajectoryStore
+
+from conftest import ROOT, TESTS, run_cli
 
 
 def test_help_lists_commands(cli):
@@ -61,3 +72,34 @@ def test_train_resume_and_errors(cli, tmp_path):
     assert r.returncode == 2 and "2 problems" in r.stderr
     r = cli("info", str(tmp_path / "missing.h5"))
     assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM])
+def test_signal_during_training_saves_and_resumes(tmp_path, sig):
+    """Slurm's time-limit warning can land while a job trains: exit 75, and the rerun ends where an
+    uninterrupted run ends."""
+    args = ["train", "--model", "lenet5", "--data", "digits", "--epochs", "12", "--no-progress", "--device", "cpu"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT)]))
+    proc = subprocess.Popen([sys.executable, "-m", "landscape", *args, "--out", str(tmp_path / "t.h5")], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t = time.time()
+    while True:  # wait for two epochs on record
+        assert proc.poll() is None and time.time() - t < 120, proc.communicate()[1]
+        try:
+            if len(TrajectoryStore(tmp_path / "t.h5")) >= 3:
+                break
+        except Exception:  # noqa: BLE001 - the file is being created
+            pass
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED and sig.name in err, err
+    stopped = len(TrajectoryStore(tmp_path / "t.h5"))
+    assert stopped < 13  # it really stopped early
+    again = run_cli(*args, "--out", str(tmp_path / "t.h5"))
+    assert again.returncode == 0 and "resuming" in again.stderr, again.stderr
+    full = run_cli(*args, "--out", str(tmp_path / "full.h5"))
+    assert full.returncode == 0, full.stderr
+    a, b = TrajectoryStore(tmp_path / "t.h5"), TrajectoryStore(tmp_path / "full.h5")
+    assert len(a) == len(b) == 13 and torch.equal(a.vector("final"), b.vector("final"))
