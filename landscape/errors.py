@@ -31,6 +31,7 @@ __all__ = [
     "Interrupted",
     "EXIT_INTERRUPTED",
     "interruptible",
+    "check_interrupted",
     "require",
 ]
 
@@ -78,10 +79,20 @@ class Interrupted(LandscapeError):
     The command line exits with :data:`EXIT_INTERRUPTED`."""
 
 
+_SIGNAL: dict[str, int | None] = {"depth": 0, "signum": None}
+
+
+def _interrupted(signum: int) -> Interrupted:
+    return Interrupted(f"received signal {signal.Signals(signum).name}; results so far are saved, "
+                       "rerun the same command to resume")
+
+
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
     """Turn SIGTERM and SIGUSR1 (Slurm's time-limit warning, ``--signal=USR1@N``) into :class:`Interrupted`
-    raised in the main thread; in other threads it changes nothing.
+    raised in the main thread; in other threads it changes nothing. The signal is also remembered until the
+    outermost block ends, so :func:`check_interrupted` raises it again where Python swallowed the first raise
+    (a signal that lands inside a finaliser or a weakref callback).
 
     Example:
         >>> import os
@@ -97,15 +108,30 @@ def interruptible() -> Iterator[None]:
         return
 
     def handler(signum: int, _frame: object) -> None:
-        raise Interrupted(f"received signal {signal.Signals(signum).name}; results so far are saved, "
-                          "rerun the same command to resume")
+        _SIGNAL["signum"] = signum
+        raise _interrupted(signum)
 
     old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGUSR1)}
+    _SIGNAL["depth"] += 1
     try:
         yield
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+        _SIGNAL["depth"] -= 1
+        if not _SIGNAL["depth"]:
+            _SIGNAL["signum"] = None
+
+
+def check_interrupted() -> None:
+    """Raise :class:`Interrupted` if a signal arrived inside :func:`interruptible` (long loops call this, so a
+    raise that Python swallowed still stops the run).
+
+    Example:
+        >>> check_interrupted()  # nothing arrived
+    """
+    if _SIGNAL["signum"] is not None:
+        raise _interrupted(_SIGNAL["signum"])
 
 
 _EXTRAS = {

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import LandscapeError, require
+from .errors import LandscapeError, check_interrupted, require
 
 __all__ = ["mpi_comm", "local_rank", "pick_device", "run_distributed", "chunk_size", "in_mpi_launch",
            "RankFailed", "on_root", "agree", "abort_if_parallel"]
@@ -186,6 +186,7 @@ def _wait(comm: Any, source: int, tag: int, status: Any = None) -> None:
     """Poll for a message so that signal handlers run while waiting."""
     delay = 1e-4
     while not comm.Iprobe(source=source, tag=tag, status=status):
+        check_interrupted()
         time.sleep(delay)
         delay = min(delay * 2, 5e-3)
 
@@ -333,6 +334,7 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
                 worker.start()
                 feed_local()
             while active or (worker is not None and worker.busy):
+                check_interrupted()
                 progressed = False
                 while comm.Iprobe(source=MPI.ANY_SOURCE, tag=TAG_TO_MASTER, status=status):
                     rank = status.Get_source()

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .config import JobConfig, SurfaceConfig
     from .trajectory import TrajectoryStore
 
-from .errors import ConfigError, Interrupted, LandscapeError, interruptible  # noqa: F401 (re-exported)
+from .errors import ConfigError, Interrupted, LandscapeError, check_interrupted, interruptible  # noqa: F401
 from .evaluate import Evaluator
 from .store import SurfaceStore
 
@@ -206,6 +206,7 @@ def compute_surface(plane: PlaneEvaluator, store: SurfaceStore, progress: bool =
         with interruptible():
             pos = 0
             while pos < len(pending):  # sized per chunk: auto calibration sets points_per_batch on the first
+                check_interrupted()
                 part = pending[pos:pos + (chunk or max(64, 4 * plane.points_per_batch))]
                 pos += len(part)
                 a, b = store.grid.coords(part)

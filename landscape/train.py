@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from .config import TrainConfig
 from .data import TensorData
-from .errors import ConfigError, StoreError
+from .errors import ConfigError, StoreError, check_interrupted
 from .evaluate import Evaluator, loss_function, resolve_device
 from .params import StateSpec, model_state
 from .trajectory import TrajectoryStore
@@ -187,6 +187,7 @@ def train(model: nn.Module, train_data: TensorData, test_data: TensorData, cfg: 
         run_loss = torch.zeros((), device=dev, dtype=torch.float64)
         run_correct = torch.zeros((), device=dev, dtype=torch.int64)
         for b in range(steps_per_epoch):
+            check_interrupted()
             idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             xb, yb = x.index_select(0, idx), y.index_select(0, idx)
             if cfg.augment == "crop_flip":

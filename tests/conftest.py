@@ -33,8 +33,8 @@ def cli():
     return run_cli
 
 
-def wait_for_points(path: Path, minimum: int, proc: subprocess.Popen, timeout: float = 120) -> int:
-    """Poll a surface file that a running process writes until ``minimum`` points are flushed."""
+def wait_for_points(path: Path, minimum: int, proc: subprocess.Popen | None = None, timeout: float = 120) -> int:
+    """Poll a surface file that a running process (or a batch job) writes until ``minimum`` points are flushed."""
     import time
 
     from landscape.errors import StoreError
@@ -42,7 +42,7 @@ def wait_for_points(path: Path, minimum: int, proc: subprocess.Popen, timeout: f
 
     t = time.time()
     while time.time() - t < timeout:
-        assert proc.poll() is None, proc.communicate()[1]
+        assert proc is None or proc.poll() is None, proc.communicate()[1]
         try:
             n = int(read_surface(path).done.sum())
             if n >= minimum:

@@ -14,3 +14,19 @@ def test_config_error_lists_all_problems():
     e = ConfigError(["a: bad", "b: worse"])
     assert isinstance(e, LandscapeError) and e.problems == ["a: bad", "b: worse"]
     assert "2 problems" in str(e) and "  - b: worse" in str(e)
+
+
+def test_a_swallowed_signal_is_raised_again_by_check_interrupted():
+    import os
+    import signal
+
+    from landscape.errors import Interrupted, check_interrupted, interruptible
+
+    with interruptible():
+        try:  # Python drops exceptions raised inside finalisers and weakref callbacks; this stands for that
+            os.kill(os.getpid(), signal.SIGUSR1)
+        except Interrupted:
+            pass
+        with pytest.raises(Interrupted, match="SIGUSR1"):
+            check_interrupted()
+    check_interrupted()  # forgotten once the outermost block has ended

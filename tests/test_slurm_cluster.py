@@ -22,11 +22,10 @@ import numpy as np
 import pytest
 import torch
 
-from landscape.errors import StoreError
 from landscape.models import build_model
 from landscape.store import read_surface
 
-from conftest import ROOT, TESTS
+from conftest import ROOT, TESTS, wait_for_points
 
 pytestmark = [pytest.mark.slurm, pytest.mark.mpi]
 
@@ -161,19 +160,6 @@ def submit(cluster: Cluster, job: Path, output: Path, *extra: str, wait: bool = 
     return r
 
 
-def wait_for_points(path: Path, minimum: int, timeout: float = 180) -> int:
-    t = time.time()
-    while time.time() - t < timeout:
-        try:
-            n = int(read_surface(path).done.sum())
-            if n >= minimum:
-                return n
-        except StoreError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"fewer than {minimum} points in {path} after {timeout} s")
-
-
 def assert_finished_like(path: Path, reference, resumed_from: int | None = None) -> None:
     s = read_surface(path)
     assert s.done.all() and s.attrs["status"] == "complete"
@@ -214,7 +200,7 @@ def test_requeued_job_finishes_the_grid(slurm, work, tmp_path):
     root, job, reference = work
     out = tmp_path / "requeued"
     job_id = submit(slurm, job, out).stdout.strip()
-    wait_for_points(out / "surface.h5", 30)
+    wait_for_points(out / "surface.h5", 30, timeout=180)
     slurm.run("scontrol", "requeue", job_id)
     info = slurm.wait_state(job_id, ("PENDING",))
     assert info["Restarts"] == "1"
@@ -235,7 +221,7 @@ def test_time_limit_warning_makes_the_job_requeue_itself(slurm, work, tmp_path):
     root, job, reference = work
     out = tmp_path / "warned"
     job_id = submit(slurm, job, out).stdout.strip()
-    wait_for_points(out / "surface.h5", 30)
+    wait_for_points(out / "surface.h5", 30, timeout=180)
     slurm.run("scancel", "--signal=USR1", job_id)  # what --signal=USR1@N delivers: to the job's steps
     info = slurm.wait_state(job_id, ("PENDING",))
     assert info["Restarts"] == "1"
@@ -254,7 +240,7 @@ def test_cancelled_job_resumes_when_submitted_again(slurm, work, tmp_path):
     root, job, reference = work
     out = tmp_path / "cancelled"
     job_id = submit(slurm, job, out).stdout.strip()
-    wait_for_points(out / "surface.h5", 30)
+    wait_for_points(out / "surface.h5", 30, timeout=180)
     slurm.run("scancel", job_id)
     slurm.wait_state(job_id, ("CANCELLED",))
     time.sleep(1)
