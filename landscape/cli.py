@@ -152,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target1", help="θ₁ for --directions checkpoints")
     p.add_argument("--target2", help="θ₂ for --directions checkpoints")
     p.add_argument("--directions-from", help="surface file whose directions to reuse")
-    p.add_argument("--points-per-batch", help="'auto' or N points evaluated at once")
+    p.add_argument("--points-per-batch", help="'auto' (timed on the first points), N points stacked with vmap, "
+                                              "or threads:N (N points on concurrent CPU threads)")
     p.add_argument("--split", choices=("train", "test"), help="evaluate.split")
     p.add_argument("--subset", type=int, help="evaluate on N samples (surface.subset)")
     p.add_argument("--out", help="surface file to write or resume (default OUTPUT/surface.h5)")

@@ -112,7 +112,8 @@ class SurfaceConfig:
     target2: typing.Optional[str] = _f(None, doc="θ₂ for directions=checkpoints (plane through θ*, θ₁, θ₂)")
     directions_file: typing.Optional[str] = _f(None, doc="surface file whose directions to reuse (directions=file)")
     subset: typing.Optional[int] = _f(None, min=1, doc="evaluate on N samples of the split (data.subset_mode)")
-    points_per_batch: typing.Union[int, str] = _f("auto", doc="'auto' or points evaluated at once (vmap)")
+    points_per_batch: typing.Union[int, str] = _f("auto", doc="'auto', N points stacked with vmap, or 'threads:N' "
+                                                                 "(N points on concurrent CPU threads)")
     chunk: int = _f(0, min=0, doc="points per work chunk (0: adaptive, about 2 s of work per chunk)")
     flush_every: int = _f(64, min=1, doc="flush results to the file every N points (and every 10 s)")
     output: str = _f("surface.h5", doc="file name inside the job's output folder (or an absolute path)")
@@ -363,9 +364,12 @@ def _cross_checks(job: JobConfig) -> list[str]:
                     parse_range(value)
                 except ConfigError as exc:
                     out += [f"surface.{key}: {p}" for p in exc.problems]
-        ppb = sf.points_per_batch
-        if not (ppb == "auto" or (isinstance(ppb, int) and ppb >= 1)):
-            out.append(f"surface.points_per_batch: expected 'auto' or an integer >= 1, got {ppb!r}")
+        from .surface import parse_points_per_batch
+
+        try:
+            parse_points_per_batch(sf.points_per_batch)
+        except ConfigError as exc:
+            out += [f"surface.{p}" for p in exc.problems]
         if sf.directions == "checkpoints" and not sf.target1:
             out.append("surface.target1: directions=checkpoints needs target1 (and target2 for a plane)")
         if sf.directions == "checkpoints" and sf.beta is not None and not sf.target2:

@@ -145,6 +145,26 @@ class Evaluator:
             y = data.y.pin_memory() if pin else data.y
         self._batches = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, self.n, batch_size)]
 
+    def replica(self) -> "Evaluator":
+        """Another evaluator of the same data (shared, not copied) with its own copy of the model, so that
+        several parameter points can be evaluated concurrently.
+
+        Example:
+            >>> from landscape.data import load_data
+            >>> from landscape.models import build_model
+            >>> tr, te = load_data("spiral", n_per_class=20)
+            >>> ev = Evaluator(build_model("mlp", tr.info(), depth=1, width=4), te, "cpu")
+            >>> r = ev.replica()
+            >>> r.model is not ev.model and r._batches[0][0] is ev._batches[0][0]
+            True
+        """
+        import copy
+
+        other = copy.copy(self)
+        other.model = copy.deepcopy(self.model)
+        other.state = model_state(other.model, buffers=True)
+        return other
+
     # -- parameters -------------------------------------------------------------------------------
     @torch.no_grad()
     def set_state(self, state: Mapping[str, torch.Tensor], strict: bool = True) -> None:

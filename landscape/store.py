@@ -167,7 +167,8 @@ class SurfaceData:
         if "last_run" in self.attrs:
             lr = json.loads(self.attrs["last_run"])
             lines.append(f"  last run  {lr['points']} points in {lr['seconds']:.1f} s ({lr['points_per_second']:.1f}/s) "
-                         f"on {lr['ranks']} rank(s), {lr['device']}, {lr['points_per_batch']} per batch")
+                         f"on {lr['ranks']} rank(s), {lr['device']}, {lr['points_per_batch']} per batch"
+                         + (f" ({lr['batch_mode']})" if lr.get("batch_mode", "one") != "one" else ""))
         runs = self.runs
         if len(runs) > 1 or (runs and runs[-1].get("status") != "complete"):
             lines.append(f"  runs      {len(runs)}: " + ", ".join(

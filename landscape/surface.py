@@ -40,7 +40,7 @@ from .errors import ConfigError, Interrupted, LandscapeError, check_interrupted,
 from .evaluate import Evaluator
 from .store import SurfaceStore
 
-__all__ = ["PlaneEvaluator", "compute_surface", "Interrupted", "interruptible", "run_surface_job",
+__all__ = ["PlaneEvaluator", "compute_surface", "parse_points_per_batch", "Interrupted", "interruptible", "run_surface_job",
            "plan_directions", "resolve_center", "project_onto"]
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,10 @@ class PlaneEvaluator:
                 self.a.append(v1.to(t.dtype))
                 self.b.append(v2.to(t.dtype))
         self.numel_moved = sum(t.numel() for t in self.targets)
-        self.points_per_batch = 1 if points_per_batch == "auto" else int(points_per_batch)
         self.auto = points_per_batch == "auto"
-        if self.points_per_batch < 1:
-            raise LandscapeError(f"points_per_batch: expected 'auto' or an integer >= 1, got {points_per_batch!r}")
+        self.batch_mode, self.points_per_batch = parse_points_per_batch(points_per_batch)
+        self._replicas: list[PlaneEvaluator] = []
+        self._pool = None
 
     # -- one point at a time ----------------------------------------------------------------------
     @torch.no_grad()
@@ -131,9 +131,39 @@ class PlaneEvaluator:
         acc = (correct.double() / ev.n).cpu().numpy() if classify else np.full(p, np.nan)
         return loss, acc
 
+    def _evaluate_threads(self, alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``points_per_batch`` points at once on CPU threads, each on its own replica of the model with
+        ``cores / points`` intra-op threads: for compute-bound models whose single forward does not use the
+        cores fully (small convolutions), where stacking parameters (vmap) does not pay."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        p = min(self.points_per_batch, len(alphas))
+        while len(self._replicas) < self.points_per_batch - 1:
+            rep = PlaneEvaluator(self.ev.replica(), self.center, self.d1, self.d2, 1)
+            rep.c, rep.a, rep.b = self.c, self.a, self.b  # the same values: share them
+            self._replicas.append(rep)
+        if self._pool is None or self._pool._max_workers < self.points_per_batch:
+            self._pool = ThreadPoolExecutor(self.points_per_batch, thread_name_prefix="landscape-point")
+        planes = [self] + self._replicas
+        threads = max(1, _cpu_threads() // p)
+        loss, acc = np.empty(len(alphas)), np.empty(len(alphas))
+
+        def run(k: int) -> None:
+            torch.set_num_threads(threads)  # per thread under OpenMP
+            plane = planes[k]
+            for i in range(k, len(alphas), p):
+                plane.set_point(alphas[i], betas[i])
+                r = plane.ev.evaluate()
+                loss[i], acc[i] = r.loss, r.accuracy
+
+        for f in [self._pool.submit(run, k) for k in range(p)]:
+            f.result()
+        return loss, acc
+
     def evaluate_points(self, alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Loss and accuracy at each (alpha[k], beta[k]), ``points_per_batch`` at a time; with ``"auto"``
-        the first call times its first points at several batch sizes and keeps the fastest."""
+        """Loss and accuracy at each (alpha[k], beta[k]), ``points_per_batch`` at a time (stacked with vmap,
+        or concurrently on CPU threads); with ``"auto"`` the first call times its first points in several
+        ways and keeps the fastest."""
         alphas, betas = np.asarray(alphas, np.float64), np.asarray(betas, np.float64)
         if self.auto:
             self.auto = False
@@ -142,6 +172,8 @@ class PlaneEvaluator:
                 rest = self.evaluate_points(alphas[used:], betas[used:])
                 lo, ac = np.concatenate([lo, rest[0]]), np.concatenate([ac, rest[1]])
             return lo, ac
+        if self.batch_mode == "threads":
+            return self._evaluate_threads(alphas, betas)
         loss, acc = np.empty(len(alphas)), np.empty(len(alphas))
         step = self.points_per_batch
         for s in range(0, len(alphas), step):
@@ -156,42 +188,76 @@ class PlaneEvaluator:
 
     def calibrate(self, alphas: np.ndarray, betas: np.ndarray, candidates: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
                   ) -> tuple[int, np.ndarray, np.ndarray]:
-        """Time real points at several batch sizes, keep the fastest; returns (points used, loss, acc)."""
+        """Time real points one at a time, stacked with vmap (``candidates``) and, on a CPU with several
+        threads, concurrently on threads; keep the fastest. Returns (points used, loss, accuracy)."""
         used, losses, accs = 0, [], []
-        best, best_rate = 1, 0.0
-        if self.numel_moved > _VMAP_MAX_NUMEL:
-            candidates = (1,)
+        best, best_rate = ("one", 1), 0.0
         dev = self.ev.device
-        for k, p in enumerate((1,) + tuple(candidates)):  # the first run warms up
-            if used + p > len(alphas):
-                break
-            self.points_per_batch = p
-            sl = slice(used, used + p)
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            t = time.perf_counter()
-            try:
-                lo, ac = self.evaluate_points(alphas[sl], betas[sl])
-            except (RuntimeError, NotImplementedError) as exc:  # no vmap rule, or out of memory
-                log.info("batched evaluation of %d points failed (%s); keeping %d", p, str(exc)[:120], best)
+        vmap_sizes = tuple(c for c in candidates if c > 1) if self.numel_moved <= _VMAP_MAX_NUMEL else ()
+        cores = _cpu_threads() if dev.type == "cpu" else 1
+        thread_sizes = tuple(t for t in (2, 4, 8, 16, 32, 64) if t <= cores)
+        sequences = [(("one", 1), ("one", 1))] + [tuple(("vmap", c) for c in vmap_sizes)] + [
+            tuple(("threads", t) for t in thread_sizes)]
+        first = True
+        for seq in sequences:
+            seq_best = 0.0
+            for mode, p in seq:
+                n = p * (2 if mode == "threads" else 1)  # threads: two rounds, the first warms the replicas
+                if used + n > len(alphas):
+                    break
+                self.batch_mode, self.points_per_batch = mode, p
+                sl = slice(used, used + n)
                 if dev.type == "cuda":
-                    torch.cuda.empty_cache()
-                break
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            rate = p / (time.perf_counter() - t)
-            losses.append(lo), accs.append(ac)
-            used += p
-            if k == 0:
-                continue
-            if rate > best_rate * 1.05:
-                best, best_rate = p, rate
-            elif rate < best_rate * 0.8:
-                break
-        self.points_per_batch = best
-        log.info("points per batch: %d (%.1f points/s while calibrating)", best, best_rate)
+                    torch.cuda.synchronize(dev)
+                t = time.perf_counter()
+                try:
+                    lo, ac = self.evaluate_points(alphas[sl], betas[sl])
+                except (RuntimeError, NotImplementedError) as exc:  # no vmap rule, or out of memory
+                    log.info("%s evaluation of %d points failed (%s)", mode, p, str(exc)[:120])
+                    if dev.type == "cuda":
+                        torch.cuda.empty_cache()
+                    break
+                if dev.type == "cuda":
+                    torch.cuda.synchronize(dev)
+                rate = n / (time.perf_counter() - t)
+                losses.append(lo), accs.append(ac)
+                used += n
+                if first:  # the very first run warms up
+                    first = False
+                    continue
+                if rate > best_rate * 1.05:
+                    best, best_rate = (mode, p), rate
+                if rate < seq_best * 0.8:
+                    break
+                seq_best = max(seq_best, rate)
+        self.batch_mode, self.points_per_batch = best
+        log.info("points per batch: %d (%s; %.1f points/s while calibrating)", best[1],
+                 {"one": "one at a time", "vmap": "stacked with vmap", "threads": "concurrent threads"}[best[0]],
+                 best_rate)
         return used, (np.concatenate(losses) if losses else np.empty(0)), (
             np.concatenate(accs) if accs else np.empty(0))
+
+
+def _cpu_threads() -> int:
+    return max(1, torch.get_num_threads())
+
+
+def parse_points_per_batch(value: int | str) -> tuple[str, int]:
+    """``"auto"`` → ("one", 1) until calibrated; N → ("vmap", N) (N = 1: one at a time); ``"threads:N"`` →
+    ("threads", N).
+
+    Example:
+        >>> parse_points_per_batch(1), parse_points_per_batch(8), parse_points_per_batch("threads:2")
+        (('one', 1), ('vmap', 8), ('threads', 2))
+    """
+    if value == "auto":
+        return "one", 1
+    if isinstance(value, str) and value.startswith("threads:") and value[8:].isdigit() and int(value[8:]) >= 1:
+        return ("threads", int(value[8:])) if int(value[8:]) > 1 else ("one", 1)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return ("vmap", value) if value > 1 else ("one", 1)
+    raise ConfigError(f"points_per_batch: expected 'auto', an integer >= 1 (stacked with vmap) or 'threads:N' "
+                      f"(N points on concurrent CPU threads), got {value!r}")
 
 
 def compute_surface(plane: PlaneEvaluator, store: SurfaceStore, progress: bool = True,
@@ -482,11 +548,12 @@ def run_points(plane: PlaneEvaluator, store: SurfaceStore | None, path: "Path", 
                     append_run(path, {"started": started, "points": points, "seconds": round(dt, 4),
                                       "points_per_second": points / max(dt, 1e-9), "status": status,
                                       "ranks": comm.Get_size() if comm is not None else 1,
-                                      "points_per_batch": getattr(plane, "points_per_batch", 1), "device": device,
+                                      "points_per_batch": getattr(plane, "points_per_batch", 1),
+                                      "batch_mode": getattr(plane, "batch_mode", "one"), "device": device,
                                       **batch_context()})
             except Exception as exc:  # noqa: BLE001 - the record must never hide the run's own outcome
                 log.warning("could not record the run in %s: %s", path, exc)
     if root and n:
-        log.info("%s: %d points in %.1f s (%.1f points/s, %d per batch)", path, n, dt, n / dt,
-                 getattr(plane, "points_per_batch", 1))
+        log.info("%s: %d points in %.1f s (%.1f points/s, %d per batch, %s)", path, n, dt, n / dt,
+                 getattr(plane, "points_per_batch", 1), getattr(plane, "batch_mode", "one"))
     return n

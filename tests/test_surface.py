@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from conftest import ROOT, TESTS, wait_for_points
 from landscape.config import load_job
 from landscape.data import load_data
-from landscape.errors import EXIT_INTERRUPTED, StoreError
+from landscape.errors import EXIT_INTERRUPTED, ConfigError, StoreError
 from landscape.evaluate import Evaluator
 from landscape.job import run_job
 from landscape.models import build_model
@@ -36,9 +36,10 @@ def surface_job(out, *extra):
                            f"output={out}", "surface.alpha=-1:1:3", "surface.beta=-0.5:1.5:5", *extra])
 
 
-@pytest.mark.parametrize("ppb", ["1", "4", '"auto"'])
+@pytest.mark.parametrize("ppb", ["1", "4", '"auto"', '"threads:3"'])
 def test_3x5_grid_value_at_ij_is_loss_at_alpha_i_beta_j(trained, ppb):
-    path = run_surface_job(surface_job(trained, f"surface.points_per_batch={ppb}", f"surface.output=s{ppb.strip(chr(34))}.h5"),
+    name = ppb.strip(chr(34)).replace(":", "")
+    path = run_surface_job(surface_job(trained, f"surface.points_per_batch={ppb}", f"surface.output=s{name}.h5"),
                            progress=False)
     s = read_surface(path)
     assert s.loss.shape == (3, 5) and s.alpha.tolist() == [-1, 0, 1] and s.beta.tolist() == [-0.5, 0, 0.5, 1, 1.5]
@@ -237,3 +238,27 @@ def test_status_command(cli, trained):
     assert f"alpha={s.alpha[i]:g}, beta={s.beta[j]:g}" in r.stdout and "filter" in r.stdout
     r = cli("status", str(trained / "nope.h5"))
     assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_points_evaluated_concurrently_on_threads_equal_one_at_a_time():
+    from landscape.evaluate import Evaluator
+    from landscape.surface import parse_points_per_batch
+
+    _, te = load_data("digits")
+    torch.manual_seed(0)
+    ev = Evaluator(build_model("lenet5", te.info()), te, "cpu")
+    center = ev.get_flat()
+    g = torch.Generator().manual_seed(1)
+    d1, d2 = torch.randn(center.shape, generator=g) * 0.05, torch.randn(center.shape, generator=g) * 0.05
+    a, b = np.linspace(-1, 1, 7), np.linspace(0.5, -0.5, 7)
+    one = PlaneEvaluator(ev, center, d1, d2, 1).evaluate_points(a, b)
+    plane = PlaneEvaluator(ev, center, d1, d2, "threads:3")
+    many = plane.evaluate_points(a, b)  # 7 points over 3 threads: uneven shares
+    np.testing.assert_allclose(many[0], one[0], rtol=1e-6)
+    np.testing.assert_allclose(many[1], one[1])
+    assert plane.batch_mode == "threads" and len(plane._replicas) == 2
+    assert all(r.ev.model is not ev.model for r in plane._replicas)
+    with pytest.raises(ConfigError, match="threads:N"):
+        parse_points_per_batch("threads:x")
+    with pytest.raises(ConfigError, match="points_per_batch"):
+        load_job({"surface": {"points_per_batch": 0}})

@@ -4,7 +4,9 @@ For each case it prints, over the same grid points:
   * forward ms   — one pure forward pass over the evaluation set (data on the device, no_grad);
   * engine pts/s — the PlaneEvaluator one point at a time (θ formed in place, one host sync per point),
                    and its time per point divided by the forward time (target on CPU for resnet20: <= 1.15);
-  * batched pts/s — the vmap mode with the given points per batch, and the ratio to the one-point mode;
+  * batched pts/s — several points at once: stacked with vmap (P points per batch) and, on a CPU with several
+                   threads, concurrently on T threads (one model replica each); each with its ratio to the
+                   one-point mode (the better of the two is what points_per_batch="auto" finds);
   * naive pts/s  — the reference-implementation loop: θ built on the host, load_state_dict,
                    a DataLoader over the evaluation set and .item() per batch.
 
@@ -58,22 +60,24 @@ def bench(name: str, model: torch.nn.Module, data: TensorData, dev: torch.device
     plane = PlaneEvaluator(ev, center, d1, d2, 1)
     alphas, betas = np.linspace(-1, 1, points), np.linspace(1, -1, points)
     forward = pure_forward(ev)
+    threads = torch.get_num_threads() if dev.type == "cpu" else 1
 
-    def one() -> None:
-        plane.points_per_batch = 1
-        plane.evaluate_points(alphas, betas)
+    def mode(kind: str, p: int):
+        def run() -> None:
+            plane.batch_mode, plane.points_per_batch = kind, p
+            plane.evaluate_points(alphas, betas)
+        return run
 
-    def many() -> None:
-        plane.points_per_batch = batched
-        plane.evaluate_points(alphas, betas)
-
-    f, o, b = interleaved([forward, one, many], dev, repeats)
+    fns = [forward, mode("one", 1), mode("vmap", batched)] + ([mode("threads", threads)] if threads > 1 else [])
+    f, o, b, *t = interleaved(fns, dev, repeats)
     naive_pts = min(points, 8)
     tn = timed(lambda: naive_loop(model, data, center, d1, d2, alphas[:naive_pts], betas[:naive_pts], dev,
                                    batch_size), dev)
     plane.ev.set_flat(center)
+    thr = f"{points / t[0]:>10.1f} {threads:>3} {o / t[0]:>7.2f}" if t else f"{'-':>10} {'-':>3} {'-':>7}"
     print(f"{name:<24} {len(data):>5} {f * 1e3:>10.2f} {points / o:>10.1f} {o / points / f:>8.3f} "
-          f"{points / b:>10.1f} {batched:>4} {o / b:>8.2f} {naive_pts / tn:>10.1f} {tn / naive_pts / (o / points):>8.2f}")
+          f"{points / b:>10.1f} {batched:>3} {o / b:>7.2f} {thr} {naive_pts / tn:>10.1f} "
+          f"{tn / naive_pts / (o / points):>8.2f}")
 
 
 def main() -> None:
@@ -83,6 +87,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=500, help="evaluation batch size (and the naive DataLoader's)")
     ap.add_argument("--n-cifar", type=int, default=2000)
+    ap.add_argument("--cases", default="resnet20,lenet5,mlp", help="comma-separated subset of resnet20,lenet5,mlp")
     args = ap.parse_args()
     dev = resolve_device(args.device)
     torch.manual_seed(0)
@@ -90,15 +95,19 @@ def main() -> None:
     _, digits = load_data("digits")
     _, spiral = load_data("spiral")
     print(header(dev))
-    print(f"{'case':<24} {'n':>5} {'forward ms':>10} {'engine/s':>10} {'eng/fwd':>8} {'batched/s':>10} {'P':>4} "
-          f"{'bat/one':>8} {'naive/s':>10} {'speedup':>8}")
-    bench("resnet20 / CIFAR-shaped", build_model("resnet20"), cifar, dev, max(4, args.points // 4), 4,
-          args.batch_size, args.repeats)
-    bench("lenet5 / digits", build_model("lenet5"), digits, dev, args.points, 8, args.batch_size, args.repeats)
-    bench("mlp / spiral", build_model("mlp", spiral.info(), depth=5, width=20), spiral, dev, args.points * 8, 32,
-          args.batch_size, args.repeats)
-    print("eng/fwd: engine time per point / pure forward time; bat/one: batched points/s / one-point points/s;\n"
-          "speedup: engine points/s / naive points/s")
+    print(f"{'case':<24} {'n':>5} {'forward ms':>10} {'engine/s':>10} {'eng/fwd':>8} {'vmap/s':>10} {'P':>3} "
+          f"{'v/one':>7} {'threads/s':>10} {'T':>3} {'t/one':>7} {'naive/s':>10} {'speedup':>8}")
+    cases = args.cases.split(",")
+    if "resnet20" in cases:
+        bench("resnet20 / CIFAR-shaped", build_model("resnet20"), cifar, dev, max(4, args.points // 4), 4,
+              args.batch_size, args.repeats)
+    if "lenet5" in cases:
+        bench("lenet5 / digits", build_model("lenet5"), digits, dev, args.points, 8, args.batch_size, args.repeats)
+    if "mlp" in cases:
+        bench("mlp / spiral", build_model("mlp", spiral.info(), depth=5, width=20), spiral, dev, args.points * 8, 32,
+              args.batch_size, args.repeats)
+    print("eng/fwd: engine time per point / pure forward time; v/one, t/one: batched points/s (vmap, threads) /\n"
+          "one-point points/s; speedup: engine points/s / naive points/s")
 
 
 if __name__ == "__main__":
