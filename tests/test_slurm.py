@@ -3,7 +3,6 @@ The integration tests on a real local Slurm are in test_slurm_cluster.py."""
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
