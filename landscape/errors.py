@@ -32,6 +32,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "interruptible",
     "check_interrupted",
+    "interrupt_pending",
     "require",
 ]
 
@@ -121,6 +122,12 @@ def interruptible() -> Iterator[None]:
         _SIGNAL["depth"] -= 1
         if not _SIGNAL["depth"]:
             _SIGNAL["signum"] = None
+
+
+def interrupt_pending() -> bool:
+    """True once SIGTERM/SIGUSR1 arrived inside :func:`interruptible` (for worker threads, which cannot raise
+    it themselves)."""
+    return _SIGNAL["signum"] is not None
 
 
 def check_interrupted() -> None:

@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from .config import JobConfig, SurfaceConfig
     from .trajectory import TrajectoryStore
 
-from .errors import ConfigError, Interrupted, LandscapeError, check_interrupted, interruptible  # noqa: F401
+from .errors import (ConfigError, Interrupted, LandscapeError, check_interrupted,  # noqa: F401
+                     interrupt_pending, interruptible)
 from .evaluate import Evaluator
 from .store import SurfaceStore
 
@@ -152,6 +153,8 @@ class PlaneEvaluator:
             torch.set_num_threads(threads)  # per thread under OpenMP
             plane = planes[k]
             for i in range(k, len(alphas), p):
+                if interrupt_pending():  # the main thread has raised already: stop soon
+                    return
                 plane.set_point(alphas[i], betas[i])
                 r = plane.ev.evaluate()
                 loss[i], acc[i] = r.loss, r.accuracy
@@ -270,13 +273,22 @@ def compute_surface(plane: PlaneEvaluator, store: SurfaceStore, progress: bool =
                disable=not progress)
     try:
         with interruptible():
-            pos = 0
-            while pos < len(pending):  # sized per chunk: auto calibration sets points_per_batch on the first
+            pos, rate = 0, None
+            while pos < len(pending):
                 check_interrupted()
-                part = pending[pos:pos + (chunk or max(64, 4 * plane.points_per_batch))]
+                ppb = plane.points_per_batch
+                if chunk:
+                    n = chunk
+                elif rate is None:  # the first chunk: enough points for the auto calibration
+                    n = 96 if plane.auto else ppb
+                else:  # about 2 s of work in whole batches, so an interruption loses little
+                    n = max(ppb, min(256, int(rate * 2.0) // ppb * ppb))
+                part = pending[pos:pos + n]
                 pos += len(part)
                 a, b = store.grid.coords(part)
+                t = time.perf_counter()
                 lo, ac = plane.evaluate_points(a, b)
+                rate = len(part) / max(time.perf_counter() - t, 1e-6)
                 store.write(part, lo, ac)
                 bar.update(len(part))
                 computed += len(part)
