@@ -137,7 +137,7 @@ def check_interrupted() -> None:
     Example:
         >>> check_interrupted()  # nothing arrived
     """
-    if interrupt_pending():
+    if _SIGNAL["signum"] is not None:
         raise _interrupted(_SIGNAL["signum"])
 
 
