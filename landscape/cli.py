@@ -285,7 +285,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .trajectory import TrajectoryStore
 
         try:
-            with h5py.File(args.file, "r") as f:
+            with h5py.File(args.file, "r", locking=False) as f:
                 kind = f.attrs.get("schema")
         except (OSError, FileNotFoundError):
             kind = SURFACE_SCHEMA  # let the reader raise its clear error
@@ -538,21 +538,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
     from .errors import EXIT_INTERRUPTED, Interrupted, interruptible
 
+    from .parallel import abort_if_parallel, exit_together
+
     try:
         with interruptible():  # SIGTERM/SIGUSR1 anywhere: save, stop, exit EXIT_INTERRUPTED
-            return _dispatch(args)
+            rc = _dispatch(args)
     except Interrupted as exc:
         log.error("%s", exc)
-        return EXIT_INTERRUPTED
+        rc = EXIT_INTERRUPTED
     except LandscapeError as exc:
-        from .parallel import abort_if_parallel
-
         log.error("%s", exc)
         abort_if_parallel(exc)  # an error on one rank alone must not leave the others waiting
-        return 2
+        rc = 2
     except KeyboardInterrupt:
         log.error("interrupted; rerun the same command to resume")
         return 130
+    # under MPI, no rank ends while another still saves or works alone, and all exit with one status
+    return exit_together(rc, timeout=None if rc == 0 else 60)
 
 
 if __name__ == "__main__":

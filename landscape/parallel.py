@@ -35,11 +35,11 @@ import torch
 from .errors import LandscapeError, check_interrupted, require
 
 __all__ = ["mpi_comm", "local_rank", "pick_device", "run_distributed", "chunk_size", "in_mpi_launch",
-           "RankFailed", "on_root", "agree", "abort_if_parallel"]
+           "RankFailed", "on_root", "agree", "abort_if_parallel", "exit_together"]
 
 log = logging.getLogger(__name__)
 
-TAG_TO_MASTER, TAG_TO_WORKER = 11, 12
+TAG_TO_MASTER, TAG_TO_WORKER, TAG_EXIT = 11, 12, 13
 _LAUNCH_VARS = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
 
 
@@ -180,6 +180,71 @@ def abort_if_parallel(exc: BaseException) -> None:
 
     if MPI.Is_initialized() and not MPI.Is_finalized() and MPI.COMM_WORLD.Get_size() > 1:
         MPI.COMM_WORLD.Abort(2)
+
+
+def exit_together(rc: int, timeout: float | None = None) -> int:
+    """End a multi-rank command on every rank at once, with one exit status: the highest of all ranks'.
+
+    Rank 0 collects every rank's status and answers with the highest, so no rank exits while another is
+    still saving (``srun`` and ``mpiexec`` end a step when its first task fails, and report the signal of
+    the tasks they kill instead of their status), and a job interrupted on any rank exits with
+    ``EXIT_INTERRUPTED`` on all of them. Signals that land while waiting change nothing. ``timeout``
+    bounds the wait (used after an interruption, where the time left before the kill is short); a
+    serial run returns ``rc`` unchanged.
+
+    Example:
+        >>> exit_together(0)  # serial: nothing to wait for
+        0
+    """
+    import sys
+
+    if "mpi4py.MPI" not in sys.modules:
+        return rc
+    from mpi4py import MPI
+
+    if not MPI.Is_initialized() or MPI.Is_finalized() or MPI.COMM_WORLD.Get_size() == 1:
+        return rc
+    comm = MPI.COMM_WORLD
+    deadline = None if timeout is None else time.monotonic() + timeout
+
+    status = MPI.Status()
+
+    def receive(source: int) -> int | None:
+        """The exit status sent by ``source``; messages still in flight from it (a stop order that crossed
+        a rank's own signal, the last results after an interruption) are taken and dropped on the way, so
+        that none is left unreceived when MPI finalises."""
+        while True:
+            if comm.Iprobe(source=source, tag=MPI.ANY_TAG, status=status):
+                tag = status.Get_tag()
+                message = comm.recv(source=source, tag=tag)
+                if tag == TAG_EXIT:
+                    return int(message)
+                continue
+            if deadline is not None and time.monotonic() > deadline:
+                return None
+            time.sleep(0.01)
+
+    import signal
+
+    main = threading.current_thread() is threading.main_thread()
+    old = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGTERM, signal.SIGUSR1)} if main else {}
+    try:  # rank 0 decides: a signal now changes nothing
+        if comm.Get_rank() != 0:
+            comm.send(rc, dest=0, tag=TAG_EXIT)
+            final = receive(0)
+            return rc if final is None else final
+        codes = [rc] + [receive(r) for r in range(1, comm.Get_size())]
+        missing = [r for r, c in enumerate(codes) if c is None]
+        if missing:
+            log.warning("rank(s) %s did not reach the end within %.0f s; exiting without them", missing, timeout)
+        final = max(c for c in codes if c is not None)
+        for r in range(1, comm.Get_size()):
+            if codes[r] is not None:
+                comm.send(final, dest=r, tag=TAG_EXIT)
+        return final
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def _wait(comm: Any, source: int, tag: int, status: Any = None) -> None:

@@ -213,7 +213,9 @@ def render_script(job_file: str | Path | None, opts: SlurmOptions, overrides: Se
               """    'for f in /dev/shm/mpich_*; do [ -O "$f" ] && ! grep -qsF "$f" /proc/[0-9]*/maps && rm -f "$f"; """
               """done; true'""", ""]
     if opts.launcher == "srun":
-        launch = ["srun", "--mpi=pmi2", "--kill-on-bad-exit=1"]
+        lines += ["# All ranks exit together with one status (75: interrupted, results saved); --wait ends the step",
+                  "# 60 s after a rank dies without the others noticing."]
+        launch = ["srun", "--mpi=pmi2", "--kill-on-bad-exit=0", "--wait=60"]
     else:
         launch = ["mpiexec", "-n", '"${SLURM_NTASKS}"']
     args = ([shlex.quote(str(job_file))] + [shlex.quote(o) for o in overrides]) if job_file is not None else ['"$@"']

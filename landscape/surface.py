@@ -428,7 +428,7 @@ def plan_directions(job: "JobConfig", model: torch.nn.Module, center: dict[str, 
         src = read_surface(sf.directions_file)
         import h5py
 
-        with h5py.File(src.path, "r") as f:
+        with h5py.File(src.path, "r", locking=False) as f:
             vecs = [torch.from_numpy(f["directions"][k][:]) for k in ("d1", "d2")[:count] if k in f["directions"]]
         if len(vecs) < count:
             raise StoreError(f"{src.path}: holds {len(vecs)} direction(s), this surface needs {count}")

@@ -64,7 +64,7 @@ class TrajectoryStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         try:
-            with h5py.File(self.path, "r") as f:
+            with h5py.File(self.path, "r", locking=False) as f:
                 if f.attrs.get("schema") != SCHEMA:
                     raise StoreError(f"{self.path}: not a landscape trajectory (schema attribute "
                                      f"{f.attrs.get('schema')!r}, expected {SCHEMA!r})")
@@ -109,11 +109,23 @@ class TrajectoryStore:
         tmp.rename(path)
         return cls(path)
 
-    def _open(self, mode: str = "r") -> h5py.File:
-        try:
-            return h5py.File(self.path, mode)
-        except OSError as exc:
-            raise StoreError(f"{self.path}: cannot be opened ({exc}); the file is truncated or corrupted") from exc
+    def _open(self, mode: str = "r", wait_seconds: float = 30.0) -> h5py.File:
+        """Readers do not lock, so a running job's file can be inspected; a writer that finds the file
+        locked by another process (an h5py session left open on it) retries for ``wait_seconds``."""
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                return h5py.File(self.path, mode, locking=(mode != "r"))
+            except OSError as exc:
+                locked = "unable to lock file" in str(exc)
+                if locked and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                if locked:
+                    raise StoreError(f"{self.path}: another process holds a lock on the file ({exc}); close it "
+                                     "there (h5py sessions, viewers) and run again") from exc
+                raise StoreError(f"{self.path}: cannot be opened ({exc}); the file is truncated or "
+                                 "corrupted") from exc
 
     # -- writing ----------------------------------------------------------------------------------
     def append_checkpoint(self, vector: torch.Tensor, epoch: float, step: int, kind: str) -> None:

@@ -140,3 +140,32 @@ def test_demo_job_under_mpi(tmp_path):
     assert s.done.all() and s.loss.shape == (5, 3)
     assert read_surface(tmp_path / "d" / "surface_pca.h5").done.all()
     assert read_surface(tmp_path / "d" / "path_quadratic.h5").done.all()
+
+
+_EXIT_SCRIPT = """
+import os, signal, sys, threading, time
+from mpi4py import MPI
+from landscape.parallel import exit_together
+rank = MPI.COMM_WORLD.Get_rank()
+if rank == 0:
+    time.sleep(2)  # rank 0 still works alone; a signal to a waiting rank changes nothing
+else:
+    threading.Timer(0.5, os.kill, (os.getpid(), (signal.SIGUSR1, signal.SIGTERM)[rank % 2])).start()
+t = time.time()
+rc = exit_together(int(sys.argv[1 + rank]), timeout=None if rank else 30)
+print(f"rank {rank} rc {rc} at {time.time():.3f} waited {time.time() - t:.2f}", flush=True)
+sys.exit(rc)
+"""
+
+
+@pytest.mark.mpi
+def test_ranks_exit_together_with_the_highest_status(tmp_path):
+    """No rank exits before rank 0 is done, and all exit with the highest status of any rank, so a launcher
+    that ends the step at the first nonzero exit never kills a rank that is still saving."""
+    r = mpirun(3, ["-c", _EXIT_SCRIPT, "0", "75", "0"], timeout=120)
+    lines = sorted(x.split() for x in r.stdout.splitlines() if x.startswith("rank "))
+    assert r.returncode == 75 and [x[3] for x in lines] == ["75", "75", "75"], r.stdout + r.stderr
+    assert float(lines[1][7]) > 1.5 and float(lines[2][7]) > 1.5  # the other ranks waited for rank 0
+    assert max(float(x[5]) for x in lines) - min(float(x[5]) for x in lines) < 1.0
+    r = mpirun(2, ["-c", _EXIT_SCRIPT, "0", "0"], timeout=120)
+    assert r.returncode == 0 and r.stdout.count(" rc 0 ") == 2, r.stdout + r.stderr

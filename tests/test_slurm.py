@@ -38,7 +38,7 @@ def test_submit_dry_run_quotes_paths_with_spaces(tmp_path):
                            capture_output=True, text=True).stdout.splitlines()
     assert words[words.index("run") + 1:] == ["my jobs/demo run.toml", "data.root=/data/my data", "train.epochs=3",
                                               "--no-progress"]
-    assert words[3] == "/opt/my env/bin/python"
+    assert words[words.index("-m") - 1] == "/opt/my env/bin/python"
 
 
 def _shell_words(line: str) -> list[str]:

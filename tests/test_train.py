@@ -151,3 +151,27 @@ def test_crop_flip_augmentation_is_seeded_and_resumable(tmp_path):
     assert not torch.equal(plain.vector("final"), full.vector("final"))  # the batches really were augmented
     with pytest.raises(ConfigError, match="image batches"):
         run(load_data("spiral", n_per_class=10), tmp_path / "sp.h5", TrainConfig(epochs=1, augment="crop_flip"))
+
+
+def test_writer_waits_for_a_lock_held_by_another_process(tmp_path):
+    """A reader that locks the file (an h5py session, a viewer) delays a training write instead of killing
+    the run; a lock that is never released gives a clear error; our own readers never lock."""
+    import subprocess
+    import sys
+    import time
+
+    from landscape.params import StateSpec
+
+    p = tmp_path / "t.h5"
+    store = TrajectoryStore.create(p, StateSpec.from_state({"w": torch.zeros(3)}), {})
+    hold = ("import h5py, sys, time\nf = h5py.File(sys.argv[1], 'r')\nprint('locked', flush=True)\n"
+            "time.sleep(float(sys.argv[2]))\n")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(p), "1.5"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(StoreError, match="lock"):
+        store._open("a", wait_seconds=0.2)
+    assert len(TrajectoryStore(p)) == 0  # reading works while the other process holds its lock
+    t = time.monotonic()
+    store.append_checkpoint(torch.ones(3), 0, 0, "init")
+    assert time.monotonic() - t > 0.5 and holder.wait(10) == 0
+    assert len(TrajectoryStore(p)) == 1 and torch.equal(TrajectoryStore(p).vector(0), torch.ones(3))
