@@ -473,12 +473,13 @@ def _dispatch(args: argparse.Namespace) -> int:
                 print(f"outputs written to {out.resolve()}")
         return 0
     if args.command == "submit":
+        import dataclasses
+
         from .slurm import SlurmOptions, submit
 
-        names = ("nodes", "gpus_per_node", "tasks_per_node", "cpus_per_task", "time", "partition", "account", "qos",
-                 "mem", "job_name", "signal_seconds", "requeue", "max_restarts", "gpu_bind", "launcher", "python",
-                 "setup", "sbatch", "array_limit", "log")
-        opts = SlurmOptions(**{k: getattr(args, k) for k in names if getattr(args, k) is not None})
+        # every SlurmOptions field is a flag of the same name; unset flags keep the defaults
+        opts = SlurmOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SlurmOptions)
+                               if getattr(args, f.name) is not None})
         over = list(args.overrides) + ([f"output={json.dumps(args.output)}"] if args.output else [])
         text, job_id = submit(args.job, opts, over, args.dry_run, args.wait, args.workdir,
                               on_submitted=lambda j: print(j, flush=True))

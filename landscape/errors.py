@@ -137,7 +137,7 @@ def check_interrupted() -> None:
     Example:
         >>> check_interrupted()  # nothing arrived
     """
-    if _SIGNAL["signum"] is not None:
+    if interrupt_pending():
         raise _interrupted(_SIGNAL["signum"])
 
 

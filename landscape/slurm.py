@@ -23,7 +23,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 from .config import JobConfig, expand_sweep, load_job
 from .errors import EXIT_INTERRUPTED, ConfigError, LandscapeError
@@ -272,7 +272,9 @@ def submit(job_file: str | Path, opts: SlurmOptions, overrides: Sequence[str] = 
         raise ConfigError(exc.problems + problems) from None
     if problems:
         raise ConfigError(problems)
-    workdir = Path(workdir or Path.cwd()).resolve() if workdir is None or Path(workdir).exists() else Path(workdir)
+    workdir = Path(workdir) if workdir is not None else Path.cwd()
+    if workdir.exists():  # a folder that exists only on the cluster is taken as given
+        workdir = workdir.resolve()
     if workdir != Path.cwd().resolve() and not Path(job_file).is_absolute():
         job_file = Path(job_file).resolve()
     text = render_script(job_file, opts, overrides, workdir, job, len(jobs))
@@ -307,8 +309,3 @@ def submit(job_file: str | Path, opts: SlurmOptions, overrides: Sequence[str] = 
         raise SubmitError(f"Slurm job {job_id} ended with exit status {proc.returncode}: {err.strip()}; see its log "
                           f"in {out}")
     return text, job_id
-
-
-def options_from_args(values: Iterable[tuple[str, object]]) -> SlurmOptions:
-    """SlurmOptions from (name, value) pairs, leaving out the ones that are None."""
-    return SlurmOptions(**{k: v for k, v in values if v is not None})

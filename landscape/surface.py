@@ -80,7 +80,7 @@ class PlaneEvaluator:
         self.auto = points_per_batch == "auto"
         self.batch_mode, self.points_per_batch = parse_points_per_batch(points_per_batch)
         self._replicas: list[PlaneEvaluator] = []
-        self._pool = None
+        self._pool, self._pool_size = None, 0
 
     # -- one point at a time ----------------------------------------------------------------------
     @torch.no_grad()
@@ -143,8 +143,11 @@ class PlaneEvaluator:
             rep = PlaneEvaluator(self.ev.replica(), self.center, self.d1, self.d2, 1)
             rep.c, rep.a, rep.b = self.c, self.a, self.b  # the same values: share them
             self._replicas.append(rep)
-        if self._pool is None or self._pool._max_workers < self.points_per_batch:
+        if self._pool_size < self.points_per_batch:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
             self._pool = ThreadPoolExecutor(self.points_per_batch, thread_name_prefix="landscape-point")
+            self._pool_size = self.points_per_batch
         planes = [self] + self._replicas
         threads = max(1, _cpu_threads() // p)
         loss, acc = np.empty(len(alphas)), np.empty(len(alphas))
