@@ -554,6 +554,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted; rerun the same command to resume")
         return 130
+    except Exception as exc:  # a bug or a library failure: under MPI, end every rank, not only this one
+        if in_mpi_launch():
+            log.exception("unexpected error on this rank; ending the whole job")
+            abort_if_parallel(exc)
+        raise
     # under MPI, no rank ends while another still saves or works alone, and all exit with one status
     return exit_together(rc, timeout=None if rc == 0 else 60)
 

@@ -169,3 +169,19 @@ def test_ranks_exit_together_with_the_highest_status(tmp_path):
     assert max(float(x[5]) for x in lines) - min(float(x[5]) for x in lines) < 1.0
     r = mpirun(2, ["-c", _EXIT_SCRIPT, "0", "0"], timeout=120)
     assert r.returncode == 0 and r.stdout.count(" rc 0 ") == 2, r.stdout + r.stderr
+
+
+@pytest.mark.mpi
+def test_unexpected_exception_on_one_rank_ends_the_job(tmp_path):
+    """An error that is not a landscape error (a bug, a CUDA failure) on one rank, while the others wait in a
+    collective step, ends the whole job with the traceback instead of leaving it hanging."""
+    from userdefs import tiny
+
+    torch.save(tiny(2, 3).state_dict(), tmp_path / "init.pt")
+    args = ["-m", "landscape", "surface", "--model", "userdefs:breaks_on_rank", "--data", "spiral", "--center",
+            str(tmp_path / "init.pt"), "--alpha", "-1:1:5", "--out", str(tmp_path / "b.h5"), "--no-progress",
+            f"output={tmp_path}"]
+    t = time.time()
+    r = mpirun(2, args, env=_env(LANDSCAPE_TEST_FAIL_RANK="1"), timeout=120)
+    assert r.returncode != 0 and time.time() - t < 60, r.stderr
+    assert "RuntimeError: injected bug on this rank" in r.stderr and "Traceback" in r.stderr, r.stderr

@@ -41,3 +41,12 @@ class _FailsOnRank(nn.Module):
 
 def fails_on_rank(input_dim: int = 2, num_classes: int = 3) -> nn.Module:
     return _FailsOnRank(input_dim, num_classes)
+
+
+def breaks_on_rank(input_dim: int = 2, num_classes: int = 3) -> nn.Module:
+    """A factory that fails with a plain RuntimeError (a bug, not a landscape error) on one MPI rank only."""
+    import os
+
+    if os.environ.get("PMI_RANK") == os.environ.get("LANDSCAPE_TEST_FAIL_RANK", "-"):
+        raise RuntimeError("injected bug on this rank")
+    return tiny(input_dim, num_classes)
