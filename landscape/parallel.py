@@ -9,6 +9,8 @@ the main thread only communicates and writes (MPI calls stay in the main thread:
 Faults: SIGTERM/SIGUSR1 on any rank make the master flush, mark the file ``partial``, stop the workers and
 exit within seconds; an exception on any rank is reported to the master, which flushes and aborts the whole
 job (it never hangs until the time limit). Every point marked done is on disk, so rerunning resumes.
+At the end of every command, :func:`exit_together` makes all ranks exit at once with the highest status
+of any rank (75 after a signal), so a launcher never kills a rank that is still saving.
 
 Example (what ``landscape surface`` does under ``mpiexec``)::
 
