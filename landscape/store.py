@@ -188,8 +188,9 @@ def _open_checked(path: Path, mode: str) -> h5py.File:
     except FileNotFoundError:
         raise StoreError(f"{path}: surface file does not exist") from None
     except OSError as exc:
-        raise StoreError(f"{path}: cannot be read as HDF5 ({exc}); the file is truncated or corrupted. "
-                         "Move it away and compute the surface again") from exc
+        raise StoreError(f"{path}: cannot be read as HDF5 ({exc}); the file is truncated or corrupted (or a run "
+                         "was writing it at this instant: try again). Move it away and compute the surface "
+                         "again") from exc
     try:
         if f.attrs.get("schema") not in _SCHEMAS:
             raise StoreError(f"{path}: not a landscape surface or path file (schema {f.attrs.get('schema')!r}, "
@@ -224,7 +225,8 @@ def read_surface(path: str | Path) -> SurfaceData:
                                f["accuracy"][()], f["done"][()], {k: f.attrs[k] for k in f.attrs},
                                json.loads(f.attrs.get("inputs", "{}")))
         except OSError as exc:
-            raise StoreError(f"{path}: data cannot be read ({exc}); the file is truncated or corrupted") from exc
+            raise StoreError(f"{path}: data cannot be read ({exc}); the file is truncated or corrupted (or a run "
+                             "was writing it at this instant: try again)") from exc
 
 
 class SurfaceStore:

@@ -78,7 +78,8 @@ class TrajectoryStore:
             raise StoreError(f"{self.path}: trajectory file does not exist; train first (landscape train)") from None
         except OSError as exc:
             raise StoreError(f"{self.path}: cannot be read as HDF5 ({exc}); the file is truncated or "
-                             "corrupted: move it away and train again") from exc
+                             "corrupted (or a run was writing it at this instant: try again); move it away and "
+                             "train again") from exc
 
     # -- creation ---------------------------------------------------------------------------------
     @classmethod
