@@ -217,10 +217,11 @@ def test_requeued_job_finishes_the_grid(slurm, work, tmp_path):
     assert "restart 0" in log and "restart 1" in log
 
 
-def test_time_limit_warning_makes_the_job_requeue_itself(slurm, work, tmp_path):
+@pytest.mark.parametrize("launcher", ["srun", "mpiexec"])
+def test_time_limit_warning_makes_the_job_requeue_itself(slurm, work, tmp_path, launcher):
     root, job, reference = work
     out = tmp_path / "warned"
-    job_id = submit(slurm, job, out).stdout.strip()
+    job_id = submit(slurm, job, out, "--launcher", launcher).stdout.strip()
     wait_for_points(out / "surface.h5", 30, timeout=180)
     slurm.run("scancel", "--signal=USR1", job_id)  # what --signal=USR1@N delivers: to the job's steps
     info = slurm.wait_state(job_id, ("PENDING",))
