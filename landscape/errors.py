@@ -33,6 +33,7 @@ __all__ = [
     "interruptible",
     "check_interrupted",
     "interrupt_pending",
+    "stop_signals_ignored",
     "require",
 ]
 
@@ -112,16 +113,41 @@ def interruptible() -> Iterator[None]:
         _SIGNAL["signum"] = signum
         raise _interrupted(signum)
 
+    with _stop_signals_to(handler):
+        _SIGNAL["depth"] += 1
+        try:
+            yield
+        finally:
+            _SIGNAL["depth"] -= 1
+            if not _SIGNAL["depth"]:
+                _SIGNAL["signum"] = None
+
+
+@contextlib.contextmanager
+def _stop_signals_to(handler: object) -> Iterator[None]:
+    """Send SIGTERM and SIGUSR1 to ``handler`` inside the block (main thread only), then restore."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGUSR1)}
-    _SIGNAL["depth"] += 1
     try:
         yield
     finally:
         for s, h in old.items():
             signal.signal(s, h)
-        _SIGNAL["depth"] -= 1
-        if not _SIGNAL["depth"]:
-            _SIGNAL["signum"] = None
+
+
+def stop_signals_ignored() -> contextlib.AbstractContextManager:
+    """SIGTERM and SIGUSR1 change nothing inside the block (the end of a run that has already saved).
+
+    Example:
+        >>> import os
+        >>> with stop_signals_ignored():
+        ...     os.kill(os.getpid(), signal.SIGTERM)
+        >>> "still here"
+        'still here'
+    """
+    return _stop_signals_to(lambda *_: None)
 
 
 def interrupt_pending() -> bool:

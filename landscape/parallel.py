@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import LandscapeError, check_interrupted, require
+from .errors import LandscapeError, check_interrupted, require, stop_signals_ignored
 
 __all__ = ["mpi_comm", "local_rank", "pick_device", "run_distributed", "chunk_size", "in_mpi_launch",
            "RankFailed", "on_root", "agree", "abort_if_parallel", "exit_together"]
@@ -226,11 +226,7 @@ def exit_together(rc: int, timeout: float | None = None) -> int:
                 return None
             time.sleep(0.01)
 
-    import signal
-
-    main = threading.current_thread() is threading.main_thread()
-    old = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGTERM, signal.SIGUSR1)} if main else {}
-    try:  # rank 0 decides: a signal now changes nothing
+    with stop_signals_ignored():  # rank 0 decides: a signal now changes nothing
         if comm.Get_rank() != 0:
             comm.send(rc, dest=0, tag=TAG_EXIT)
             final = receive(0)
@@ -244,9 +240,6 @@ def exit_together(rc: int, timeout: float | None = None) -> int:
             if codes[r] is not None:
                 comm.send(final, dest=r, tag=TAG_EXIT)
         return final
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def _wait(comm: Any, source: int, tag: int, status: Any = None) -> None:

@@ -37,7 +37,7 @@ from .errors import StoreError
 from .grid import Grid
 
 __all__ = ["SurfaceStore", "SurfaceData", "read_surface", "SURFACE_SCHEMA", "PATH_SCHEMA", "SURFACE_VERSION",
-           "diff_inputs", "append_run", "batch_context"]
+           "diff_inputs", "append_run", "batch_context", "open_hdf5"]
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,33 @@ def batch_context() -> dict[str, Any]:
     return ctx
 
 
+def open_hdf5(path: str | Path, mode: str = "r", wait_seconds: float = 30.0) -> h5py.File:
+    """Open a landscape HDF5 file. Readers take no lock, so a file that a run is writing can be inspected; a
+    writer that finds the file locked by another process (an h5py session or viewer left open on it) retries
+    for ``wait_seconds``, then raises a StoreError naming the lock. Other OSErrors reach the caller.
+
+    Example:
+        >>> import tempfile, os
+        >>> p = os.path.join(tempfile.mkdtemp(), "x.h5")
+        >>> with open_hdf5(p, "w") as f:
+        ...     f.attrs["a"] = 1
+        >>> with open_hdf5(p) as f:
+        ...     int(f.attrs["a"])
+        1
+    """
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return h5py.File(path, mode, locking=(mode != "r"))
+        except OSError as exc:
+            if "unable to lock file" not in str(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise StoreError(f"{path}: another process holds a lock on the file ({exc}); close it there "
+                                 "(h5py sessions, viewers) and run again") from exc
+            time.sleep(0.05)
+
+
 def append_run(path: str | Path, record: Mapping[str, Any]) -> None:
     """Append one run's record (points computed, seconds, status, ranks, Slurm job...) to the file's ``runs``
     attribute (a JSON list, the newest last); a finished run with points is also ``last_run``.
@@ -107,7 +134,7 @@ def append_run(path: str | Path, record: Mapping[str, Any]) -> None:
         >>> [r["points"] for r in read_surface(p).runs]
         [2]
     """
-    with h5py.File(path, "r+") as f:
+    with open_hdf5(path, "r+") as f:
         runs = json.loads(f.attrs.get("runs", "[]"))
         runs = (runs + [dict(record)])[-_RUNS_KEPT:]
         f.attrs["runs"] = json.dumps(runs, default=str)
@@ -183,8 +210,7 @@ class SurfaceData:
 
 def _open_checked(path: Path, mode: str) -> h5py.File:
     try:
-        # readers do not lock, so `landscape status` works while a run writes the file
-        f = h5py.File(path, mode, locking=(mode != "r"))
+        f = open_hdf5(path, mode)
     except FileNotFoundError:
         raise StoreError(f"{path}: surface file does not exist") from None
     except OSError as exc:

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 from .errors import (ConfigError, Interrupted, LandscapeError, check_interrupted,  # noqa: F401
                      interrupt_pending, interruptible)
 from .evaluate import Evaluator
-from .store import SurfaceStore
+from .store import SurfaceStore, open_hdf5
 
 __all__ = ["PlaneEvaluator", "compute_surface", "parse_points_per_batch", "Interrupted", "interruptible", "run_surface_job",
            "plan_directions", "resolve_center", "project_onto"]
@@ -320,15 +320,13 @@ def _projection_datasets(store: "TrajectoryStore", coords: np.ndarray, group: st
 def project_onto(surface: "Path | str", trajectory: "Path | str", label: str, method: str = "lstsq") -> np.ndarray:
     """Project another run's checkpoints onto a surface's plane (its θ*, d₁, d₂): a fixed plane on which
     runs can be compared. Stored as ``/projections/<label>/...``; returns the (n, 2) coordinates."""
-    import h5py
-
     from .pca import projected_path
     from .store import read_surface
     from .trajectory import TrajectoryStore
 
     s = read_surface(surface)
     other = TrajectoryStore(trajectory)
-    with h5py.File(s.path, "r", locking=False) as f:
+    with open_hdf5(s.path) as f:
         if "center" not in f["directions"]:
             raise ConfigError(f"{s.path}: holds no centre vector (written by an older landscape); recompute it")
         c = torch.from_numpy(f["directions/center"][:])
@@ -338,7 +336,7 @@ def project_onto(surface: "Path | str", trajectory: "Path | str", label: str, me
         raise ConfigError(f"{trajectory}: its model's state layout differs from the surface's; a plane can only "
                           "be shared by runs of the same model")
     coords = projected_path(other.vector, len(other), c, d1, d2, method)
-    with h5py.File(s.path, "r+") as f:
+    with open_hdf5(s.path, "r+") as f:
         g = f.require_group("projections")
         if label in g:
             del g[label]
@@ -429,9 +427,7 @@ def plan_directions(job: "JobConfig", model: torch.nn.Module, center: dict[str, 
         from .store import read_surface
 
         src = read_surface(sf.directions_file)
-        import h5py
-
-        with h5py.File(src.path, "r", locking=False) as f:
+        with open_hdf5(src.path) as f:
             vecs = [torch.from_numpy(f["directions"][k][:]) for k in ("d1", "d2")[:count] if k in f["directions"]]
         if len(vecs) < count:
             raise StoreError(f"{src.path}: holds {len(vecs)} direction(s), this surface needs {count}")

@@ -38,6 +38,7 @@ import torch
 from . import __version__
 from .errors import CheckpointError, StoreError
 from .params import StateSpec, unflatten_state
+from .store import open_hdf5
 
 __all__ = ["TrajectoryStore", "SCHEMA", "SCHEMA_VERSION", "METRICS"]
 
@@ -111,22 +112,12 @@ class TrajectoryStore:
         return cls(path)
 
     def _open(self, mode: str = "r", wait_seconds: float = 30.0) -> h5py.File:
-        """Readers do not lock, so a running job's file can be inspected; a writer that finds the file
-        locked by another process (an h5py session left open on it) retries for ``wait_seconds``."""
-        deadline = time.monotonic() + wait_seconds
-        while True:
-            try:
-                return h5py.File(self.path, mode, locking=(mode != "r"))
-            except OSError as exc:
-                locked = "unable to lock file" in str(exc)
-                if locked and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                    continue
-                if locked:
-                    raise StoreError(f"{self.path}: another process holds a lock on the file ({exc}); close it "
-                                     "there (h5py sessions, viewers) and run again") from exc
-                raise StoreError(f"{self.path}: cannot be opened ({exc}); the file is truncated or "
-                                 "corrupted") from exc
+        """The file, for reading (no lock) or writing (waiting up to ``wait_seconds`` for another process's
+        lock): see :func:`landscape.store.open_hdf5`."""
+        try:
+            return open_hdf5(self.path, mode, wait_seconds)
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot be opened ({exc}); the file is truncated or corrupted") from exc
 
     # -- writing ----------------------------------------------------------------------------------
     def append_checkpoint(self, vector: torch.Tensor, epoch: float, step: int, kind: str) -> None:
