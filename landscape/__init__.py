@@ -1,5 +1,10 @@
 """landscape: loss surfaces, interpolation paths and training trajectories of neural networks.
 
+The package is layered; each layer imports only the layers before it (checked by
+``tests/test_architecture.py``, described in ``docs/architecture.md``):
+
+``core`` → ``analysis`` → ``engine`` → ``io`` → ``views`` → ``run`` → ``stages`` → this module → ``cli``
+
 Example:
     >>> import landscape as ls
     >>> train, test = ls.load_data("spiral", n_per_class=50)
@@ -7,20 +12,29 @@ Example:
     >>> 0 <= ls.Evaluator(model, test, device="cpu").evaluate().accuracy <= 1
     True
 """
-__version__ = "0.1.0"
-
-from .checkpoints import apply_state, check_state, load_source, load_state_file
-from .config import DataConfig, EvalConfig, JobConfig, ModelConfig, TrainConfig, load_job
-from .data import TensorData, load_data, subset
-from .errors import (EXIT_INTERRUPTED, CheckpointError, ConfigError, DataError, DependencyError, Interrupted,
-                     LandscapeError, ModelError, StoreError)
-from .evaluate import EvalResult, Evaluator, resolve_device
-from .job import run_job, train_job
-from .models import build_model, layer_names
-from .slurm import SlurmOptions, render_script, submit
-from .params import StateSpec, flatten_state, model_state, state_checksum, unflatten_state
-from .train import train
-from .trajectory import TrajectoryStore
+from .core.data import TensorData, load_data, subset
+from .core.errors import (EXIT_INTERRUPTED, CheckpointError, ConfigError, DataError, DependencyError, Interrupted,
+                          LandscapeError, ModelError, StoreError)
+from .core.models import build_model, layer_names
+from .core.params import StateSpec, flatten_state, model_state, state_checksum, unflatten_state
+from .core.version import __version__
+from .engine.device import resolve_device
+from .engine.evaluator import EvalResult, Evaluator
+from .io.checkpoints import apply_state, check_state, load_source, load_state_file
+from .io.status import describe_file
+from .io.trajectory import TrajectoryStore
+from .run.config import DataConfig, EvalConfig, JobConfig, ModelConfig, TrainConfig
+from .run.jobfile import load_job
+from .run.projection import project_onto
+from .run.slurm import SlurmOptions, render_script, submit
+from .run.training import train
+from .stages.api import evaluate_checkpoint, reduce_filters, run_sweep
+from .stages.job import run_job, train_job
+from .stages.paths import run_paths
+from .stages.surface import run_surface_job
+from .views.animation import animate_path
+from .views.figures import plot_files
+from .views.vtk_export import export_files
 
 __all__ = [
     "__version__", "apply_state", "check_state", "load_source", "load_state_file",
@@ -30,4 +44,7 @@ __all__ = [
     "Interrupted", "EXIT_INTERRUPTED", "SlurmOptions", "render_script", "submit",
     "EvalResult", "Evaluator", "resolve_device", "run_job", "train_job", "build_model", "layer_names",
     "StateSpec", "flatten_state", "model_state", "state_checksum", "unflatten_state", "train", "TrajectoryStore",
+    # job-level operations behind the commands (README: Python API)
+    "run_surface_job", "run_paths", "run_sweep", "evaluate_checkpoint", "reduce_filters", "project_onto",
+    "describe_file", "plot_files", "export_files", "animate_path",
 ]

@@ -1,3 +1,4 @@
+"""``python -m landscape``: the command line."""
 import sys
 
 from .cli import main

@@ -1,10 +1,17 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 import torch
+
+from landscape.core.errors import StoreError
+from landscape.core.grid import Grid
+from landscape.io.surface_file import SurfaceStore, read_surface
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -35,11 +42,7 @@ def cli():
 
 def wait_for_points(path: Path, minimum: int, proc: subprocess.Popen | None = None, timeout: float = 120) -> int:
     """Poll a surface file that a running process (or a batch job) writes until ``minimum`` points are flushed."""
-    import time
-
-    from landscape.errors import StoreError
-    from landscape.store import read_surface
-
+    
     t = time.time()
     while time.time() - t < timeout:
         assert proc is None or proc.poll() is None, proc.communicate()[1]
@@ -51,3 +54,40 @@ def wait_for_points(path: Path, minimum: int, proc: subprocess.Popen | None = No
             pass
         time.sleep(0.05)
     raise AssertionError(f"fewer than {minimum} points flushed to {path} within {timeout} s")
+
+
+def mpi_env(**extra) -> dict:
+    """The environment of an mpiexec launched by a test: the tests' modules importable, one thread per rank, and
+    no variables of an MPI launch this process may itself run under."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT)]), OMP_NUM_THREADS="1", **extra)
+    for v in ("PMI_RANK", "PMI_SIZE", "PMI_FD", "PMIX_RANK"):
+        env.pop(v, None)
+    return env
+
+
+def non_blank(png) -> bool:
+    """A figure with varied pixels, not an empty white canvas."""
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(png)[..., :3]
+    return img.std() > 0.05 and (img < 0.9).mean() > 0.02
+
+
+ALPHA, BETA = np.array([-1.0, 0.0, 1.0]), np.array([-0.5, 0.0, 0.5, 1.0, 1.5])
+
+
+def make_surface(path, trajectory=False, line=False):
+    """A complete small surface file with distinct, non-symmetric values (and a projected path if asked)."""
+    g = Grid(ALPHA, None if line else BETA)
+    st = SurfaceStore.open(path, g, {"case": str(path)})
+    k = np.arange(g.size)
+    a, b = g.coords(k)
+    loss = 1.0 + a ** 2 + 0.3 * b ** 2 + 0.01 * k  # distinct, non-symmetric values
+    st.write(k, loss, 1.0 / (1.0 + loss))
+    st.close()
+    if trajectory:
+        with h5py.File(path, "r+") as f:
+            t = f.create_group("trajectory")
+            t["alpha"], t["beta"] = np.array([-1.0, -0.4, 0.0]), np.array([1.2, 0.5, 0.0])
+            t["epoch"], t["loss"] = np.array([0.0, 1.0, 2.0]), np.array([2.3, 0.9, 0.2])
+    return read_surface(path)

@@ -15,9 +15,10 @@ import argparse
 import torch
 from benchlib import cifar_shaped, header, interleaved, pure_forward
 
-from landscape.data import TensorData, load_data
-from landscape.evaluate import Evaluator, resolve_device
-from landscape.models import build_model
+from landscape.core.data import TensorData, load_data
+from landscape.engine.device import resolve_device
+from landscape.engine.evaluator import Evaluator
+from landscape.core.models import build_model
 
 
 def bench(name: str, model: torch.nn.Module, data: TensorData, device: torch.device, repeats: int,

@@ -25,9 +25,9 @@ def child_trivial(out: str, grid: int, chunk: int) -> None:
     import numpy as np
     from mpi4py import MPI
 
-    from landscape.grid import Grid
-    from landscape.parallel import run_distributed
-    from landscape.store import SurfaceStore
+    from landscape.core.grid import Grid
+    from landscape.run.distributed import run_distributed
+    from landscape.io.surface_file import SurfaceStore
 
     class Trivial:
         auto, points_per_batch = False, 1
@@ -77,8 +77,8 @@ def main() -> None:
                   f"{res['points'] / res['seconds']:>10.0f} {'':>9}")
     import torch
 
-    from landscape.models import build_model
-    from landscape.store import read_surface
+    from landscape.core.models import build_model
+    from landscape.io.surface_file import read_surface
 
     torch.manual_seed(0)
     torch.save(build_model("lenet5").state_dict(), tmp / "c.pt")

@@ -17,10 +17,12 @@ import torch.nn.functional as F
 from benchlib import header, timed
 from torch.utils.data import DataLoader, TensorDataset
 
-from landscape.data import load_data
-from landscape.evaluate import Evaluator, resolve_device
-from landscape.models import build_model
-from landscape.paths import PathEvaluator, path_items
+from landscape.core.data import load_data
+from landscape.engine.device import resolve_device
+from landscape.engine.evaluator import Evaluator
+from landscape.core.models import build_model
+from landscape.analysis.interpolation import path_items
+from landscape.engine.path import PathEvaluator
 
 
 def naive(model, data, s0, s1, items, alphas, dev, batch_size):

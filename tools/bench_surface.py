@@ -23,16 +23,17 @@ import torch.nn.functional as F
 from benchlib import cifar_shaped, header, interleaved, pure_forward, timed
 from torch.utils.data import DataLoader, TensorDataset
 
-from landscape.data import TensorData, load_data
-from landscape.evaluate import Evaluator, resolve_device
-from landscape.models import build_model
-from landscape.params import unflatten_state
-from landscape.surface import PlaneEvaluator
+from landscape.core.data import TensorData, load_data
+from landscape.engine.device import resolve_device
+from landscape.engine.evaluator import Evaluator
+from landscape.core.models import build_model
+from landscape.core.params import unflatten_state
+from landscape.engine.plane import PlaneEvaluator
 
 
 def naive_loop(model: torch.nn.Module, data: TensorData, center: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor,
                alphas: np.ndarray, betas: np.ndarray, dev: torch.device, batch_size: int) -> None:
-    from landscape.params import StateSpec, model_state
+    from landscape.core.params import StateSpec, model_state
 
     spec = StateSpec.from_state(model_state(model))
     c, a1, b1 = center.cpu(), d1.cpu(), d2.cpu()

@@ -46,7 +46,7 @@ def pure_forward(evaluator) -> Callable[[], None]:
 
 def cifar_shaped(n: int, seed: int = 0):
     """``n`` random CIFAR-shaped images with labels (the reference case of the speed targets)."""
-    from landscape.data import TensorData
+    from landscape.core.data import TensorData
 
     g = torch.Generator().manual_seed(seed)
     return TensorData(torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g),

@@ -1,4 +1,4 @@
-"""Write the example sbatch scripts in slurm/ from landscape.slurm.PRESETS (tests/test_slurm.py checks that
+"""Write the example sbatch scripts in slurm/ from landscape.run.slurm.PRESETS (tests/run/test_slurm.py checks that
 the files in slurm/ are what this writes).
 
     python tools/update_slurm_scripts.py
@@ -6,7 +6,7 @@ the files in slurm/ are what this writes).
 import logging
 from pathlib import Path
 
-from landscape.slurm import PRESETS, render_script
+from landscape.run.slurm import PRESETS, render_script
 
 log = logging.getLogger("update_slurm_scripts")
 

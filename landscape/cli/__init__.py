@@ -1,0 +1,119 @@
+"""The ``landscape`` command: a thin layer over the Python API. Each subcommand is one small handler beside
+the declaration of its arguments (:mod:`.jobs`, :mod:`.compute`, :mod:`.files`); this module builds the parser,
+sets up logging, and turns outcomes into exit statuses on every MPI rank alike.
+
+Example:
+    $ landscape demo                         # train LeNet-5 on digits and run every analysis
+    $ landscape run jobs/demo.toml train.epochs=5
+    $ landscape train --model mlp --data spiral --epochs 20 --out spiral.h5 model.kwargs.depth=5
+    $ landscape evaluate spiral.h5:final --model mlp --data spiral model.kwargs.depth=5
+    $ landscape info spiral.h5
+
+    >>> build_parser().parse_args(["status", "s.h5"]).command
+    'status'
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import sys
+from typing import Sequence
+
+from ..core.errors import EXIT_INTERRUPTED, Interrupted, LandscapeError
+from ..core.signals import interruptible
+from ..core.version import __version__
+from ..run.mpi import abort_if_parallel, exit_together, in_mpi_launch
+from . import compute, files, jobs  # noqa: F401 - importing registers the subcommands
+from .common import COMMANDS
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger("landscape")
+
+#: the order of ``landscape --help``
+ORDER = ("demo", "run", "submit", "train", "evaluate", "surface", "path", "export", "plot", "project", "reduce",
+         "animate", "status", "info", "list")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``landscape`` command."""
+    parser = argparse.ArgumentParser(
+        prog="landscape", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Loss surfaces, interpolation paths and training trajectories of neural networks.",
+        epilog="Job files are TOML (see jobs/); any key can be overridden as section.key=value.\n"
+               "Run 'landscape COMMAND --help' for each command's options.")
+    parser.add_argument("--version", action="version", version=f"landscape {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", default=False, help="only warnings and errors")
+    # the same flags after the command name; SUPPRESS keeps the values given before it
+    verbosity = argparse.ArgumentParser(add_help=False)
+    verbosity.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                           help="more log output (-vv for debug)")
+    verbosity.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                           help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add = functools.partial(sub.add_parser, parents=[verbosity])
+    for name in sorted(COMMANDS, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)):
+        cmd = COMMANDS[name]
+        p = add(name, help=cmd.help, **cmd.parser_kwargs)
+        cmd.arguments(p)
+        p.set_defaults(handler=cmd.run)
+    return parser
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for i in range(len(argv) - 1):  # "--alpha -1:1:25": a value that starts with '-'
+        if argv[i] in ("--alpha", "--beta") and argv[i + 1].startswith("-"):
+            argv[i:i + 2] = [f"{argv[i]}={argv[i + 1]}", ""]
+    args, extra = parser.parse_known_args([a for a in argv if a != ""])
+    bad = [a for a in extra if a.startswith("-") or "=" not in a]
+    if bad or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(bad or extra)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
+    return args
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    level = logging.WARNING if args.quiet else (logging.INFO if args.verbose < 2 else logging.DEBUG)
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    if in_mpi_launch():  # rank 0 reports; the other ranks only warn, unless -vv
+        rank = int(os.environ.get("PMI_RANK", os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("PMIX_RANK", 0))))
+        fmt = f"%(levelname)s [rank {rank}] %(name)s: %(message)s"
+        if rank != 0 and args.verbose < 2:
+            level = max(level, logging.WARNING)
+    logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``landscape`` console script."""
+    args = _parse(argv)
+    _setup_logging(args)
+    try:
+        with interruptible():  # SIGTERM/SIGUSR1 anywhere: save, stop, exit EXIT_INTERRUPTED
+            rc = args.handler(args)
+    except Interrupted as exc:
+        log.error("%s", exc)
+        rc = EXIT_INTERRUPTED
+    except LandscapeError as exc:
+        log.error("%s", exc)
+        abort_if_parallel(exc)  # an error on one rank alone must not leave the others waiting
+        rc = 2
+    except KeyboardInterrupt:
+        log.error("interrupted; rerun the same command to resume")
+        return 130
+    except Exception as exc:  # a bug or a library failure: under MPI, end every rank, not only this one
+        if in_mpi_launch():
+            log.exception("unexpected error on this rank; ending the whole job")
+            abort_if_parallel(exc)
+        raise
+    # under MPI, no rank ends while another still saves or works alone, and all exit with one status
+    return exit_together(rc, timeout=None if rc == 0 else 60)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

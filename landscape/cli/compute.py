@@ -1,0 +1,176 @@
+"""Commands that compute one analysis: ``surface``, ``path``, ``project`` and ``reduce``.
+
+Example:
+    >>> sorted(n for n in COMMANDS if n in ("surface", "path", "project", "reduce"))
+    ['path', 'project', 'reduce', 'surface']
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..io.surface_file import read_surface
+from ..run.config import ExportConfig, PathsConfig, SurfaceConfig
+from ..run.jobfile import load_job
+from ..run.mpi import mpi_comm
+from ..run.projection import project_onto
+from ..stages.api import reduce_filters
+from ..stages.paths import run_paths
+from ..stages.surface import run_surface_job
+from .common import COMMANDS  # noqa: F401 - the doctest lists the registry
+from .common import FLAGS, command, common_flags, is_root, job_flags, overrides, progress
+
+__all__: list[str] = []
+
+_SURFACE_FLAGS = {**{k: v for k, v in FLAGS.items() if k != "seed"}, "center": "surface.center",
+                  "alpha": "surface.alpha", "beta": "surface.beta", "directions": "surface.directions",
+                  "norm": "surface.norm", "ignore": "surface.ignore", "dir_type": "surface.dir_type",
+                  "seed": "surface.seed", "target1": "surface.target1", "target2": "surface.target2",
+                  "directions_from": "surface.directions_file", "subset": "surface.subset"}
+
+
+def _surface_arguments(p: argparse.ArgumentParser) -> None:
+    job_flags(p)
+    p.add_argument("--center", help="θ*: run.h5:NAME, file.pt, or a checkpoint name of the job's trajectory")
+    p.add_argument("--alpha", help="MIN:MAX:NUM (default -1:1:25)")
+    p.add_argument("--beta", help="MIN:MAX:NUM; omit it together with --alpha given for a 1-D line")
+    p.add_argument("--directions", choices=("random", "checkpoints", "file"), help="surface.directions")
+    p.add_argument("--norm", choices=("filter", "layer", "model", "none"), help="surface.norm (default filter)")
+    p.add_argument("--ignore", choices=("biasbn", "none"), help="surface.ignore (default biasbn)")
+    p.add_argument("--dir-type", choices=("weights", "states"), help="surface.dir_type (default weights)")
+    p.add_argument("--seed", type=int, help="surface.seed")
+    p.add_argument("--target1", help="θ₁ for --directions checkpoints")
+    p.add_argument("--target2", help="θ₂ for --directions checkpoints")
+    p.add_argument("--directions-from", help="surface file whose directions to reuse")
+    p.add_argument("--points-per-batch", help="'auto' (timed on the first points), N points stacked with vmap, "
+                                              "or threads:N (N points on concurrent CPU threads)")
+    p.add_argument("--split", choices=("train", "test"), help="evaluate.split")
+    p.add_argument("--subset", type=int, help="evaluate on N samples (surface.subset)")
+    p.add_argument("--out", help="surface file to write or resume (default OUTPUT/surface.h5)")
+    common_flags(p)
+
+
+@command("surface", _surface_arguments)
+def surface(args: argparse.Namespace) -> int:
+    """compute (or resume) a 2-D loss surface or 1-D line
+
+    Loss and accuracy on the grid θ* + α·d₁ + β·d₂, stored in one HDF5 file. Rerunning the same command computes
+    only the points not done; other inputs on an existing file are refused.
+    """
+    over = overrides(args, _SURFACE_FLAGS)
+    if args.directions_from and not args.directions:
+        over.append("surface.directions=file")
+    if args.alpha and not args.beta:
+        over.append("surface.beta=none")
+    if args.points_per_batch:
+        ppb = args.points_per_batch
+        over.append(f"surface.points_per_batch={ppb if ppb.isdigit() else json.dumps(ppb)}")
+    if args.out:
+        out = Path(args.out)
+        over += [f"output={json.dumps(str(out.parent))}", f"surface.output={json.dumps(out.name)}"]
+    job = load_job(args.job, over)
+    job.surface = job.surface or SurfaceConfig()  # no [surface] in the job and no surface.* override: defaults
+    comm = mpi_comm()
+    path = run_surface_job(job, progress=progress(args), comm=comm)
+    if is_root(comm):
+        print(read_surface(path).describe())
+    return 0
+
+
+_PATH_FLAGS = {"output": "output", "device": "evaluate.device", "model": "model.name", "data": "data.name",
+               "root": "data.root", "split": "evaluate.split", "start": "paths.start", "mid": "paths.mid",
+               "end": "paths.end", "mid_position": "paths.mid_position", "alpha": "paths.alpha",
+               "subset": "paths.subset", "params_per_layer": "paths.params_per_layer",
+               "threshold": "paths.robust_threshold"}
+
+
+def _path_arguments(p: argparse.ArgumentParser) -> None:
+    job_flags(p)
+    p.add_argument("--kind", action="append", choices=("linear", "quadratic"), help="repeatable (default both)")
+    p.add_argument("--level", action="append", choices=("model", "layer", "parameter"),
+                   help="repeatable (default model and layer)")
+    p.add_argument("--layer", action="append", help="restrict to these layers (repeatable)")
+    p.add_argument("--params-per-layer", type=int, help="parameter level: scalars sampled per layer")
+    p.add_argument("--parameter", action="append", help="parameter level: e.g. fc1.weight[3,7] (repeatable)")
+    p.add_argument("--start", help="θ₀ (default init)")
+    p.add_argument("--mid", help="θ_mid of the quadratic path (default mid)")
+    p.add_argument("--end", help="θ₁ (default final)")
+    p.add_argument("--mid-position", choices=("half", "true"), help="α of θ_mid: 0.5 or its training fraction")
+    p.add_argument("--alpha", help="MIN:MAX:NUM (default -0.5:1.5:41)")
+    p.add_argument("--subset", type=int, help="evaluate on N samples")
+    p.add_argument("--split", choices=("train", "test"), help="evaluate.split")
+    p.add_argument("--threshold", type=float, help="robust if resetting the layer costs this much accuracy")
+    p.add_argument("--no-plots", action="store_true", help="skip the figures")
+    common_flags(p)
+
+
+@command("path", _path_arguments)
+def path(args: argparse.Namespace) -> int:
+    """linear/quadratic paths between checkpoints (model, layer, parameter level)
+
+    Loss and accuracy along θ(α) between checkpoints: linear (1−α)θ₀ + αθ₁ or the quadratic Lagrange path
+    through θ₀, θ_mid, θ₁; for the whole model, each layer (the final model with that layer interpolated) or
+    single parameters. Writes OUTPUT/path_<kind>.h5, the robust/ambient layer report and figures.
+    """
+    over = overrides(args, _PATH_FLAGS)
+    for attr, key in (("kind", "kinds"), ("level", "levels"), ("layer", "layers"), ("parameter", "parameters")):
+        if getattr(args, attr):
+            over.append(f"paths.{key}={json.dumps(getattr(args, attr))}")
+    job = load_job(args.job, over)
+    job.paths = job.paths or PathsConfig()
+    job.export = None if args.no_plots else (job.export or ExportConfig(vtk=[]))
+    comm = mpi_comm()
+    result = run_paths(job, progress(args), comm)
+    if is_root(comm):
+        if result.report:
+            print(result.report)
+        print("\n".join(str(p) for p in result.files.values()))
+    return 0
+
+
+def _project_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("surface")
+    p.add_argument("trajectory")
+    p.add_argument("--label", help="name of the projection (default: the trajectory's folder name)")
+    p.add_argument("--method", choices=("lstsq", "cos"), default="lstsq")
+
+
+@command("project", _project_arguments)
+def project(args: argparse.Namespace) -> int:
+    """project another run onto a surface's plane (fixed planes)
+
+    Project every checkpoint of a trajectory onto the plane (θ*, d₁, d₂) of an existing surface, so runs (e.g.
+    SGD and Adam from the same initialisation) are compared on the same slice; stored as /projections/LABEL and
+    drawn by 'landscape plot'.
+    """
+    label = args.label or Path(args.trajectory).resolve().parent.name
+    coords = project_onto(args.surface, args.trajectory, label, args.method)
+    print(f"{len(coords)} checkpoints of {args.trajectory} projected onto {args.surface} as {label!r}: "
+          f"start ({coords[0, 0]:.4g}, {coords[0, 1]:.4g}), end ({coords[-1, 0]:.4g}, {coords[-1, 1]:.4g})")
+    return 0
+
+
+def _reduce_arguments(p: argparse.ArgumentParser) -> None:
+    job_flags(p)
+    p.add_argument("--checkpoint", help="state to reduce (default: the job's trajectory final)")
+    p.add_argument("--layer", default="conv1")
+    p.add_argument("--threshold", type=float, default=0.9)
+    p.add_argument("--source", choices=("activations", "weights"), default="activations")
+    p.add_argument("--batch", type=int, default=256, help="evaluation samples for activation correlations")
+    p.add_argument("--save", help="write the reduced model's state dict here")
+    common_flags(p)
+
+
+@command("reduce", _reduce_arguments)
+def reduce(args: argparse.Namespace) -> int:
+    """merge highly correlated conv filters; accuracy before and after
+
+    Merge the pairs of a conv layer's filters whose correlation (of activations over evaluation data, or of
+    weights) reaches the threshold: the pair's average replaces one filter, the other is removed and the next
+    layer absorbs its input weights. Prints the accuracy before and after.
+    """
+    job = load_job(args.job, overrides(args, FLAGS))
+    result = reduce_filters(job, args.layer, args.source, args.threshold, args.batch, args.checkpoint, args.save)
+    print(result.describe())
+    return 0

@@ -1,0 +1,121 @@
+"""Commands that read result files: ``export``, ``plot``, ``animate``, ``status``, ``info`` and ``list``.
+
+Example:
+    >>> sorted(n for n in COMMANDS if n in ("export", "plot", "animate", "status", "info", "list"))
+    ['animate', 'export', 'info', 'list', 'plot', 'status']
+"""
+from __future__ import annotations
+
+import argparse
+
+from ..core.data import DATASETS
+from ..core.models import MODELS
+from ..io.status import describe_file
+from ..run.jobfile import load_job
+from ..stages.job import decision_regions
+from ..views.animation import animate_path
+from ..views.figures import plot_files
+from ..views.vtk_export import export_files
+from .common import COMMANDS  # noqa: F401 - the doctest lists the registry
+from .common import command
+
+__all__: list[str] = []
+
+
+def _export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--format", action="append", choices=("vtp", "vts"), help="repeatable; default vtp")
+    p.add_argument("--z", default="loss", choices=("loss", "accuracy", "log_loss"), help="height array")
+    p.add_argument("--log", action="store_true", help="log10 heights")
+    p.add_argument("--zmax", type=float, help="clip heights above this value")
+    p.add_argument("--zscale", type=float, default=1.0, help="multiply heights by this factor")
+    p.add_argument("--resample", type=int, default=1, help="export on a grid N times finer (linear)")
+    p.add_argument("--out", help="output folder (default: next to each file)")
+
+
+@command("export", _export_arguments)
+def export(args: argparse.Namespace) -> int:
+    """write .vtp/.vts files of surfaces for ParaView
+
+    VTK XML files (binary, appended) of one or more surface files: polydata with quads (.vtp) and/or structured
+    grids (.vts), the projected trajectory as a polyline when present, and a .pvd collection when several files
+    are given.
+    """
+    written = export_files(args.files, args.format or ["vtp"], args.out, args.z, args.log, args.zmax, args.zscale,
+                           args.resample)
+    print("\n".join(str(p) for p in written))
+    return 0
+
+
+def _plot_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--formats", default="png,pdf", help="comma-separated: png, pdf, svg")
+    p.add_argument("--figures", default="contour,filled,heatmap,3d", help="comma-separated subset")
+    p.add_argument("--log", action="store_true", help="log colour scale for the loss")
+    p.add_argument("--zmax", type=float, help="mask loss values above this")
+    p.add_argument("--out", help="output folder (default: next to each file)")
+
+
+@command("plot", _plot_arguments)
+def plot(args: argparse.Namespace) -> int:
+    """PNG/PDF figures of surfaces
+
+    Contour (labelled levels), filled contour, heatmap and 3-D figures with loss and accuracy panels, the
+    trajectory overlaid when present; line plots for 1-D surfaces.
+    """
+    split = lambda text: [x for x in text.split(",") if x]  # noqa: E731
+    for p in plot_files(args.files, args.out, split(args.formats), args.log, args.zmax, split(args.figures)):
+        print(p)
+    return 0
+
+
+def _animate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("surface")
+    p.add_argument("--out", help="GIF file (default SURFACE_path.gif)")
+    p.add_argument("--fps", type=float, default=3.0)
+    p.add_argument("--job", help="job file of the run, to draw decision regions for 2-D data")
+
+
+@command("animate", _animate_arguments)
+def animate(args: argparse.Namespace) -> int:
+    """animated GIF of the projected path over a surface
+
+    The projected training path moving over the surface's filled contour, with the current epoch, loss and
+    accuracy; with --job on 2-D data (spiral), the decision regions of each checkpoint beside it. Pillow writes
+    the GIF.
+    """
+    regions, points = decision_regions(load_job(args.job, [])) if args.job else (None, None)
+    print(animate_path(args.surface, args.out, args.fps, regions, points))
+    return 0
+
+
+def _file_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file")
+
+
+@command("status", _file_argument)
+def status(args: argparse.Namespace) -> int:
+    """what a surface or trajectory file holds
+
+    Grid, progress (done/total), inputs, and the minimum loss with its location.
+    """
+    print(describe_file(args.file))
+    return 0
+
+
+@command("info", _file_argument)
+def info(args: argparse.Namespace) -> int:
+    """describe a trajectory file
+
+    Print a trajectory store's checkpoints and per-epoch metrics.
+    """
+    print(describe_file(args.file))
+    return 0
+
+
+@command("list")
+def list_builtins(args: argparse.Namespace) -> int:
+    """list built-in models and data sets"""
+    print("models:   " + ", ".join(sorted(MODELS)) + ", or package.module:callable")
+    print("datasets: " + ", ".join(sorted(DATASETS)) + ", torchvision:Name, or package.module:callable")
+    return 0

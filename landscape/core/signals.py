@@ -1,0 +1,107 @@
+"""Stop signals: SIGTERM and SIGUSR1 (Slurm's time-limit warning) turned into :class:`Interrupted`.
+
+Long loops call :func:`check_interrupted`; worker threads, which cannot raise in the main thread, poll
+:func:`interrupt_pending`. The end of a run that has already saved ignores them
+(:func:`stop_signals_ignored`).
+
+Example:
+    >>> with interruptible():
+    ...     interrupt_pending()
+    False
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from typing import Iterator
+
+from .errors import Interrupted
+
+__all__ = ["interruptible", "check_interrupted", "interrupt_pending", "stop_signals_ignored"]
+
+
+_SIGNAL: dict[str, int | None] = {"depth": 0, "signum": None}
+
+
+def _interrupted(signum: int) -> Interrupted:
+    return Interrupted(f"received signal {signal.Signals(signum).name}; results so far are saved, "
+                       "rerun the same command to resume")
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Turn SIGTERM and SIGUSR1 (Slurm's time-limit warning, ``--signal=USR1@N``) into :class:`Interrupted`
+    raised in the main thread; in other threads it changes nothing. The signal is also remembered until the
+    outermost block ends, so :func:`check_interrupted` raises it again where Python swallowed the first raise
+    (a signal that lands inside a finaliser or a weakref callback).
+
+    Example:
+        >>> import os
+        >>> with interruptible():
+        ...     try:
+        ...         os.kill(os.getpid(), signal.SIGUSR1)
+        ...     except Interrupted as exc:
+        ...         print(str(exc).split(";")[0])
+        received signal SIGUSR1
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        _SIGNAL["signum"] = signum
+        raise _interrupted(signum)
+
+    with _stop_signals_to(handler):
+        _SIGNAL["depth"] += 1
+        try:
+            yield
+        finally:
+            _SIGNAL["depth"] -= 1
+            if not _SIGNAL["depth"]:
+                _SIGNAL["signum"] = None
+
+
+@contextlib.contextmanager
+def _stop_signals_to(handler: object) -> Iterator[None]:
+    """Send SIGTERM and SIGUSR1 to ``handler`` inside the block (main thread only), then restore."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def stop_signals_ignored() -> contextlib.AbstractContextManager:
+    """SIGTERM and SIGUSR1 change nothing inside the block (the end of a run that has already saved).
+
+    Example:
+        >>> import os
+        >>> with stop_signals_ignored():
+        ...     os.kill(os.getpid(), signal.SIGTERM)
+        >>> "still here"
+        'still here'
+    """
+    return _stop_signals_to(lambda *_: None)
+
+
+def interrupt_pending() -> bool:
+    """True once SIGTERM/SIGUSR1 arrived inside :func:`interruptible` (for worker threads, which cannot raise
+    it themselves)."""
+    return _SIGNAL["signum"] is not None
+
+
+def check_interrupted() -> None:
+    """Raise :class:`Interrupted` if a signal arrived inside :func:`interruptible` (long loops call this, so a
+    raise that Python swallowed still stops the run).
+
+    Example:
+        >>> check_interrupted()  # nothing arrived
+    """
+    if interrupt_pending():
+        raise _interrupted(_SIGNAL["signum"])

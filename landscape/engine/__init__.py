@@ -1,0 +1,16 @@
+"""Evaluating given parameter points fast: the evaluator (data resident, weights in place), the plane evaluator with
+its batch modes and calibration, and the path evaluator. Knows nothing of files, jobs or MPI.
+"""
+from __future__ import annotations
+
+from .device import resolve_device, autocast_context
+from .losses import LOSSES, loss_function
+from .evaluator import EvalResult, Evaluator
+from .calibration import calibrate, parse_points_per_batch, cpu_threads, VMAP_MAX_NUMEL
+from .plane import PlaneEvaluator
+from .path import PathEvaluator
+
+__all__ = [
+    "resolve_device", "autocast_context", "LOSSES", "loss_function", "EvalResult", "Evaluator", "calibrate",
+    "parse_points_per_batch", "cpu_threads", "VMAP_MAX_NUMEL", "PlaneEvaluator", "PathEvaluator",
+]

@@ -1,0 +1,163 @@
+"""The evaluation engine: loss and accuracy of one model at given parameter values on one data set.
+
+The evaluation set is moved to the device once (streamed in batches from pinned
+host memory only when it does not fit), the model stays in eval mode, parameter
+values are written in place, and results are accumulated on the device with a
+single host synchronisation per evaluation.
+
+Example:
+    >>> from landscape.core.models import build_model
+    >>> from landscape.core.data import load_data
+    >>> _, test = load_data("digits")
+    >>> ev = Evaluator(build_model("lenet5"), test, device="cpu")
+    >>> r = ev.evaluate()
+    >>> 0.0 <= r.accuracy <= 1.0 and r.n == 360
+    True
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from dataclasses import dataclass
+from typing import Iterator, Mapping
+
+import torch
+from torch import nn
+
+from ..core.data import TensorData
+from ..core.errors import CheckpointError, ConfigError
+from ..core.params import StateSpec, model_state
+from .device import autocast_context, resolve_device
+from .losses import loss_function
+
+__all__ = ["EvalResult", "Evaluator"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Mean loss and accuracy (NaN for regression) over ``n`` samples."""
+
+    loss: float
+    accuracy: float
+    n: int
+
+
+class Evaluator:
+    """Evaluates ``model`` on ``data`` at parameter values written in place.
+
+    ``max_resident_bytes`` caps the evaluation data kept on the device (default: all of it on CPU,
+    half the free memory on CUDA); beyond it batches stream from pinned host memory.
+    """
+
+    def __init__(self, model: nn.Module, data: TensorData, device: str | torch.device = "auto",
+                 batch_size: int = 1024, loss: str | None = None, precision: str = "fp32",
+                 max_resident_bytes: int | None = None):
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.state = model_state(self.model, buffers=True)
+        self.spec = StateSpec.from_state(self.state)
+        self.task = data.task
+        self.loss_name, self._loss = loss_function(loss, data.task)
+        self.precision = precision
+        self._autocast = lambda: autocast_context(self.device, precision)
+        autocast_context(self.device, precision)  # validate now, not at the first evaluation
+        if batch_size < 1:
+            raise ConfigError(f"evaluation batch_size: expected >= 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.n = len(data)
+        nbytes = data.x.element_size() * data.x.numel() + data.y.element_size() * data.y.numel()
+        if max_resident_bytes is None:
+            max_resident_bytes = (torch.cuda.mem_get_info(self.device)[0] // 2
+                                  if self.device.type == "cuda" else 1 << 62)
+        self.resident = nbytes <= max_resident_bytes
+        if self.resident:
+            x, y = data.x.to(self.device), data.y.to(self.device)
+        else:
+            log.info("evaluation data (%.1f MiB) exceeds the device budget; streaming batches", nbytes / 2**20)
+            pin = self.device.type == "cuda"
+            x = data.x.pin_memory() if pin else data.x
+            y = data.y.pin_memory() if pin else data.y
+        self._batches = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, self.n, batch_size)]
+
+    def replica(self) -> "Evaluator":
+        """Another evaluator of the same data (shared, not copied) with its own copy of the model, so that
+        several parameter points can be evaluated concurrently.
+
+        Example:
+            >>> from landscape.core.data import load_data
+            >>> from landscape.core.models import build_model
+            >>> tr, te = load_data("spiral", n_per_class=20)
+            >>> ev = Evaluator(build_model("mlp", tr.info(), depth=1, width=4), te, "cpu")
+            >>> r = ev.replica()
+            >>> r.model is not ev.model and r._batches[0][0] is ev._batches[0][0]
+            True
+        """
+        other = copy.copy(self)
+        other.model = copy.deepcopy(self.model)
+        other.state = model_state(other.model, buffers=True)
+        return other
+
+    # -- parameters -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def set_state(self, state: Mapping[str, torch.Tensor], strict: bool = True) -> None:
+        """Copy named tensors into the model in place (no reallocation)."""
+        if strict:
+            missing = [k for k in self.state if k not in state]
+            if missing:
+                raise CheckpointError(f"state lacks {len(missing)} tensor(s) the model has: {missing[:8]}")
+        for name, value in state.items():
+            target = self.state.get(name)
+            if target is None:
+                raise CheckpointError(f"state has tensor {name!r} that the model does not have")
+            if tuple(target.shape) != tuple(value.shape):
+                raise CheckpointError(f"{name}: model shape {tuple(target.shape)}, given {tuple(value.shape)}")
+            target.copy_(value, non_blocking=True)
+
+    @torch.no_grad()
+    def set_flat(self, vector: torch.Tensor) -> None:
+        """Write a flat state vector (``StateSpec`` order) into the model in place."""
+        if vector.numel() != self.spec.numel:
+            raise CheckpointError(f"flat state has {vector.numel()} values, the model expects {self.spec.numel}")
+        vector = vector.to(self.device, non_blocking=True)
+        for (name, t), a, b in zip(self.state.items(), self.spec.offsets[:-1], self.spec.offsets[1:]):
+            t.copy_(vector[a:b].view(t.shape))
+
+    @torch.no_grad()
+    def get_flat(self) -> torch.Tensor:
+        """The current state as one flat float32 vector on the device."""
+        return torch.cat([t.reshape(-1).float() for t in self.state.values()])
+
+    # -- evaluation -------------------------------------------------------------------------------
+    def _iter(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y in self._batches:
+            if not self.resident:
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            yield x, y
+
+    @torch.no_grad()
+    def forward(self) -> None:
+        """One pure forward pass over the evaluation set (no loss); the baseline of the benchmarks."""
+        with self._autocast():
+            for x, _ in self._iter():
+                self.model(x)
+
+    @torch.no_grad()
+    def evaluate(self, state: Mapping[str, torch.Tensor] | None = None) -> EvalResult:
+        """Loss and accuracy at the current parameters, or at ``state`` written in first."""
+        if state is not None:
+            self.set_state(state)
+        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        correct = torch.zeros((), device=self.device, dtype=torch.int64)
+        classify = self.task == "classification"
+        with self._autocast():
+            for x, y in self._iter():
+                out = self.model(x).float()
+                loss_sum += self._loss(out, y)
+                if classify:
+                    correct += (out.argmax(1) == y).sum()
+        vals = torch.stack([loss_sum, correct.double()]).tolist()  # one host sync
+        acc = vals[1] / self.n if classify else math.nan
+        return EvalResult(vals[0] / self.n, acc, self.n)

@@ -1,0 +1,173 @@
+"""The plane evaluator: points θ(α, β) = θ* + α·d₁ + β·d₂ of a loss surface, evaluated in place.
+
+:class:`PlaneEvaluator` keeps θ*, d₁ and d₂ on the device and forms each point in place with
+fused multi-tensor ops. Several points can be evaluated at once: stacked with ``torch.func.vmap`` over
+stacked parameters (small models), or concurrently on CPU threads, one model replica each
+(``points_per_batch``; ``"auto"`` times real grid points and keeps the fastest, see
+:mod:`landscape.engine.calibration`). It knows nothing of files, jobs or MPI.
+
+Example:
+    >>> import torch
+    >>> from landscape.core.data import load_data
+    >>> from landscape.core.models import build_model
+    >>> from landscape.engine.evaluator import Evaluator
+    >>> _, te = load_data("spiral", n_per_class=30)
+    >>> ev = Evaluator(build_model("mlp", te.info()), te, "cpu")
+    >>> c = ev.get_flat(); d1 = torch.randn_like(c); d2 = torch.randn_like(c)
+    >>> pe = PlaneEvaluator(ev, c, d1, d2)
+    >>> loss, acc = pe.evaluate_points(np.array([0.0, 0.5]), np.array([0.0, -0.5]))
+    >>> bool(abs(loss[0] - ev.evaluate(pe.state_at(0.0, 0.0)).loss) < 1e-5)
+    True
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from torch.func import functional_call, vmap
+
+from ..core.errors import LandscapeError
+from ..core.params import unflatten_state
+from ..core.signals import interrupt_pending
+from .calibration import calibrate, cpu_threads, parse_points_per_batch
+from .evaluator import Evaluator
+
+__all__ = ["PlaneEvaluator"]
+
+
+class PlaneEvaluator:
+    """Evaluates points of the plane θ* + α·d₁ + β·d₂ (d₂ may be None for a line)."""
+
+    def __init__(self, evaluator: Evaluator, center: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor | None,
+                 points_per_batch: int | str = 1):
+        self.ev = evaluator
+        dev = evaluator.device
+        spec = evaluator.spec
+        self.center, self.d1 = center.to(dev, torch.float32), d1.to(dev, torch.float32)
+        self.d2 = d2.to(dev, torch.float32) if d2 is not None else torch.zeros_like(self.d1)
+        for name, v in (("center", self.center), ("d1", self.d1), ("d2", self.d2)):
+            if v.numel() != spec.numel:
+                raise LandscapeError(f"{name} has {v.numel()} values, the model's state has {spec.numel}")
+        evaluator.set_flat(self.center)
+        # only tensors some direction moves are rewritten per point
+        self.names, self.targets, self.c, self.a, self.b = [], [], [], [], []
+        for (name, t), lo, hi in zip(evaluator.state.items(), spec.offsets[:-1], spec.offsets[1:]):
+            if not t.is_floating_point():
+                continue
+            v1, v2 = self.d1[lo:hi].view(t.shape), self.d2[lo:hi].view(t.shape)
+            if bool(v1.any()) or bool(v2.any()):
+                self.names.append(name)
+                self.targets.append(t)
+                self.c.append(self.center[lo:hi].view(t.shape).to(t.dtype))
+                self.a.append(v1.to(t.dtype))
+                self.b.append(v2.to(t.dtype))
+        self.numel_moved = sum(t.numel() for t in self.targets)
+        self.auto = points_per_batch == "auto"
+        self.batch_mode, self.points_per_batch = parse_points_per_batch(points_per_batch)
+        self._replicas: list[PlaneEvaluator] = []
+        self._pool, self._pool_size = None, 0
+
+    # -- one point at a time ----------------------------------------------------------------------
+    @torch.no_grad()
+    def set_point(self, alpha: float, beta: float) -> None:
+        """Write θ* + α·d₁ + β·d₂ into the model in place."""
+        torch._foreach_copy_(self.targets, self.c)
+        if alpha:
+            torch._foreach_add_(self.targets, self.a, alpha=float(alpha))
+        if beta:
+            torch._foreach_add_(self.targets, self.b, alpha=float(beta))
+
+    def state_at(self, alpha: float, beta: float) -> dict[str, torch.Tensor]:
+        """θ(α, β) as a state dict (for checks and exports; the engine itself never builds one)."""
+        v = self.center + alpha * self.d1 + beta * self.d2
+        return unflatten_state(v.cpu(), self.ev.spec)
+
+    # -- several points at once -------------------------------------------------------------------
+    @torch.no_grad()
+    def _evaluate_batched(self, alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ev, dev = self.ev, self.ev.device
+        p = len(alphas)
+        a = torch.as_tensor(alphas, dtype=torch.float32, device=dev)
+        b = torch.as_tensor(betas, dtype=torch.float32, device=dev)
+        stacked = {}
+        for name, c, d1, d2 in zip(self.names, self.c, self.a, self.b):
+            shape = (p,) + (1,) * c.dim()
+            stacked[name] = c.unsqueeze(0) + a.view(shape).to(c.dtype) * d1 + b.view(shape).to(c.dtype) * d2
+        model = ev.model
+
+        def run(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+            return functional_call(model, params, (x,), strict=False)
+
+        batched = vmap(run, in_dims=(0, None))
+        per_loss = vmap(ev._loss, in_dims=(0, None))
+        loss_sum = torch.zeros(p, device=dev, dtype=torch.float64)
+        correct = torch.zeros(p, device=dev, dtype=torch.int64)
+        classify = ev.task == "classification"
+        with ev._autocast():
+            for x, y in ev._iter():
+                out = batched(stacked, x).float()
+                loss_sum += per_loss(out, y)
+                if classify:
+                    correct += (out.argmax(-1) == y).sum(1)
+        loss = (loss_sum / ev.n).cpu().numpy()
+        acc = (correct.double() / ev.n).cpu().numpy() if classify else np.full(p, np.nan)
+        return loss, acc
+
+    def _evaluate_threads(self, alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``points_per_batch`` points at once on CPU threads, each on its own replica of the model with
+        ``cores / points`` intra-op threads: for compute-bound models whose single forward does not use the
+        cores fully (small convolutions), where stacking parameters (vmap) does not pay."""
+        p = min(self.points_per_batch, len(alphas))
+        while len(self._replicas) < self.points_per_batch - 1:
+            rep = PlaneEvaluator(self.ev.replica(), self.center, self.d1, self.d2, 1)
+            rep.c, rep.a, rep.b = self.c, self.a, self.b  # the same values: share them
+            self._replicas.append(rep)
+        if self._pool_size < self.points_per_batch:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+            self._pool = ThreadPoolExecutor(self.points_per_batch, thread_name_prefix="landscape-point")
+            self._pool_size = self.points_per_batch
+        planes = [self] + self._replicas
+        threads = max(1, cpu_threads() // p)
+        loss, acc = np.empty(len(alphas)), np.empty(len(alphas))
+
+        def run(k: int) -> None:
+            torch.set_num_threads(threads)  # per thread under OpenMP
+            plane = planes[k]
+            for i in range(k, len(alphas), p):
+                if interrupt_pending():  # the main thread has raised already: stop soon
+                    return
+                plane.set_point(alphas[i], betas[i])
+                r = plane.ev.evaluate()
+                loss[i], acc[i] = r.loss, r.accuracy
+
+        for f in [self._pool.submit(run, k) for k in range(p)]:
+            f.result()
+        return loss, acc
+
+    def evaluate_points(self, alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Loss and accuracy at each (alpha[k], beta[k]), ``points_per_batch`` at a time (stacked with vmap,
+        or concurrently on CPU threads); with ``"auto"`` the first call times its first points in several
+        ways and keeps the fastest."""
+        alphas, betas = np.asarray(alphas, np.float64), np.asarray(betas, np.float64)
+        if self.auto:
+            self.auto = False
+            used, lo, ac = calibrate(self, alphas, betas)
+            if used < len(alphas):
+                rest = self.evaluate_points(alphas[used:], betas[used:])
+                lo, ac = np.concatenate([lo, rest[0]]), np.concatenate([ac, rest[1]])
+            return lo, ac
+        if self.batch_mode == "threads":
+            return self._evaluate_threads(alphas, betas)
+        loss, acc = np.empty(len(alphas)), np.empty(len(alphas))
+        step = self.points_per_batch
+        for s in range(0, len(alphas), step):
+            sl = slice(s, s + step)
+            if step == 1:
+                self.set_point(alphas[s], betas[s])
+                r = self.ev.evaluate()
+                loss[s], acc[s] = r.loss, r.accuracy
+            else:
+                loss[sl], acc[sl] = self._evaluate_batched(alphas[sl], betas[sl])
+        return loss, acc

@@ -1,0 +1,115 @@
+"""Loading model states from user checkpoint files and trajectory stores.
+
+A *source* is a checkpoint file (``.pt``/``.pth``: a state dict, or a dict with a
+``state_dict`` or ``model`` entry; DataParallel ``module.`` prefixes are removed)
+or a trajectory reference ``run.h5:final`` / ``run.h5:epoch 7``. Files are always
+read with ``torch.load(weights_only=True)``.
+
+Example:
+    >>> import torch, tempfile, os
+    >>> m = torch.nn.Linear(2, 1)
+    >>> p = os.path.join(tempfile.mkdtemp(), "c.pt")
+    >>> torch.save({"state_dict": {"module." + k: v for k, v in m.state_dict().items()}}, p)
+    >>> sorted(load_state_file(p))
+    ['bias', 'weight']
+"""
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from ..core.errors import CheckpointError
+from .trajectory import TrajectoryStore
+
+__all__ = ["load_state_file", "check_state", "load_source", "apply_state", "split_source"]
+
+_H5 = re.compile(r"^(.*\.(?:h5|hdf5))(?::(.*))?$", re.IGNORECASE)
+
+
+def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict from a checkpoint file (``weights_only=True``), unwrapping common layouts."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file {str(path)!r} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        raise CheckpointError(f"{path}: cannot be loaded with torch.load(weights_only=True) ({exc}). "
+                              "Save plain state dicts (torch.save(model.state_dict(), path))") from exc
+    for key in ("state_dict", "model", "model_state_dict", "net"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+            break
+    if isinstance(obj, nn.Module):
+        obj = obj.state_dict()
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: expected a state dict of tensors, or a dict with a 'state_dict' "
+                              f"or 'model' entry; found {type(obj).__name__}")
+    state = dict(obj)
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def check_state(model: nn.Module, state: Mapping[str, torch.Tensor], origin: str = "checkpoint") -> None:
+    """Raise :class:`CheckpointError` naming missing, unexpected and mis-shaped keys.
+
+    Example:
+        >>> check_state(torch.nn.Linear(2, 1), {"weight": torch.zeros(1, 3)})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        landscape.core.errors.CheckpointError: checkpoint does not fit the model: missing keys ['bias']; mis-shaped ...
+    """
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    misshaped = [f"{k} (model {tuple(expected[k].shape)}, {origin} {tuple(state[k].shape)})"
+                 for k in expected if k in state and tuple(expected[k].shape) != tuple(state[k].shape)]
+    parts = []
+    if missing:
+        parts.append(f"missing keys {missing[:10]}{' ...' if len(missing) > 10 else ''}")
+    if unexpected:
+        parts.append(f"unexpected keys {unexpected[:10]}{' ...' if len(unexpected) > 10 else ''}")
+    if misshaped:
+        parts.append(f"mis-shaped {misshaped[:10]}")
+    if parts:
+        raise CheckpointError(f"{origin} does not fit the model: " + "; ".join(parts) +
+                              ". Check that the model name and its arguments match the checkpoint")
+
+
+def split_source(source: str) -> tuple[Path, str | None]:
+    """Split ``run.h5:epoch 7`` into the path and the checkpoint name (None for plain files).
+
+    Example:
+        >>> split_source("out/run.h5:epoch 7")
+        (PosixPath('out/run.h5'), 'epoch 7')
+    """
+    m = _H5.match(source)
+    if m:
+        return Path(m.group(1)), (m.group(2) or "final")
+    return Path(source), None
+
+
+def load_source(source: str, model: nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """Load a state from a file or ``trajectory.h5:NAME``; checked against ``model`` when given."""
+    path, ref = split_source(source)
+    if ref is not None:
+        state = TrajectoryStore(path).state(ref)
+    else:
+        state = load_state_file(path)
+    if model is not None:
+        check_state(model, state, origin=source)
+    return state
+
+
+@torch.no_grad()
+def apply_state(model: nn.Module, state: Mapping[str, torch.Tensor], origin: str = "checkpoint") -> nn.Module:
+    """Check and load ``state`` into ``model`` in place; returns the model."""
+    check_state(model, state, origin)
+    model.load_state_dict(dict(state))
+    return model

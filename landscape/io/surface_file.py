@@ -1,0 +1,355 @@
+"""The surface file: one HDF5 file per surface, created up front, flushed in batches, resumable.
+
+Schema ``landscape.surface`` version 1 (see ``docs/schema.md``)::
+
+    /alpha [na], /beta [nb]     float64 coordinates, HDF5 dimension scales of the arrays below
+    /loss, /accuracy [na, nb]   float64, NaN until computed (inf/NaN of divergent points are kept)
+    /done [na, nb]              uint8, 1 once the point's values are stored
+    /directions/d1, /d2         float32 [n_state], the directions used (flat, state order)
+
+A 1-D surface has no ``/beta`` and arrays of shape ``[na]``. The ``inputs`` attribute (JSON) holds
+everything that determines the values; reopening with other inputs is refused, naming the differences.
+
+Example:
+    >>> import tempfile, os
+    >>> from landscape.core.grid import Grid
+    >>> p = os.path.join(tempfile.mkdtemp(), "s.h5")
+    >>> st = SurfaceStore.open(p, Grid(np.array([0., 1.]), np.array([0., .5, 1.])), {"seed": 0})
+    >>> st.write(np.array([4]), np.array([0.25]), np.array([0.9])); st.close()
+    >>> s = read_surface(p)
+    >>> float(s.loss[1, 1]), int(s.done.sum())
+    (0.25, 1)
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import h5py
+import numpy as np
+
+from ..core.errors import StoreError
+from ..core.grid import Grid
+from ..core.version import __version__
+from .hdf5 import PATH_SCHEMA, SURFACE_SCHEMA, SURFACE_VERSION, open_hdf5, unreadable
+
+__all__ = ["SurfaceStore", "SurfaceData", "read_surface", "diff_inputs", "append_run", "batch_context",
+           "read_projected_path", "read_projections"]
+
+log = logging.getLogger(__name__)
+
+_SCHEMAS = (SURFACE_SCHEMA, PATH_SCHEMA)
+
+
+def _axes(f: h5py.File) -> tuple[str, str]:
+    """Names of the two coordinate datasets (alpha/beta for surfaces, item/alpha for paths)."""
+    return tuple(json.loads(f.attrs.get("axes", '["alpha", "beta"]')))  # type: ignore[return-value]
+
+
+def _canon(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, sort_keys=True, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
+
+
+def diff_inputs(stored: Mapping[str, Any], given: Mapping[str, Any]) -> list[str]:
+    """Human-readable differences between two input descriptions.
+
+    Example:
+        >>> diff_inputs({"seed": 0, "norm": "filter"}, {"seed": 1, "norm": "filter"})
+        ['seed: file has 0, this run has 1']
+    """
+    a, b = _canon(stored), _canon(given)
+    out = []
+    for k in sorted(set(a) | set(b)):
+        if a.get(k) != b.get(k):
+            sa, sb = json.dumps(a.get(k)), json.dumps(b.get(k))
+            out.append(f"{k}: file has {sa[:80]}, this run has {sb[:80]}")
+    return out
+
+
+_RUNS_KEPT = 200
+
+
+def batch_context() -> dict[str, Any]:
+    """Where this process runs: host, and the Slurm job, array task and restart count when under Slurm.
+
+    Example:
+        >>> sorted(batch_context())[:1]
+        ['host']
+    """
+    ctx: dict[str, Any] = {"host": socket.gethostname()}
+    for key, var in (("slurm_job_id", "SLURM_JOB_ID"), ("slurm_array_task_id", "SLURM_ARRAY_TASK_ID"),
+                     ("slurm_restart_count", "SLURM_RESTART_COUNT")):
+        if var in os.environ:
+            ctx[key] = int(os.environ[var]) if os.environ[var].isdigit() else os.environ[var]
+    if "slurm_job_id" in ctx:
+        ctx.setdefault("slurm_restart_count", 0)
+    return ctx
+
+
+def append_run(path: str | Path, record: Mapping[str, Any]) -> None:
+    """Append one run's record (points computed, seconds, status, ranks, Slurm job...) to the file's ``runs``
+    attribute (a JSON list, the newest last); a finished run with points is also ``last_run``.
+
+    Example:
+        >>> import tempfile, os
+        >>> p = os.path.join(tempfile.mkdtemp(), "s.h5")
+        >>> SurfaceStore.open(p, Grid(np.array([0., 1.])), {}).close()
+        >>> append_run(p, {"points": 2, "status": "complete"})
+        >>> [r["points"] for r in read_surface(p).runs]
+        [2]
+    """
+    with open_hdf5(path, "r+") as f:
+        runs = json.loads(f.attrs.get("runs", "[]"))
+        runs = (runs + [dict(record)])[-_RUNS_KEPT:]
+        f.attrs["runs"] = json.dumps(runs, default=str)
+        if record.get("status") == "complete" and record.get("points"):
+            f.attrs["last_run"] = json.dumps(dict(record), default=str)
+
+
+@dataclass
+class SurfaceData:
+    """A surface file read into memory."""
+
+    path: Path
+    alpha: np.ndarray
+    beta: np.ndarray | None
+    loss: np.ndarray
+    accuracy: np.ndarray
+    done: np.ndarray
+    attrs: dict[str, Any]
+    inputs: dict[str, Any]
+
+    @property
+    def grid(self) -> Grid:
+        return Grid(self.alpha, self.beta)
+
+    @property
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run that worked on the file, oldest first (see :func:`append_run`)."""
+        return json.loads(self.attrs.get("runs", "[]"))
+
+    def describe(self) -> str:
+        """Grid, progress, inputs and the minimum loss with its coordinates."""
+        n, total = int(self.done.sum()), self.done.size
+        g = f"alpha {self.alpha[0]:g}..{self.alpha[-1]:g} ({len(self.alpha)})"
+        if self.beta is not None:
+            g += f" x beta {self.beta[0]:g}..{self.beta[-1]:g} ({len(self.beta)})"
+        lines = [f"surface {self.path}", f"  grid      {g}",
+                 f"  progress  {n}/{total} points done ({100.0 * n / max(total, 1):.1f}%), "
+                 f"status {self.attrs.get('status', '?')}"]
+        inp = dict(self.inputs)
+        if isinstance(inp.get("data"), dict):
+            d = inp["data"]
+            inp["data"] = d.get("name", "?") + "".join(f" {k}={d[k]}" for k in ("root", "train_subset", "test_subset")
+                                                       if d.get(k) is not None)
+        for k in ("model", "center", "center_checksum", "directions", "target1", "target2", "directions_file",
+                  "norm", "ignore", "dir_type", "seed", "data", "split", "subset", "directions_checksum"):
+            if inp.get(k) is not None:
+                lines.append(f"  {k:<17} {inp[k]}")
+        if "cosine_d1_d2" in self.attrs:
+            lines.append(f"  cos(d1,d2) {float(self.attrs['cosine_d1_d2']):.4g}")
+        finite = self.done.astype(bool) & np.isfinite(self.loss)
+        if finite.any():
+            k = int(np.argmin(np.where(finite, self.loss, np.inf)))
+            idx = np.unravel_index(k, self.loss.shape)
+            where = f"alpha={self.alpha[idx[0]]:g}" + (f", beta={self.beta[idx[1]]:g}" if self.beta is not None else "")
+            lines.append(f"  min loss  {self.loss[idx]:.6g} at {where} (index {tuple(int(i) for i in idx)}), "
+                         f"accuracy {self.accuracy[idx]:.4g}")
+        if "last_run" in self.attrs:
+            lr = json.loads(self.attrs["last_run"])
+            lines.append(f"  last run  {lr['points']} points in {lr['seconds']:.1f} s ({lr['points_per_second']:.1f}/s) "
+                         f"on {lr['ranks']} rank(s), {lr['device']}, {lr['points_per_batch']} per batch"
+                         + (f" ({lr['batch_mode']})" if lr.get("batch_mode", "one") != "one" else ""))
+        runs = self.runs
+        if len(runs) > 1 or (runs and runs[-1].get("status") != "complete"):
+            lines.append(f"  runs      {len(runs)}: " + ", ".join(
+                f"{r.get('points', 0)} pts {r.get('status', '?')}"
+                + (f" (slurm {r['slurm_job_id']}, restart {r.get('slurm_restart_count', 0)})"
+                   if "slurm_job_id" in r else "") for r in runs[-6:]))
+        diverged = int((self.done.astype(bool) & ~np.isfinite(self.loss)).sum())
+        if diverged:
+            lines.append(f"  divergent {diverged} point(s) with inf/NaN loss")
+        return "\n".join(lines)
+
+
+def _open_checked(path: Path, mode: str) -> h5py.File:
+    try:
+        f = open_hdf5(path, mode)
+    except FileNotFoundError:
+        raise StoreError(f"{path}: surface file does not exist") from None
+    except OSError as exc:
+        raise unreadable(path, exc, "compute the surface again") from exc
+    try:
+        if f.attrs.get("schema") not in _SCHEMAS:
+            raise StoreError(f"{path}: not a landscape surface or path file (schema {f.attrs.get('schema')!r}, "
+                             f"expected one of {list(_SCHEMAS)})")
+        if int(f.attrs.get("schema_version", -1)) > SURFACE_VERSION:
+            raise StoreError(f"{path}: schema version {f.attrs['schema_version']} is newer than this landscape "
+                             f"({SURFACE_VERSION}); upgrade landscape")
+        a0, a1 = _axes(f)
+        missing = [k for k in (a0, "loss", "accuracy", "done") if k not in f]
+        if missing:
+            raise StoreError(f"{path}: surface file lacks dataset(s) {missing}; it is damaged")
+        shape = tuple(f["loss"].shape)
+        expect = (f[a0].shape[0],) + ((f[a1].shape[0],) if a1 in f else ())
+        if shape != expect or f["done"].shape != shape or f["accuracy"].shape != shape:
+            raise StoreError(f"{path}: array shapes {shape} do not match the grid {expect}; the file is damaged")
+    except StoreError:
+        f.close()
+        raise
+    except (OSError, KeyError, ValueError) as exc:
+        f.close()
+        raise StoreError(f"{path}: surface file is damaged ({exc})") from exc
+    return f
+
+
+def read_surface(path: str | Path) -> SurfaceData:
+    """Read a whole surface file."""
+    path = Path(path)
+    with _open_checked(path, "r") as f:
+        a0, a1 = _axes(f)
+        try:
+            return SurfaceData(path, f[a0][:], f[a1][:] if a1 in f else None, f["loss"][()],
+                               f["accuracy"][()], f["done"][()], {k: f.attrs[k] for k in f.attrs},
+                               json.loads(f.attrs.get("inputs", "{}")))
+        except OSError as exc:
+            raise StoreError(f"{path}: data cannot be read ({exc}); the file is truncated or corrupted (or a run "
+                             "was writing it at this instant: try again)") from exc
+
+
+class SurfaceStore:
+    """The single writer of one surface file; results are kept in memory and flushed in batches."""
+
+    def __init__(self, path: Path, f: h5py.File, flush_every: int, flush_seconds: float):
+        self.path, self._f = path, f
+        a0, a1 = _axes(f)
+        self.grid = Grid(f[a0][:], f[a1][:] if a1 in f else None)
+        self.loss = f["loss"][()]
+        self.accuracy = f["accuracy"][()]
+        self.done = f["done"][()].astype(bool)
+        self.flush_every, self.flush_seconds = max(1, flush_every), flush_seconds
+        self._dirty: list[int] = []
+        self._last_flush = time.monotonic()
+
+    @classmethod
+    def open(cls, path: str | Path, grid: Grid, inputs: Mapping[str, Any], attrs: Mapping[str, Any] | None = None,
+             datasets: Mapping[str, np.ndarray] | None = None, flush_every: int = 64,
+             flush_seconds: float = 10.0, schema: str = SURFACE_SCHEMA,
+             axes: tuple[str, str] = ("alpha", "beta")) -> "SurfaceStore":
+        """Create the file with its full layout, or reopen it if its inputs equal ``inputs``.
+
+        ``schema``/``axes``: ``landscape.path`` files use the same layout with axes ``("item", "alpha")``.
+        """
+        path = Path(path)
+        inputs = _canon(dict(inputs, **{axes[0]: grid.alpha, axes[1]: grid.beta}))
+        if path.exists():
+            f = _open_checked(path, "r+")
+            stored = json.loads(f.attrs.get("inputs", "{}"))
+            diffs = diff_inputs(stored, inputs)
+            if diffs:
+                f.close()
+                raise StoreError(f"{path} holds a surface computed with other inputs; refusing to resume or "
+                                 "overwrite it:\n  " + "\n  ".join(diffs) +
+                                 "\nUse another output file, or rerun with the original settings")
+            f.attrs["status"] = "running"
+            f.flush()
+            log.info("resuming %s: %d of %d points done", path, int(f["done"][()].sum()), grid.size)
+            return cls(path, f, flush_every, flush_seconds)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with h5py.File(tmp, "w") as f:
+            f.attrs.update({"schema": schema, "schema_version": SURFACE_VERSION, "axes": json.dumps(list(axes)),
+                            "package_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                            "inputs": json.dumps(inputs, sort_keys=True), "status": "running"})
+            for k, v in (attrs or {}).items():
+                f.attrs[k] = v if isinstance(v, (str, int, float, bool, np.number)) else json.dumps(_canon(v))
+            a = f.create_dataset(axes[0], data=grid.alpha)
+            a.make_scale(axes[0])
+            scales = [a]
+            if grid.beta is not None:
+                b = f.create_dataset(axes[1], data=grid.beta)
+                b.make_scale(axes[1])
+                scales.append(b)
+            for name, dtype, fill in (("loss", "f8", np.nan), ("accuracy", "f8", np.nan), ("done", "u1", 0)):
+                ds = f.create_dataset(name, grid.shape, dtype, fillvalue=fill)
+                ds[...] = fill
+                for axis, scale in enumerate(scales):
+                    ds.dims[axis].attach_scale(scale)
+            for name, arr in (datasets or {}).items():
+                f.create_dataset(name, data=arr)
+        tmp.rename(path)
+        return cls(path, _open_checked(path, "r+"), flush_every, flush_seconds)
+
+    def pending(self) -> np.ndarray:
+        """Flat indices of the points not done yet, in C order."""
+        return np.flatnonzero(~self.done.reshape(-1))
+
+    def write(self, flat: np.ndarray, loss: np.ndarray, accuracy: np.ndarray) -> None:
+        """Record results (inf/NaN kept and counted as done); flushes when a batch is full or old."""
+        idx = np.unravel_index(np.asarray(flat, dtype=np.int64), self.grid.shape)
+        self.loss[idx] = loss
+        self.accuracy[idx] = accuracy
+        self.done[idx] = True
+        self._dirty.extend(int(i) for i in np.atleast_1d(flat))
+        if len(self._dirty) >= self.flush_every or time.monotonic() - self._last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the rows touched since the last flush (values first, then the done mask) and flush the file."""
+        if self._dirty:
+            rows = np.unravel_index(np.asarray(self._dirty), self.grid.shape)[0]
+            r0, r1 = int(rows.min()), int(rows.max()) + 1
+            self._f["loss"][r0:r1] = self.loss[r0:r1]
+            self._f["accuracy"][r0:r1] = self.accuracy[r0:r1]
+            self._f["done"][r0:r1] = self.done[r0:r1].astype(np.uint8)
+            self._dirty.clear()
+        self._f.flush()
+        self._last_flush = time.monotonic()
+
+    def set_attrs(self, **attrs: Any) -> None:
+        self._f.attrs.update(attrs)
+
+    def close(self, status: str | None = None) -> None:
+        """Flush, record the status (``complete`` when every point is done, else ``partial``) and close."""
+        if not self._f.id.valid:
+            return
+        self.flush()
+        self._f.attrs["status"] = status or ("complete" if self.done.all() else "partial")
+        self._f.close()
+
+    def __enter__(self) -> "SurfaceStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def read_projected_path(path: str | Path) -> dict[str, np.ndarray] | None:
+    """The projected training path stored with a surface (``/trajectory/{alpha,beta,epoch,loss,accuracy}``), or
+    None.
+
+    Example:
+        >>> import tempfile, os
+        >>> p = os.path.join(tempfile.mkdtemp(), "s.h5")
+        >>> SurfaceStore.open(p, Grid(np.array([0., 1.])), {}).close()
+        >>> read_projected_path(p) is None
+        True
+    """
+    with open_hdf5(path) as f:
+        if "trajectory" not in f:
+            return None
+        return {k: f["trajectory"][k][:].astype(np.float64) for k in f["trajectory"]}
+
+
+def read_projections(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
+    """Other runs projected onto a surface's plane (``/projections/<label>/...``), by label."""
+    with open_hdf5(path) as f:
+        if "projections" not in f:
+            return {}
+        return {k: {n: g[n][:] for n in g} for k, g in f["projections"].items()}

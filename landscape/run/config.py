@@ -1,0 +1,181 @@
+"""Typed job configuration: one dataclass per section of a TOML job file (see :mod:`landscape.run.jobfile` for
+loading, overrides, validation and sweeps).
+
+Example:
+    >>> JobConfig().train.epochs, SurfaceConfig().norm
+    (15, 'filter')
+"""
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+__all__ = ["ModelConfig", "DataConfig", "TrainConfig", "EvalConfig", "SurfaceConfig", "PathsConfig", "DynamicsConfig",
+           "ExportConfig", "JobConfig", "SECTIONS", "PCA_DEFAULTS"]
+
+
+def _f(default: Any, *, choices: Iterable[Any] | None = None, min: float | None = None, doc: str = "") -> Any:
+    meta = {"choices": tuple(choices) if choices else None, "min": min, "doc": doc}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ModelConfig:
+    """[model]: a built-in name or ``package.module:callable``, with keyword arguments."""
+
+    name: str = _f("lenet5", doc="lenet5, mlp, resnet20/56/110[_noskip], densenet, or module:callable")
+    kwargs: dict = _f({}, doc="keyword arguments of the model factory")
+    checkpoint: typing.Optional[str] = _f(None, doc="use this state instead of training (file.pt or run.h5:NAME)")
+
+
+@dataclass
+class DataConfig:
+    """[data]: the data set and the subsets used for training and evaluation."""
+
+    name: str = _f("digits", doc="digits, spiral, sine, mnist, cifar10, torchvision:Name or module:callable")
+    root: typing.Optional[str] = _f(None, doc="local folder of mnist/cifar10/torchvision files")
+    task: typing.Optional[str] = _f(None, choices=("classification", "regression"), doc="default: from the data")
+    train_subset: typing.Optional[int] = _f(None, min=1, doc="use N training samples")
+    test_subset: typing.Optional[int] = _f(None, min=1, doc="use N evaluation samples")
+    subset_mode: str = _f("first", choices=("first", "random"))
+    subset_seed: int = _f(0)
+    kwargs: dict = _f({}, doc="keyword arguments of the loader (e.g. n_per_class for spiral)")
+
+
+@dataclass
+class TrainConfig:
+    """[train]: optimiser and schedule of the recorded training run."""
+
+    optimizer: str = _f("sgd", choices=("sgd", "adam"))
+    lr: float = _f(0.05, min=0.0)
+    momentum: float = _f(0.9, min=0.0)
+    nesterov: bool = _f(False)
+    weight_decay: float = _f(0.0, min=0.0)
+    lr_milestones: list = _f([], doc="multiply the learning rate by lr_gamma at each of these epochs (step decay)")
+    lr_gamma: float = _f(0.1, min=0.0, doc="factor of each learning-rate step")
+    epochs: int = _f(15, min=1)
+    batch_size: int = _f(64, min=1)
+    seed: int = _f(0)
+    augment: str = _f("none", choices=("none", "crop_flip"), doc="crop_flip: random 4-pixel-padded crops and "
+                                                                 "horizontal flips of image batches (CIFAR)")
+    checkpoint_every_steps: int = _f(0, min=0, doc="also checkpoint every N optimiser steps (0: off)")
+    norms_every: int = _f(0, min=0, doc="record per-layer weight and gradient L2 norms every N steps (0: off)")
+    loss: typing.Optional[str] = _f(None, choices=("cross_entropy", "nll", "mse"))
+
+
+@dataclass
+class EvalConfig:
+    """[evaluate]: where and how evaluations run."""
+
+    device: str = _f("auto", doc="auto, cpu, cuda or cuda:N")
+    batch_size: int = _f(1024, min=1)
+    precision: str = _f("fp32", choices=("fp32", "bf16", "fp16"), doc="bf16/fp16 autocast needs CUDA")
+    split: str = _f("test", choices=("train", "test"), doc="data split the analyses evaluate on")
+
+
+@dataclass
+class SurfaceConfig:
+    """[surface]: a loss surface θ(α, β) = θ* + α·d₁ + β·d₂ around a centre model."""
+
+    center: str = _f("final", doc="checkpoint of the job's trajectory (final, epoch N, ...), file.pt or run.h5:NAME")
+    alpha: str = _f("-1:1:25", doc="MIN:MAX:NUM")
+    beta: typing.Optional[str] = _f("-1:1:25", doc="MIN:MAX:NUM; none for a 1-D line")
+    directions: str = _f("random", choices=("random", "checkpoints", "file", "pca"),
+                         doc="random (seeded Gaussian), checkpoints (θ₁−θ*, θ₂−θ*), file (reuse another surface's), "
+                             "pca (top principal components of the trajectory)")
+    trajectory: typing.Optional[str] = _f(None, doc="trajectory store for pca and the projected path "
+                                                    "(default: the job's trajectory.h5)")
+    pca_checkpoints: str = _f("epochs", choices=("epochs", "all"), doc="rows of the PCA: epoch checkpoints, or "
+                                                                      "also step checkpoints")
+    projection: str = _f("lstsq", choices=("lstsq", "cos"), doc="how checkpoints are projected onto the plane")
+    norm: str = _f("filter", choices=("filter", "layer", "model", "none"))
+    ignore: str = _f("biasbn", choices=("biasbn", "none"), doc="biasbn: biases and BatchNorm stay at θ*")
+    dir_type: str = _f("weights", choices=("weights", "states"), doc="states also moves BatchNorm statistics")
+    seed: int = _f(0)
+    target1: typing.Optional[str] = _f(None, doc="θ₁ for directions=checkpoints")
+    target2: typing.Optional[str] = _f(None, doc="θ₂ for directions=checkpoints (plane through θ*, θ₁, θ₂)")
+    directions_file: typing.Optional[str] = _f(None, doc="surface file whose directions to reuse (directions=file)")
+    subset: typing.Optional[int] = _f(None, min=1, doc="evaluate on N samples of the split (data.subset_mode)")
+    points_per_batch: typing.Union[int, str] = _f("auto", doc="'auto', N points stacked with vmap, or 'threads:N' "
+                                                                 "(N points on concurrent CPU threads)")
+    chunk: int = _f(0, min=0, doc="points per work chunk (0: adaptive, about 2 s of work per chunk)")
+    flush_every: int = _f(64, min=1, doc="flush results to the file every N points (and every 10 s)")
+    output: str = _f("surface.h5", doc="file name inside the job's output folder (or an absolute path)")
+
+
+@dataclass
+class PathsConfig:
+    """[paths]: linear and quadratic paths between checkpoints at model, layer and parameter level."""
+
+    kinds: list = _f(["linear", "quadratic"], doc="linear and/or quadratic")
+    levels: list = _f(["model", "layer"], doc="any of model, layer, parameter")
+    layers: list = _f([], doc="layers for the layer/parameter levels (default: every layer)")
+    params_per_layer: int = _f(0, min=0, doc="parameter level: scalars sampled per layer (seeded)")
+    parameters: list = _f([], doc="parameter level: named scalars, e.g. fc1.weight[3,7]")
+    seed: int = _f(0, doc="seed of the parameter sampling")
+    start: str = _f("init", doc="θ₀ at α=0 (checkpoint name or file)")
+    mid: str = _f("mid", doc="θ_mid, the middle node of the quadratic path")
+    end: str = _f("final", doc="θ₁ at α=1")
+    mid_position: str = _f("half", choices=("half", "true"), doc="half: α=0.5; true: its training fraction")
+    alpha: str = _f("-0.5:1.5:41", doc="MIN:MAX:NUM (may extrapolate); the report needs 0 and 1 on it")
+    subset: typing.Optional[int] = _f(None, min=1, doc="evaluate on N samples of the split")
+    robust_threshold: float = _f(0.1, min=0.0, doc="accuracy lost on reset (relative loss rise for "
+                                                   "regression) from which a layer is robust")
+    chunk: int = _f(0, min=0, doc="points per MPI work chunk (0: adaptive)")
+    flush_every: int = _f(64, min=1)
+    output: str = _f("path", doc="files OUTPUT/<output>_<kind>.h5")
+
+
+@dataclass
+class DynamicsConfig:
+    """[dynamics]: training dynamics (TensorViz): norms plot, filter evolution, weight walk, correlations."""
+
+    filter_layer: str = _f("conv1", doc="conv layer whose filters evolve in ParaView (.vtp per checkpoint, .pvd)")
+    walk: str = _f("first2", choices=("first2", "random"), doc="weight-vector walk: first two coordinates or a "
+                                                              "random 2-D projection")
+    correlation_threshold: float = _f(0.9, doc="list filter pairs correlated at least this much")
+    activations_batch: int = _f(256, min=1, doc="evaluation samples for activation correlations")
+
+
+@dataclass
+class ExportConfig:
+    """[export]: VTK files for ParaView and matplotlib figures of the job's surfaces."""
+
+    vtk: list = _f(["vtp"], doc="any of vtp (polydata with quads), vts (structured grid)")
+    plots: list = _f(["png", "pdf"], doc="figure formats: png, pdf, svg")
+    z: str = _f("loss", choices=("loss", "accuracy", "log_loss"), doc="array used as the height of VTK surfaces")
+    log: bool = _f(False, doc="log10 heights and log colour scales")
+    zmax: typing.Optional[float] = _f(None, doc="clip heights (and plotted loss) above this value")
+    zscale: float = _f(1.0, doc="multiply heights by this factor")
+    resample: int = _f(1, min=1, doc="export on a grid this many times finer (linear interpolation)")
+    animate: bool = _f(False, doc="an animated GIF of the projected path over the PCA surface (decision "
+                                  "regions beside it for 2-D data)")
+
+
+@dataclass
+class JobConfig:
+    """A whole experiment: [job] name/output plus the sections above."""
+
+    name: str = "job"
+    output: str = "landscape-out"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvalConfig = field(default_factory=EvalConfig)
+    surface: typing.Optional[SurfaceConfig] = None
+    paths: typing.Optional[PathsConfig] = None
+    export: typing.Optional[ExportConfig] = None
+    pca: typing.Optional[SurfaceConfig] = None
+    dynamics: typing.Optional[DynamicsConfig] = None
+    sweep: dict = field(default_factory=dict)
+
+
+SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "evaluate": EvalConfig,
+                             "surface": SurfaceConfig, "paths": PathsConfig, "export": ExportConfig,
+                             "pca": SurfaceConfig, "dynamics": DynamicsConfig}
+
+
+PCA_DEFAULTS = {"directions": "pca", "alpha": "auto:25", "beta": "auto:25", "output": "surface_pca.h5"}

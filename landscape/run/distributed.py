@@ -1,0 +1,273 @@
+"""Distributed surfaces with MPI: rank 0 is the master and the only process that opens the HDF5 file.
+
+Scheduling is dynamic: a rank asks for work by sending its previous results, and the master answers with
+the next chunk of pending grid points. Chunks are sized to about ``target_seconds`` of that rank's measured
+speed and never larger than a fair share of what remains (guided self-scheduling), so fast and slow ranks
+finish together. The master's own device is not idle: a worker thread on rank 0 evaluates chunks too, while
+the main thread only communicates and writes (MPI calls stay in the main thread: ``MPI_THREAD_FUNNELED``).
+
+Faults: SIGTERM/SIGUSR1 on any rank make the master flush, mark the file ``partial``, stop the workers and
+exit within seconds; an exception on any rank is reported to the master, which flushes and aborts the whole
+job (it never hangs until the time limit). Every point marked done is on disk, so rerunning resumes.
+At the end of every command, :func:`~landscape.run.mpi.exit_together` makes all ranks exit at once with the
+highest status of any rank (75 after a signal), so a launcher never kills a rank that is still saving.
+
+Example (what ``landscape surface`` does under ``mpiexec``; see :mod:`landscape.run.mpi`)::
+
+    comm = mpi_comm()
+    run_distributed(comm, plane, store if comm.rank == 0 else None)
+
+    >>> chunk_size(1000, 4, rate=50.0)
+    100
+"""
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import socket
+import threading
+import time
+import traceback
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..core.errors import Interrupted, LandscapeError
+from ..core.optional import require
+from ..core.signals import check_interrupted, interruptible
+from .mpi import TAG_TO_MASTER, TAG_TO_WORKER, RankFailed
+
+__all__ = ["run_distributed", "chunk_size"]
+
+log = logging.getLogger(__name__)
+
+
+def chunk_size(remaining: int, ranks: int, rate: float | None, minimum: int = 1, fixed: int = 0,
+               target_seconds: float = 2.0, first: int = 64) -> int:
+    """Points for the next chunk: ``fixed`` if set; else about ``target_seconds`` of work at ``rate``
+    (``first`` before a rate is known), at most a fair share ``ceil(remaining / (2 ranks))``.
+
+    Example:
+        >>> chunk_size(1000, 4, rate=50.0), chunk_size(1000, 4, rate=None), chunk_size(10, 4, rate=500.0)
+        (100, 64, 2)
+    """
+    if fixed:
+        return max(1, min(fixed, remaining))
+    want = first if rate is None else int(rate * target_seconds)
+    fair = math.ceil(remaining / (2 * ranks))
+    return max(1, min(remaining, max(minimum, min(want, fair))))
+
+
+def _wait(comm: Any, source: int, tag: int, status: Any = None) -> None:
+    """Poll for a message so that signal handlers run while waiting."""
+    delay = 1e-4
+    while not comm.Iprobe(source=source, tag=tag, status=status):
+        check_interrupted()
+        time.sleep(delay)
+        delay = min(delay * 2, 5e-3)
+
+
+def _worker(comm: Any, plane: Any) -> None:
+    kind = "ready"
+    try:
+        with interruptible():
+            comm.send(("ready", None), dest=0, tag=TAG_TO_MASTER)
+            while True:
+                _wait(comm, 0, TAG_TO_WORKER)
+                kind, payload = comm.recv(source=0, tag=TAG_TO_WORKER)
+                if kind == "stop" and payload == "interrupted":  # end the command on every rank alike
+                    raise Interrupted("the master was interrupted; results so far are saved, rerun the same "
+                                      "command to resume")
+                if kind == "stop":
+                    return
+                idx, a, b = payload
+                t = time.perf_counter()
+                loss, acc = plane.evaluate_points(a, b)
+                comm.send(("result", (idx, loss, acc, time.perf_counter() - t)), dest=0, tag=TAG_TO_MASTER)
+    except (Interrupted, KeyboardInterrupt):
+        if kind != "stop":  # our own signal: the master takes our chunk back and goes on without us
+            comm.send(("bye", None), dest=0, tag=TAG_TO_MASTER)
+        raise
+    except BaseException as exc:  # noqa: BLE001 - any failure must end the whole job, not hang it
+        text = f"rank {comm.Get_rank()} on {socket.gethostname()}: {type(exc).__name__}: {exc}\n" + \
+            traceback.format_exc()
+        log.error("%s", text)
+        comm.send(("error", text), dest=0, tag=TAG_TO_MASTER)
+        time.sleep(30)  # the master aborts the job after flushing; abort ourselves if it does not
+        comm.Abort(1)
+
+
+class _LocalWorker(threading.Thread):
+    """Rank 0's own evaluator, fed chunks by the master loop."""
+
+    def __init__(self, plane: Any):
+        super().__init__(daemon=True, name="landscape-local-worker")
+        self.plane = plane
+        self.inbox: queue.Queue = queue.Queue()
+        self.outbox: queue.Queue = queue.Queue()
+        self.busy = False
+
+    def run(self) -> None:
+        while True:
+            item = self.inbox.get()
+            if item is None:
+                return
+            idx, a, b = item
+            try:
+                t = time.perf_counter()
+                loss, acc = self.plane.evaluate_points(a, b)
+                self.outbox.put(("result", (idx, loss, acc, time.perf_counter() - t)))
+            except BaseException as exc:  # noqa: BLE001
+                self.outbox.put(("error", f"rank 0: {type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+                return
+
+
+def _drain(comm: Any, active: set[int], record: Any, seconds: float = 5.0) -> None:
+    """After an interruption: keep the results that arrive within ``seconds`` and stop every worker."""
+    MPI = require("mpi4py.MPI", "mpi")
+    status = MPI.Status()
+    deadline = time.monotonic() + seconds
+    for rank in active:
+        comm.send(("stop", "interrupted"), dest=rank, tag=TAG_TO_WORKER)
+    try:
+        while active and time.monotonic() < deadline:
+            if not comm.Iprobe(source=MPI.ANY_SOURCE, tag=TAG_TO_MASTER, status=status):
+                time.sleep(1e-3)
+                continue
+            rank = status.Get_source()
+            kind, payload = comm.recv(source=rank, tag=TAG_TO_MASTER)
+            if kind == "result":
+                record(rank, payload)  # computed before the stop: keep it
+            if kind in ("bye", "error", "result"):
+                active.discard(rank)
+    except (KeyboardInterrupt, LandscapeError):  # a second signal: stop draining
+        pass
+
+
+def run_distributed(comm: Any, plane: Any, store: Any | None, progress: bool = True, chunk: int = 0,
+                    target_seconds: float = 2.0, local: bool = True) -> int:
+    """Evaluate the store's pending points over all ranks of ``comm``; returns the points computed (rank 0).
+
+    Rank 0 passes the open :class:`~landscape.io.surface_file.SurfaceStore`, the others None. ``local=False`` keeps
+    rank 0 from evaluating (only for measuring the master alone).
+    """
+    if comm.Get_rank() != 0:
+        _worker(comm, plane)
+        return 0
+    return _master(comm, plane, store, progress, chunk, target_seconds, local)
+
+
+def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, target_seconds: float,
+            local: bool) -> int:
+    MPI = require("mpi4py.MPI", "mpi")
+    pending = list(store.pending()[::-1])  # pop() from the end takes points in C order
+    size = comm.Get_size()
+    ranks = size if local else size - 1
+    rates: dict[int, float] = {}
+    in_flight: dict[int, np.ndarray] = {}
+    active = set(range(1, size))
+    minimum = 1 if plane is None or plane.auto else plane.points_per_batch
+    total, computed = store.grid.size, 0
+    bar = tqdm(total=total, initial=total - len(pending), desc=f"surface x{size}", unit="pt", disable=not progress)
+    worker = _LocalWorker(plane) if local else None
+
+    def take(rank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        if not pending:
+            return None
+        n = chunk_size(len(pending), ranks, rates.get(rank), minimum, chunk, target_seconds)
+        idx = np.array([pending.pop() for _ in range(min(n, len(pending)))], dtype=np.int64)
+        in_flight[rank] = idx
+        a, b = store.grid.coords(idx)
+        return idx, a, b
+
+    def record(rank: int, payload: tuple) -> None:
+        nonlocal computed
+        idx, loss, acc, seconds = payload
+        store.write(idx, loss, acc)
+        in_flight.pop(rank, None)
+        rates[rank] = len(idx) / max(seconds, 1e-6)
+        computed += len(idx)
+        bar.update(len(idx))
+
+    def feed_local() -> None:
+        if worker is not None and not worker.busy:
+            work = take(0)
+            if work is not None:
+                worker.busy = True
+                worker.inbox.put(work)
+
+    status = MPI.Status()
+    try:
+        with interruptible():
+            if worker is not None:
+                worker.start()
+                feed_local()
+            while active or (worker is not None and worker.busy):
+                check_interrupted()
+                progressed = False
+                while comm.Iprobe(source=MPI.ANY_SOURCE, tag=TAG_TO_MASTER, status=status):
+                    rank = status.Get_source()
+                    kind, payload = comm.recv(source=rank, tag=TAG_TO_MASTER)
+                    progressed = True
+                    if kind == "error":
+                        raise RankFailed(payload)
+                    if kind == "bye":  # the rank was interrupted: its chunk goes back
+                        pending.extend(in_flight.pop(rank, np.empty(0, np.int64))[::-1].tolist())
+                        active.discard(rank)
+                        continue
+                    if kind == "result":
+                        record(rank, payload)
+                    work = take(rank)
+                    comm.send(("stop", None) if work is None else ("work", work), dest=rank, tag=TAG_TO_WORKER)
+                    if work is None:
+                        active.discard(rank)
+                if worker is not None:
+                    while not worker.outbox.empty():
+                        kind, payload = worker.outbox.get()
+                        progressed = True
+                        if kind == "error":
+                            raise RankFailed(payload)
+                        worker.busy = False
+                        record(0, payload)
+                        feed_local()
+                if not progressed:
+                    time.sleep(2e-4)
+            if pending or in_flight:
+                raise LandscapeError(f"internal: {len(pending)} points pending, {len(in_flight)} chunks "
+                                     "in flight after all ranks stopped")
+    except RankFailed as exc:
+        bar.close()
+        store.close("partial")
+        log.error("a rank failed; %d points were saved, aborting the job:\n%s", int(store.done.sum()), exc)
+        comm.Abort(1)
+        raise
+    except (Interrupted, KeyboardInterrupt):
+        bar.close()
+        _drain(comm, active, record)
+        if worker is not None and worker.busy:  # rank 0's own chunk: keep it if it ends within seconds
+            try:
+                kind, payload = worker.outbox.get(timeout=5.0)
+                if kind == "result":
+                    record(0, payload)
+            except (queue.Empty, Interrupted, KeyboardInterrupt):
+                pass
+        store.close("partial")
+        log.warning("interrupted: %d of %d points are saved in %s; rerun the same command to resume",
+                    int(store.done.sum()), total, store.path)
+        raise
+    except BaseException:  # noqa: BLE001 - never leave the workers waiting
+        log.exception("the master failed; saving what is done and aborting the job")
+        try:
+            store.close("partial")
+        finally:
+            comm.Abort(1)
+        raise
+    finally:
+        if worker is not None:  # a thread still inside torch when the interpreter exits aborts the process
+            worker.inbox.put(None)
+            worker.join(timeout=30)
+    bar.close()
+    store.close()
+    return computed

@@ -1,0 +1,98 @@
+"""Turning configuration sections into plain inputs: data sets with their subsets, a seeded model, checkpoint
+states by name, and where the middle node of a quadratic path sits.
+
+Example:
+    >>> from landscape.run.config import DataConfig, ModelConfig
+    >>> tr, te = prepare_data(DataConfig(name="spiral", test_subset=30, kwargs={"n_per_class": 40}))
+    >>> model = prepare_model(ModelConfig(name="mlp", kwargs={"depth": 1}), tr, seed=0)
+    >>> len(te), type(model).__name__
+    (30, 'MLP')
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from ..core.data import TensorData, load_data, subset
+from ..core.errors import ConfigError
+from ..core.models import build_model
+from ..io.checkpoints import load_source, split_source
+from ..io.trajectory import TrajectoryStore
+from .config import DataConfig, ModelConfig
+
+__all__ = ["prepare_data", "prepare_model", "data_meta", "evaluation_data", "is_source", "resolve_checkpoint",
+           "mid_fraction"]
+
+
+def prepare_data(cfg: DataConfig) -> tuple[TensorData, TensorData]:
+    """Load the data set of ``[data]`` and apply its train/test subsets."""
+    tr, te = load_data(cfg.name, cfg.root, cfg.task, **cfg.kwargs)
+    return (subset(tr, cfg.train_subset, cfg.subset_mode, cfg.subset_seed),
+            subset(te, cfg.test_subset, cfg.subset_mode, cfg.subset_seed))
+
+
+def prepare_model(cfg: ModelConfig, data: TensorData, seed: int) -> nn.Module:
+    """Build the model of ``[model]`` for ``data`` with its initialisation seeded by ``seed`` (``train.seed``)."""
+    torch.manual_seed(seed)
+    return build_model(cfg.name, data.info(), **cfg.kwargs)
+
+
+def data_meta(model: ModelConfig, data: DataConfig) -> dict[str, Any]:
+    """What identifies a model and its data (stored as provenance, compared on resume).
+
+    Example:
+        >>> data_meta(ModelConfig(), DataConfig())["model"]
+        'lenet5'
+    """
+    return {"model": model.name, "model_kwargs": model.kwargs, "data": asdict(data)}
+
+
+def evaluation_data(train: TensorData, test: TensorData, cfg: DataConfig, split: str, n: int | None = None
+                    ) -> TensorData:
+    """The split the analyses evaluate on (``evaluate.split``), cut to ``n`` samples with the data's subset
+    mode and seed."""
+    return subset(test if split == "test" else train, n, cfg.subset_mode, cfg.subset_seed)
+
+
+def is_source(ref: str) -> bool:
+    """True when ``ref`` names a file or ``run.h5:NAME`` rather than a checkpoint of the job's own trajectory.
+
+    Example:
+        >>> is_source("run.h5:final"), is_source("model.pt"), is_source("epoch 3")
+        (True, True, False)
+    """
+    _, name = split_source(ref)
+    return name is not None or Path(ref).suffix in (".pt", ".pth", ".bin") or Path(ref).is_file()
+
+
+def resolve_checkpoint(ref: str, model: nn.Module, trajectory: str | Path, given: str | None = None
+                       ) -> tuple[dict[str, torch.Tensor], str]:
+    """The state named ``ref`` and where it came from: a file or ``run.h5:NAME`` source as it is, ``final``
+    of a job that was given a checkpoint instead of training (``given``), else a checkpoint name of the
+    ``trajectory`` store. Checked against ``model``."""
+    if is_source(ref):
+        return load_source(ref, model), ref
+    if given and ref == "final":
+        return load_source(given, model), given
+    source = f"{Path(trajectory)}:{ref}"
+    return load_source(source, model), source
+
+
+def mid_fraction(sources: Sequence[str]) -> float:
+    """Where θ_mid sits on the quadratic path: its training fraction (e_mid − e₀) / (e₁ − e₀), from the epochs
+    of three ``run.h5:NAME`` sources (start, mid, end)."""
+    epochs = []
+    for src in sources:
+        path, ref = split_source(src)
+        if ref is None:
+            raise ConfigError("paths.mid_position=true needs start, mid and end from a trajectory store")
+        st = TrajectoryStore(path)
+        epochs.append(float(st.table()["epoch"][st.resolve(ref)]))
+    e0, em, e1 = epochs
+    if not e0 < em < e1:
+        raise ConfigError(f"paths: the middle checkpoint (epoch {em}) must lie between start ({e0}) and end ({e1})")
+    return (em - e0) / (e1 - e0)

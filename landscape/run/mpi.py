@@ -1,0 +1,214 @@
+"""MPI plumbing shared by every distributed command: detecting a launch, the communicator, pinning one device
+per rank, running rank-0-only work with its errors shared, and ending all ranks together.
+
+Example (what a command does under ``mpiexec`` or ``srun``)::
+
+    comm = mpi_comm()                       # None when not launched by mpiexec/srun
+    device = pick_device(comm, "auto")      # cuda:<node-local rank mod visible GPUs>, or cpu
+    on_root(comm, lambda: train(...))       # rank 0 alone; its LandscapeError is raised on every rank
+    ...
+    rc = exit_together(rc)                  # every rank exits at once with the highest status
+
+    >>> on_root(None, lambda: 42), exit_together(0)
+    (42, 0)
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import time
+from typing import Any
+
+import torch
+
+from ..core.errors import LandscapeError
+from ..core.optional import require
+from ..core.signals import stop_signals_ignored
+
+__all__ = ["mpi_comm", "local_rank", "pick_device", "in_mpi_launch", "RankFailed", "on_root", "agree",
+           "abort_if_parallel", "exit_together", "TAG_TO_MASTER", "TAG_TO_WORKER", "TAG_EXIT"]
+
+log = logging.getLogger(__name__)
+
+TAG_TO_MASTER, TAG_TO_WORKER, TAG_EXIT = 11, 12, 13
+_LAUNCH_VARS = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
+
+
+def _mpi_if_running() -> Any | None:
+    """mpi4py's MPI module when this process has imported and initialised it with more than one rank."""
+    MPI = sys.modules.get("mpi4py.MPI")
+    if MPI is None or not MPI.Is_initialized() or MPI.Is_finalized() or MPI.COMM_WORLD.Get_size() == 1:
+        return None
+    return MPI
+
+
+class RankFailed(LandscapeError):
+    """A rank raised while evaluating; the job was aborted after the results so far were flushed."""
+
+
+def in_mpi_launch() -> bool:
+    """True when this process was started by an MPI launcher (mpiexec, srun --mpi=pmi2, ...)."""
+    return any(v in os.environ for v in _LAUNCH_VARS)
+
+
+def mpi_comm(force: bool = False) -> Any | None:
+    """``MPI.COMM_WORLD`` when launched by an MPI launcher (or ``force``), else None (serial)."""
+    if not (force or in_mpi_launch()):
+        return None
+    MPI = require("mpi4py.MPI", "mpi")
+    return MPI.COMM_WORLD
+
+
+def local_rank(comm: Any | None) -> tuple[int, int]:
+    """(rank within this node, ranks on this node): MPI shared-memory split, else launcher variables.
+
+    Example:
+        >>> local_rank(None)
+        (0, 1)
+    """
+    if comm is not None:
+        try:
+            MPI = require("mpi4py.MPI", "mpi")
+            node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+            r, n = node.Get_rank(), node.Get_size()
+            node.Free()
+            return r, n
+        except Exception:  # noqa: BLE001 - fall back to the launchers' variables
+            pass
+    for rv, nv in (("SLURM_LOCALID", "SLURM_NTASKS_PER_NODE"), ("OMPI_COMM_WORLD_LOCAL_RANK",
+                                                                 "OMPI_COMM_WORLD_LOCAL_SIZE"),
+                   ("MPI_LOCALRANKID", "MPI_LOCALNRANKS")):
+        if rv in os.environ:
+            n = os.environ.get(nv, "1").split("(")[0].split(",")[0]
+            return int(os.environ[rv]), max(1, int(n) if n.isdigit() else 1)
+    return 0, 1
+
+
+def pick_device(comm: Any | None, requested: str = "auto") -> str:
+    """The device of this rank: ``cuda:<local rank mod visible GPUs>`` for auto/cuda, else as requested.
+
+    Honours ``CUDA_VISIBLE_DEVICES`` (Slurm's ``--gpus-per-task`` leaves one visible GPU per rank). On CPU,
+    each rank gets ``cores / ranks on the node`` torch threads unless OMP_NUM_THREADS is set. Logs
+    rank -> host -> device.
+
+    Example:
+        >>> pick_device(None, "cpu")
+        'cpu'
+    """
+    lr, ln = local_rank(comm)
+    rank = comm.Get_rank() if comm is not None else 0
+    device = requested
+    if requested in ("auto", "cuda") and torch.cuda.is_available():
+        device = f"cuda:{lr % torch.cuda.device_count()}"
+        torch.cuda.set_device(torch.device(device))
+    elif requested == "auto":
+        device = "cpu"
+    if device == "cpu" and "OMP_NUM_THREADS" not in os.environ and ln > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // ln))
+    line = (f"rank {rank} (local {lr} of {ln}) on {socket.gethostname()} -> {device}"
+            + (f" (CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']})" if "CUDA_VISIBLE_DEVICES" in os.environ
+               else ""))
+    lines = comm.gather(line, root=0) if comm is not None else [line]
+    if rank == 0:
+        log.info("devices:\n  %s", "\n  ".join(lines))
+    return device
+
+
+def on_root(comm: Any | None, fn: Any) -> Any:
+    """Run ``fn`` on rank 0 only and share its outcome: every rank raises rank 0's LandscapeError (marked
+    ``collective``), so all exit the same way instead of some waiting forever. Returns fn's result on rank 0,
+    None elsewhere.
+
+    Example:
+        >>> on_root(None, lambda: 42)
+        42
+    """
+    if comm is None:
+        return fn()
+    result, err = None, None
+    if comm.Get_rank() == 0:
+        try:
+            result = fn()
+        except LandscapeError as exc:
+            err = exc
+    shared = comm.bcast(None if err is None else (type(err), str(err)), root=0)
+    if shared is not None:
+        exc = err if err is not None else shared[0].__new__(shared[0])
+        if err is None:
+            Exception.__init__(exc, shared[1])
+        exc.collective = True
+        raise exc
+    return result
+
+
+def agree(comm: Any | None, what: str, value: Any) -> None:
+    """Check that every rank computed the same ``value`` (a checksum, say); raise on all ranks otherwise."""
+    if comm is None:
+        return
+    values = comm.allgather(value)
+    if len(set(map(str, values))) > 1:
+        exc = LandscapeError(f"ranks disagree on {what}: {values}; every rank must see the same files and settings")
+        exc.collective = True
+        raise exc
+
+
+def abort_if_parallel(exc: BaseException) -> None:
+    """In a multi-rank run, end the whole job after an error raised on this rank alone."""
+    MPI = _mpi_if_running()
+    if MPI is not None and not getattr(exc, "collective", False):
+        MPI.COMM_WORLD.Abort(2)
+
+
+def exit_together(rc: int, timeout: float | None = None) -> int:
+    """End a multi-rank command on every rank at once, with one exit status: the highest of all ranks'.
+
+    Rank 0 collects every rank's status and answers with the highest, so no rank exits while another is
+    still saving (``srun`` and ``mpiexec`` end a step when its first task fails, and report the signal of
+    the tasks they kill instead of their status), and a job interrupted on any rank exits with
+    ``EXIT_INTERRUPTED`` on all of them. Signals that land while waiting change nothing. ``timeout``
+    bounds the wait (used after an interruption, where the time left before the kill is short); a
+    serial run returns ``rc`` unchanged.
+
+    Example:
+        >>> exit_together(0)  # serial: nothing to wait for
+        0
+    """
+    MPI = _mpi_if_running()
+    if MPI is None:
+        return rc
+    comm = MPI.COMM_WORLD
+    deadline = None if timeout is None else time.monotonic() + timeout
+
+    status = MPI.Status()
+
+    def receive(source: int) -> int | None:
+        """The exit status sent by ``source``; messages still in flight from it (a stop order that crossed
+        a rank's own signal, the last results after an interruption) are taken and dropped on the way, so
+        that none is left unreceived when MPI finalises."""
+        while True:
+            if comm.Iprobe(source=source, tag=MPI.ANY_TAG, status=status):
+                tag = status.Get_tag()
+                message = comm.recv(source=source, tag=tag)
+                if tag == TAG_EXIT:
+                    return int(message)
+                continue
+            if deadline is not None and time.monotonic() > deadline:
+                return None
+            time.sleep(0.01)
+
+    with stop_signals_ignored():  # rank 0 decides: a signal now changes nothing
+        if comm.Get_rank() != 0:
+            comm.send(rc, dest=0, tag=TAG_EXIT)
+            final = receive(0)
+            return rc if final is None else final
+        codes = [rc] + [receive(r) for r in range(1, comm.Get_size())]
+        missing = [r for r, c in enumerate(codes) if c is None]
+        if missing:
+            log.warning("rank(s) %s did not reach the end within %.0f s; exiting without them", missing, timeout)
+        final = max(c for c in codes if c is not None)
+        for r in range(1, comm.Get_size()):
+            if codes[r] is not None:
+                comm.send(final, dest=r, tag=TAG_EXIT)
+        return final

@@ -1,0 +1,129 @@
+"""The directions of a surface's plane, made from plain inputs: seeded random directions, directions towards
+other checkpoints, the top principal components of a recorded trajectory, or another surface file's
+directions; and grid axes that follow the projected training path (``auto:NUM``).
+
+Each maker returns flat d₁, d₂ (None for a line) in the centre's ``StateSpec`` order, and the description
+of how they were made (stored in the surface file's inputs).
+
+Example:
+    >>> import torch
+    >>> c = {"w": torch.ones(3, 2), "b": torch.ones(3)}
+    >>> d1, d2, info = random_plane(c, ["w", "b"], seed=1, count=2)
+    >>> d1.shape, info["norm"]
+    (torch.Size([9]), 'filter')
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..analysis.directions import direction_between, movable_names, random_directions
+from ..analysis.pca import auto_range, pca_directions
+from ..core.errors import ConfigError, StoreError
+from ..core.grid import parse_range
+from ..core.params import StateSpec, flatten_state, state_checksum
+from ..io.hdf5 import open_hdf5
+from ..io.surface_file import read_surface
+from ..io.trajectory import TrajectoryStore
+
+__all__ = ["random_plane", "checkpoint_plane", "pca_plane", "file_plane", "grid_axis", "find_trajectory"]
+
+Plane = tuple[torch.Tensor, "torch.Tensor | None", dict[str, Any]]
+
+
+def _flat(dirs: Sequence[Mapping[str, torch.Tensor]], spec: StateSpec, count: int) -> tuple[torch.Tensor,
+                                                                                           torch.Tensor | None]:
+    flat = [flatten_state(d, spec) for d in dirs]
+    return flat[0], flat[1] if count == 2 else None
+
+
+def random_plane(center: Mapping[str, torch.Tensor], param_names: Sequence[str], seed: int = 0,
+                 norm: str = "filter", ignore: str = "biasbn", dir_type: str = "weights", count: int = 2) -> Plane:
+    """Seeded Gaussian directions normalised per ``norm`` (Li et al. 2018)."""
+    dirs = random_directions(center, param_names, seed, norm, ignore, dir_type, count)
+    info = {"directions": "random", "norm": norm, "ignore": ignore, "dir_type": dir_type, "seed": seed}
+    return (*_flat(dirs, StateSpec.from_state(center), count), info)
+
+
+def checkpoint_plane(center: Mapping[str, torch.Tensor], targets: Sequence[tuple[Mapping[str, torch.Tensor], str]],
+                     param_names: Sequence[str], dir_type: str = "weights") -> Plane:
+    """d_k = θ_k − θ* towards each (state, source) of ``targets`` (one for a line, two for a plane)."""
+    movable = movable_names(center, param_names, dir_type, "none")
+    info: dict[str, Any] = {"directions": "checkpoints"}
+    dirs = []
+    for k, (target, source) in enumerate(targets, 1):
+        dirs.append(direction_between(center, target, movable))
+        info[f"target{k}"] = source
+        info[f"target{k}_checksum"] = state_checksum(target)
+    info.update(norm="none", ignore="none", dir_type=dir_type)
+    return (*_flat(dirs, StateSpec.from_state(center), len(targets)), info)
+
+
+def pca_plane(store: TrajectoryStore, center: Mapping[str, torch.Tensor], param_names: Sequence[str],
+              ignore: str = "biasbn", dir_type: str = "weights", checkpoints: str = "epochs", count: int = 2) -> Plane:
+    """The top principal axes of the trajectory's checkpoints relative to the centre (rows θ_e − θ*, restricted
+    to the tensors a direction may move; ``checkpoints="all"`` adds step checkpoints)."""
+    spec = StateSpec.from_state(center)
+    if store.spec != spec:
+        raise StoreError(f"{store.path}: its checkpoints do not fit this model's state layout")
+    movable = movable_names(center, param_names, dir_type, ignore)
+    mask = flatten_state({n: torch.full(t.shape, float(n in movable)) for n, t in center.items()}, spec)
+    c = flatten_state(center, spec)
+    t = store.table()
+    rows = [i for i in range(len(t["kind"])) if checkpoints == "all" or t["kind"][i] != "step"]
+    rows = [i for i in rows if not torch.equal(store.vector(i), c)]  # the centre itself adds nothing
+    (a, b), ratio = pca_directions(lambda k: (store.vector(rows[k]) - c) * mask, len(rows), count)
+    info = {"directions": "pca", "norm": "none", "ignore": ignore, "dir_type": dir_type,
+            "trajectory": str(store.path), "pca_rows": len(rows),
+            "explained_variance": [float(r) for r in ratio[:10]]}
+    return a, (b if count == 2 else None), info
+
+
+def file_plane(path: str | Path, center: Mapping[str, torch.Tensor], count: int = 2) -> Plane:
+    """The directions stored in another surface file, reused around the same centre of the same model."""
+    spec = StateSpec.from_state(center)
+    src = read_surface(path)
+    with open_hdf5(src.path) as f:
+        vecs = [torch.from_numpy(f["directions"][k][:]) for k in ("d1", "d2")[:count] if k in f["directions"]]
+    if len(vecs) < count:
+        raise StoreError(f"{src.path}: holds {len(vecs)} direction(s), this surface needs {count}")
+    stored_spec = src.attrs.get("state_spec")
+    if stored_spec is not None and json.loads(stored_spec) != spec.to_json():
+        raise StoreError(f"{src.path}: its directions belong to a model with another state layout; "
+                         "directions can be reused only for the same model")
+    if src.inputs.get("center_checksum") != state_checksum(center):
+        raise StoreError(f"{src.path}: its directions were made around a centre with checksum "
+                         f"{src.inputs.get('center_checksum')}, this centre has {state_checksum(center)}; "
+                         "reuse directions only around the same model")
+    info = {"directions": "file", **{k: src.inputs.get(k) for k in ("norm", "ignore", "dir_type", "seed")},
+            "directions_file": str(src.path)}
+    return vecs[0], vecs[1] if count == 2 else None, info
+
+
+def find_trajectory(given: str | Path | None, default: Path) -> TrajectoryStore | None:
+    """The trajectory store ``given`` (which must exist), else ``default`` when it exists, else None."""
+    path = Path(given) if given else default
+    if given is None and not path.exists():
+        return None
+    return TrajectoryStore(path)
+
+
+def grid_axis(text: str | None, projected: np.ndarray | None) -> np.ndarray | None:
+    """Coordinates of an axis: ``MIN:MAX:NUM``, None (no beta: a line), or ``auto[:NUM]`` covering the
+    ``projected`` coordinates of the training path with a margin.
+
+    Example:
+        >>> grid_axis("auto:3", np.array([0.0, 2.0])).tolist(), grid_axis("0:1:2", None).tolist()
+        ([-0.5, 1.0, 2.5], [0.0, 1.0])
+    """
+    if text is None:
+        return None
+    if text.startswith("auto"):
+        if projected is None:
+            raise ConfigError("surface: auto grid ranges need the projected trajectory (a trajectory store)")
+        return parse_range(auto_range(projected, int(text[5:]) if text.startswith("auto:") else 25))
+    return parse_range(text)

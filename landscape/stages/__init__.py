@@ -1,0 +1,19 @@
+"""The job layer: each stage resolves a job once into plain inputs and runs it (surface, paths, dynamics), the whole
+job, and the job-level API the commands call.
+"""
+from __future__ import annotations
+
+from .summary import read_summary, write_summary, summary
+from .checks import check_dependencies
+from .surface import SurfacePlan, resolve_surface, plan_directions, run_surface_job
+from .paths import PathsResult, run_paths_job, run_paths, write_report
+from .dynamics import run_dynamics, correlation_report
+from .job import train_job, run_job, demo_job_path, export_job, decision_regions
+from .api import SweepRun, run_sweep, evaluate_checkpoint, ReduceResult, reduce_filters
+
+__all__ = [
+    "read_summary", "write_summary", "summary", "check_dependencies", "SurfacePlan", "resolve_surface",
+    "plan_directions", "run_surface_job", "PathsResult", "run_paths_job", "run_paths", "write_report",
+    "run_dynamics", "correlation_report", "train_job", "run_job", "demo_job_path", "export_job",
+    "decision_regions", "SweepRun", "run_sweep", "evaluate_checkpoint", "ReduceResult", "reduce_filters",
+]

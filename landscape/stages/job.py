@@ -1,0 +1,172 @@
+"""Running a whole job: training (or a given checkpoint) and its evaluation, then each analysis stage in
+turn, each writing into the job's output folder; ``run_job`` returns that folder.
+
+Example:
+    >>> import tempfile
+    >>> from landscape.run.jobfile import load_job
+    >>> job = load_job(None, ["data.name=spiral", "model.name=mlp", "train.epochs=1",
+    ...                       f"output={tempfile.mkdtemp()}"])
+    >>> (run_job(job, progress=False) / "trajectory.h5").is_file()
+    True
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..core.data import TensorData
+from ..core.errors import ConfigError
+from ..engine.device import resolve_device
+from ..engine.evaluator import Evaluator
+from ..io.checkpoints import apply_state, load_source
+from ..io.surface_file import read_surface
+from ..io.trajectory import TrajectoryStore
+from ..run.config import JobConfig, SurfaceConfig
+from ..run.inputs import data_meta, evaluation_data, prepare_data, prepare_model
+from ..run.jobfile import job_to_dict
+from ..run.mpi import on_root
+from ..run.training import train
+from ..views.animation import animate_path
+from ..views.surface_plots import plot_surface
+from ..views.vtk_export import export_surface
+from .checks import check_dependencies
+from .dynamics import run_dynamics
+from .paths import run_paths
+from .summary import summary, write_summary
+from .surface import run_surface_job
+
+__all__ = ["train_job", "run_job", "demo_job_path", "export_job", "decision_regions"]
+
+log = logging.getLogger(__name__)
+
+Regions = Callable[[int], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def train_job(job: JobConfig, output: Path, progress: bool = True, store_name: str = "trajectory.h5"
+              ) -> tuple[nn.Module, TrajectoryStore, tuple[TensorData, TensorData]]:
+    """Train the job's model into ``output/store_name`` (resuming if present); returns (model, store, data)."""
+    tr, te = prepare_data(job.data)
+    model = prepare_model(job.model, tr, job.train.seed)
+    store = train(model, tr, te, job.train, Path(output) / store_name, job.evaluate.device,
+                  job.evaluate.batch_size, meta=data_meta(job.model, job.data), progress=progress)
+    apply_state(model, store.state("final"), f"{store.path}:final")
+    return model, store, (tr, te)
+
+
+def run_job(job: JobConfig, progress: bool = True, comm: Any | None = None) -> Path:
+    """Run every stage of the job; returns the output folder.
+
+    Under MPI (``comm``), rank 0 trains and evaluates while the others wait; every rank computes the surfaces
+    and paths.
+    """
+    check_dependencies(job)
+    t0 = time.perf_counter()
+    on_root(comm, lambda: _train_and_evaluate(job, progress))
+    out = Path(job.output)
+    root = comm is None or comm.Get_rank() == 0
+    if job.surface is not None:
+        _surface_stage(job, job.surface, "surface", "figures_and_vtk", progress, comm)
+    if job.pca is not None:
+        _surface_stage(job, job.pca, "surface_pca", None, progress, comm)
+    if job.dynamics is not None and root:
+        run_dynamics(job)
+    if job.paths is not None:
+        run_paths(job, progress, comm)
+    if root:
+        with summary(out) as s:
+            s["seconds"] = round(time.perf_counter() - t0, 2)
+    return out
+
+
+def _surface_stage(job: JobConfig, sf: SurfaceConfig, key: str, exports_key: str | None, progress: bool,
+                   comm: Any | None) -> Path:
+    """Compute one surface of the job (every rank), then on rank 0 export it, animate its projected path if
+    asked, record it in summary.json and log its description."""
+    out = Path(job.output)
+    path = run_surface_job(job, progress, comm, sf)
+    if comm is not None and comm.Get_rank() != 0:
+        return path
+    with summary(out) as s:
+        s["outputs"][key] = str(path.relative_to(out)) if path.is_relative_to(out) else str(path)
+        if job.export is not None:
+            written = export_job(job, path)
+            if exports_key:
+                s["outputs"][exports_key] = [p.name for p in written]
+            if job.export.animate and sf.directions == "pca":
+                tr = prepare_data(job.data)[0]
+                two_d = tr.x.dim() == 2 and tr.x.shape[1] == 2 and tr.task == "classification"
+                regions, points = decision_regions(job) if two_d else (None, None)
+                s["outputs"]["animation"] = animate_path(path, None, 3.0, regions, points).name
+    log.info("\n%s", read_surface(path).describe())
+    return path
+
+
+def decision_regions(job: JobConfig) -> tuple[Regions, tuple[np.ndarray, np.ndarray]]:
+    """(regions(k), points) for 2-D classification data: the class of each mesh point at checkpoint k of the
+    job's trajectory, and the training points with their labels."""
+    tr, _ = prepare_data(job.data)
+    if tr.x.dim() != 2 or tr.x.shape[1] != 2:
+        raise ConfigError(f"decision regions need 2-D inputs; {job.data.name} has shape {tuple(tr.x.shape[1:])}")
+    model = prepare_model(job.model, tr, job.train.seed).eval()
+    store = TrajectoryStore(Path(job.output) / "trajectory.h5")
+    lo, hi = (tr.x.min(0).values - 0.1).tolist(), (tr.x.max(0).values + 0.1).tolist()
+    xx, yy = np.meshgrid(np.linspace(lo[0], hi[0], 150), np.linspace(lo[1], hi[1], 150))
+    mesh = torch.tensor(np.stack([xx.ravel(), yy.ravel()], 1), dtype=torch.float32)
+
+    def regions(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        model.load_state_dict(store.state(k))
+        with torch.no_grad():
+            return xx, yy, model(mesh).argmax(1).reshape(xx.shape).numpy()
+
+    return regions, (tr.x.numpy(), tr.y.numpy())
+
+
+def export_job(job: JobConfig, surface: Path) -> list[Path]:
+    """The job's ``[export]``: VTK files and figures of a surface file, next to it."""
+    ex = job.export
+    written = []
+    if ex.vtk:
+        written += export_surface(surface, ex.vtk, None, ex.z, ex.log, ex.zmax, ex.zscale, ex.resample)
+    if ex.plots:
+        written += plot_surface(surface, None, ex.plots, ex.log, ex.zmax)
+    return written
+
+
+def _train_and_evaluate(job: JobConfig, progress: bool) -> Path:
+    """Training (or loading the given checkpoint) and the final evaluation; writes job.json and summary.json."""
+    t0 = time.perf_counter()
+    out = Path(job.output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "job.json").write_text(json.dumps(job_to_dict(job), indent=2))
+    result: dict[str, Any] = {"job": job.name, "outputs": {}}
+    if job.model.checkpoint:
+        tr, te = prepare_data(job.data)
+        model = prepare_model(job.model, tr, job.train.seed)
+        apply_state(model, load_source(job.model.checkpoint, model), job.model.checkpoint)
+        result["checkpoint"] = job.model.checkpoint
+    else:
+        model, store, (tr, te) = train_job(job, out, progress)
+        result["outputs"]["trajectory"] = store.path.name
+        log.info("\n%s", store.describe())
+    ev = Evaluator(model, evaluation_data(tr, te, job.data, job.evaluate.split), job.evaluate.device,
+                   job.evaluate.batch_size, job.train.loss, job.evaluate.precision)
+    res = ev.evaluate()
+    result["final"] = {"split": job.evaluate.split, "loss": res.loss, "accuracy": res.accuracy, "n": res.n,
+                       "device": str(resolve_device(job.evaluate.device))}
+    log.info("final model on %s split: loss %.4f accuracy %.4f (%d samples)", job.evaluate.split, res.loss,
+             res.accuracy, res.n)
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    write_summary(out, result)
+    return out
+
+
+def demo_job_path() -> Path:
+    """The demo job file shipped inside the package (identical to ``jobs/demo.toml``)."""
+    return Path(__file__).resolve().parents[1] / "resources" / "demo.toml"

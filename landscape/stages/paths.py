@@ -1,0 +1,146 @@
+"""The paths stage: a job's ``[paths]`` (linear and quadratic paths between checkpoints at model, layer and
+parameter level) computed serially or over MPI ranks, the robust/ambient layer report and the figures.
+
+A path file is a ``landscape.path`` HDF5 file with the surface file's layout and axes ``(item, alpha)``:
+``loss[k, a]`` is the loss of item ``k`` at ``alpha[a]``; ``/items/{name,level,distance,numel}`` describe
+the items (``distance`` is the Euclidean distance travelled from θ₀ to θ₁ by the item's values).
+
+Example:
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> rows = [{"layer": "conv1", "damage": 0.5, "class": "robust", "loss_final": 0.1, "loss_reset": 2.0,
+    ...          "accuracy_final": 0.9, "accuracy_reset": 0.4, "distance": 3.0}]
+    >>> csv_path, json_path, table = write_report(rows, Path(tempfile.mkdtemp()), 0.1, "accuracy lost")
+    >>> table.splitlines()[-1].split()[-1]
+    'robust'
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..analysis.interpolation import path_items
+from ..analysis.robustness import layer_report
+from ..core.grid import Grid, parse_range
+from ..core.params import state_checksum
+from ..engine.evaluator import Evaluator
+from ..engine.path import PathEvaluator
+from ..io.hdf5 import PATH_SCHEMA
+from ..io.path_file import read_path
+from ..io.surface_file import SurfaceStore
+from ..run.config import JobConfig
+from ..run.inputs import evaluation_data, mid_fraction, prepare_data, prepare_model, resolve_checkpoint
+from ..run.mpi import agree, on_root, pick_device
+from ..run.runner import run_points
+from ..views.path_plots import plot_paths
+from .checks import check_dependencies
+from .summary import summary
+
+__all__ = ["PathsResult", "run_paths_job", "run_paths", "write_report"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PathsResult:
+    """The path files by kind, and the robust/ambient table when the layer level was computed."""
+
+    files: dict[str, Path]
+    report: str | None = None
+
+
+def run_paths_job(job: JobConfig, progress: bool = True, comm: Any | None = None) -> dict[str, Path]:
+    """Compute (or resume) the job's ``[paths]`` for each kind; returns ``{kind: path file}``."""
+    pc = job.paths
+    tr, te = prepare_data(job.data)
+    data = evaluation_data(tr, te, job.data, job.evaluate.split, pc.subset)
+    model = prepare_model(job.model, tr, job.train.seed)
+    trajectory = Path(job.output) / "trajectory.h5"
+    loaded = [resolve_checkpoint(ref, model, trajectory, job.model.checkpoint) for ref in (pc.start, pc.mid, pc.end)]
+    states, sources = [s for s, _ in loaded], [src for _, src in loaded]
+    items = path_items(model, pc.levels, pc.layers, pc.params_per_layer, pc.parameters, pc.seed)
+    device = pick_device(comm, job.evaluate.device) if comm is not None else job.evaluate.device
+    ev = Evaluator(model, data, device, job.evaluate.batch_size, job.train.loss, job.evaluate.precision)
+    alphas = parse_range(pc.alpha)
+    grid = Grid(np.arange(len(items), dtype=np.float64), alphas)
+    sums = [state_checksum(s) for s in states]
+    agree(comm, "the checkpoints' checksums", sums)
+    out: dict[str, Path] = {}
+    for kind in pc.kinds:
+        t_mid = (0.5 if pc.mid_position == "half" else mid_fraction(sources)) if kind == "quadratic" else None
+        plane = PathEvaluator(ev, states, items, kind, t_mid or 0.5)
+        inputs = {"model": job.model.name, "model_kwargs": job.model.kwargs, "data": asdict(job.data),
+                  "split": job.evaluate.split, "subset": pc.subset, "kind": kind, "t_mid": t_mid,
+                  "start": sources[0], "mid": sources[1] if kind == "quadratic" else None, "end": sources[2],
+                  "checksums": sums if kind == "quadratic" else [sums[0], sums[2]],
+                  "items": [i.name for i in items], "loss": ev.loss_name, "precision": job.evaluate.precision}
+        attrs = {"model": job.model.name, "kind": kind, "t_mid": t_mid if t_mid is not None else float("nan"),
+                 "start": sources[0], "end": sources[2], "loss_name": ev.loss_name}
+        datasets = {"items/name": np.array([i.name for i in items], dtype=object),
+                    "items/level": np.array([i.level for i in items], dtype=object),
+                    "items/distance": plane.distance,
+                    "items/numel": np.array([sum(b - a for _, a, b in i.regions) for i in items])}
+        path = Path(job.output) / f"{pc.output}_{kind}.h5"
+        store = on_root(comm, lambda: SurfaceStore.open(path, grid, inputs, attrs, datasets, pc.flush_every,
+                                                        schema=PATH_SCHEMA, axes=("item", "alpha")))
+        run_points(plane, store, path, comm, progress, len(alphas) if comm is None else pc.chunk, str(ev.device))
+        out[kind] = path
+        plane.set_point(0, 1.0)  # leave the model at θ₁
+    return out
+
+
+def write_report(rows: list[dict[str, Any]], out_dir: Path, threshold: float, measure: str) -> tuple[Path, Path, str]:
+    """CSV and JSON of the robust/ambient report and its terminal table."""
+    csv_path, json_path = out_dir / "layers_robust_ambient.csv", out_dir / "layers_robust_ambient.json"
+    with open(csv_path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["layer"])
+        w.writeheader()
+        w.writerows(rows)
+    json_path.write_text(json.dumps({"threshold": threshold, "measure": measure, "layers": rows}, indent=2))
+    lines = [f"layers reset to their initial values ({measure}; robust if damage >= {threshold:g}):",
+             f"  {'layer':<16} {'loss final':>10} {'loss reset':>10} {'acc final':>9} {'acc reset':>9} "
+             f"{'damage':>8} {'distance':>9}  class"]
+    for r in rows:
+        lines.append(f"  {r['layer']:<16} {r['loss_final']:>10.4f} {r['loss_reset']:>10.4f} "
+                     f"{r['accuracy_final']:>9.4f} {r['accuracy_reset']:>9.4f} {r['damage']:>8.4f} "
+                     f"{r['distance']:>9.3f}  {r['class']}")
+    return csv_path, json_path, "\n".join(lines)
+
+
+def run_paths(job: JobConfig, progress: bool = True, comm: Any | None = None) -> PathsResult:
+    """The job's ``[paths]``: path files, the robust/ambient report (layer level, linear) and, with an
+    ``[export]`` section that asks for plots, the figures. Under MPI every rank computes; rank 0 reports.
+
+    Example:
+        >>> run_paths.__name__  # see the README's Python API section
+        'run_paths'
+    """
+    check_dependencies(job)
+    out = Path(job.output)
+    out.mkdir(parents=True, exist_ok=True)
+    files = run_paths_job(job, progress, comm)
+    if comm is not None and comm.Get_rank() != 0:
+        return PathsResult(files)
+    table = None
+    with summary(out) as s:
+        s["outputs"].update({f"path_{k}": str(p.name) for k, p in files.items()})
+        if "layer" in job.paths.levels and "linear" in files:
+            p = read_path(files["linear"])
+            rows = layer_report(p["name"], p["level"], p["distance"], p["alpha"], p["loss"], p["accuracy"],
+                                job.paths.robust_threshold)
+            measure = "accuracy lost" if rows and np.isfinite(rows[0]["accuracy_final"]) else "relative loss rise"
+            csv_path, _, table = write_report(rows, out, job.paths.robust_threshold, measure)
+            s["outputs"]["layers_report"] = csv_path.name
+            s["report"] = table
+            log.info("\n%s", table)
+        if job.export is not None and job.export.plots:
+            traj = out / "trajectory.h5"
+            figs = plot_paths(list(files.values()), out, job.export.plots, traj if traj.exists() else None)
+            s["outputs"]["path_figures"] = [p.name for p in figs]
+    return PathsResult(files, table)

@@ -1,0 +1,145 @@
+"""The surface stage: a job's ``[surface]`` (or ``[pca]``) resolved once into plain inputs, computed serially or
+over MPI ranks, then exported and recorded in the job's summary.
+
+Example:
+    >>> import tempfile, os, torch
+    >>> from landscape.core.models import build_model
+    >>> from landscape.run.jobfile import load_job
+    >>> ckpt = os.path.join(tempfile.mkdtemp(), "m.pt")
+    >>> torch.save(build_model("mlp", {"input_dim": 2, "num_classes": 3}).state_dict(), ckpt)
+    >>> job = load_job(None, ["data.name=spiral", "model.name=mlp", f"model.checkpoint={ckpt!r}",
+    ...                       "surface.alpha=-1:1:3", "surface.beta=none", f"output={os.path.dirname(ckpt)!r}"])
+    >>> plan = resolve_surface(job, job.surface)
+    >>> plan.grid.shape, plan.inputs["directions"], plan.inputs["center"] == ckpt
+    ((3,), 'random', True)
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..analysis.directions import cosine
+from ..core.data import TensorData
+from ..core.errors import StoreError
+from ..core.grid import Grid
+from ..core.params import StateSpec, flatten_state, state_checksum
+from ..engine.evaluator import Evaluator
+from ..engine.losses import loss_function
+from ..engine.plane import PlaneEvaluator
+from ..io.surface_file import SurfaceStore
+from ..run.config import JobConfig, SurfaceConfig
+from ..run.inputs import evaluation_data, prepare_data, prepare_model, resolve_checkpoint
+from ..run.mpi import agree, on_root, pick_device
+from ..run.planes import checkpoint_plane, file_plane, find_trajectory, grid_axis, pca_plane, random_plane
+from ..run.projection import project_trajectory
+from ..run.runner import run_points
+
+__all__ = ["SurfacePlan", "resolve_surface", "plan_directions", "run_surface_job"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SurfacePlan:
+    """Everything a surface computation needs, resolved from a job: the model at the centre, the evaluation
+    data, the directions, the grid, and what the file records (inputs, attributes, datasets) and where."""
+
+    model: nn.Module
+    data: TensorData
+    d1: torch.Tensor
+    d2: torch.Tensor | None
+    grid: Grid
+    inputs: dict[str, Any]
+    attrs: dict[str, Any]
+    datasets: dict[str, np.ndarray]
+    path: Path
+
+
+def plan_directions(job: JobConfig, model: nn.Module, center: dict[str, torch.Tensor], sf: SurfaceConfig
+                    ) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
+    """Flat d₁, d₂ (None for a line) of the surface ``sf`` and the description of how they were made."""
+    count = 1 if sf.beta is None else 2
+    params = [n for n, _ in model.named_parameters()]
+    if sf.directions == "pca":
+        store = find_trajectory(sf.trajectory, Path(job.output) / "trajectory.h5")
+        if store is None:
+            raise StoreError("directions=pca needs a trajectory store: train first or set surface.trajectory")
+        return pca_plane(store, center, params, sf.ignore, sf.dir_type, sf.pca_checkpoints, count)
+    if sf.directions == "random":
+        return random_plane(center, params, sf.seed, sf.norm, sf.ignore, sf.dir_type, count)
+    if sf.directions == "checkpoints":
+        trajectory = Path(job.output) / "trajectory.h5"
+        targets = [resolve_checkpoint(ref, model, trajectory, job.model.checkpoint)
+                   for ref in [sf.target1, sf.target2][:count]]
+        return checkpoint_plane(center, targets, params, sf.dir_type)
+    return file_plane(sf.directions_file, center, count)
+
+
+def resolve_surface(job: JobConfig, sf: SurfaceConfig) -> SurfacePlan:
+    """Resolve ``sf`` of ``job`` once into a :class:`SurfacePlan` (data, model at the centre, directions, grid,
+    the projected training path, and the file's records)."""
+    tr, te = prepare_data(job.data)
+    data = evaluation_data(tr, te, job.data, job.evaluate.split, sf.subset)
+    model = prepare_model(job.model, tr, job.train.seed)
+    trajectory = Path(job.output) / "trajectory.h5"
+    state, center_src = resolve_checkpoint(sf.center, model, trajectory, job.model.checkpoint)
+    d1, d2, dir_info = plan_directions(job, model, state, sf)
+    model.load_state_dict(state)
+    spec = StateSpec.from_state(state)
+    cvec = flatten_state(state, spec)
+    # the training path in the plane: every checkpoint of the trajectory, projected
+    traj = find_trajectory(sf.trajectory, trajectory) if sf.directions in ("pca", "random", "checkpoints") else None
+    projected = project_trajectory(traj, cvec, d1, d2, sf.projection) if traj is not None and traj.spec == spec \
+        else None
+    grid = Grid(grid_axis(sf.alpha, None if projected is None else projected["trajectory/alpha"]),
+                grid_axis(sf.beta, None if projected is None else projected["trajectory/beta"]))
+    loss_name = loss_function(job.train.loss, data.task)[0]
+    dir_sum = state_checksum(torch.cat([d1] + ([d2] if d2 is not None else [])))
+    inputs = {"model": job.model.name, "model_kwargs": job.model.kwargs, "data": asdict(job.data),
+              "split": job.evaluate.split, "subset": sf.subset, "center": center_src,
+              "center_checksum": state_checksum(state), "directions_checksum": dir_sum,
+              "loss": loss_name, "precision": job.evaluate.precision, **dir_info}
+    cos = cosine(d1, d2) if d2 is not None else float("nan")
+    if d2 is not None:
+        log.info("cos(d1, d2) = %.4g", cos)
+    attrs = {"model": job.model.name, "center_checksum": inputs["center_checksum"], "directions_checksum": dir_sum,
+             "norm": dir_info.get("norm") or "none", "ignore": dir_info.get("ignore") or "none",
+             "dir_type": dir_info.get("dir_type") or "weights", "seed": int(dir_info.get("seed") or 0),
+             "data": job.data.name, "split": job.evaluate.split, "subset": sf.subset or 0,
+             "cosine_d1_d2": cos, "state_spec": json.dumps(spec.to_json()), "loss_name": loss_name}
+    if "explained_variance" in dir_info:
+        attrs["explained_variance"] = json.dumps(dir_info["explained_variance"])
+    datasets = {"directions/d1": d1.numpy(), "directions/center": cvec.numpy()}
+    if projected is not None:
+        datasets.update(projected)
+        inputs["projection"] = sf.projection
+    if d2 is not None:
+        datasets["directions/d2"] = d2.numpy()
+    path = Path(sf.output) if Path(sf.output).is_absolute() else Path(job.output) / sf.output
+    return SurfacePlan(model, data, d1, d2, grid, inputs, attrs, datasets, path)
+
+
+def run_surface_job(job: JobConfig, progress: bool = True, comm: Any | None = None,
+                    sf: SurfaceConfig | None = None) -> Path:
+    """Compute (or resume) the job's ``[surface]`` (or the given ``sf``); returns the surface file's path.
+
+    With an MPI communicator every rank evaluates (each on its own device) and rank 0 alone writes the file.
+    """
+    sf = sf or job.surface
+    plan = resolve_surface(job, sf)
+    device = pick_device(comm, job.evaluate.device) if comm is not None else job.evaluate.device
+    ev = Evaluator(plan.model, plan.data, device, job.evaluate.batch_size, job.train.loss, job.evaluate.precision)
+    agree(comm, "the centre and directions checksums",
+          (plan.inputs["center_checksum"], plan.inputs["directions_checksum"]))
+    store = on_root(comm, lambda: SurfaceStore.open(plan.path, plan.grid, plan.inputs, plan.attrs, plan.datasets,
+                                                    flush_every=sf.flush_every))
+    plane = PlaneEvaluator(ev, ev.get_flat(), plan.d1, plan.d2, sf.points_per_batch)
+    run_points(plane, store, plan.path, comm, progress, sf.chunk, str(ev.device))
+    return plan.path

@@ -1,0 +1,92 @@
+"""Figures of training dynamics (TensorViz, Chen et al. 2017): per-layer weight and gradient norms over the
+optimiser steps, the walk of each layer's weight vector, and filter correlation heatmaps.
+
+Example:
+    >>> import tempfile, numpy as np
+    >>> plot_correlation({"w": np.eye(3)}, tempfile.mkdtemp() + "/c.png").suffix
+    '.png'
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ..core.errors import ConfigError
+from .mpl import pyplot, save_figure
+
+__all__ = ["plot_norms", "plot_weight_walk", "plot_correlation"]
+
+
+def plot_norms(store: Any, out_dir: str | Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """Weight and gradient L2 norms per layer over steps (conv solid, fully connected dashed) with a √t
+    reference fitted to the weight norms."""
+    nm = store.norms()
+    if nm is None:
+        raise ConfigError(f"{store.path}: no norms recorded; train with train.norms_every=N")
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    s = nm["step"].astype(float)
+    for k, (layer, kind) in enumerate(zip(nm["layers"], nm["kinds"])):
+        ls = "-" if kind == "conv" else ("--" if kind == "linear" else ":")
+        axes[0].plot(s, nm["weight"][:, k], ls, label=f"{layer} ({kind})")
+        axes[1].plot(s, nm["grad"][:, k], ls, label=f"{layer} ({kind})", alpha=0.8)
+    if len(s):
+        ref = np.sqrt(s)
+        mean_w = nm["weight"].mean(1)
+        c = float(np.dot(ref, mean_w - mean_w[0]) / max(np.dot(ref, ref), 1e-12))
+        axes[0].plot(s, mean_w[0] + c * ref, color="black", lw=1, label="√t reference")
+    axes[0].set_ylabel("weight L2 norm")
+    axes[1].set_ylabel("gradient L2 norm")
+    axes[1].set_yscale("log")
+    for ax in axes:
+        ax.set_xlabel("optimiser step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, out_dir, "norms", formats)
+
+
+def plot_weight_walk(store: Any, out_dir: str | Path, method: str = "first2", seed: int = 0,
+                     formats: Sequence[str] = ("png",)) -> list[Path]:
+    """Each layer's weight vector over the checkpoints in 2-D: its first two coordinates (``first2``) or a
+    seeded Gaussian random projection (``random``), coloured by step."""
+    plt = pyplot()
+    names = [n for n in store.spec.names if n.endswith("weight")]
+    t = store.table()
+    vecs = [store.vector(k) for k in range(len(t["step"]))]
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.4 * rows), squeeze=False)
+    g = torch.Generator().manual_seed(seed)
+    for ax, name in zip(axes.ravel(), names):
+        w = torch.stack([v[store.spec.slice(name)] for v in vecs]).double()
+        if method == "random":
+            proj = torch.randn(w.shape[1], 2, generator=g, dtype=torch.float64) / np.sqrt(w.shape[1])
+            xy = (w @ proj).numpy()
+        else:
+            xy = w[:, :2].numpy()
+        ax.plot(xy[:, 0], xy[:, 1], "-", color="grey", lw=0.6)
+        sc = ax.scatter(xy[:, 0], xy[:, 1], c=t["step"], cmap="plasma", s=12)
+        ax.set_title(name, fontsize=8)
+    for ax in axes.ravel()[len(names):]:
+        ax.axis("off")
+    fig.colorbar(sc, ax=axes.ravel().tolist(), label="step")
+    return save_figure(fig, out_dir, "weight_walk", formats)
+
+
+def plot_correlation(corrs: dict[str, np.ndarray], out: str | Path) -> Path:
+    """Heatmaps of correlation matrices side by side (e.g. weights and activations of one layer)."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(corrs), figsize=(4.6 * len(corrs), 4), squeeze=False)
+    for ax, (title, c) in zip(axes[0], corrs.items()):
+        im = ax.imshow(c, vmin=-1, vmax=1, cmap="coolwarm")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("filter")
+        ax.set_ylabel("filter")
+    fig.colorbar(im, ax=axes[0].tolist(), label="Pearson correlation")
+    fig.savefig(out, dpi=150)
+    plt.close(fig)
+    return Path(out)

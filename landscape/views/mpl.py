@@ -1,0 +1,34 @@
+"""matplotlib, imported lazily through :func:`~landscape.core.optional.require` with the Agg backend, and
+saving figures in several formats.
+
+Example:
+    >>> import tempfile
+    >>> plt = pyplot()
+    >>> fig = plt.figure()
+    >>> [p.suffix for p in save_figure(fig, tempfile.mkdtemp(), "empty", ("png", "pdf"))]
+    ['.png', '.pdf']
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..core.optional import require
+
+__all__ = ["pyplot", "save_figure"]
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the non-interactive Agg backend (the ``plot`` extra names the install)."""
+    mpl = require("matplotlib", "plot")
+    mpl.use("Agg")
+    return require("matplotlib.pyplot", "plot")
+
+
+def save_figure(fig: Any, out_dir: str | Path, name: str, formats: Sequence[str], dpi: int = 150) -> list[Path]:
+    """Save ``fig`` as ``out_dir/name.<fmt>`` for each format, close it, and return the files."""
+    out = [Path(out_dir) / f"{name}.{fmt}" for fmt in formats]
+    for p in out:
+        fig.savefig(p, dpi=dpi)
+    pyplot().close(fig)
+    return out

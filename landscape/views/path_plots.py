@@ -1,0 +1,142 @@
+"""Figures of path files: per level and kind, linear vs quadratic overlays, and the comparison with the
+per-epoch test loss recorded during training (interpolation and epoch axes together).
+
+Example:
+    >>> plot_paths.__name__
+    'plot_paths'
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..io.checkpoints import split_source
+from ..io.path_file import read_path
+from ..io.trajectory import TrajectoryStore
+from .mpl import pyplot
+
+__all__ = ["plot_paths"]
+
+
+def _epoch_alpha(p: dict[str, Any], trajectory: Path | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float,
+                                                                     float] | None:
+    """Per-epoch test loss/accuracy of the training run placed on the α axis: α = (e − e₀) / (e₁ − e₀)."""
+    if trajectory is None:
+        return None
+    st = TrajectoryStore(trajectory)
+    t = st.table()
+    ends = []
+    for key in ("start", "end"):
+        src, ref = split_source(str(p["inputs"].get(key, "")))
+        if ref is None or src.resolve() != Path(trajectory).resolve():
+            return None
+        ends.append(float(t["epoch"][st.resolve(ref)]))
+    m = st.metrics()
+    if ends[1] == ends[0]:
+        return None
+    return (m["epoch"] - ends[0]) / (ends[1] - ends[0]), m["test_loss"], m["test_accuracy"], ends[0], ends[1]
+
+
+def plot_paths(files: Sequence[str | Path], out_dir: str | Path | None = None,
+               formats: Sequence[str] = ("png", "pdf"), trajectory: str | Path | None = None) -> list[Path]:
+    """Figures of path files: per level and kind, linear vs quadratic overlays, and the comparison with the
+    per-epoch test loss recorded during training (interpolation and epoch axes together)."""
+    plt = pyplot()
+    paths = [read_path(f) for f in files]
+    out_dir = Path(out_dir) if out_dir else paths[0]["path"].parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    def save(fig: Any, name: str) -> None:
+        fig.tight_layout()
+        for fmt in formats:
+            fig.savefig(out_dir / f"{name}.{fmt}", dpi=150)
+            written.append(out_dir / f"{name}.{fmt}")
+        plt.close(fig)
+
+    cmap = plt.get_cmap("tab10")
+    for p in paths:
+        stem, a = p["path"].stem, p["alpha"]
+        lv = np.array(p["level"])
+        for level in ("model", "layer", "parameter"):
+            idx = np.flatnonzero(lv == level)
+            if not len(idx):
+                continue
+            fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+            layer_of = [p["name"][k].split(".")[0] for k in idx]
+            colours = {lay: cmap(c % 10) for c, lay in enumerate(dict.fromkeys(layer_of))}
+            dmax = max(float(np.max(p["distance"][idx])), 1e-12)
+            for k, lay in zip(idx, layer_of):
+                style: dict[str, Any] = {"lw": 1.2}
+                if level == "parameter":  # opacity proportional to the distance travelled
+                    style.update(color=colours[lay], alpha=0.1 + 0.9 * float(p["distance"][k]) / dmax, lw=1.0)
+                label = p["name"][k] if level != "parameter" else None
+                axes[0].plot(a, p["loss"][k], label=label, **style)
+                axes[1].plot(a, p["accuracy"][k], label=label, **style)
+            if level == "parameter":
+                for lay, c in colours.items():
+                    axes[0].plot([], [], color=c, label=f"{lay} (opacity ∝ distance)")
+            for ax, what in zip(axes, ("loss", "accuracy")):
+                ax.set_xlabel(f"α  ({p['kind']} path, {p['inputs'].get('start')} → {p['inputs'].get('end')})",
+                              fontsize=8)
+                ax.set_ylabel(what)
+                for x in (0, 1):
+                    ax.axvline(x, color="grey", lw=0.6, ls=":")
+                ax.grid(alpha=0.3)
+            axes[0].legend(fontsize=7)
+            fig.suptitle(f"{p['kind']} path, {level} level: {p['inputs'].get('model')}", fontsize=9)
+            save(fig, f"{stem}_{level}")
+
+    # linear vs quadratic, and the training run on the same axis
+    models = [p for p in paths if "model" in p["level"]]
+    if models:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        rows: dict[str, Any] = {}
+        for p in models:
+            k = p["level"].index("model")
+            axes[0].plot(p["alpha"], p["loss"][k], label=f"{p['kind']} path")
+            axes[1].plot(p["alpha"], p["accuracy"][k], label=f"{p['kind']} path")
+            rows[p["kind"]] = p
+        ep = _epoch_alpha(models[0], Path(trajectory) if trajectory else None)
+        if ep is not None:
+            ea, el, eacc, e0, e1 = ep
+            axes[0].plot(ea, el, "o--", color="black", ms=3, label="training (test loss per epoch)")
+            axes[1].plot(ea, eacc, "o--", color="black", ms=3, label="training (test accuracy per epoch)")
+            for ax in axes:  # epoch = e0 + α (e1 − e0): the training run on the interpolation axis
+                top = ax.secondary_xaxis("top", functions=(lambda x: e0 + x * (e1 - e0), lambda e: (e - e0) / (e1 - e0)))
+                top.set_xlabel("epoch", fontsize=8)
+        axes[0].set_yscale("log")
+        for ax, what in zip(axes, ("loss (log scale)", "accuracy")):
+            ax.set_xlabel("α  (interpolation: 0 = start, 1 = end)", fontsize=8)
+            ax.set_ylabel(what)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        save(fig, "paths_compare")
+        with open(out_dir / "paths_compare.csv", "w") as fh:
+            fh.write("alpha," + ",".join(f"{k}_loss,{k}_accuracy" for k in rows) + "\n")
+            for j, x in enumerate(models[0]["alpha"]):
+                vals = []
+                for p in rows.values():
+                    k = p["level"].index("model")
+                    vals += [f"{p['loss'][k, j]:.6g}", f"{p['accuracy'][k, j]:.6g}"]
+                fh.write(f"{x:.6g}," + ",".join(vals) + "\n")
+            if ep is not None:
+                fh.write("\n# training: alpha_of_epoch,test_loss,test_accuracy\n")
+                for x, lo, ac in zip(*ep[:3]):
+                    fh.write(f"{x:.6g},{lo:.6g},{ac:.6g}\n")
+        written.append(out_dir / "paths_compare.csv")
+    layered = [p for p in paths if "layer" in p["level"]]
+    if len(layered) > 1:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for p, ls in zip(layered, ("-", "--", ":")):
+            for c, k in enumerate(np.flatnonzero(np.array(p["level"]) == "layer")):
+                ax.plot(p["alpha"], p["loss"][k], ls, color=cmap(c % 10),
+                        label=f"{p['name'][k]} ({p['kind']})")
+        ax.set_xlabel("α")
+        ax.set_ylabel("loss")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, ncol=2)
+        save(fig, "paths_layers_compare")
+    return written

@@ -1,0 +1,211 @@
+"""Figures of surface files with matplotlib (PNG and PDF).
+
+For a 2-D surface: ``*_contour`` (labelled contour lines), ``*_filled`` (filled contours), ``*_heatmap``
+(with colour bars) and ``*_3d`` (3-D surface), each with a loss and an accuracy panel and the projected
+trajectory overlaid when the file holds one; for a 1-D surface ``*_line``. Axis labels name the
+directions and their normalisation (or the explained variance of PCA directions).
+
+Example:
+    >>> import tempfile, numpy as np
+    >>> from landscape.core.grid import Grid
+    >>> from landscape.io.surface_file import SurfaceStore
+    >>> p = tempfile.mkdtemp() + "/s.h5"
+    >>> st = SurfaceStore.open(p, Grid(np.linspace(-1, 1, 5), np.linspace(-1, 1, 4)), {"k": 1})
+    >>> a, b = st.grid.coords(np.arange(20)); st.write(np.arange(20), a**2 + b**2, 1 - a**2 / 2); st.close()
+    >>> sorted(x.name for x in plot_surface(p, formats=("png",)))[:2]
+    ['s_3d.png', 's_contour.png']
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..core.errors import ConfigError
+from ..core.optional import require
+from ..io.surface_file import SurfaceData, read_projected_path, read_projections, read_surface
+from .mpl import pyplot
+
+__all__ = ["plot_surface", "axis_labels", "levels", "color_norm", "FIGURES"]
+
+_log = logging.getLogger(__name__)
+
+FIGURES = ("contour", "filled", "heatmap", "3d")
+
+
+def axis_labels(s: SurfaceData) -> tuple[str, str]:
+    """Labels of the alpha and beta axes from how the directions were made.
+
+    Example:
+        >>> axis_labels(SurfaceData(None, None, None, None, None, None, {}, {"directions": "random",
+        ...             "norm": "filter"}))
+        ('α  (random direction d₁, filter-normalised)', 'β  (random direction d₂, filter-normalised)')
+    """
+    inp = s.inputs
+    kind = inp.get("directions", "random")
+    if "explained_variance" in s.attrs:
+        ev = json.loads(s.attrs["explained_variance"]) if isinstance(s.attrs["explained_variance"], str) \
+            else list(s.attrs["explained_variance"])
+        return tuple(f"PC{k + 1}  ({100 * ev[k]:.1f}% of variance)" for k in range(2))  # type: ignore[return-value]
+    if kind == "checkpoints":
+        return (f"α  (towards {inp.get('target1', 'θ₁')})", f"β  (towards {inp.get('target2', 'θ₂')})")
+    norm = inp.get("norm", "none")
+    suffix = f", {norm}-normalised" if norm not in (None, "none") else ""
+    what = "random direction" if kind == "random" else "direction"
+    return f"α  ({what} d₁{suffix})", f"β  ({what} d₂{suffix})"
+
+
+def _title(s: SurfaceData) -> str:
+    inp = s.inputs
+    data = inp.get("data", {})
+    dname = data.get("name") if isinstance(data, dict) else data
+    return f"{inp.get('model', '?')} on {dname} ({inp.get('split', '?')}), centre {inp.get('center', '?')}"
+
+
+def _overlay_others(ax: Any, others: dict[str, dict[str, np.ndarray]]) -> None:
+    for c, (label, t) in enumerate(others.items()):
+        ax.plot(t["alpha"], t["beta"], "-^", ms=3, lw=1.2, color=("deepskyblue", "orange", "lime", "magenta")[c % 4],
+                label=label, zorder=4)
+        ax.plot(t["alpha"][-1], t["beta"][-1], "*", ms=10, mec="black", color="white", zorder=5)
+    if others:
+        ax.legend(loc="best", fontsize=7)
+
+
+def _overlay(ax: Any, traj: dict[str, np.ndarray] | None) -> None:
+    if traj is None:
+        return
+    a, b = traj["alpha"], traj["beta"]
+    ax.plot(a, b, "-", color="white", lw=2.5, zorder=3)
+    ax.plot(a, b, "-o", color="crimson", lw=1.2, ms=3, zorder=4, label="trajectory")
+    ax.plot(a[0], b[0], "s", color="black", ms=7, zorder=5, label="start")
+    ax.plot(a[-1], b[-1], "*", color="gold", mec="black", ms=12, zorder=5, label="end")
+    if "epoch" in traj:
+        step = max(1, len(a) // 8)
+        for k in range(0, len(a), step):
+            ax.annotate(f"{traj['epoch'][k]:g}", (a[k], b[k]), textcoords="offset points", xytext=(4, 4),
+                        fontsize=7, zorder=6)
+    ax.legend(loc="best", fontsize=7)
+
+
+def _panels(s: SurfaceData, log: bool, zmax: float | None) -> list[tuple[str, np.ndarray, bool]]:
+    loss = np.ma.masked_invalid(s.loss)
+    if zmax is not None:
+        loss = np.ma.masked_greater(loss, zmax)
+    panels = [("loss", loss, log)]
+    if np.isfinite(s.accuracy).any():
+        panels.append(("accuracy", np.ma.masked_invalid(s.accuracy), False))
+    return panels
+
+
+def color_norm(values: np.ndarray, log: bool) -> Any:
+    """A matplotlib colour normalisation over the finite (unmasked) values, logarithmic when ``log``."""
+    colors = require("matplotlib.colors", "plot")
+    LogNorm, Normalize = colors.LogNorm, colors.Normalize
+    v = values.compressed() if np.ma.isMaskedArray(values) else values[np.isfinite(values)]
+    if log and (v > 0).any():
+        pos = v[v > 0]
+        return LogNorm(pos.min(), pos.max())
+    return Normalize(v.min(), v.max()) if v.size else Normalize(0, 1)
+
+
+def levels(values: np.ndarray, log: bool, n: int = 20) -> np.ndarray:
+    """``n`` contour levels over the finite values: geometric when ``log`` and all are positive, else linear.
+
+    Example:
+        >>> levels(np.array([1.0, 100.0]), True, 3).tolist()
+        [1.0, 10.0, 100.0]
+    """
+    v = values.compressed() if np.ma.isMaskedArray(values) else values[np.isfinite(values)]
+    if not v.size or v.min() == v.max():
+        return np.array([v.min() if v.size else 0.0, (v.max() if v.size else 0.0) + 1e-9])
+    if log and (v > 0).all():
+        return np.geomspace(v.min(), v.max(), n)
+    return np.linspace(v.min(), v.max(), n)
+
+
+def plot_surface(path: str | Path, out_dir: str | Path | None = None, formats: Sequence[str] = ("png", "pdf"),
+                 log: bool = False, zmax: float | None = None, figures: Sequence[str] = FIGURES) -> list[Path]:
+    """Write the figures of one surface file; returns the files written."""
+    bad = [f for f in formats if f not in ("png", "pdf", "svg")]
+    if bad:
+        raise ConfigError(f"plot formats: expected png, pdf or svg, got {bad}")
+    plt = pyplot()
+    s = read_surface(path)
+    out_dir = Path(out_dir) if out_dir else Path(path).parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = Path(path).stem
+    xl, yl = axis_labels(s)
+    written: list[Path] = []
+
+    def save(fig: Any, name: str) -> None:
+        fig.suptitle(_title(s), fontsize=9)
+        fig.tight_layout()
+        for fmt in formats:
+            p = out_dir / f"{stem}_{name}.{fmt}"
+            fig.savefig(p, dpi=150)
+            written.append(p)
+        plt.close(fig)
+
+    if s.beta is None:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        axes[0].plot(s.alpha, s.loss, "-o", ms=3)
+        axes[0].set_ylabel("loss")
+        if log:
+            axes[0].set_yscale("log")
+        axes[1].plot(s.alpha, s.accuracy, "-o", ms=3, color="tab:green")
+        axes[1].set_ylabel("accuracy")
+        for ax in axes:
+            ax.set_xlabel(xl)
+            ax.grid(alpha=0.3)
+        save(fig, "line")
+        return written
+
+    traj = read_projected_path(path)
+    others = read_projections(path)
+    A, B = np.meshgrid(s.alpha, s.beta, indexing="ij")
+    if min(A.shape) < 2:  # contours and surfaces need two points along each axis
+        skipped = [f for f in figures if f != "heatmap"]
+        if skipped:
+            _log.warning("%s: grid %s is too small for %s figures; drawing the heatmap only", path, A.shape, skipped)
+        figures = [f for f in figures if f == "heatmap"]
+    panels = _panels(s, log, zmax)
+    for kind in figures:
+        if kind not in FIGURES:
+            raise ConfigError(f"figure {kind!r}: expected one of {list(FIGURES)}")
+        if kind == "3d":
+            fig = plt.figure(figsize=(6 * len(panels), 5))
+            for k, (name, vals, lg) in enumerate(panels):
+                ax = fig.add_subplot(1, len(panels), k + 1, projection="3d")
+                z = np.log10(vals) if lg else vals
+                ax.plot_surface(A, B, np.ma.filled(z, np.nan), cmap="viridis", linewidth=0, antialiased=True)
+                ax.set_xlabel(xl, fontsize=7)
+                ax.set_ylabel(yl, fontsize=7)
+                ax.set_zlabel(f"log10 {name}" if lg else name)
+            save(fig, "3d")
+            continue
+        fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)
+        for ax, (name, vals, lg) in zip(axes[0], panels):
+            if kind == "contour":
+                cs = ax.contour(A, B, vals, levels=levels(vals, lg or name == "loss"), norm=color_norm(vals, lg),
+                                cmap="viridis")
+                ax.clabel(cs, cs.levels[::2], inline=True, fontsize=7, fmt="%.3g")
+            elif kind == "filled":
+                cs = ax.contourf(A, B, vals, levels=levels(vals, lg or name == "loss"), norm=color_norm(vals, lg),
+                                 cmap="viridis")
+                fig.colorbar(cs, ax=ax, label=name)
+            else:
+                im = ax.pcolormesh(A, B, vals, shading="nearest", norm=color_norm(vals, lg), cmap="viridis")
+                fig.colorbar(im, ax=ax, label=f"{name}{' (log scale)' if lg else ''}")
+            ax.set_xlabel(xl)
+            ax.set_ylabel(yl)
+            ax.set_title(name + (" (log scale)" if lg else ""))
+            ax.set_aspect("auto")
+            _overlay(ax, traj)
+            _overlay_others(ax, others)
+        save(fig, kind)
+    for p in written:
+        _log.info("wrote %s", p)
+    return written

@@ -1,0 +1,234 @@
+"""Export surfaces to VTK XML files for ParaView: ``.vtp`` polydata, ``.vts`` structured grids,
+trajectory polylines and ``.pvd`` collections, written with the ``vtk`` library (appended binary data).
+
+Point order: in a ``.vtp`` surface, point ``i * nb + j`` is ``(alpha[i], beta[j])`` (the surface file's
+C order) and cells are quads; in a ``.vts`` grid VTK's own order applies (``alpha`` varies fastest). The
+z coordinate is the chosen array (``loss``, ``accuracy`` or ``log_loss``), optionally ``log``-scaled,
+clipped at ``zmax`` and multiplied by ``zscale``; points whose value is not finite get the largest finite
+z (their arrays keep inf/NaN). Point arrays: ``loss``, ``accuracy``, ``log_loss`` (natural log), ``done``.
+
+Example:
+    >>> from landscape.io.surface_file import SurfaceData
+    >>> import numpy as np
+    >>> s = SurfaceData(None, np.array([0., 1.]), np.array([0., 1., 2.]), np.arange(6.).reshape(2, 3) + 1,
+    ...                 np.zeros((2, 3)), np.ones((2, 3), np.uint8), {}, {})
+    >>> poly = surface_polydata(s)
+    >>> poly.GetNumberOfPoints(), poly.GetNumberOfCells(), poly.GetPoint(4)
+    (6, 2, (1.0, 1.0, 5.0))
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from scipy.interpolate import RegularGridInterpolator
+
+from ..core.errors import ConfigError
+from ..core.optional import require
+from ..io.surface_file import SurfaceData, read_projected_path, read_surface
+
+__all__ = ["surface_polydata", "surface_structured", "trajectory_polydata", "write_vtk", "write_pvd",
+           "export_surface", "export_files", "resample_surface", "Z_ARRAYS"]
+
+_log = logging.getLogger(__name__)
+
+Z_ARRAYS = ("loss", "accuracy", "log_loss")
+
+
+def _vtk() -> Any:
+    return require("vtk", "vtk")
+
+
+def vtk_numpy() -> tuple[Any, Any]:
+    """vtk's ``numpy_to_vtk`` and ``numpy_to_vtkIdTypeArray``."""
+    support = require("vtk.util.numpy_support", "vtk")
+    return support.numpy_to_vtk, support.numpy_to_vtkIdTypeArray
+
+
+def _arrays(s: SurfaceData) -> dict[str, np.ndarray]:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_loss = np.log(s.loss)
+    return {"loss": s.loss, "accuracy": s.accuracy, "log_loss": log_loss, "done": s.done.astype(np.float64)}
+
+
+def _z(s: SurfaceData, z: str, log: bool, zmax: float | None, zscale: float) -> np.ndarray:
+    if z not in Z_ARRAYS:
+        raise ConfigError(f"z: expected one of {list(Z_ARRAYS)}, got {z!r}")
+    vals = _arrays(s)[z].astype(np.float64)
+    if log:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            vals = np.log10(vals)
+    if zmax is not None:
+        vals = np.minimum(vals, zmax)
+    finite = np.isfinite(vals)
+    fill = vals[finite].max() if finite.any() else 0.0
+    return np.where(finite, vals, fill) * zscale
+
+
+def _add_arrays(target: Any, arrays: dict[str, np.ndarray]) -> None:
+    numpy_to_vtk = vtk_numpy()[0]
+    for name, arr in arrays.items():
+        v = numpy_to_vtk(np.ascontiguousarray(arr, dtype=np.float64), deep=True)
+        v.SetName(name)
+        target.GetPointData().AddArray(v)
+
+
+def _points(xyz: np.ndarray) -> Any:
+    pts = _vtk().vtkPoints()
+    pts.SetData(vtk_numpy()[0](np.ascontiguousarray(xyz, dtype=np.float64), deep=True))
+    return pts
+
+
+def surface_polydata(s: SurfaceData, z: str = "loss", log: bool = False, zmax: float | None = None,
+                     zscale: float = 1.0) -> Any:
+    """The surface as polydata: points (alpha, beta, z) in C order, quad cells (a polyline for a 1-D line)."""
+    vtk = _vtk()
+    zz = _z(s, z, log, zmax, zscale)
+    poly = vtk.vtkPolyData()
+    if s.beta is None:  # a line: points (alpha, 0, z)
+        na = len(s.alpha)
+        poly.SetPoints(_points(np.stack([s.alpha, np.zeros(na), zz], 1)))
+        line = vtk.vtkCellArray()
+        line.InsertNextCell(na, list(range(na)))
+        poly.SetLines(line)
+    else:
+        na, nb = s.loss.shape
+        a, b = np.meshgrid(s.alpha, s.beta, indexing="ij")
+        poly.SetPoints(_points(np.stack([a.ravel(), b.ravel(), zz.ravel()], 1)))
+        i, j = np.meshgrid(np.arange(na - 1), np.arange(nb - 1), indexing="ij")
+        k = (i * nb + j).ravel()
+        quads = np.stack([k, k + nb, k + nb + 1, k + 1], 1)
+        cells = vtk.vtkCellArray()
+        numpy_to_vtkIdTypeArray = vtk_numpy()[1]
+        offsets = numpy_to_vtkIdTypeArray(np.arange(0, 4 * len(quads) + 1, 4, dtype=np.int64), deep=True)
+        conn = numpy_to_vtkIdTypeArray(quads.ravel().astype(np.int64), deep=True)
+        cells.SetData(offsets, conn)
+        poly.SetPolys(cells)
+    _add_arrays(poly, {k: v.ravel() for k, v in _arrays(s).items()})
+    return poly
+
+
+def surface_structured(s: SurfaceData, z: str = "loss", log: bool = False, zmax: float | None = None,
+                       zscale: float = 1.0) -> Any:
+    """The surface as a structured grid of dimensions (na, nb, 1); VTK order (alpha fastest)."""
+    vtk = _vtk()
+    if s.beta is None:
+        raise ConfigError("a 1-D surface has no structured-grid form; export it as vtp")
+    zz = _z(s, z, log, zmax, zscale)
+    na, nb = s.loss.shape
+    a, b = np.meshgrid(s.alpha, s.beta, indexing="ij")
+    grid = vtk.vtkStructuredGrid()
+    grid.SetDimensions(na, nb, 1)
+    grid.SetPoints(_points(np.stack([a.T.ravel(), b.T.ravel(), zz.T.ravel()], 1)))
+    _add_arrays(grid, {k: v.T.ravel() for k, v in _arrays(s).items()})
+    return grid
+
+
+def trajectory_polydata(alpha: np.ndarray, beta: np.ndarray, z: np.ndarray, arrays: dict[str, np.ndarray]) -> Any:
+    """A polyline through (alpha[k], beta[k], z[k]) with point arrays (e.g. epoch, loss)."""
+    vtk = _vtk()
+    poly = vtk.vtkPolyData()
+    n = len(alpha)
+    poly.SetPoints(_points(np.stack([alpha, beta, z], 1)))
+    line = vtk.vtkCellArray()
+    line.InsertNextCell(n, list(range(n)))
+    poly.SetLines(line)
+    _add_arrays(poly, arrays)
+    return poly
+
+
+def write_vtk(data: Any, path: str | Path) -> Path:
+    """Write polydata (.vtp) or a structured grid (.vts) as VTK XML with appended binary data."""
+    vtk = _vtk()
+    path = Path(path)
+    writer = vtk.vtkXMLPolyDataWriter() if isinstance(data, vtk.vtkPolyData) else vtk.vtkXMLStructuredGridWriter()
+    writer.SetFileName(str(path))
+    writer.SetInputData(data)
+    writer.SetDataModeToAppended()
+    writer.EncodeAppendedDataOff()
+    if not writer.Write():
+        raise OSError(f"vtk could not write {path}")
+    return path
+
+
+def write_pvd(entries: Sequence[tuple[float, Path]], path: str | Path) -> Path:
+    """A ParaView collection (.pvd) listing files by timestep (relative paths)."""
+    path = Path(path)
+    rows = "\n".join(f'    <DataSet timestep="{t:g}" group="" part="0" file="{Path(f).name}"/>' for t, f in entries)
+    path.write_text('<?xml version="1.0"?>\n<VTKFile type="Collection" version="0.1" byte_order="LittleEndian">\n'
+                    f"  <Collection>\n{rows}\n  </Collection>\n</VTKFile>\n")
+    return path
+
+
+def resample_surface(s: SurfaceData, factor: int) -> SurfaceData:
+    """A copy on a grid ``factor`` times finer along each axis (SciPy RegularGridInterpolator, linear)."""
+    if factor <= 1:
+        return s
+    alpha = np.linspace(s.alpha[0], s.alpha[-1], (len(s.alpha) - 1) * factor + 1)
+    axes: tuple = (s.alpha,)
+    if s.beta is None:
+        pts: np.ndarray = alpha[:, None]
+        shape: tuple = (len(alpha),)
+        beta = None
+    else:
+        beta = np.linspace(s.beta[0], s.beta[-1], (len(s.beta) - 1) * factor + 1)
+        axes = (s.alpha, s.beta)
+        a, b = np.meshgrid(alpha, beta, indexing="ij")
+        pts, shape = np.stack([a.ravel(), b.ravel()], 1), a.shape
+    out = {}
+    for name in ("loss", "accuracy"):
+        f = RegularGridInterpolator(axes, getattr(s, name), method="linear")
+        out[name] = f(pts).reshape(shape)
+    done = RegularGridInterpolator(axes, s.done.astype(float), method="nearest")(pts).reshape(shape)
+    return SurfaceData(s.path, alpha, beta, out["loss"], out["accuracy"], done.astype(np.uint8), s.attrs, s.inputs)
+
+
+def export_surface(path: str | Path, formats: Sequence[str] = ("vtp",), out_dir: str | Path | None = None,
+                   z: str = "loss", log: bool = False, zmax: float | None = None, zscale: float = 1.0,
+                   resample: int = 1) -> list[Path]:
+    """Export one surface file: the surface in each format, plus ``*_trajectory.vtp`` when it holds a path."""
+    bad = [f for f in formats if f not in ("vtp", "vts")]
+    if bad:
+        raise ConfigError(f"export formats: expected 'vtp' and/or 'vts', got {bad}")
+    s = resample_surface(read_surface(path), resample)
+    out_dir = Path(out_dir) if out_dir else Path(path).parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = Path(path).stem
+    written = []
+    for fmt in formats:
+        data = surface_polydata(s, z, log, zmax, zscale) if fmt == "vtp" else surface_structured(s, z, log, zmax,
+                                                                                                  zscale)
+        written.append(write_vtk(data, out_dir / f"{stem}.{fmt}"))
+    traj = read_projected_path(Path(path))
+    if traj is not None:
+        tz = _z(SurfaceData(None, traj["alpha"], None, traj["loss"], traj.get("accuracy", traj["loss"] * np.nan),
+                            np.ones(len(traj["loss"]), np.uint8), {}, {}), z, log, zmax, zscale)
+        arrays = {k: v for k, v in traj.items() if k not in ("alpha", "beta")}
+        written.append(write_vtk(trajectory_polydata(traj["alpha"], traj["beta"], tz, arrays),
+                                 out_dir / f"{stem}_trajectory.vtp"))
+    for p in written:
+        _log.info("wrote %s", p)
+    return written
+
+
+def export_files(files: Sequence[str | Path], formats: Sequence[str] = ("vtp",), out_dir: str | Path | None = None,
+                 z: str = "loss", log: bool = False, zmax: float | None = None, zscale: float = 1.0,
+                 resample: int = 1) -> list[Path]:
+    """Export several surface files (:func:`export_surface` each) and, for more than one, a ``surfaces.pvd``
+    collection of the surfaces in the first format, so ParaView steps through them.
+
+    Example:
+        >>> export_files([], ("vtp",))
+        []
+    """
+    written: list[Path] = []
+    for f in files:
+        written += export_surface(f, formats, out_dir, z, log, zmax, zscale, resample)
+    if len(files) > 1:
+        fmt = formats[0]
+        surfaces = [p for p in written if p.suffix == f".{fmt}" and not p.stem.endswith("_trajectory")]
+        written.append(write_pvd(list(enumerate(surfaces)), Path(out_dir or Path(files[0]).parent) / "surfaces.pvd"))
+    return written

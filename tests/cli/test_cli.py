@@ -1,0 +1,105 @@
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from landscape.core.errors import EXIT_INTERRUPTED
+from landscape.io.trajectory import TrajectoryStore
+
+from conftest import ROOT, TESTS, run_cli
+
+
+def test_help_lists_commands(cli):
+    r = cli("--help")
+    assert r.returncode == 0
+    for cmd in ("demo", "run", "train", "evaluate", "surface", "path", "status", "export", "plot", "info", "list"):
+        assert cmd in r.stdout
+    r = cli("list", "-q")  # verbosity flags are accepted after the command too
+    assert r.returncode == 0 and "lenet5" in r.stdout
+    r = cli("train", "--help")
+    assert r.returncode == 0 and "--epochs" in r.stdout and "KEY=VALUE" in r.stdout
+
+
+def test_console_script_installed():
+    assert shutil.which("landscape"), "pip install . must provide the 'landscape' console script"
+
+
+@pytest.mark.slow
+def test_demo_runs_and_prints_output_folder(cli, tmp_path):
+    r = cli("demo", "--output", str(tmp_path / "demo"), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert str(tmp_path / "demo") in r.stdout
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["final"]["accuracy"] > 0.85  # lenet5 learns the digits in 15 epochs
+    assert (tmp_path / "demo" / "trajectory.h5").is_file()
+    from landscape.io.surface_file import read_surface
+
+    surface = read_surface(tmp_path / "demo" / "surface.h5")  # 25x25 filter-normalised surface around final
+    assert surface.loss.shape == (25, 25) and surface.done.all() and surface.inputs["norm"] == "filter"
+    assert surface.loss[12, 12] == pytest.approx(summary["final"]["loss"], rel=1e-5)  # (0, 0) is the final model
+    for name in ("surface.vtp", "surface.vts", "surface_contour.png", "surface_3d.pdf", "path_linear.h5",
+                 "path_quadratic.h5", "paths_compare.png", "layers_robust_ambient.csv"):
+        assert (tmp_path / "demo" / name).is_file(), name
+    # the robust/ambient table is printed, one row per LeNet-5 layer
+    for layer in ("conv1", "conv2", "fc1", "fc2", "fc3"):
+        assert any(line.strip().startswith(layer + " ") for line in r.stdout.splitlines()), layer
+    assert "robust" in r.stdout
+    info = cli("info", str(tmp_path / "demo" / "trajectory.h5"))
+    assert info.returncode == 0 and "checkpoints 16" in info.stdout
+    ev = cli("evaluate", f"{tmp_path}/demo/trajectory.h5:final", "--json")
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads(ev.stdout)["loss"] == pytest.approx(summary["final"]["loss"], rel=1e-6)
+
+
+def test_train_resume_and_errors(cli, tmp_path):
+    out = tmp_path / "sp.h5"
+    args = ["train", "--model", "mlp", "--data", "spiral", "--out", str(out), "--no-progress", "model.kwargs.depth=2"]
+    r = cli(*args, "--epochs", "2")
+    assert r.returncode == 0, r.stderr
+    r = cli(*args, "--epochs", "3")
+    assert r.returncode == 0 and "resuming" in r.stderr and "checkpoints 4" in r.stdout
+    r = cli(*args, "--epochs", "4", "--lr", "0.3")
+    assert r.returncode == 2 and "refusing to resume" in r.stderr and "train.lr" in r.stderr
+    r = cli("run", str(tmp_path / "nope.toml"))
+    assert r.returncode == 2 and "does not exist" in r.stderr
+    r = cli("demo", "train.epochs=0", "train.optimizer=lbfgs", "--output", str(tmp_path / "x"))
+    assert r.returncode == 2 and "2 problems" in r.stderr
+    r = cli("info", str(tmp_path / "missing.h5"))
+    assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM])
+def test_signal_during_training_saves_and_resumes(tmp_path, sig):
+    """Slurm's time-limit warning can land while a job trains: exit 75, and the rerun ends where an
+    uninterrupted run ends."""
+    args = ["train", "--model", "lenet5", "--data", "digits", "--epochs", "12", "--no-progress", "--device", "cpu"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT)]))
+    proc = subprocess.Popen([sys.executable, "-m", "landscape", *args, "--out", str(tmp_path / "t.h5")], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t = time.time()
+    while True:  # wait for two epochs on record
+        assert proc.poll() is None and time.time() - t < 120, proc.communicate()[1]
+        try:
+            if len(TrajectoryStore(tmp_path / "t.h5")) >= 3:
+                break
+        except Exception:  # noqa: BLE001 - the file is being created
+            pass
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED and sig.name in err, err
+    stopped = len(TrajectoryStore(tmp_path / "t.h5"))
+    assert stopped < 13  # it really stopped early
+    again = run_cli(*args, "--out", str(tmp_path / "t.h5"))
+    assert again.returncode == 0 and "resuming" in again.stderr, again.stderr
+    full = run_cli(*args, "--out", str(tmp_path / "full.h5"))
+    assert full.returncode == 0, full.stderr
+    a, b = TrajectoryStore(tmp_path / "t.h5"), TrajectoryStore(tmp_path / "full.h5")
+    assert len(a) == len(b) == 13 and torch.equal(a.vector("final"), b.vector("final"))

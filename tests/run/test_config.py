@@ -1,0 +1,54 @@
+
+import pytest
+
+from landscape.run.jobfile import load_job, parse_override
+from landscape.core.errors import ConfigError
+from landscape.stages.job import demo_job_path
+
+from conftest import ROOT
+
+
+def test_demo_job_shipped_in_package_equals_jobs_folder():
+    assert demo_job_path().read_text() == (ROOT / "jobs" / "demo.toml").read_text()
+    job = load_job(demo_job_path())
+    assert (job.model.name, job.data.name, job.train.epochs) == ("lenet5", "digits", 15)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "jobs").glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_job_file_validates(path):
+    job = load_job(path)
+    assert job.name and job.output
+
+
+def test_overrides_types_and_nesting():
+    job = load_job(None, ["train.lr=1", "model.kwargs.depth=5", "data.root=/data/x y", "name=abc",
+                          "data.train_subset=none", "train.nesterov=true"])
+    assert job.train.lr == 1.0 and isinstance(job.train.lr, float)
+    assert job.model.kwargs == {"depth": 5} and job.data.root == "/data/x y" and job.name == "abc"
+    assert job.data.train_subset is None and job.train.nesterov is True
+    assert parse_override("a.b=[1, 2]") == (["a", "b"], [1, 2])
+
+
+def test_all_problems_reported_at_once(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text('[train]\nepochs = 0\noptimiser = "sgd"\nlr = "fast"\n[plots]\nx = 1\n[data]\nname = "mnist"\n'
+                 '[evaluate]\nprecision = "bf16"\ndevice = "cpu"\n')
+    with pytest.raises(ConfigError) as info:
+        load_job(p, ["train.batch_size=-1", "bogus"])
+    text = str(info.value)
+    assert len(info.value.problems) == 1 and "key=value" in text  # override syntax is checked first
+    with pytest.raises(ConfigError) as info:
+        load_job(p, ["train.batch_size=-1"])
+    probs = info.value.problems
+    for needle in ("train.epochs: expected a value >= 1, got 0", "train.optimiser: unknown key",
+                   "train.lr: expected float, got 'fast'", "[plots]: unknown section", "train.batch_size",
+                   "data.root", "bf16 autocast needs CUDA"):
+        assert any(needle in q for q in probs), (needle, probs)
+    assert len(probs) == 7
+
+
+def test_bad_files():
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_job("/no/such/job.toml")
+    with pytest.raises(ConfigError, match="choices|expected one of"):
+        load_job(None, ["train.optimizer=lbfgs"])

@@ -1,0 +1,181 @@
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import mpi_env, wait_for_points
+from landscape.core.models import build_model
+from landscape.run.distributed import chunk_size
+from landscape.run.mpi import local_rank, pick_device
+from landscape.io.surface_file import read_surface
+
+MPIEXEC = shutil.which("mpiexec") or str(Path(sys.executable).with_name("mpiexec"))
+
+
+def test_chunk_size_policy():
+    assert chunk_size(1000, 4, None) == 64  # before a rank's speed is known
+    assert chunk_size(1000, 4, 50.0, target_seconds=2.0) == 100  # about 2 s of work
+    assert chunk_size(1000, 4, 5000.0) == 125  # never more than a fair share: ceil(1000 / 8)
+    assert chunk_size(3, 4, 5000.0) == 1 and chunk_size(0 + 1, 1, None) == 1
+    assert chunk_size(1000, 4, 1.0, minimum=8) == 8  # at least the points evaluated at once
+    assert chunk_size(1000, 4, 50.0, fixed=7) == 7 and chunk_size(5, 4, None, fixed=7) == 5
+
+
+def test_local_rank_from_launcher_variables(monkeypatch):
+    for v in ("SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID"):
+        monkeypatch.delenv(v, raising=False)
+    assert local_rank(None) == (0, 1)
+    monkeypatch.setenv("SLURM_LOCALID", "3")
+    monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "4")
+    assert local_rank(None) == (3, 4)
+    assert pick_device(None, "cpu") == "cpu"
+
+
+def surface_args(tmp_path, out, *extra, model="lenet5", data="digits", grid=("-1:1:7", "-1:1:5")):
+    return ["-m", "landscape", "surface", "--model", model, "--data", data, "--center", str(tmp_path / "c.pt"),
+            "--alpha", grid[0], "--beta", grid[1], "--out", str(tmp_path / out), "--no-progress", "--subset", "60",
+            *extra]
+
+
+@pytest.fixture
+def center(tmp_path):
+    torch.manual_seed(0)
+    torch.save(build_model("lenet5").state_dict(), tmp_path / "c.pt")
+    serial = subprocess.run([sys.executable, *surface_args(tmp_path, "serial.h5")], env=mpi_env(), capture_output=True,
+                            text=True, timeout=300)
+    assert serial.returncode == 0, serial.stderr
+    return read_surface(tmp_path / "serial.h5")
+
+
+def mpirun(n, args, env=None, timeout=300):
+    return subprocess.run([MPIEXEC, "-n", str(n), sys.executable, *args], env=env or mpi_env(), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("n,extra", [(1, []), (2, ["surface.chunk=3"]), (3, [])])
+def test_mpi_equals_serial(tmp_path, center, n, extra):
+    r = mpirun(n, surface_args(tmp_path, "mpi.h5", *extra, "-v"))
+    assert r.returncode == 0, r.stderr
+    s = read_surface(tmp_path / "mpi.h5")
+    assert s.done.all() and s.attrs["status"] == "complete" and s.inputs == center.inputs
+    np.testing.assert_allclose(s.loss, center.loss, rtol=1e-5)
+    np.testing.assert_allclose(s.accuracy, center.accuracy)
+    for rank in range(n):  # every rank reported where it runs
+        assert f"rank {rank} (local {rank} of {n})" in r.stderr and "-> cpu" in r.stderr
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_mpi_run_resumes(tmp_path, center, sig):
+    big = ("-1:1:21", "-1:1:15")  # 315 points: the run cannot finish before the signal lands
+    serial = subprocess.run([sys.executable, *surface_args(tmp_path, "big.h5", grid=big)], env=mpi_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert serial.returncode == 0, serial.stderr
+    center = read_surface(tmp_path / "big.h5")
+    args = surface_args(tmp_path, "k.h5", "surface.flush_every=1", "surface.chunk=2", "--points-per-batch", "1",
+                        grid=big)
+    proc = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, *args], env=mpi_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    wait_for_points(tmp_path / "k.h5", 4, proc)
+    t = time.time()
+    os.killpg(proc.pid, sig)  # the whole job, as the batch system does
+    _, err = proc.communicate(timeout=60)
+    elapsed = time.time() - t
+    part = read_surface(tmp_path / "k.h5")  # readable after any kill
+    mask = part.done.astype(bool)
+    assert 4 <= mask.sum() < 315
+    np.testing.assert_allclose(part.loss[mask], center.loss[mask], rtol=1e-5)
+    if sig == signal.SIGTERM:
+        assert elapsed < 15 and part.attrs["status"] == "partial" and "resume" in err
+    r = mpirun(2, args)
+    assert r.returncode == 0, r.stderr
+    done = read_surface(tmp_path / "k.h5")
+    assert done.done.all() and done.attrs["status"] == "complete"
+    np.testing.assert_allclose(done.loss, center.loss, rtol=1e-5)
+
+
+@pytest.mark.mpi
+def test_failing_rank_aborts_the_job(tmp_path):
+    args = ["-m", "landscape", "surface", "--model", "userdefs:fails_on_rank", "--data", "spiral", "--center",
+            "init", "--alpha", "-1:1:41", "--beta", "-1:1:41", "--out", str(tmp_path / "f.h5"), "--no-progress",
+            "surface.chunk=8", "surface.flush_every=1", f"output={tmp_path}"]
+    torch.manual_seed(0)
+    from userdefs import fails_on_rank
+
+    torch.save(fails_on_rank().state_dict(), tmp_path / "init.pt")
+    args[args.index("init")] = str(tmp_path / "init.pt")
+    t = time.time()
+    r = mpirun(3, args, env=mpi_env(LANDSCAPE_TEST_FAIL_RANK="2"), timeout=120)
+    assert r.returncode != 0 and time.time() - t < 60
+    assert "injected failure on this rank" in r.stderr and "rank 2" in r.stderr
+    s = read_surface(tmp_path / "f.h5")  # what the other ranks computed is kept
+    assert s.attrs["status"] == "partial" and 0 < s.done.sum() < s.done.size
+    r = mpirun(2, args)  # without the failing rank the same command finishes the grid
+    assert r.returncode == 0, r.stderr
+    assert read_surface(tmp_path / "f.h5").done.all()
+
+
+@pytest.mark.mpi
+def test_demo_job_under_mpi(tmp_path):
+    r = mpirun(2, ["-m", "landscape", "demo", "--output", str(tmp_path / "d"), "train.epochs=3",
+                   "surface.alpha=-1:1:5", "surface.beta=-1:1:3", "pca.alpha=\"auto:4\"", "pca.beta=\"auto:3\"",
+                   "paths.alpha=0:1:3", "--no-progress"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("outputs written to") == 1  # rank 0 reports
+    s = read_surface(tmp_path / "d" / "surface.h5")
+    assert s.done.all() and s.loss.shape == (5, 3)
+    assert read_surface(tmp_path / "d" / "surface_pca.h5").done.all()
+    assert read_surface(tmp_path / "d" / "path_quadratic.h5").done.all()
+
+
+_EXIT_SCRIPT = """
+import os, signal, sys, threading, time
+from mpi4py import MPI
+from landscape.run.mpi import exit_together
+rank = MPI.COMM_WORLD.Get_rank()
+if rank == 0:
+    time.sleep(2)  # rank 0 still works alone; a signal to a waiting rank changes nothing
+else:
+    threading.Timer(0.5, os.kill, (os.getpid(), (signal.SIGUSR1, signal.SIGTERM)[rank % 2])).start()
+t = time.time()
+rc = exit_together(int(sys.argv[1 + rank]), timeout=None if rank else 30)
+print(f"rank {rank} rc {rc} at {time.time():.3f} waited {time.time() - t:.2f}", flush=True)
+sys.exit(rc)
+"""
+
+
+@pytest.mark.mpi
+def test_ranks_exit_together_with_the_highest_status(tmp_path):
+    """No rank exits before rank 0 is done, and all exit with the highest status of any rank, so a launcher
+    that ends the step at the first nonzero exit never kills a rank that is still saving."""
+    r = mpirun(3, ["-c", _EXIT_SCRIPT, "0", "75", "0"], timeout=120)
+    lines = sorted(x.split() for x in r.stdout.splitlines() if x.startswith("rank "))
+    assert r.returncode == 75 and [x[3] for x in lines] == ["75", "75", "75"], r.stdout + r.stderr
+    assert float(lines[1][7]) > 1.5 and float(lines[2][7]) > 1.5  # the other ranks waited for rank 0
+    assert max(float(x[5]) for x in lines) - min(float(x[5]) for x in lines) < 1.0
+    r = mpirun(2, ["-c", _EXIT_SCRIPT, "0", "0"], timeout=120)
+    assert r.returncode == 0 and r.stdout.count(" rc 0 ") == 2, r.stdout + r.stderr
+
+
+@pytest.mark.mpi
+def test_unexpected_exception_on_one_rank_ends_the_job(tmp_path):
+    """An error that is not a landscape error (a bug, a CUDA failure) on one rank, while the others wait in a
+    collective step, ends the whole job with the traceback instead of leaving it hanging."""
+    from userdefs import tiny
+
+    torch.save(tiny(2, 3).state_dict(), tmp_path / "init.pt")
+    args = ["-m", "landscape", "surface", "--model", "userdefs:breaks_on_rank", "--data", "spiral", "--center",
+            str(tmp_path / "init.pt"), "--alpha", "-1:1:5", "--out", str(tmp_path / "b.h5"), "--no-progress",
+            f"output={tmp_path}"]
+    t = time.time()
+    r = mpirun(2, args, env=mpi_env(LANDSCAPE_TEST_FAIL_RANK="1"), timeout=120)
+    assert r.returncode != 0 and time.time() - t < 60, r.stderr
+    assert "RuntimeError: injected bug on this rank" in r.stderr and "Traceback" in r.stderr, r.stderr

@@ -1,0 +1,252 @@
+"""Integration tests on a real Slurm (slurmctld + slurmd on this machine, started here, stopped at the end):
+a 2-task MPI surface job, a job requeued mid-grid (scontrol requeue), the time-limit warning (USR1) that makes
+the job requeue itself, and a cancelled job resumed by submitting it again. Each must end with every point
+done, nothing computed twice and the values of an uninterrupted serial run.
+
+Needs the Debian packages slurmctld, slurmd and slurm-client (.ci/run installs them) and root (the minimal
+configuration in slurm.conf.in runs everything as root with auth/none).
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from landscape.core.models import build_model
+from landscape.io.surface_file import read_surface
+
+from conftest import ROOT, TESTS, wait_for_points
+
+pytestmark = [pytest.mark.slurm, pytest.mark.mpi]
+
+GRID = ("-1:1:41", "-1:1:31")  # 1271 points: long enough to interrupt mid-grid on any machine here
+
+
+def _need(condition: bool, why: str) -> None:
+    if condition:
+        return
+    if os.environ.get("CI") or os.environ.get("LANDSCAPE_CI"):
+        pytest.fail(f"{why}; CI must run the Slurm tests (.ci/run installs slurmctld, slurmd and slurm-client)")
+    pytest.skip(why)
+
+
+@dataclass
+class Cluster:
+    env: dict
+    state: Path
+    gpus: int
+
+    def run(self, *cmd: str, check: bool = True) -> str:
+        r = subprocess.run(list(cmd), env=self.env, capture_output=True, text=True, timeout=60)
+        if check and r.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} failed: {r.stderr}")
+        return r.stdout
+
+    def job(self, job_id: str) -> dict:
+        text = self.run("scontrol", "show", "job", "-o", job_id, check=False)
+        return dict(re.findall(r"(\w+)=(\S*)", text))
+
+    def wait_state(self, job_id: str, states: tuple[str, ...], timeout: float = 240) -> dict:
+        t = time.time()
+        while time.time() - t < timeout:
+            info = self.job(job_id)
+            if info.get("JobState") in states:
+                return info
+            time.sleep(0.3)
+        raise AssertionError(f"job {job_id} not in {states} after {timeout} s: {self.job(job_id)}\n{self.logs()}")
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted((self.state / "log").glob("*"))
+                         if p.is_file())
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    for exe in ("slurmctld", "slurmd", "sbatch", "scontrol", "squeue", "scancel"):
+        _need(shutil.which(exe) is not None, f"{exe} is not installed")
+    _need(os.geteuid() == 0, "the local Slurm of the tests runs as root")
+    state = tmp_path_factory.mktemp("slurm")
+    for d in ("state", "spool", "log"):
+        (state / d).mkdir()
+    conf = (TESTS / "slurm.conf.in").read_text().replace("@STATE@", str(state))
+    gpus = 0
+    try:  # fake GPUs (character devices) so that --gpus-per-task sets CUDA_VISIBLE_DEVICES per rank
+        for i in range(2):
+            os.mknod(state / f"fakegpu{i}", 0o666 | 0o020000, os.makedev(1, 3))
+        (state / "gres.conf").write_text(f"NodeName=localhost Name=gpu File={state}/fakegpu[0-1]\n")
+        gpus = 2
+    except OSError:
+        conf = conf.replace(" Gres=gpu:2", "")
+    (state / "slurm.conf").write_text(conf)
+    env = dict(os.environ, SLURM_CONF=str(state / "slurm.conf"),
+               PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    for v in [k for k in env if k.startswith(("SLURM_", "PMI_", "PMIX_")) and k != "SLURM_CONF"]:
+        env.pop(v)
+    busy = subprocess.run(["sinfo", "-h"], env=dict(os.environ, SLURM_CONF=str(state / "slurm.conf")),
+                          capture_output=True, timeout=30)
+    _need(busy.returncode != 0, "a slurmctld already answers on port 6817; stop it first")
+    procs = [subprocess.Popen(cmd, env=env, stdout=open(state / "log" / f"{name}.out", "w"), stderr=subprocess.STDOUT)
+             for name, cmd in (("ctld", ["slurmctld", "-D", "-f", env["SLURM_CONF"]]),
+                               ("d", ["slurmd", "-D", "-N", "localhost", "-f", env["SLURM_CONF"]]))]
+    cluster = Cluster(env, state, gpus)
+    try:
+        t = time.time()
+        while "idle" not in cluster.run("sinfo", "-h", "-o", "%T", check=False):
+            if time.time() - t > 60 or any(p.poll() is not None for p in procs):
+                raise AssertionError(f"the local Slurm did not come up:\n{cluster.logs()}")
+            time.sleep(0.5)
+        yield cluster
+    finally:
+        subprocess.run(["scancel", "--user", "root"], env=env, capture_output=True, timeout=30)
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """A centre model, a surface job around it, and the values of an uninterrupted serial run."""
+    root = tmp_path_factory.mktemp("slurm work")  # a space in every path the jobs see
+    torch.manual_seed(0)
+    torch.save(build_model("lenet5").state_dict(), root / "center.pt")
+    job = root / "surface job.toml"
+    job.write_text(f"""
+[job]
+name = "slurm-surface"
+output = "out"
+
+[model]
+name = "lenet5"
+checkpoint = {json.dumps(str(root / "center.pt"))}
+
+[data]
+name = "digits"
+test_subset = 200
+
+[surface]
+alpha = "{GRID[0]}"
+beta = "{GRID[1]}"
+flush_every = 1
+chunk = 4
+points_per_batch = 1
+""")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT)]))
+    r = subprocess.run([sys.executable, "-m", "landscape", "run", str(job), "--output", str(root / "reference"),
+                        "--no-progress"], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    return root, job, read_surface(root / "reference" / "surface.h5")
+
+
+def submit(cluster: Cluster, job: Path, output: Path, *extra: str, wait: bool = False) -> subprocess.CompletedProcess:
+    size = ["--gpus-per-node", "2"] if cluster.gpus else ["--tasks-per-node", "2"]
+    r = subprocess.run([sys.executable, "-m", "landscape", "submit", str(job), *size, "--time", "10",
+                        "--signal-seconds", "60", "--output", str(output), *extra] + (["--wait"] if wait else []),
+                       env=cluster.env, cwd=output.parent, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and r.stdout.strip().isdigit(), r.stderr + cluster.logs()
+    return r
+
+
+def assert_finished_like(path: Path, reference, resumed_from: int | None = None) -> None:
+    s = read_surface(path)
+    assert s.done.all() and s.attrs["status"] == "complete"
+    np.testing.assert_allclose(s.loss, reference.loss, rtol=1e-5)
+    np.testing.assert_allclose(s.accuracy, reference.accuracy)
+    if resumed_from is not None:  # the last run computed exactly what was missing: nothing lost, nothing twice
+        last = s.runs[-1]
+        assert last["status"] == "complete" and last["points"] == s.done.size - resumed_from, s.runs
+        assert last["ranks"] == 2
+
+
+def test_demo_surface_as_a_two_task_mpi_job(slurm, tmp_path):
+    doc = tomllib.loads((ROOT / "jobs" / "demo.toml").read_text())
+    lines = [f"[{k}]\n" + "\n".join(f"{kk} = {json.dumps(vv)}" for kk, vv in doc[k].items())
+             for k in ("job", "model", "data", "train", "evaluate", "surface")]
+    job = tmp_path / "demo surface.toml"
+    job.write_text("\n\n".join(lines) + "\n")
+    over = ["train.epochs=2", "surface.alpha=-1:1:9", "surface.beta=-1:1:7"]
+    r = submit(slurm, job, tmp_path / "demo", *over, wait=True)
+    job_id = r.stdout.strip()
+    info = slurm.job(job_id)
+    assert info["JobState"] == "COMPLETED" and info["NumTasks"] == "2", info
+    log = (tmp_path / "demo" / f"slurm-{job_id}.out").read_text()
+    for rank in range(2):
+        assert f"rank {rank} (local {rank} of 2)" in log, log
+        if slurm.gpus:  # --gpus-per-task=1: each rank sees its own (fake) GPU
+            assert f"rank {rank} (local {rank} of 2) on" in log and f"CUDA_VISIBLE_DEVICES={rank})" in log, log
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT)]))
+    ref = subprocess.run([sys.executable, "-m", "landscape", "run", str(job), *over, "--output",
+                          str(tmp_path / "serial"), "--no-progress"], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert ref.returncode == 0, ref.stderr
+    assert_finished_like(tmp_path / "demo" / "surface.h5", read_surface(tmp_path / "serial" / "surface.h5"))
+    assert read_surface(tmp_path / "demo" / "surface.h5").runs[-1]["slurm_job_id"] == int(job_id)
+
+
+def test_requeued_job_finishes_the_grid(slurm, work, tmp_path):
+    root, job, reference = work
+    out = tmp_path / "requeued"
+    job_id = submit(slurm, job, out).stdout.strip()
+    wait_for_points(out / "surface.h5", 30, timeout=180)
+    slurm.run("scontrol", "requeue", job_id)
+    info = slurm.wait_state(job_id, ("PENDING",))
+    assert info["Restarts"] == "1"
+    time.sleep(1)
+    part = read_surface(out / "surface.h5")  # readable, partial, with what the first run saved
+    before = int(part.done.sum())
+    assert 30 <= before < part.done.size and part.attrs["status"] == "partial"
+    slurm.run("scontrol", "update", f"jobid={job_id}", "StartTime=now")
+    slurm.wait_state(job_id, ("COMPLETED",))
+    assert_finished_like(out / "surface.h5", reference, resumed_from=before)
+    runs = read_surface(out / "surface.h5").runs
+    assert runs[-1]["slurm_job_id"] == int(job_id) and runs[-1]["slurm_restart_count"] == 1
+    log = (out / f"slurm-{job_id}.out").read_text()
+    assert "restart 0" in log and "restart 1" in log
+
+
+@pytest.mark.parametrize("launcher", ["srun", "mpiexec"])
+def test_time_limit_warning_makes_the_job_requeue_itself(slurm, work, tmp_path, launcher):
+    root, job, reference = work
+    out = tmp_path / "warned"
+    job_id = submit(slurm, job, out, "--launcher", launcher).stdout.strip()
+    wait_for_points(out / "surface.h5", 30, timeout=180)
+    slurm.run("scancel", "--signal=USR1", job_id)  # what --signal=USR1@N delivers: to the job's steps
+    info = slurm.wait_state(job_id, ("PENDING",))
+    assert info["Restarts"] == "1"
+    log = (out / f"slurm-{job_id}.out").read_text()
+    assert "requeueing job" in log and "SIGUSR1" in log and "Killed" not in log, log  # every rank saved and exited 75
+    time.sleep(1)
+    part = read_surface(out / "surface.h5")
+    before = int(part.done.sum())
+    assert part.runs[-1]["status"] == "interrupted" and part.runs[-1]["points"] == before  # saved on the signal
+    slurm.run("scontrol", "update", f"jobid={job_id}", "StartTime=now")
+    slurm.wait_state(job_id, ("COMPLETED",))
+    assert_finished_like(out / "surface.h5", reference, resumed_from=before)
+
+
+def test_cancelled_job_resumes_when_submitted_again(slurm, work, tmp_path):
+    root, job, reference = work
+    out = tmp_path / "cancelled"
+    job_id = submit(slurm, job, out).stdout.strip()
+    wait_for_points(out / "surface.h5", 30, timeout=180)
+    slurm.run("scancel", job_id)
+    slurm.wait_state(job_id, ("CANCELLED",))
+    time.sleep(1)
+    before = int(read_surface(out / "surface.h5").done.sum())
+    assert 30 <= before < np.prod([int(g.split(":")[2]) for g in GRID])
+    again = submit(slurm, job, out, wait=True).stdout.strip()
+    assert again != job_id and slurm.job(again)["JobState"] == "COMPLETED"
+    assert_finished_like(out / "surface.h5", reference, resumed_from=before)

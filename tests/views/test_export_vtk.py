@@ -1,0 +1,131 @@
+import json
+import os
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+
+import h5py
+import numpy as np
+import pytest
+import vtk
+from vtk.util.numpy_support import vtk_to_numpy
+
+from landscape.views.vtk_export import export_surface, write_pvd
+from conftest import ALPHA, BETA, make_surface
+from landscape.io.surface_file import read_surface
+
+
+
+def read(path):
+    reader = vtk.vtkXMLPolyDataReader() if str(path).endswith(".vtp") else vtk.vtkXMLStructuredGridReader()
+    reader.SetFileName(str(path))
+    reader.Update()
+    return reader.GetOutput()
+
+
+def arrays(data):
+    pd = data.GetPointData()
+    return {pd.GetArrayName(i): vtk_to_numpy(pd.GetArray(i)) for i in range(pd.GetNumberOfArrays())}
+
+
+def test_3x5_polydata_round_trips_exactly(tmp_path):
+    s = make_surface(tmp_path / "s.h5")
+    (vtp,) = export_surface(tmp_path / "s.h5", ["vtp"])
+    assert vtp.read_bytes().count(b'format="appended"') >= 1  # XML with appended binary data
+    poly = read(vtp)
+    assert poly.GetNumberOfPoints() == 15 and poly.GetNumberOfCells() == 8
+    pts = vtk_to_numpy(poly.GetPoints().GetData())
+    A, B = np.meshgrid(ALPHA, BETA, indexing="ij")
+    np.testing.assert_array_equal(pts, np.stack([A.ravel(), B.ravel(), s.loss.ravel()], 1))
+    arr = arrays(poly)
+    np.testing.assert_array_equal(arr["loss"], s.loss.ravel())
+    np.testing.assert_array_equal(arr["accuracy"], s.accuracy.ravel())
+    np.testing.assert_allclose(arr["log_loss"], np.log(s.loss.ravel()))
+    # the first quad joins (0,0), (1,0), (1,1), (0,1)
+    ids = poly.GetCell(0).GetPointIds()
+    assert [ids.GetId(i) for i in range(4)] == [0, 5, 6, 1]
+
+
+def test_structured_grid_uses_vtk_order(tmp_path):
+    s = make_surface(tmp_path / "s.h5")
+    (vts,) = export_surface(tmp_path / "s.h5", ["vts"], z="accuracy", zscale=2.0)
+    grid = read(vts)
+    dims = [0, 0, 0]
+    grid.GetDimensions(dims)
+    assert dims == [3, 5, 1] and grid.GetNumberOfPoints() == 15
+    for i in range(3):
+        for j in range(5):
+            pid = i + 3 * j  # VTK: alpha (x) varies fastest
+            assert grid.GetPoint(pid) == pytest.approx((ALPHA[i], BETA[j], 2 * s.accuracy[i, j]))
+            assert arrays(grid)["loss"][pid] == s.loss[i, j]
+
+
+def test_height_options_and_divergent_points(tmp_path):
+    s = make_surface(tmp_path / "s.h5")
+    with h5py.File(tmp_path / "s.h5", "r+") as f:
+        f["loss"][2, 4] = np.inf
+    (vtp,) = export_surface(tmp_path / "s.h5", ["vtp"], zmax=2.0, out_dir=tmp_path / "o")
+    z = vtk_to_numpy(read(vtp).GetPoints().GetData())[:, 2]
+    assert z.max() == 2.0 and z[0] == min(s.loss[0, 0], 2.0)
+    assert np.isinf(arrays(read(vtp))["loss"][14])  # the array keeps the divergent value
+    (vtp,) = export_surface(tmp_path / "s.h5", ["vtp"], log=True, out_dir=tmp_path / "l")
+    z = vtk_to_numpy(read(vtp).GetPoints().GetData())[:, 2]
+    assert z[0] == pytest.approx(np.log10(s.loss[0, 0])) and np.isfinite(z).all()
+
+
+def test_line_trajectory_pvd_and_resampling(tmp_path, cli):
+    make_surface(tmp_path / "line.h5", line=True)
+    (vtp,) = export_surface(tmp_path / "line.h5", ["vtp"])
+    poly = read(vtp)
+    assert poly.GetNumberOfPoints() == 3 and poly.GetNumberOfLines() == 1
+    make_surface(tmp_path / "t.h5", trajectory=True)
+    files = export_surface(tmp_path / "t.h5", ["vtp"], resample=2)
+    traj = read(files[-1])
+    assert files[-1].name == "t_trajectory.vtp" and traj.GetNumberOfPoints() == 3
+    np.testing.assert_array_equal(arrays(traj)["epoch"], [0, 1, 2])
+    fine = read(files[0])
+    assert fine.GetNumberOfPoints() == 5 * 9  # (3-1)*2+1 by (5-1)*2+1
+    coarse = read_surface(tmp_path / "t.h5")
+    np.testing.assert_allclose(arrays(fine)["loss"].reshape(5, 9)[::2, ::2], coarse.loss)
+    make_surface(tmp_path / "u.h5")
+    r = cli("export", str(tmp_path / "t.h5"), str(tmp_path / "u.h5"), "--format", "vtp", "--format", "vts",
+            "--out", str(tmp_path / "both"))
+    assert r.returncode == 0, r.stderr
+    root = ET.parse(tmp_path / "both" / "surfaces.pvd").getroot()
+    assert [d.get("file") for d in root.iter("DataSet")] == ["t.vtp", "u.vtp"]
+    assert {p.name for p in (tmp_path / "both").iterdir()} >= {"t.vtp", "t.vts", "u.vtp", "u.vts",
+                                                                "t_trajectory.vtp"}
+    write_pvd([(0.5, tmp_path / "a.vtp")], tmp_path / "c.pvd")
+    assert ET.parse(tmp_path / "c.pvd").getroot().find("Collection/DataSet").get("timestep") == "0.5"
+
+
+PV_SCRIPT = """
+import json, sys
+from paraview.simple import OpenDataFile
+out = []
+for p in sys.argv[1:]:
+    r = OpenDataFile(p)
+    r.UpdatePipeline()
+    out.append({"points": r.GetDataInformation().GetNumberOfPoints(), "arrays": sorted(r.PointData.keys())})
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_paraview_opens_every_exported_file(tmp_path):
+    pvpython = shutil.which("pvpython")
+    if pvpython is None:
+        if os.environ.get("CI") or os.environ.get("LANDSCAPE_CI"):
+            pytest.fail("pvpython (Debian package paraview) must be installed in CI; .ci/run installs it")
+        pytest.skip("pvpython not installed (apt-get install paraview)")
+    make_surface(tmp_path / "s.h5", trajectory=True)
+    files = export_surface(tmp_path / "s.h5", ["vtp", "vts"])
+    (tmp_path / "pv.py").write_text(PV_SCRIPT)
+    r = subprocess.run([pvpython, str(tmp_path / "pv.py"), *map(str, files)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(next(line for line in r.stdout.splitlines() if line.startswith("RESULT "))[7:])
+    for f, got in zip(files, res):
+        data = read(f)
+        assert got["points"] == data.GetNumberOfPoints(), f
+        assert got["arrays"] == sorted(arrays(data)), f
+    assert res[0]["points"] == 15 and res[2]["arrays"] == ["epoch", "loss"]
