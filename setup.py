@@ -11,10 +11,11 @@ extras = {
     "mpi": ["mpi4py>=3.1", "mpich"],
     "vtk": ["vtk>=9.2"],
     "plot": ["matplotlib>=3.6", "pillow"],
-    "vision": ["torchvision"],
 }
+# torchvision is in no extra: pip would replace the torch installed first (a CPU or a chosen CUDA build) with the
+# newest one. Install the torchvision build that matches your torch by hand (README: Install).
 extras["test"] = ["pytest>=7", "pytest-timeout"] + extras["mpi"] + extras["vtk"] + extras["plot"]
-extras["all"] = sorted({d for k in ("mpi", "vtk", "plot", "vision") for d in extras[k]})
+extras["all"] = sorted({d for k in ("mpi", "vtk", "plot") for d in extras[k]})
 
 setup(
     name="landscape",

@@ -91,3 +91,40 @@ def make_surface(path, trajectory=False, line=False):
             t["alpha"], t["beta"] = np.array([-1.0, -0.4, 0.0]), np.array([1.2, 0.5, 0.0])
             t["epoch"], t["loss"] = np.array([0.0, 1.0, 2.0]), np.array([2.3, 0.9, 0.2])
     return read_surface(path)
+
+
+def rank_pid(launcher_pid: int, rank: int, timeout: float = 60) -> int:
+    """The pid of MPI rank ``rank`` among the descendants of an ``mpiexec`` process (by its PMI_RANK)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        parents = {}
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                try:
+                    parents[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+        for pid in parents:
+            p, chain = pid, 0
+            while p in parents and p != launcher_pid and chain < 10:
+                p, chain = parents[p], chain + 1
+            if p != launcher_pid or pid == launcher_pid:
+                continue
+            try:
+                env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"PMI_RANK={rank}".encode() in env and b"landscape" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+        time.sleep(0.05)
+    raise AssertionError(f"no rank {rank} under launcher {launcher_pid}")
+
+
+@pytest.fixture
+def busy_cores():
+    """Every core busy with a spinning process for the test's duration: the machine CI shares with other work."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    yield len(procs)
+    for p in procs:
+        p.kill()
+        p.wait()

@@ -166,3 +166,4 @@ def test_the_checks_can_fail(tmp_path, monkeypatch):
         test_no_import_cycles()
     with pytest.raises(AssertionError, match="inside a function"):
         test_imports_at_module_top()
+

@@ -5,8 +5,9 @@ A direction is a state-shaped mapping ``name -> tensor``. Tensors a direction mu
 (buffers for ``dir_type="weights"``, integer buffers always, and every 1-D tensor — biases and
 BatchNorm parameters — for ``ignore="biasbn"``) are zero.
 
-Filter normalisation: for every output filter (row along dim 0) ``d_f <- d_f / ||d_f|| * ||w_f||``;
-a 1-D tensor's filters are its scalars. ``layer``: each tensor scaled to ``||w||``; ``model``: the
+Filter normalisation: for every output filter (row along dim 0) ``d_f <- d_f / ||d_f|| * ||w_f||``.
+A 1-D tensor (a bias, BatchNorm's weight, bias and running statistics) that a direction moves (``ignore="none"``)
+gets ``d = w``, as the reference implementation does: moving by α scales it by (1 + α). ``layer``: each tensor scaled to ``||w||``; ``model``: the
 whole direction scaled to ``||w||`` over the tensors it moves; ``none``: unchanged.
 
 Example:
@@ -98,6 +99,9 @@ def normalize_direction(direction: Mapping[str, torch.Tensor], center: Mapping[s
         if name not in keep or (ignore == "biasbn" and d.dim() <= 1) or not center[name].is_floating_point():
             out[name] = torch.zeros_like(d)
             continue
+        if d.dim() <= 1:  # biases, BatchNorm weights and statistics with ignore=none: d = w (as the reference)
+            out[name] = w.clone()
+            continue
         if norm == "filter":
             d2, w2 = d.view(_filters(d)), w.reshape(_filters(d))
             d2.mul_(w2.norm(dim=1, keepdim=True) / (d2.norm(dim=1, keepdim=True) + _EPS))
@@ -105,7 +109,7 @@ def normalize_direction(direction: Mapping[str, torch.Tensor], center: Mapping[s
             d.mul_(w.norm() / (d.norm() + _EPS))
         out[name] = d
     if norm == "model":
-        moved = [n for n in out if n in keep and out[n].abs().sum() > 0]
+        moved = [n for n in out if n in keep and out[n].dim() > 1 and out[n].abs().sum() > 0]
         wn = torch.sqrt(sum((center[n].detach().float().cpu() ** 2).sum() for n in moved)) if moved else 0.0
         dn = torch.sqrt(sum((out[n] ** 2).sum() for n in moved)) if moved else 1.0
         for n in moved:

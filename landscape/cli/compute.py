@@ -27,7 +27,8 @@ _SURFACE_FLAGS = {**{k: v for k, v in FLAGS.items() if k != "seed"}, "center": "
                   "alpha": "surface.alpha", "beta": "surface.beta", "directions": "surface.directions",
                   "norm": "surface.norm", "ignore": "surface.ignore", "dir_type": "surface.dir_type",
                   "seed": "surface.seed", "target1": "surface.target1", "target2": "surface.target2",
-                  "directions_from": "surface.directions_file", "subset": "surface.subset"}
+                  "directions_from": "surface.directions_file", "subset": "surface.subset",
+                  "trajectory": "surface.trajectory"}
 
 
 def _surface_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,7 +36,9 @@ def _surface_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--center", help="θ*: run.h5:NAME, file.pt, or a checkpoint name of the job's trajectory")
     p.add_argument("--alpha", help="MIN:MAX:NUM (default -1:1:25)")
     p.add_argument("--beta", help="MIN:MAX:NUM; omit it together with --alpha given for a 1-D line")
-    p.add_argument("--directions", choices=("random", "checkpoints", "file"), help="surface.directions")
+    p.add_argument("--directions", choices=("random", "checkpoints", "file", "pca"),
+                   help="surface.directions (pca: the trajectory's top principal components)")
+    p.add_argument("--trajectory", help="trajectory store for pca and the projected path (surface.trajectory)")
     p.add_argument("--norm", choices=("filter", "layer", "model", "none"), help="surface.norm (default filter)")
     p.add_argument("--ignore", choices=("biasbn", "none"), help="surface.ignore (default biasbn)")
     p.add_argument("--dir-type", choices=("weights", "states"), help="surface.dir_type (default weights)")

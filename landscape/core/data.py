@@ -242,7 +242,7 @@ def _materialise(ds: Any, name: str, task: str | None) -> TensorData:
 
 def torchvision_data(dataset: str, root: str | Path, **kwargs: Any) -> tuple[TensorData, TensorData]:
     """A torchvision data set class by name (e.g. ``FashionMNIST``) read from ``root`` (no download)."""
-    tv = require("torchvision", "vision")
+    tv = require("torchvision")
     cls = getattr(tv.datasets, dataset, None)
     if cls is None:
         raise DataError(f"torchvision has no data set {dataset!r}")

@@ -11,13 +11,17 @@ from types import ModuleType
 
 from .errors import DependencyError
 
-__all__ = ["require", "EXTRAS"]
+__all__ = ["require", "EXTRAS", "HINTS"]
 
 EXTRAS = {
     "mpi4py": "mpi",
     "vtk": "vtk",
     "matplotlib": "plot",
-    "torchvision": "vision",
+}
+#: modules in no extra, with how to install them instead
+HINTS = {
+    "torchvision": "pip install --no-deps torchvision==<the release that matches your torch> (an extra would let "
+                   "pip replace your torch)",
 }
 
 
@@ -33,7 +37,7 @@ def require(module: str, extra: str | None = None) -> ModuleType:
     except (ImportError, RuntimeError, OSError) as exc:  # torchvision raises RuntimeError on a CUDA/CPU mismatch
         top = module.split(".")[0]
         extra = extra or EXTRAS.get(top)
-        hint = f'pip install "landscape[{extra}]"' if extra else f"pip install {top}"
+        hint = f'pip install "landscape[{extra}]"' if extra else HINTS.get(top, f"pip install {top}")
         raise DependencyError(
             f"optional dependency '{module}' is not usable here ({type(exc).__name__}: {exc}); "
             f"install it with: {hint}"

@@ -18,7 +18,7 @@ from typing import Iterator
 
 from .errors import Interrupted
 
-__all__ = ["interruptible", "check_interrupted", "interrupt_pending", "stop_signals_ignored"]
+__all__ = ["interruptible", "check_interrupted", "interrupt_pending", "stop_signals_ignored", "deferred"]
 
 
 _SIGNAL: dict[str, int | None] = {"depth": 0, "signum": None}
@@ -105,3 +105,33 @@ def check_interrupted() -> None:
     """
     if interrupt_pending():
         raise _interrupted(_SIGNAL["signum"])
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Inside :func:`interruptible`, hold SIGTERM/SIGUSR1 until the block ends, then raise :class:`Interrupted`:
+    for writes that must not be cut in half (an HDF5 dataset resized but not yet filled). Elsewhere, and in
+    other threads, it changes nothing.
+
+    Example:
+        >>> import os
+        >>> with interruptible():
+        ...     try:
+        ...         with deferred():
+        ...             os.kill(os.getpid(), signal.SIGTERM)
+        ...             print("the write ends")
+        ...     except Interrupted:
+        ...         print("then the signal stops the run")
+        the write ends
+        then the signal stops the run
+    """
+    if threading.current_thread() is not threading.main_thread() or not _SIGNAL["depth"]:
+        yield
+        return
+
+    def hold(signum: int, _frame: object) -> None:
+        _SIGNAL["signum"] = signum
+
+    with _stop_signals_to(hold):
+        yield
+    check_interrupted()

@@ -1,7 +1,7 @@
 """Choosing how many grid points the plane evaluator computes at once, and how.
 
-``points_per_batch`` is ``"auto"`` (timed on real points, see :func:`calibrate`), ``N`` (N points stacked
-with vmap) or ``"threads:N"`` (N points on concurrent CPU threads).
+``points_per_batch`` is ``"auto"`` (timed on probe points whose results are thrown away, see
+:func:`calibrate`), ``N`` (N points stacked with vmap) or ``"threads:N"`` (N points on concurrent CPU threads).
 
 Example:
     >>> parse_points_per_batch("threads:4")
@@ -45,57 +45,76 @@ def parse_points_per_batch(value: int | str) -> tuple[str, int]:
 
 
 
-def calibrate(plane: Any, alphas: np.ndarray, betas: np.ndarray, candidates: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
-              ) -> tuple[int, np.ndarray, np.ndarray]:
-    """Time real points of ``plane`` (a :class:`~landscape.engine.plane.PlaneEvaluator`) one at a time, stacked
-    with vmap (``candidates``) and, on a CPU with several threads, concurrently on threads; keep the fastest
-    (set on the plane). Returns (points used, loss, accuracy)."""
-    used, losses, accs = 0, [], []
-    best, best_rate = ("one", 1), 0.0
+def _timed(plane: Any, alphas: np.ndarray, betas: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     dev = plane.ev.device
-    vmap_sizes = tuple(c for c in candidates if c > 1) if plane.numel_moved <= VMAP_MAX_NUMEL else ()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    t = time.perf_counter()
+    lo, ac = plane.evaluate_points(alphas, betas)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    return time.perf_counter() - t, lo, ac
+
+
+def calibrate(plane: Any, alphas: np.ndarray, betas: np.ndarray, expected: int | None = None,
+              share: float = 0.05, reference: int = 4) -> tuple[str, int]:
+    """Choose how ``plane`` (a :class:`~landscape.engine.plane.PlaneEvaluator`) evaluates several points at
+    once, by timing candidate modes on probe points at the given coordinates; the probes' results are thrown
+    away (the caller computes the points again in the chosen mode), so no stored value depends on timing.
+
+    One point at a time is timed first on ``reference`` points; its rate bounds the time calibration may take
+    to ``share`` of the expected work (``expected`` points). Then vmap stacks (small models) and concurrent CPU
+    threads are timed, each only if it fits that budget, and a mode is eligible only if it gives the reference
+    points' values bitwise: stacked convolutions round differently from single ones, so for most conv models
+    only threads qualify. The fastest eligible mode (at least 5 % faster than one at a time) is set on the
+    plane and returned as ``(mode, points)``.
+    """
+    def probe(k: int) -> tuple[np.ndarray, np.ndarray]:  # k probe coordinates, repeated if too few are given
+        return np.resize(np.asarray(alphas, np.float64), k), np.resize(np.asarray(betas, np.float64), k)
+
+    plane.batch_mode, plane.points_per_batch = "one", 1
+    plane._stacking_checked = True  # stacked modes are checked against the reference here
+    started = time.perf_counter()
+    _timed(plane, *probe(1))  # warm-up
+    seconds, ref_loss, ref_acc = _timed(plane, *probe(reference))
+    rate_one = reference / max(seconds, 1e-9)
+    budget = share * (expected or len(alphas)) / rate_one
+    best, best_rate = ("one", 1), rate_one
+    dev = plane.ev.device
+    vmap_sizes = tuple(c for c in (2, 4, 8, 16, 32) if plane.numel_moved <= VMAP_MAX_NUMEL)
     cores = cpu_threads() if dev.type == "cpu" else 1
     thread_sizes = tuple(t for t in (2, 4, 8, 16, 32, 64) if t <= cores)
-    sequences = [(("one", 1), ("one", 1))] + [tuple(("vmap", c) for c in vmap_sizes)] + [
-        tuple(("threads", t) for t in thread_sizes)]
-    first = True
-    for seq in sequences:
-        seq_best = 0.0
-        for mode, p in seq:
-            n = p * (2 if mode == "threads" else 1)  # threads: two rounds, the first warms the replicas
-            if used + n > len(alphas):
-                break
-            plane.batch_mode, plane.points_per_batch = mode, p
-            sl = slice(used, used + n)
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            t = time.perf_counter()
+    for family, sizes in (("vmap", vmap_sizes), ("threads", thread_sizes)):
+        family_best = 0.0
+        for p in sizes:
+            k = max(p, reference)
+            if time.perf_counter() - started + 2 * k / rate_one > budget:
+                break  # a warm-up and a timed round would exceed the calibration's share of the work
+            plane.batch_mode, plane.points_per_batch = family, p
             try:
-                lo, ac = plane.evaluate_points(alphas[sl], betas[sl])
+                _timed(plane, *probe(k))  # warm-up (thread replicas, vmap tracing)
+                seconds, lo, ac = _timed(plane, *probe(k))
             except (RuntimeError, NotImplementedError) as exc:  # no vmap rule, or out of memory
-                log.info("%s evaluation of %d points failed (%s)", mode, p, str(exc)[:120])
+                log.info("%s evaluation of %d points failed (%s)", family, p, str(exc)[:120])
                 if dev.type == "cuda":
                     torch.cuda.empty_cache()
                 break
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            rate = n / (time.perf_counter() - t)
-            losses.append(lo), accs.append(ac)
-            used += n
-            if first:  # the very first run warms up
-                first = False
-                continue
-            if rate > best_rate * 1.05:
-                best, best_rate = (mode, p), rate
-            if rate < seq_best * 0.8:
+            if not (np.array_equal(lo[:reference], ref_loss, equal_nan=True)
+                    and np.array_equal(ac[:reference], ref_acc, equal_nan=True)):
+                log.info("%s evaluation of %d points rounds differently from one point at a time; not used",
+                         family, p)
                 break
-            seq_best = max(seq_best, rate)
+            rate = k / max(seconds, 1e-9)
+            if rate > best_rate * 1.05:
+                best, best_rate = (family, p), rate
+            if rate < family_best * 0.8:
+                break
+            family_best = max(family_best, rate)
     plane.batch_mode, plane.points_per_batch = best
-    log.info("points per batch: %d (%s; %.1f points/s while calibrating)", best[1],
+    log.info("points per batch: %d (%s; %.1f points/s while calibrating, %.2f s spent)", best[1],
              {"one": "one at a time", "vmap": "stacked with vmap", "threads": "concurrent threads"}[best[0]],
-             best_rate)
-    return used, (np.concatenate(losses) if losses else np.empty(0)), (
-        np.concatenate(accs) if accs else np.empty(0))
+             best_rate, time.perf_counter() - started)
+    return best
 
 
 def cpu_threads() -> int:

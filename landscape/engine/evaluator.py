@@ -29,7 +29,7 @@ from ..core.data import TensorData
 from ..core.errors import CheckpointError, ConfigError
 from ..core.params import StateSpec, model_state
 from .device import autocast_context, resolve_device
-from .losses import loss_function
+from .losses import loss_function, per_sample_loss
 
 __all__ = ["EvalResult", "Evaluator"]
 
@@ -60,7 +60,8 @@ class Evaluator:
         self.state = model_state(self.model, buffers=True)
         self.spec = StateSpec.from_state(self.state)
         self.task = data.task
-        self.loss_name, self._loss = loss_function(loss, data.task)
+        self.loss_name = loss_function(loss, data.task)[0]
+        self._loss = per_sample_loss(self.loss_name)
         self.precision = precision
         self._autocast = lambda: autocast_context(self.device, precision)
         autocast_context(self.device, precision)  # validate now, not at the first evaluation
@@ -155,7 +156,7 @@ class Evaluator:
         with self._autocast():
             for x, y in self._iter():
                 out = self.model(x).float()
-                loss_sum += self._loss(out, y)
+                loss_sum += self._loss(out, y).double().sum()
                 if classify:
                     correct += (out.argmax(1) == y).sum()
         vals = torch.stack([loss_sum, correct.double()]).tolist()  # one host sync

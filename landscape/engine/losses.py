@@ -1,4 +1,8 @@
-"""Summed losses by name; the evaluator divides by the sample count once per evaluation.
+"""Losses by name: summed over a batch (training), and per sample (evaluation).
+
+The evaluator sums per-sample losses in float64, one point at a time, in sample order: every way of
+evaluating points (one at a time, stacked with vmap, on threads) reduces the same values the same way, so a
+stored value does not depend on how it was computed (see :mod:`landscape.engine.calibration`).
 
 Example:
     >>> import torch
@@ -15,7 +19,7 @@ import torch.nn.functional as F
 
 from ..core.errors import ConfigError
 
-__all__ = ["LOSSES", "loss_function"]
+__all__ = ["LOSSES", "PER_SAMPLE", "loss_function", "per_sample_loss"]
 
 
 def _mse_sum(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -28,6 +32,28 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "nll": lambda out, y: F.nll_loss(out, y, reduction="sum"),
     "mse": _mse_sum,
 }
+
+
+def _mse_per_sample(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    n = y.shape[0]
+    return F.mse_loss(out.reshape(n, -1), y.reshape(n, -1), reduction="none").mean(1)
+
+
+PER_SAMPLE: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "cross_entropy": lambda out, y: F.cross_entropy(out, y, reduction="none"),
+    "nll": lambda out, y: F.nll_loss(out, y, reduction="none"),
+    "mse": _mse_per_sample,
+}
+
+
+def per_sample_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The loss of each sample (shape ``[N]``) by name, as :func:`loss_function` names it.
+
+    Example:
+        >>> per_sample_loss("mse")(torch.tensor([[1.0, 3.0]]), torch.tensor([[0.0, 0.0]])).tolist()
+        [5.0]
+    """
+    return PER_SAMPLE[name]
 
 
 def loss_function(name: str | None, task: str) -> tuple[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:

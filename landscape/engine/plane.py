@@ -21,6 +21,7 @@ Example:
 """
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -34,6 +35,8 @@ from .calibration import calibrate, cpu_threads, parse_points_per_batch
 from .evaluator import Evaluator
 
 __all__ = ["PlaneEvaluator"]
+
+log = logging.getLogger(__name__)
 
 
 class PlaneEvaluator:
@@ -64,6 +67,8 @@ class PlaneEvaluator:
                 self.b.append(v2.to(t.dtype))
         self.numel_moved = sum(t.numel() for t in self.targets)
         self.auto = points_per_batch == "auto"
+        self.expected_points: int | None = None  # points this evaluator will compute (the calibration's budget)
+        self._stacking_checked = False
         self.batch_mode, self.points_per_batch = parse_points_per_batch(points_per_batch)
         self._replicas: list[PlaneEvaluator] = []
         self._pool, self._pool_size = None, 0
@@ -72,11 +77,15 @@ class PlaneEvaluator:
     @torch.no_grad()
     def set_point(self, alpha: float, beta: float) -> None:
         """Write θ* + α·d₁ + β·d₂ into the model in place."""
-        torch._foreach_copy_(self.targets, self.c)
+        self._form(self.targets, alpha, beta)
+
+    def _form(self, targets: list[torch.Tensor], alpha: float, beta: float) -> None:
+        """θ* + α·d₁ + β·d₂ into ``targets`` (the moved tensors, in order), by the same fused ops for every mode."""
+        torch._foreach_copy_(targets, self.c)
         if alpha:
-            torch._foreach_add_(self.targets, self.a, alpha=float(alpha))
+            torch._foreach_add_(targets, self.a, alpha=float(alpha))
         if beta:
-            torch._foreach_add_(self.targets, self.b, alpha=float(beta))
+            torch._foreach_add_(targets, self.b, alpha=float(beta))
 
     def state_at(self, alpha: float, beta: float) -> dict[str, torch.Tensor]:
         """θ(α, β) as a state dict (for checks and exports; the engine itself never builds one)."""
@@ -88,12 +97,9 @@ class PlaneEvaluator:
     def _evaluate_batched(self, alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ev, dev = self.ev, self.ev.device
         p = len(alphas)
-        a = torch.as_tensor(alphas, dtype=torch.float32, device=dev)
-        b = torch.as_tensor(betas, dtype=torch.float32, device=dev)
-        stacked = {}
-        for name, c, d1, d2 in zip(self.names, self.c, self.a, self.b):
-            shape = (p,) + (1,) * c.dim()
-            stacked[name] = c.unsqueeze(0) + a.view(shape).to(c.dtype) * d1 + b.view(shape).to(c.dtype) * d2
+        stacked = {name: torch.empty((p,) + c.shape, dtype=c.dtype, device=dev) for name, c in zip(self.names, self.c)}
+        for k in range(p):  # each point formed exactly as set_point forms it, so the values are the same
+            self._form([stacked[name][k] for name in self.names], alphas[k], betas[k])
         model = ev.model
 
         def run(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
@@ -107,7 +113,8 @@ class PlaneEvaluator:
         with ev._autocast():
             for x, y in ev._iter():
                 out = batched(stacked, x).float()
-                loss_sum += per_loss(out, y)
+                per_sample = per_loss(out, y)
+                loss_sum += torch.stack([row.double().sum() for row in per_sample])  # as one point reduces
                 if classify:
                     correct += (out.argmax(-1) == y).sum(1)
         loss = (loss_sum / ev.n).cpu().numpy()
@@ -146,18 +153,31 @@ class PlaneEvaluator:
             f.result()
         return loss, acc
 
+    def _check_stacking(self, alpha: float, beta: float) -> None:
+        """A stacked (vmap) evaluation must give one point's values bitwise; where it does not (most convolution
+        models: stacked convolutions round differently), evaluate one point at a time instead."""
+        self._stacking_checked = True
+        p = self.points_per_batch
+        stacked = self._evaluate_batched(np.full(p, alpha), np.full(p, beta))
+        self.set_point(alpha, beta)
+        r = self.ev.evaluate()
+        if stacked[0][0] == r.loss or (np.isnan(stacked[0][0]) and np.isnan(r.loss)):
+            return
+        log.warning("stacking %d points with vmap rounds differently from one point at a time for this model "
+                    "(loss %.17g vs %.17g); evaluating one point at a time so that values do not depend on the "
+                    "batch mode", p, stacked[0][0], r.loss)
+        self.batch_mode, self.points_per_batch = "one", 1
+
     def evaluate_points(self, alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Loss and accuracy at each (alpha[k], beta[k]), ``points_per_batch`` at a time (stacked with vmap,
-        or concurrently on CPU threads); with ``"auto"`` the first call times its first points in several
-        ways and keeps the fastest."""
+        or concurrently on CPU threads); with ``"auto"`` the first call first times probe points in several ways
+        (see :func:`~landscape.engine.calibration.calibrate`) and keeps the fastest that gives the same values."""
         alphas, betas = np.asarray(alphas, np.float64), np.asarray(betas, np.float64)
         if self.auto:
             self.auto = False
-            used, lo, ac = calibrate(self, alphas, betas)
-            if used < len(alphas):
-                rest = self.evaluate_points(alphas[used:], betas[used:])
-                lo, ac = np.concatenate([lo, rest[0]]), np.concatenate([ac, rest[1]])
-            return lo, ac
+            calibrate(self, alphas, betas, self.expected_points)
+        elif self.batch_mode == "vmap" and not self._stacking_checked and len(alphas):
+            self._check_stacking(alphas[0], betas[0])
         if self.batch_mode == "threads":
             return self._evaluate_threads(alphas, betas)
         loss, acc = np.empty(len(alphas)), np.empty(len(alphas))

@@ -36,8 +36,10 @@ import numpy as np
 
 from ..core.errors import StoreError
 from ..core.grid import Grid
+from ..core.signals import deferred
 from ..core.version import __version__
 from .hdf5 import PATH_SCHEMA, SURFACE_SCHEMA, SURFACE_VERSION, open_hdf5, unreadable
+from .locks import WriterLock
 
 __all__ = ["SurfaceStore", "SurfaceData", "read_surface", "diff_inputs", "append_run", "batch_context",
            "read_projected_path", "read_projections"]
@@ -228,6 +230,7 @@ class SurfaceStore:
 
     def __init__(self, path: Path, f: h5py.File, flush_every: int, flush_seconds: float):
         self.path, self._f = path, f
+        self._lock: WriterLock | None = None
         a0, a1 = _axes(f)
         self.grid = Grid(f[a0][:], f[a1][:] if a1 in f else None)
         self.loss = f["loss"][()]
@@ -242,11 +245,25 @@ class SurfaceStore:
              datasets: Mapping[str, np.ndarray] | None = None, flush_every: int = 64,
              flush_seconds: float = 10.0, schema: str = SURFACE_SCHEMA,
              axes: tuple[str, str] = ("alpha", "beta")) -> "SurfaceStore":
-        """Create the file with its full layout, or reopen it if its inputs equal ``inputs``.
+        """Create the file with its full layout, or reopen it if its inputs equal ``inputs``. The store is the
+        file's only writer until it is closed (:class:`~landscape.io.locks.WriterLock`): a second run on the
+        same file is refused at once.
 
         ``schema``/``axes``: ``landscape.path`` files use the same layout with axes ``("item", "alpha")``.
         """
-        path = Path(path)
+        lock = WriterLock(path).acquire()
+        try:
+            store = cls._open(Path(path), grid, inputs, attrs, datasets, flush_every, flush_seconds, schema, axes)
+        except BaseException:
+            lock.release()
+            raise
+        store._lock = lock
+        return store
+
+    @classmethod
+    def _open(cls, path: Path, grid: Grid, inputs: Mapping[str, Any], attrs: Mapping[str, Any] | None,
+              datasets: Mapping[str, np.ndarray] | None, flush_every: int, flush_seconds: float, schema: str,
+              axes: tuple[str, str]) -> "SurfaceStore":
         inputs = _canon(dict(inputs, **{axes[0]: grid.alpha, axes[1]: grid.beta}))
         if path.exists():
             f = _open_checked(path, "r+")
@@ -301,7 +318,12 @@ class SurfaceStore:
             self.flush()
 
     def flush(self) -> None:
-        """Write the rows touched since the last flush (values first, then the done mask) and flush the file."""
+        """Write the rows touched since the last flush (values first, then the done mask) and flush the file;
+        SIGTERM/SIGUSR1 wait until it is done."""
+        with deferred():
+            self._flush()
+
+    def _flush(self) -> None:
         if self._dirty:
             rows = np.unravel_index(np.asarray(self._dirty), self.grid.shape)[0]
             r0, r1 = int(rows.min()), int(rows.max()) + 1
@@ -317,11 +339,15 @@ class SurfaceStore:
 
     def close(self, status: str | None = None) -> None:
         """Flush, record the status (``complete`` when every point is done, else ``partial``) and close."""
-        if not self._f.id.valid:
-            return
-        self.flush()
-        self._f.attrs["status"] = status or ("complete" if self.done.all() else "partial")
-        self._f.close()
+        try:
+            if not self._f.id.valid:
+                return
+            self.flush()
+            self._f.attrs["status"] = status or ("complete" if self.done.all() else "partial")
+            self._f.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
     def __enter__(self) -> "SurfaceStore":
         return self

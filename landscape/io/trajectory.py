@@ -7,7 +7,7 @@ Layout (schema ``landscape.trajectory`` version 1, see ``docs/schema.md``)::
     /checkpoints/step     int64   [n]   optimiser steps taken
     /checkpoints/kind     str     [n]   "init" | "epoch" | "step"
     /metrics/{epoch,train_loss,train_accuracy,test_loss,test_accuracy}   [n_epochs + 1]
-    /resume/optimizer     uint8   torch.save bytes of the optimiser state (weights_only-loadable)
+    /resume_records/<epoch>  uint8   torch.save bytes of the optimiser state, epoch and step (weights_only)
 
 Checkpoints are named ``init``, ``final``, ``mid``, ``epoch 7``, ``step 300`` or ``#3`` (index).
 
@@ -23,13 +23,15 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import pickle
 import logging
 import re
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import h5py
 import numpy as np
@@ -37,6 +39,7 @@ import torch
 
 from ..core.errors import CheckpointError, StoreError
 from ..core.params import StateSpec, unflatten_state
+from ..core.signals import deferred
 from ..core.version import __version__
 from .hdf5 import TRAJECTORY_SCHEMA, TRAJECTORY_VERSION, open_hdf5, unreadable
 
@@ -82,8 +85,11 @@ class TrajectoryStore:
 
     # -- creation ---------------------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | Path, spec: StateSpec, attrs: Mapping[str, Any]) -> "TrajectoryStore":
-        """Create an empty store (refuses to overwrite an existing file)."""
+    def create(cls, path: str | Path, spec: StateSpec, attrs: Mapping[str, Any], init: torch.Tensor | None = None,
+               resume: Mapping[str, Any] | None = None) -> "TrajectoryStore":
+        """Create a store (refuses to overwrite an existing file), holding the ``init`` checkpoint and the
+        ``resume`` record from the moment it appears under its name: a run killed at any point after this
+        resumes."""
         path = Path(path)
         if path.exists():
             raise StoreError(f"{path}: already exists; resume it, or choose another output")
@@ -106,6 +112,11 @@ class TrajectoryStore:
             m = f.create_group("metrics")
             for k in METRICS:
                 m.create_dataset(k, (0,), "f8", maxshape=(None,))
+        first = cls(tmp)
+        if init is not None:
+            first.append_checkpoint(init, epoch=0, step=0, kind="init")
+        if resume is not None:
+            first.save_resume(resume)
         tmp.rename(path)
         return cls(path)
 
@@ -117,11 +128,18 @@ class TrajectoryStore:
         except OSError as exc:
             raise StoreError(f"{self.path}: cannot be opened ({exc}); the file is truncated or corrupted") from exc
 
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[h5py.File]:
+        """The file for one whole write: SIGTERM/SIGUSR1 wait until it is done (see
+        :func:`~landscape.core.signals.deferred`), so no dataset is left resized but unfilled."""
+        with deferred(), self._open("a") as f:
+            yield f
+
     # -- writing ----------------------------------------------------------------------------------
     def append_checkpoint(self, vector: torch.Tensor, epoch: float, step: int, kind: str) -> None:
         """Append one flat state with its epoch, step and kind."""
         v = vector.detach().to("cpu", torch.float32).numpy()
-        with self._open("a") as f:
+        with self._write() as f:
             n = f["states"].shape[0]
             f["states"].resize(n + 1, 0)
             f["states"][n] = v
@@ -135,7 +153,7 @@ class TrajectoryStore:
         """Append rows of per-layer L2 norms (``/norms/{step,weight,grad}``) recorded during training."""
         if not len(steps):
             return
-        with self._open("a") as f:
+        with self._write() as f:
             if "norms" not in f:
                 g = f.create_group("norms")
                 g.attrs["layers"] = json.dumps(layers)
@@ -160,31 +178,46 @@ class TrajectoryStore:
 
     def append_metrics(self, **values: float) -> None:
         """Append one row of per-epoch metrics (missing ones are NaN)."""
-        with self._open("a") as f:
+        with self._write() as f:
             for k in METRICS:
                 ds = f["metrics"][k]
                 ds.resize(ds.shape[0] + 1, 0)
                 ds[-1] = values.get(k, np.nan)
 
     def save_resume(self, payload: Mapping[str, Any]) -> None:
-        """Store what resuming needs (optimiser state, epoch, step) as torch.save bytes."""
+        """Store what resuming needs (optimiser state, epoch, step) as torch.save bytes, in a record of its own
+        (``/resume_records/<epoch>``): the previous record stays until the new one is whole, so a run killed
+        while saving still resumes from the one before."""
         buf = io.BytesIO()
         torch.save(dict(payload), buf)
-        with self._open("a") as f:
-            if "resume" in f:
+        name = f"{int(payload.get('epoch', 0)):06d}"
+        with self._write() as f:
+            g = f.require_group("resume_records")
+            if name in g:
+                del g[name]
+            g.create_dataset(name, data=np.frombuffer(buf.getvalue(), np.uint8))
+            for old in sorted(g)[:-2]:
+                del g[old]
+            if "resume" in f:  # the single record of files written before resume_records
                 del f["resume"]
-            f.create_dataset("resume", data=np.frombuffer(buf.getvalue(), np.uint8))
 
     def load_resume(self) -> dict[str, Any] | None:
+        """The newest whole resume record (None when there is none)."""
         with self._open() as f:
-            if "resume" not in f:
-                return None
-            raw = f["resume"][()].tobytes()
-        return torch.load(io.BytesIO(raw), weights_only=True, map_location="cpu")
+            raws = [f["resume_records"][k][()].tobytes() for k in sorted(f["resume_records"])[::-1]] \
+                if "resume_records" in f else []
+            if "resume" in f:
+                raws.append(f["resume"][()].tobytes())
+        for raw in raws:
+            try:
+                return torch.load(io.BytesIO(raw), weights_only=True, map_location="cpu")
+            except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError):  # a record cut short by a kill
+                continue
+        return None
 
     def truncate_after(self, epoch: float) -> None:
         """Drop checkpoints and metric rows later than ``epoch`` (uncommitted work of a killed run)."""
-        with self._open("a") as f:
+        with self._write() as f:
             ep = f["checkpoints"]["epoch"][:]
             keep = int(np.searchsorted(ep, epoch, side="right"))
             for ds in (f["states"], *(f["checkpoints"][k] for k in ("epoch", "step", "kind"))):
@@ -202,7 +235,7 @@ class TrajectoryStore:
                     f["metrics"][k].resize(mkeep, 0)
 
     def set_attrs(self, **attrs: Any) -> None:
-        with self._open("a") as f:
+        with self._write() as f:
             f.attrs.update(attrs)
         self.attrs.update(attrs)
 

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from ..core.errors import Interrupted, LandscapeError
 from ..core.optional import require
 from ..core.signals import check_interrupted, interruptible
-from .mpi import TAG_TO_MASTER, TAG_TO_WORKER, RankFailed
+from .mpi import TAG_TO_MASTER, TAG_TO_WORKER, RankFailed, abort_job, wait_for
 
 __all__ = ["run_distributed", "chunk_size"]
 
@@ -60,22 +60,13 @@ def chunk_size(remaining: int, ranks: int, rate: float | None, minimum: int = 1,
     return max(1, min(remaining, max(minimum, min(want, fair))))
 
 
-def _wait(comm: Any, source: int, tag: int, status: Any = None) -> None:
-    """Poll for a message so that signal handlers run while waiting."""
-    delay = 1e-4
-    while not comm.Iprobe(source=source, tag=tag, status=status):
-        check_interrupted()
-        time.sleep(delay)
-        delay = min(delay * 2, 5e-3)
-
-
 def _worker(comm: Any, plane: Any) -> None:
     kind = "ready"
     try:
         with interruptible():
             comm.send(("ready", None), dest=0, tag=TAG_TO_MASTER)
             while True:
-                _wait(comm, 0, TAG_TO_WORKER)
+                wait_for(comm, 0, TAG_TO_WORKER)
                 kind, payload = comm.recv(source=0, tag=TAG_TO_WORKER)
                 if kind == "stop" and payload == "interrupted":  # end the command on every rank alike
                     raise Interrupted("the master was interrupted; results so far are saved, rerun the same "
@@ -96,7 +87,7 @@ def _worker(comm: Any, plane: Any) -> None:
         log.error("%s", text)
         comm.send(("error", text), dest=0, tag=TAG_TO_MASTER)
         time.sleep(30)  # the master aborts the job after flushing; abort ourselves if it does not
-        comm.Abort(1)
+        abort_job(text, 1)
 
 
 class _LocalWorker(threading.Thread):
@@ -241,7 +232,7 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
         bar.close()
         store.close("partial")
         log.error("a rank failed; %d points were saved, aborting the job:\n%s", int(store.done.sum()), exc)
-        comm.Abort(1)
+        abort_job(str(exc), 1)
         raise
     except (Interrupted, KeyboardInterrupt):
         bar.close()
@@ -258,11 +249,12 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
                     int(store.done.sum()), total, store.path)
         raise
     except BaseException:  # noqa: BLE001 - never leave the workers waiting
+        text = traceback.format_exc()
         log.exception("the master failed; saving what is done and aborting the job")
         try:
             store.close("partial")
         finally:
-            comm.Abort(1)
+            abort_job(text, 1)
         raise
     finally:
         if worker is not None:  # a thread still inside torch when the interpreter exits aborts the process

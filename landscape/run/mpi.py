@@ -19,20 +19,23 @@ import os
 import socket
 import sys
 import time
+import traceback
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..core.errors import LandscapeError
+from ..core.errors import Interrupted, LandscapeError
 from ..core.optional import require
-from ..core.signals import stop_signals_ignored
+from ..core.signals import check_interrupted, stop_signals_ignored
 
 __all__ = ["mpi_comm", "local_rank", "pick_device", "in_mpi_launch", "RankFailed", "on_root", "agree",
-           "abort_if_parallel", "exit_together", "TAG_TO_MASTER", "TAG_TO_WORKER", "TAG_EXIT"]
+           "abort_if_parallel", "abort_job", "note_output", "exit_together", "wait_for", "share", "gather", "allgather", "TAG_TO_MASTER",
+           "TAG_TO_WORKER", "TAG_EXIT"]
 
 log = logging.getLogger(__name__)
 
-TAG_TO_MASTER, TAG_TO_WORKER, TAG_EXIT = 11, 12, 13
+TAG_TO_MASTER, TAG_TO_WORKER, TAG_EXIT, TAG_SHARE, TAG_STOP = 11, 12, 13, 14, 15
 _LAUNCH_VARS = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
 
 
@@ -61,22 +64,66 @@ def mpi_comm(force: bool = False) -> Any | None:
     return MPI.COMM_WORLD
 
 
+def wait_for(comm: Any, source: int, tag: int, status: Any = None) -> None:
+    """Wait until a message from ``source`` with ``tag`` can be received, polling so that signal handlers run
+    (a blocking MPI call would hold a signal until the message came). Raises :class:`Interrupted` when this
+    process was signalled, when rank 0 stopped the command (``TAG_STOP``), or when another rank has already
+    gone to the end of the command (:func:`exit_together`) and so will never send what is awaited."""
+    MPI = require("mpi4py.MPI", "mpi")
+    me, other = comm.Get_rank(), MPI.Status()
+    delay = 1e-4
+    while not comm.Iprobe(source=source, tag=tag, status=status):
+        check_interrupted()
+        if me != 0 and comm.Iprobe(source=0, tag=TAG_STOP):
+            comm.recv(source=0, tag=TAG_STOP)
+            raise Interrupted("rank 0 stopped the command; results so far are saved, rerun the same command to "
+                              "resume")
+        if comm.Iprobe(source=MPI.ANY_SOURCE, tag=TAG_EXIT, status=other) and other.Get_source() != me:
+            raise Interrupted(f"rank {other.Get_source()} stopped; results so far are saved, rerun the same "
+                              "command to resume")
+        time.sleep(delay)
+        delay = min(delay * 2, 5e-3)
+
+
+def share(comm: Any, value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (a broadcast by polled messages: see :func:`wait_for`)."""
+    if comm.Get_rank() == 0:
+        for r in range(1, comm.Get_size()):
+            comm.send(value, dest=r, tag=TAG_SHARE)
+        return value
+    wait_for(comm, 0, TAG_SHARE)
+    return comm.recv(source=0, tag=TAG_SHARE)
+
+
+def gather(comm: Any, value: Any) -> list[Any] | None:
+    """Every rank's ``value`` in rank order on rank 0, None elsewhere (polled: see :func:`wait_for`)."""
+    if comm.Get_rank() != 0:
+        comm.send(value, dest=0, tag=TAG_SHARE)
+        return None
+    out = [value]
+    for r in range(1, comm.Get_size()):
+        wait_for(comm, r, TAG_SHARE)
+        out.append(comm.recv(source=r, tag=TAG_SHARE))
+    return out
+
+
+def allgather(comm: Any, value: Any) -> list[Any]:
+    """Every rank's ``value`` in rank order on every rank (polled: see :func:`wait_for`)."""
+    return share(comm, gather(comm, value))
+
+
 def local_rank(comm: Any | None) -> tuple[int, int]:
-    """(rank within this node, ranks on this node): MPI shared-memory split, else launcher variables.
+    """(rank within this node, ranks on this node): from the ranks' host names (gathered with polled messages,
+    so a signal still stops a rank waiting here), else the launchers' variables.
 
     Example:
         >>> local_rank(None)
         (0, 1)
     """
     if comm is not None:
-        try:
-            MPI = require("mpi4py.MPI", "mpi")
-            node = comm.Split_type(MPI.COMM_TYPE_SHARED)
-            r, n = node.Get_rank(), node.Get_size()
-            node.Free()
-            return r, n
-        except Exception:  # noqa: BLE001 - fall back to the launchers' variables
-            pass
+        hosts = allgather(comm, socket.gethostname())
+        me = hosts[comm.Get_rank()]
+        return hosts[:comm.Get_rank()].count(me), hosts.count(me)
     for rv, nv in (("SLURM_LOCALID", "SLURM_NTASKS_PER_NODE"), ("OMPI_COMM_WORLD_LOCAL_RANK",
                                                                  "OMPI_COMM_WORLD_LOCAL_SIZE"),
                    ("MPI_LOCALRANKID", "MPI_LOCALNRANKS")):
@@ -110,7 +157,7 @@ def pick_device(comm: Any | None, requested: str = "auto") -> str:
     line = (f"rank {rank} (local {lr} of {ln}) on {socket.gethostname()} -> {device}"
             + (f" (CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']})" if "CUDA_VISIBLE_DEVICES" in os.environ
                else ""))
-    lines = comm.gather(line, root=0) if comm is not None else [line]
+    lines = gather(comm, line) if comm is not None else [line]
     if rank == 0:
         log.info("devices:\n  %s", "\n  ".join(lines))
     return device
@@ -133,7 +180,7 @@ def on_root(comm: Any | None, fn: Any) -> Any:
             result = fn()
         except LandscapeError as exc:
             err = exc
-    shared = comm.bcast(None if err is None else (type(err), str(err)), root=0)
+    shared = share(comm, None if err is None else (type(err), str(err)))
     if shared is not None:
         exc = err if err is not None else shared[0].__new__(shared[0])
         if err is None:
@@ -147,18 +194,47 @@ def agree(comm: Any | None, what: str, value: Any) -> None:
     """Check that every rank computed the same ``value`` (a checksum, say); raise on all ranks otherwise."""
     if comm is None:
         return
-    values = comm.allgather(value)
+    values = allgather(comm, value)
     if len(set(map(str, values))) > 1:
         exc = LandscapeError(f"ranks disagree on {what}: {values}; every rank must see the same files and settings")
         exc.collective = True
         raise exc
 
 
+_FAILURES: dict[str, Path | None] = {"folder": None}
+
+
+def note_output(folder: str | Path) -> None:
+    """Where a failure report goes if this rank has to end the whole job (the running job's output folder)."""
+    _FAILURES["folder"] = Path(folder)
+
+
+def abort_job(text: str, code: int = 2) -> None:
+    """End every rank of the job after a failure on this one, without losing why: ``text`` (the traceback) is
+    logged, written to ``OUTPUT/error-rank<k>.log`` and flushed, and the launcher is given a moment to forward
+    the output before ``MPI_Abort`` ends the processes."""
+    MPI = require("mpi4py.MPI", "mpi")
+    rank = MPI.COMM_WORLD.Get_rank()
+    folder = _FAILURES["folder"] or Path.cwd()
+    path = folder / f"error-rank{rank}.log"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} rank {rank} on {socket.gethostname()}\n{text}\n")
+        log.error("ending the whole job; the failure is saved in %s", path)
+    except OSError as exc:
+        log.error("ending the whole job; its failure could not be saved in %s (%s)", path, exc)
+    for handler in logging.getLogger().handlers + log.handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    time.sleep(1.0)  # the launcher forwards what is in the pipes before the abort kills them
+    MPI.COMM_WORLD.Abort(code)
+
+
 def abort_if_parallel(exc: BaseException) -> None:
-    """In a multi-rank run, end the whole job after an error raised on this rank alone."""
-    MPI = _mpi_if_running()
-    if MPI is not None and not getattr(exc, "collective", False):
-        MPI.COMM_WORLD.Abort(2)
+    """In a multi-rank run, end the whole job after an error raised on this rank alone (see :func:`abort_job`)."""
+    if _mpi_if_running() is not None and not getattr(exc, "collective", False):
+        abort_job("".join(traceback.format_exception(exc)), 2)
 
 
 def exit_together(rc: int, timeout: float | None = None) -> int:
@@ -203,6 +279,9 @@ def exit_together(rc: int, timeout: float | None = None) -> int:
             comm.send(rc, dest=0, tag=TAG_EXIT)
             final = receive(0)
             return rc if final is None else final
+        if rc != 0:  # ranks still waiting for rank 0 in a collective step stop there and come here
+            for r in range(1, comm.Get_size()):
+                comm.send(None, dest=r, tag=TAG_STOP)
         codes = [rc] + [receive(r) for r in range(1, comm.Get_size())]
         missing = [r for r, c in enumerate(codes) if c is None]
         if missing:

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -32,6 +33,8 @@ from ..io.trajectory import TrajectoryStore
 
 __all__ = ["random_plane", "checkpoint_plane", "pca_plane", "file_plane", "grid_axis", "find_trajectory"]
 
+log = logging.getLogger(__name__)
+
 Plane = tuple[torch.Tensor, "torch.Tensor | None", dict[str, Any]]
 
 
@@ -43,7 +46,15 @@ def _flat(dirs: Sequence[Mapping[str, torch.Tensor]], spec: StateSpec, count: in
 
 def random_plane(center: Mapping[str, torch.Tensor], param_names: Sequence[str], seed: int = 0,
                  norm: str = "filter", ignore: str = "biasbn", dir_type: str = "weights", count: int = 2) -> Plane:
-    """Seeded Gaussian directions normalised per ``norm`` (Li et al. 2018)."""
+    """Seeded Gaussian directions normalised per ``norm`` (Li et al. 2018). ``dir_type="states"`` also moves
+    buffers (BatchNorm running statistics), which are 1-D: with ``ignore="biasbn"`` they stay at θ*, as in the
+    reference, and the plane equals ``dir_type="weights"`` (a warning says so)."""
+    if dir_type == "states" and movable_names(center, param_names, "states", ignore) == movable_names(
+            center, param_names, "weights", ignore):
+        log.warning("dir_type=states moves nothing more than dir_type=weights here: %s; use ignore=none to move "
+                    "BatchNorm running statistics (each by d = w, as the reference does)",
+                    "the model has no floating-point buffers" if ignore == "none" else
+                    "its buffers are 1-D and ignore=biasbn keeps 1-D tensors at the centre")
     dirs = random_directions(center, param_names, seed, norm, ignore, dir_type, count)
     info = {"directions": "random", "norm": norm, "ignore": ignore, "dir_type": dir_type, "seed": seed}
     return (*_flat(dirs, StateSpec.from_state(center), count), info)
@@ -51,15 +62,22 @@ def random_plane(center: Mapping[str, torch.Tensor], param_names: Sequence[str],
 
 def checkpoint_plane(center: Mapping[str, torch.Tensor], targets: Sequence[tuple[Mapping[str, torch.Tensor], str]],
                      param_names: Sequence[str], dir_type: str = "weights") -> Plane:
-    """d_k = θ_k − θ* towards each (state, source) of ``targets`` (one for a line, two for a plane)."""
-    movable = movable_names(center, param_names, dir_type, "none")
+    """d_k = θ_k − θ* towards each (state, source) of ``targets`` (one for a line, two for a plane). Every
+    floating-point tensor moves, buffers too (BatchNorm running statistics), whatever ``dir_type`` says, so that
+    α = 1 is θ₁ (to float32 rounding)."""
+    movable = movable_names(center, param_names, "states", "none")
+    buffers = sorted(n for n in movable if n not in set(param_names) and any(
+        not torch.equal(center[n], t[n]) for t, _ in targets))
+    if buffers and dir_type == "weights":
+        log.info("checkpoint directions also move %d buffer(s) that differ between the models (e.g. %s), so that "
+                 "α = 1 reaches the target", len(buffers), buffers[0])
     info: dict[str, Any] = {"directions": "checkpoints"}
     dirs = []
     for k, (target, source) in enumerate(targets, 1):
         dirs.append(direction_between(center, target, movable))
         info[f"target{k}"] = source
         info[f"target{k}_checksum"] = state_checksum(target)
-    info.update(norm="none", ignore="none", dir_type=dir_type)
+    info.update(norm="none", ignore="none", dir_type="states")
     return (*_flat(dirs, StateSpec.from_state(center), len(targets)), info)
 
 

@@ -38,6 +38,7 @@ from ..core.signals import check_interrupted
 from ..engine.device import resolve_device
 from ..engine.evaluator import Evaluator
 from ..engine.losses import loss_function
+from ..io.locks import WriterLock
 from ..io.trajectory import TrajectoryStore
 from .config import TrainConfig
 
@@ -125,8 +126,17 @@ def train(model: nn.Module, train_data: TensorData, test_data: TensorData, cfg: 
     """Train ``model`` and record its trajectory in ``store_path``; resume if the store exists.
 
     The model's current parameters are the initial state (seed before building it).
-    ``meta`` (model and data descriptions) is stored as attributes and must match on resume.
+    ``meta`` (model and data descriptions) is stored as attributes and must match on resume. The run is the
+    store's only writer while it trains (a second run on the same file is refused at once).
     """
+    with WriterLock(store_path):
+        return _train(model, train_data, test_data, cfg, Path(store_path), device, eval_batch_size, meta, resume,
+                      progress)
+
+
+def _train(model: nn.Module, train_data: TensorData, test_data: TensorData, cfg: TrainConfig, store_path: Path,
+           device: str | torch.device, eval_batch_size: int, meta: Mapping[str, Any] | None, resume: bool,
+           progress: bool) -> TrajectoryStore:
     dev = resolve_device(device)
     model.to(dev)
     meta = dict(meta or {})
@@ -161,13 +171,15 @@ def train(model: nn.Module, train_data: TensorData, test_data: TensorData, cfg: 
     else:
         if store_path.exists():
             raise StoreError(f"{store_path}: exists and resume is off; choose another output path")
-        store = TrajectoryStore.create(store_path, spec, {**meta, "train": asdict(cfg), "seed": cfg.seed})
-        store.append_checkpoint(test_eval.get_flat(), epoch=0, step=0, kind="init")
+        # resumable from the moment it exists: the init checkpoint and its resume record come with the file
+        store = TrajectoryStore.create(store_path, spec, {**meta, "train": asdict(cfg), "seed": cfg.seed},
+                                       init=test_eval.get_flat(),
+                                       resume={"optimizer": optimizer.state_dict(), "epoch": 0, "step": 0})
+    if start_epoch == 0 and not len(store.metrics()["epoch"]):  # the init metrics (also after a kill here)
         r0 = Evaluator(model, train_data, dev, eval_batch_size, cfg.loss).evaluate()
         t0 = test_eval.evaluate()
         store.append_metrics(epoch=0, train_loss=r0.loss, train_accuracy=r0.accuracy, test_loss=t0.loss,
                              test_accuracy=t0.accuracy)
-        store.save_resume({"optimizer": optimizer.state_dict(), "epoch": 0, "step": 0})
 
     norms = LayerNorms(model) if cfg.norms_every else None
     x, y = train_data.x.to(dev), train_data.y.to(dev)

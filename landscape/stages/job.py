@@ -31,7 +31,7 @@ from ..io.trajectory import TrajectoryStore
 from ..run.config import JobConfig, SurfaceConfig
 from ..run.inputs import data_meta, evaluation_data, prepare_data, prepare_model
 from ..run.jobfile import job_to_dict
-from ..run.mpi import on_root
+from ..run.mpi import note_output, on_root
 from ..run.training import train
 from ..views.animation import animate_path
 from ..views.surface_plots import plot_surface
@@ -67,6 +67,7 @@ def run_job(job: JobConfig, progress: bool = True, comm: Any | None = None) -> P
     and paths.
     """
     check_dependencies(job)
+    note_output(job.output)
     t0 = time.perf_counter()
     on_root(comm, lambda: _train_and_evaluate(job, progress))
     out = Path(job.output)

@@ -36,7 +36,7 @@ from ..io.path_file import read_path
 from ..io.surface_file import SurfaceStore
 from ..run.config import JobConfig
 from ..run.inputs import evaluation_data, mid_fraction, prepare_data, prepare_model, resolve_checkpoint
-from ..run.mpi import agree, on_root, pick_device
+from ..run.mpi import agree, note_output, on_root, pick_device
 from ..run.runner import run_points
 from ..views.path_plots import plot_paths
 from .checks import check_dependencies
@@ -122,6 +122,7 @@ def run_paths(job: JobConfig, progress: bool = True, comm: Any | None = None) ->
         'run_paths'
     """
     check_dependencies(job)
+    note_output(job.output)
     out = Path(job.output)
     out.mkdir(parents=True, exist_ok=True)
     files = run_paths_job(job, progress, comm)

@@ -29,14 +29,14 @@ from ..analysis.directions import cosine
 from ..core.data import TensorData
 from ..core.errors import StoreError
 from ..core.grid import Grid
-from ..core.params import StateSpec, flatten_state, state_checksum
+from ..core.params import StateSpec, flatten_state, model_state, state_checksum
 from ..engine.evaluator import Evaluator
 from ..engine.losses import loss_function
 from ..engine.plane import PlaneEvaluator
 from ..io.surface_file import SurfaceStore
 from ..run.config import JobConfig, SurfaceConfig
 from ..run.inputs import evaluation_data, prepare_data, prepare_model, resolve_checkpoint
-from ..run.mpi import agree, on_root, pick_device
+from ..run.mpi import agree, note_output, on_root, pick_device
 from ..run.planes import checkpoint_plane, file_plane, find_trajectory, grid_axis, pca_plane, random_plane
 from ..run.projection import project_trajectory
 from ..run.runner import run_points
@@ -90,6 +90,7 @@ def resolve_surface(job: JobConfig, sf: SurfaceConfig) -> SurfacePlan:
     model = prepare_model(job.model, tr, job.train.seed)
     trajectory = Path(job.output) / "trajectory.h5"
     state, center_src = resolve_checkpoint(sf.center, model, trajectory, job.model.checkpoint)
+    state = {name: state[name] for name in model_state(model)}  # the evaluator's order: parameters, then buffers
     d1, d2, dir_info = plan_directions(job, model, state, sf)
     model.load_state_dict(state)
     spec = StateSpec.from_state(state)
@@ -133,6 +134,7 @@ def run_surface_job(job: JobConfig, progress: bool = True, comm: Any | None = No
     With an MPI communicator every rank evaluates (each on its own device) and rank 0 alone writes the file.
     """
     sf = sf or job.surface
+    note_output(job.output)
     plan = resolve_surface(job, sf)
     device = pick_device(comm, job.evaluate.device) if comm is not None else job.evaluate.device
     ev = Evaluator(plan.model, plan.data, device, job.evaluate.batch_size, job.train.loss, job.evaluate.precision)
@@ -141,5 +143,6 @@ def run_surface_job(job: JobConfig, progress: bool = True, comm: Any | None = No
     store = on_root(comm, lambda: SurfaceStore.open(plan.path, plan.grid, plan.inputs, plan.attrs, plan.datasets,
                                                     flush_every=sf.flush_every))
     plane = PlaneEvaluator(ev, ev.get_flat(), plan.d1, plan.d2, sf.points_per_batch)
+    plane.expected_points = -(-plan.grid.size // (comm.Get_size() if comm is not None else 1))
     run_points(plane, store, plan.path, comm, progress, sf.chunk, str(ev.device))
     return plan.path

@@ -17,7 +17,20 @@ from ..io.path_file import read_path
 from ..io.trajectory import TrajectoryStore
 from .mpl import pyplot
 
-__all__ = ["plot_paths"]
+__all__ = ["plot_paths", "distance_opacity"]
+
+
+def distance_opacity(distance: np.ndarray) -> np.ndarray:
+    """Line opacity from 0.1 to 1 in proportion to the distance each parameter travelled, kept inside [0, 1]
+    whatever the rounding (``0.1 + 0.9 * d / d`` is 1.0000000000000002 for d = 2.697867137638703).
+
+    Example:
+        >>> distance_opacity(np.array([0.0, 1.0, 2.697867137638703])).tolist()
+        [0.1, 0.4335968578451648, 1.0]
+    """
+    d = np.asarray(distance, dtype=np.float64)
+    dmax = max(float(np.nanmax(d)) if d.size else 0.0, 1e-12)
+    return np.clip(0.1 + 0.9 * (d / dmax), 0.0, 1.0)
 
 
 def _epoch_alpha(p: dict[str, Any], trajectory: Path | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float,
@@ -67,11 +80,11 @@ def plot_paths(files: Sequence[str | Path], out_dir: str | Path | None = None,
             fig, axes = plt.subplots(1, 2, figsize=(11, 4))
             layer_of = [p["name"][k].split(".")[0] for k in idx]
             colours = {lay: cmap(c % 10) for c, lay in enumerate(dict.fromkeys(layer_of))}
-            dmax = max(float(np.max(p["distance"][idx])), 1e-12)
+            opacity = dict(zip(idx, distance_opacity(p["distance"][idx])))
             for k, lay in zip(idx, layer_of):
                 style: dict[str, Any] = {"lw": 1.2}
                 if level == "parameter":  # opacity proportional to the distance travelled
-                    style.update(color=colours[lay], alpha=0.1 + 0.9 * float(p["distance"][k]) / dmax, lw=1.0)
+                    style.update(color=colours[lay], alpha=opacity[k], lw=1.0)
                 label = p["name"][k] if level != "parameter" else None
                 axes[0].plot(a, p["loss"][k], label=label, **style)
                 axes[1].plot(a, p["accuracy"][k], label=label, **style)

@@ -35,8 +35,10 @@ def test_ignore_biasbn_and_one_dimensional_filters():
     w = {"w": torch.ones(2, 2), "b": torch.tensor([2., -3.])}
     d = {"w": torch.ones(2, 2), "b": torch.tensor([-0.5, 4.])}
     assert normalize_direction(d, w, "filter", "biasbn")["b"].tolist() == [0.0, 0.0]
-    # with ignore=none a bias's filters are its scalars: d_i -> sign(d_i) * |w_i|
-    assert normalize_direction(d, w, "filter", "none")["b"].tolist() == pytest.approx([-2.0, 3.0])
+    # with ignore=none a 1-D tensor's direction is the tensor itself, as in the reference: d = w, whatever the
+    # random values and the norm (not ±|w| with a random sign)
+    for norm in ("filter", "layer", "model", "none"):
+        assert normalize_direction(d, w, norm, "none")["b"].tolist() == [2.0, -3.0]
 
 
 def test_weights_vs_states_and_integer_buffers():

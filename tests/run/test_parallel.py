@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import signal
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import mpi_env, wait_for_points
+from conftest import mpi_env, rank_pid, wait_for_points
 from landscape.core.models import build_model
 from landscape.run.distributed import chunk_size
 from landscape.run.mpi import local_rank, pick_device
@@ -66,8 +67,8 @@ def test_mpi_equals_serial(tmp_path, center, n, extra):
     assert r.returncode == 0, r.stderr
     s = read_surface(tmp_path / "mpi.h5")
     assert s.done.all() and s.attrs["status"] == "complete" and s.inputs == center.inputs
-    np.testing.assert_allclose(s.loss, center.loss, rtol=1e-5)
-    np.testing.assert_allclose(s.accuracy, center.accuracy)
+    np.testing.assert_array_equal(s.loss, center.loss)  # bitwise: rank count and batch mode change nothing
+    np.testing.assert_array_equal(s.accuracy, center.accuracy)
     for rank in range(n):  # every rank reported where it runs
         assert f"rank {rank} (local {rank} of {n})" in r.stderr and "-> cpu" in r.stderr
 
@@ -82,24 +83,27 @@ def test_killed_mpi_run_resumes(tmp_path, center, sig):
     center = read_surface(tmp_path / "big.h5")
     args = surface_args(tmp_path, "k.h5", "surface.flush_every=1", "surface.chunk=2", "--points-per-batch", "1",
                         grid=big)
+    started = time.time()
     proc = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, *args], env=mpi_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     wait_for_points(tmp_path / "k.h5", 4, proc)
     t = time.time()
+    startup = t - started  # how fast this machine is right now: imports, MPI start, the first points
     os.killpg(proc.pid, sig)  # the whole job, as the batch system does
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=120)
     elapsed = time.time() - t
     part = read_surface(tmp_path / "k.h5")  # readable after any kill
     mask = part.done.astype(bool)
     assert 4 <= mask.sum() < 315
-    np.testing.assert_allclose(part.loss[mask], center.loss[mask], rtol=1e-5)
+    np.testing.assert_array_equal(part.loss[mask], center.loss[mask])
     if sig == signal.SIGTERM:
-        assert elapsed < 15 and part.attrs["status"] == "partial" and "resume" in err
+        assert part.attrs["status"] == "partial" and "resume" in err, err
+        assert elapsed < max(15.0, 2 * startup), f"{elapsed:.1f} s to stop (start-up took {startup:.1f} s)\n{err}"
     r = mpirun(2, args)
     assert r.returncode == 0, r.stderr
     done = read_surface(tmp_path / "k.h5")
     assert done.done.all() and done.attrs["status"] == "complete"
-    np.testing.assert_allclose(done.loss, center.loss, rtol=1e-5)
+    np.testing.assert_array_equal(done.loss, center.loss)
 
 
 @pytest.mark.mpi
@@ -141,32 +145,33 @@ import os, signal, sys, threading, time
 from mpi4py import MPI
 from landscape.run.mpi import exit_together
 rank = MPI.COMM_WORLD.Get_rank()
+MPI.COMM_WORLD.Barrier()  # every rank has imported what it needs: the waits below start together
 if rank == 0:
     time.sleep(2)  # rank 0 still works alone; a signal to a waiting rank changes nothing
+    print(f"rank 0 done at {time.time():.3f}", flush=True)
 else:
     threading.Timer(0.5, os.kill, (os.getpid(), (signal.SIGUSR1, signal.SIGTERM)[rank % 2])).start()
-t = time.time()
 rc = exit_together(int(sys.argv[1 + rank]), timeout=None if rank else 30)
-print(f"rank {rank} rc {rc} at {time.time():.3f} waited {time.time() - t:.2f}", flush=True)
+print(f"rank {rank} rc {rc} at {time.time():.3f}", flush=True)
 sys.exit(rc)
 """
 
 
 @pytest.mark.mpi
-def test_ranks_exit_together_with_the_highest_status(tmp_path):
+def test_ranks_exit_together_with_the_highest_status(tmp_path, busy_cores):
     """No rank exits before rank 0 is done, and all exit with the highest status of any rank, so a launcher
     that ends the step at the first nonzero exit never kills a rank that is still saving."""
     r = mpirun(3, ["-c", _EXIT_SCRIPT, "0", "75", "0"], timeout=120)
-    lines = sorted(x.split() for x in r.stdout.splitlines() if x.startswith("rank "))
+    lines = sorted(x.split() for x in r.stdout.splitlines() if x.startswith("rank ") and " rc " in x)
     assert r.returncode == 75 and [x[3] for x in lines] == ["75", "75", "75"], r.stdout + r.stderr
-    assert float(lines[1][7]) > 1.5 and float(lines[2][7]) > 1.5  # the other ranks waited for rank 0
-    assert max(float(x[5]) for x in lines) - min(float(x[5]) for x in lines) < 1.0
+    done = float(next(x.split()[-1] for x in r.stdout.splitlines() if x.startswith("rank 0 done")))
+    assert all(float(x[5]) >= done for x in lines), r.stdout  # no rank exited before rank 0 was done
     r = mpirun(2, ["-c", _EXIT_SCRIPT, "0", "0"], timeout=120)
     assert r.returncode == 0 and r.stdout.count(" rc 0 ") == 2, r.stdout + r.stderr
 
 
 @pytest.mark.mpi
-def test_unexpected_exception_on_one_rank_ends_the_job(tmp_path):
+def test_unexpected_exception_on_one_rank_ends_the_job(tmp_path, busy_cores):
     """An error that is not a landscape error (a bug, a CUDA failure) on one rank, while the others wait in a
     collective step, ends the whole job with the traceback instead of leaving it hanging."""
     from userdefs import tiny
@@ -179,3 +184,64 @@ def test_unexpected_exception_on_one_rank_ends_the_job(tmp_path):
     r = mpirun(2, args, env=mpi_env(LANDSCAPE_TEST_FAIL_RANK="1"), timeout=120)
     assert r.returncode != 0 and time.time() - t < 60, r.stderr
     assert "RuntimeError: injected bug on this rank" in r.stderr and "Traceback" in r.stderr, r.stderr
+    saved = (tmp_path / "error-rank1.log").read_text()  # the failure is kept even if the launcher drops output
+    assert "Traceback" in saved and "RuntimeError: injected bug on this rank" in saved
+
+
+_SIGNAL_JOB = """
+[job]
+name = "sig"
+[model]
+name = "lenet5"
+[data]
+name = "digits"
+train_subset = 300
+test_subset = 120
+[train]
+epochs = 3
+norms_every = 5
+[surface]
+alpha = "-1:1:5"
+beta = "-1:1:5"
+[pca]
+alpha = "auto:5"
+beta = "auto:5"
+[dynamics]
+[paths]
+levels = ["model", "layer"]
+alpha = "-0.5:1.5:5"
+[export]
+vtk = ["vtp"]
+plots = ["png"]
+"""
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("marker", ["final model on", "wrote {out}/surface.vtp", "surface {out}/surface_pca.h5",
+                                    "conv1: ", "layers reset"])
+def test_signal_to_rank_0_at_a_stage_boundary_stops_every_rank(tmp_path, marker):
+    """SIGUSR1 to rank 0 alone while it works alone (training's end, exports, dynamics, the report) and the other
+    rank waits in the next stage: both exit 75 soon after, wherever the signal lands."""
+    (tmp_path / "job.toml").write_text(_SIGNAL_JOB)
+    out = tmp_path / "out"
+    marker = marker.format(out=out)
+    proc = subprocess.Popen([MPIEXEC, "-n", "2", sys.executable, "-m", "landscape", "run", str(tmp_path / "job.toml"),
+                             f"output={json.dumps(str(out))}", "--no-progress"], env=mpi_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        seen = []
+        for line in proc.stderr:  # rank 0's log, line by line, until the stage's marker
+            seen.append(line)
+            if marker in line:
+                os.kill(rank_pid(proc.pid, 0), signal.SIGUSR1)
+                break
+        else:
+            pytest.fail(f"the run ended before {marker!r}:\n" + "".join(seen))
+        t = time.monotonic()
+        rest = proc.communicate(timeout=120)[1]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 75, "".join(seen) + rest
+    assert time.monotonic() - t < 60, rest
+    assert "received signal SIGUSR1" in rest or "stopped" in rest

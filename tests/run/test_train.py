@@ -176,3 +176,49 @@ def test_writer_waits_for_a_lock_held_by_another_process(tmp_path):
     store.append_checkpoint(torch.ones(3), 0, 0, "init")
     assert time.monotonic() - t > 0.5 and holder.wait(10) == 0
     assert len(TrajectoryStore(p)) == 1 and torch.equal(TrajectoryStore(p).vector(0), torch.ones(3))
+
+
+def test_a_store_is_resumable_from_the_moment_it_exists(spiral, tmp_path, monkeypatch):
+    """A run killed while it evaluates the initial model (before any epoch) leaves a store the rerun resumes,
+    and the result equals an uninterrupted run."""
+    cfg = TrainConfig(epochs=2, batch_size=32, seed=3)
+    full = run(spiral, tmp_path / "full.h5", cfg)
+    original = Evaluator.evaluate
+
+    def killed(self, *args, **kwargs):
+        raise KeyboardInterrupt  # as a SIGKILL/SIGTERM landing in the first evaluation
+
+    monkeypatch.setattr(Evaluator, "evaluate", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run(spiral, tmp_path / "part.h5", cfg)
+    monkeypatch.setattr(Evaluator, "evaluate", original)
+    part = TrajectoryStore(tmp_path / "part.h5")
+    assert len(part) == 1 and part.load_resume()["epoch"] == 0  # the init checkpoint and its resume record
+    resumed = run(spiral, tmp_path / "part.h5", cfg, seed=99)  # the init state comes from the store
+    assert torch.equal(resumed.vector("final"), full.vector("final"))
+    np.testing.assert_array_equal(resumed.metrics()["test_loss"], full.metrics()["test_loss"])
+
+
+def test_a_second_run_on_the_same_store_is_refused_at_once(spiral, tmp_path):
+    from landscape.io.locks import WriterLock
+
+    with WriterLock(tmp_path / "t.h5"):  # another run holds the store
+        with pytest.raises(StoreError, match="another landscape run is writing"):
+            run(spiral, tmp_path / "t.h5", TrainConfig(epochs=1))
+    assert not (tmp_path / "t.h5").exists()
+    run(spiral, tmp_path / "t.h5", TrainConfig(epochs=1))  # once it has ended, the store is free
+
+
+def test_a_resume_record_cut_short_leaves_the_one_before(spiral, tmp_path):
+    import h5py
+
+    cfg = TrainConfig(epochs=3, batch_size=32, seed=2)
+    full = run(spiral, tmp_path / "full.h5", cfg)
+    run(spiral, tmp_path / "part.h5", TrainConfig(epochs=2, batch_size=32, seed=2))
+    with h5py.File(tmp_path / "part.h5", "r+") as f:  # a kill while the epoch-2 record was written
+        raw = f["resume_records/000002"][:100]
+        del f["resume_records/000002"]
+        f["resume_records/000002"] = raw
+    assert TrajectoryStore(tmp_path / "part.h5").load_resume()["epoch"] == 1
+    resumed = run(spiral, tmp_path / "part.h5", cfg)
+    assert torch.equal(resumed.vector("final"), full.vector("final"))

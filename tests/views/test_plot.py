@@ -40,3 +40,13 @@ def test_axis_labels_follow_directions(tmp_path):
     assert read_surface(tmp_path / "s.h5").inputs.get("directions") is None
     with pytest.raises(Exception, match="figure"):
         plot_surface(tmp_path / "s.h5", figures=("pie",))
+
+
+def test_parameter_opacity_stays_inside_0_1():
+    """Opacity ∝ distance: the largest distance gives exactly 1, never 1.0000000000000002 (matplotlib refuses it)."""
+    from landscape.views.path_plots import distance_opacity
+
+    d = np.array([0.0, 2.697867137638703, 1.3])
+    assert 0.1 + 0.9 * d[1] / d[1] > 1.0  # the rounding that crashed the figure
+    op = distance_opacity(d)
+    assert op.max() == 1.0 and op.min() == pytest.approx(0.1) and (op <= 1.0).all()
