@@ -77,7 +77,9 @@ def project(x: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor | None, method: 
     """Coordinates of the displacement ``x`` (θ − θ*) in the plane of d₁, d₂.
 
     ``lstsq``: the (α, β) minimising |x − α d₁ − β d₂| (orthogonal projection onto the plane);
-    ``cos``: each direction alone, α = x·d₁ / |d₁|² (as loss-landscape's ``cos`` projection).
+    ``cos``: each direction alone, α = x·d₁ / |d₁|² (the coordinate along d₁, so θ* + α d₁ is the foot of the
+    projection; loss-landscape's ``cos`` projection divides by |d₁| instead, a length that equals α only for a
+    unit direction).
 
     Example:
         >>> d1, d2 = torch.tensor([1., 0., 0.]), torch.tensor([1., 1., 0.])

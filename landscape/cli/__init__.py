@@ -24,7 +24,7 @@ from typing import Sequence
 from ..core.errors import EXIT_INTERRUPTED, Interrupted, LandscapeError
 from ..core.signals import interruptible
 from ..core.version import __version__
-from ..run.mpi import abort_if_parallel, exit_together, in_mpi_launch
+from ..run.mpi import abort_if_parallel, check_launcher, exit_together, in_mpi_launch
 from . import compute, files, jobs  # noqa: F401 - importing registers the subcommands
 from .common import COMMANDS
 
@@ -95,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args)
     try:
         with interruptible():  # SIGTERM/SIGUSR1 anywhere: save, stop, exit EXIT_INTERRUPTED
+            check_launcher()
             rc = args.handler(args)
     except Interrupted as exc:
         log.error("%s", exc)

@@ -90,6 +90,9 @@ class SurfaceConfig:
                                                     "(default: the job's trajectory.h5)")
     pca_checkpoints: str = _f("epochs", choices=("epochs", "all"), doc="rows of the PCA: epoch checkpoints, or "
                                                                       "also step checkpoints")
+    pca_center_row: bool = _f(True, doc="keep the centre's own (zero) row θ* − θ* in the PCA when the centre is one "
+                                        "of the checkpoints, as the reference implementation does (its published "
+                                        "figures); false drops it (the formula of Li et al.)")
     projection: str = _f("lstsq", choices=("lstsq", "cos"), doc="how checkpoints are projected onto the plane")
     norm: str = _f("filter", choices=("filter", "layer", "model", "none"))
     ignore: str = _f("biasbn", choices=("biasbn", "none"), doc="biasbn: biases and BatchNorm stay at θ*")

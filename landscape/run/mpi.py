@@ -25,13 +25,13 @@ from typing import Any
 
 import torch
 
-from ..core.errors import Interrupted, LandscapeError
+from ..core.errors import ConfigError, Interrupted, LandscapeError
 from ..core.optional import require
 from ..core.signals import check_interrupted, stop_signals_ignored
 
-__all__ = ["mpi_comm", "local_rank", "pick_device", "in_mpi_launch", "RankFailed", "on_root", "agree",
-           "abort_if_parallel", "abort_job", "note_output", "exit_together", "wait_for", "share", "gather", "allgather", "TAG_TO_MASTER",
-           "TAG_TO_WORKER", "TAG_EXIT"]
+__all__ = ["check_launcher", "mpi_comm", "local_rank", "pick_device", "in_mpi_launch", "RankFailed", "on_root",
+           "agree", "abort_if_parallel", "abort_job", "note_output", "exit_together", "wait_for", "share", "gather",
+           "allgather", "TAG_TO_MASTER", "TAG_TO_WORKER", "TAG_EXIT"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,21 @@ class RankFailed(LandscapeError):
 def in_mpi_launch() -> bool:
     """True when this process was started by an MPI launcher (mpiexec, srun --mpi=pmi2, ...)."""
     return any(v in os.environ for v in _LAUNCH_VARS)
+
+
+def check_launcher() -> None:
+    """Refuse launchers that start ranks without MPI (torchrun): each process would run the whole job alone,
+    all writing the same files.
+
+    Example:
+        >>> check_launcher()  # a plain process
+    """
+    torchrun = [v for v in ("TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT") if v in os.environ]
+    if (torchrun or ("LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ)) and not in_mpi_launch():
+        found = ", ".join(torchrun) or "WORLD_SIZE"
+        raise ConfigError(f"started by torchrun or another torch.distributed launcher ({found} is set), which landscape does not support: start one rank per GPU with "
+                          "'mpiexec -n N landscape ...' or 'srun --mpi=pmi2 landscape ...' (see the README: Running "
+                          "on several GPUs), or run a single process")
 
 
 def mpi_comm(force: bool = False) -> Any | None:

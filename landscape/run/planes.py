@@ -82,9 +82,12 @@ def checkpoint_plane(center: Mapping[str, torch.Tensor], targets: Sequence[tuple
 
 
 def pca_plane(store: TrajectoryStore, center: Mapping[str, torch.Tensor], param_names: Sequence[str],
-              ignore: str = "biasbn", dir_type: str = "weights", checkpoints: str = "epochs", count: int = 2) -> Plane:
+              ignore: str = "biasbn", dir_type: str = "weights", checkpoints: str = "epochs", count: int = 2,
+              center_row: bool = True) -> Plane:
     """The top principal axes of the trajectory's checkpoints relative to the centre (rows θ_e − θ*, restricted
-    to the tensors a direction may move; ``checkpoints="all"`` adds step checkpoints)."""
+    to the tensors a direction may move; ``checkpoints="all"`` adds step checkpoints). ``center_row`` keeps the
+    centre's own zero row when the centre is a checkpoint (the reference implementation's matrix); without it
+    the rows are those of Li et al.'s formula. With few checkpoints the two planes differ noticeably."""
     spec = StateSpec.from_state(center)
     if store.spec != spec:
         raise StoreError(f"{store.path}: its checkpoints do not fit this model's state layout")
@@ -93,10 +96,11 @@ def pca_plane(store: TrajectoryStore, center: Mapping[str, torch.Tensor], param_
     c = flatten_state(center, spec)
     t = store.table()
     rows = [i for i in range(len(t["kind"])) if checkpoints == "all" or t["kind"][i] != "step"]
-    rows = [i for i in rows if not torch.equal(store.vector(i), c)]  # the centre itself adds nothing
+    if not center_row:
+        rows = [i for i in rows if not torch.equal(store.vector(i), c)]
     (a, b), ratio = pca_directions(lambda k: (store.vector(rows[k]) - c) * mask, len(rows), count)
     info = {"directions": "pca", "norm": "none", "ignore": ignore, "dir_type": dir_type,
-            "trajectory": str(store.path), "pca_rows": len(rows),
+            "trajectory": str(store.path), "pca_rows": len(rows), "pca_center_row": center_row,
             "explained_variance": [float(r) for r in ratio[:10]]}
     return a, (b if count == 2 else None), info
 

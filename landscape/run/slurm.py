@@ -29,7 +29,7 @@ from ..core.errors import EXIT_INTERRUPTED, ConfigError, LandscapeError
 from .config import JobConfig
 from .jobfile import expand_sweep, load_job
 
-__all__ = ["SlurmOptions", "parse_time", "render_script", "submit", "SubmitError", "PRESETS"]
+__all__ = ["SlurmOptions", "parse_time", "render_script", "submit", "watch_hint", "SubmitError", "PRESETS"]
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +249,23 @@ PRESETS: dict[str, SlurmOptions] = {
 }
 
 
+def watch_hint(script: str, job_id: str, workdir: Path, output: Path) -> str:
+    """Where a submitted job logs and the commands that follow it (printed by ``landscape submit``).
+
+    Example:
+        >>> print(watch_hint("#SBATCH --output=out/slurm-%j.out", "42", Path("/w"), Path("/w/out")))
+          log     /w/out/slurm-42.out
+          watch   squeue -j 42; tail -f /w/out/slurm-42.out; landscape status /w/out/surface.h5
+          stop    scancel 42 (the job saves what it has; submitting again resumes)
+    """
+    m = re.search(r"^#SBATCH --output=(\S+)", script, re.M)
+    pattern = shlex.split(m.group(1))[0] if m else "slurm-%j.out"
+    logfile = pattern.replace("%A", job_id).replace("%a", "*").replace("%j", job_id).replace("%x", "*")
+    path = Path(logfile) if Path(logfile).is_absolute() else workdir / logfile
+    return (f"  log     {path}\n  watch   squeue -j {job_id}; tail -f {path}; landscape status {output / 'surface.h5'}\n"
+            f"  stop    scancel {job_id} (the job saves what it has; submitting again resumes)")
+
+
 def submit(job_file: str | Path, opts: SlurmOptions, overrides: Sequence[str] = (), dry_run: bool = False,
            wait: bool = False, workdir: str | Path | None = None,
            on_submitted: Callable[[str], None] | None = None) -> tuple[str, str | None]:
@@ -300,7 +317,8 @@ def submit(job_file: str | Path, opts: SlurmOptions, overrides: Sequence[str] = 
     first = proc.stdout.readline().strip() if proc.stdout else ""
     job_id = first.split(";")[0] if first else None
     if job_id:
-        log.info("submitted %s as Slurm job %s (script %s)", job_file, job_id, script)
+        log.info("submitted %s as Slurm job %s (script %s)\n%s", job_file, job_id, script,
+                 watch_hint(text, job_id, workdir, out))
         if on_submitted is not None:
             on_submitted(job_id)
     rest, err = proc.communicate()

@@ -138,8 +138,7 @@ def run_paths(job: JobConfig, progress: bool = True, comm: Any | None = None) ->
             measure = "accuracy lost" if rows and np.isfinite(rows[0]["accuracy_final"]) else "relative loss rise"
             csv_path, _, table = write_report(rows, out, job.paths.robust_threshold, measure)
             s["outputs"]["layers_report"] = csv_path.name
-            s["report"] = table
-            log.info("\n%s", table)
+            s["report"] = table  # the commands print it once
         if job.export is not None and job.export.plots:
             traj = out / "trajectory.h5"
             figs = plot_paths(list(files.values()), out, job.export.plots, traj if traj.exists() else None)

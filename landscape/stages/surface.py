@@ -71,7 +71,7 @@ def plan_directions(job: JobConfig, model: nn.Module, center: dict[str, torch.Te
         store = find_trajectory(sf.trajectory, Path(job.output) / "trajectory.h5")
         if store is None:
             raise StoreError("directions=pca needs a trajectory store: train first or set surface.trajectory")
-        return pca_plane(store, center, params, sf.ignore, sf.dir_type, sf.pca_checkpoints, count)
+        return pca_plane(store, center, params, sf.ignore, sf.dir_type, sf.pca_checkpoints, count, sf.pca_center_row)
     if sf.directions == "random":
         return random_plane(center, params, sf.seed, sf.norm, sf.ignore, sf.dir_type, count)
     if sf.directions == "checkpoints":

@@ -103,3 +103,22 @@ def test_signal_during_training_saves_and_resumes(tmp_path, sig):
     assert full.returncode == 0, full.stderr
     a, b = TrajectoryStore(tmp_path / "t.h5"), TrajectoryStore(tmp_path / "full.h5")
     assert len(a) == len(b) == 13 and torch.equal(a.vector("final"), b.vector("final"))
+
+
+def test_torchrun_is_refused_with_what_to_use_instead(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT)]), TORCHELASTIC_RUN_ID="x",
+               LOCAL_RANK="0", RANK="0", WORLD_SIZE="2")
+    r = run_cli("list", env=env)
+    assert r.returncode == 2 and "torchrun" in r.stderr and "mpiexec -n N" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_paths_report_is_printed_once(tmp_path):
+    out = tmp_path / "o"
+    r = run_cli("train", "--model", "mlp", "--data", "spiral", "--epochs", "2", "--out", str(out / "trajectory.h5"),
+                "--no-progress")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("path", "--model", "mlp", "--data", "spiral", "--output", str(out), "--kind", "linear", "--level",
+                "layer", "--alpha", "0:1:3", "--no-plots", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert (r.stdout + r.stderr).count("layers reset to their initial values") == 1

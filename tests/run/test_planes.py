@@ -10,7 +10,7 @@ from landscape.core.models import build_model
 from landscape.core.params import flatten_state, model_state
 from landscape.engine.evaluator import Evaluator
 from landscape.engine.plane import PlaneEvaluator
-from landscape.run.planes import checkpoint_plane, random_plane
+from landscape.run.planes import checkpoint_plane, pca_plane, random_plane
 
 
 def bn_model_and_data(seed):
@@ -57,3 +57,25 @@ def test_states_with_biasbn_warns_that_it_changes_nothing(caplog):
     offset = sum(t.numel() for n, t in center.items() if list(center).index(n) < list(center).index(var))
     values = moved[offset:offset + center[var].numel()]
     assert torch.equal(values, center[var].float())  # d = w for 1-D tensors: the variances never cross zero for α > -1
+
+
+def test_pca_keeps_the_centre_row_as_the_reference_unless_asked(tmp_path):
+    from sklearn.decomposition import PCA
+
+    from landscape.core.params import StateSpec
+    from landscape.io.trajectory import TrajectoryStore
+
+    g = torch.Generator().manual_seed(0)
+    vecs = [torch.randn(6, generator=g) for _ in range(4)]  # init, epochs 1..3; the centre is the final one
+    spec = StateSpec(("w",), ((2, 3),), ("float32",))
+    store = TrajectoryStore.create(tmp_path / "t.h5", spec, {})
+    for k, v in enumerate(vecs):
+        store.append_checkpoint(v, epoch=k, step=k, kind="init" if k == 0 else "epoch")
+    center = {"w": vecs[-1].reshape(2, 3)}
+    rows = np.stack([(v - vecs[-1]).numpy() for v in vecs]).astype(np.float64)
+    for keep, matrix in ((True, rows), (False, rows[:-1])):
+        d1, d2, info = pca_plane(store, center, ["w"], "none", center_row=keep)
+        ref = PCA(2).fit(matrix).components_
+        for d, r in zip((d1, d2), ref):
+            assert abs(float(np.dot(d.numpy(), r))) == pytest.approx(1.0, abs=1e-5)
+        assert info["pca_rows"] == len(matrix) and info["pca_center_row"] is keep
