@@ -14,7 +14,8 @@ extras = {
 }
 # torchvision is in no extra: pip would replace the torch installed first (a CPU or a chosen CUDA build) with the
 # newest one. Install the torchvision build that matches your torch by hand (README: Install).
-extras["test"] = ["pytest>=7", "pytest-timeout"] + extras["mpi"] + extras["vtk"] + extras["plot"]
+extras["test"] = (["pytest>=7", "pytest-timeout", "xarray", "h5netcdf"] + extras["mpi"] + extras["vtk"]
+                  + extras["plot"])
 extras["all"] = sorted({d for k in ("mpi", "vtk", "plot") for d in extras[k]})
 
 setup(

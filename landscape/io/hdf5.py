@@ -14,17 +14,19 @@ import time
 from pathlib import Path
 
 import h5py
+import numpy as np
 
 from ..core.errors import StoreError
 
-__all__ = ["open_hdf5", "file_schema", "unreadable", "SURFACE_SCHEMA", "PATH_SCHEMA", "SURFACE_VERSION", "TRAJECTORY_SCHEMA",
-           "TRAJECTORY_VERSION"]
+__all__ = ["open_hdf5", "file_schema", "unreadable", "label_dimension", "SURFACE_SCHEMA", "PATH_SCHEMA", "SURFACE_VERSION", "TRAJECTORY_SCHEMA",
+           "TRAJECTORY_VERSION", "CORRELATION_SCHEMA"]
 
 SURFACE_SCHEMA = "landscape.surface"
 PATH_SCHEMA = "landscape.path"
 SURFACE_VERSION = 1
 TRAJECTORY_SCHEMA = "landscape.trajectory"
 TRAJECTORY_VERSION = 1
+CORRELATION_SCHEMA = "landscape.correlation"
 
 
 def open_hdf5(path: str | Path, mode: str = "r", wait_seconds: float = 30.0) -> h5py.File:
@@ -74,3 +76,28 @@ def unreadable(path: str | Path, exc: BaseException, redo: str) -> StoreError:
     """
     return StoreError(f"{path}: cannot be read as HDF5 ({exc}); the file is truncated or corrupted (or a run was "
                       f"writing it at this instant: try again); move it away and {redo}")
+
+
+def label_dimension(group: h5py.Group, name: str, scale: h5py.Dataset | None = None) -> h5py.Dataset:
+    """Name the first axis of every dataset in ``group`` whose length is the scale's: ``scale`` if given, else
+    a new index dataset ``group/name`` (0, 1, ...) made an HDF5 dimension scale. netCDF readers (xarray's
+    h5netcdf engine) then see dimension ``name`` there instead of borrowing a same-named dimension of the root.
+
+    Example:
+        >>> import tempfile, numpy as np
+        >>> with h5py.File(tempfile.mkdtemp() + "/x.h5", "w") as f:
+        ...     g = f.create_group("trajectory")
+        ...     g["alpha"] = np.zeros(3)
+        ...     _ = label_dimension(g, "checkpoint")
+        ...     g["alpha"].dims[0][0].name
+        '/trajectory/checkpoint'
+    """
+    datasets = [d for d in group.values() if isinstance(d, h5py.Dataset) and d.ndim >= 1]
+    if scale is None:
+        n = max((d.shape[0] for d in datasets), default=0)
+        scale = group.create_dataset(name, data=np.arange(n, dtype=np.int64), maxshape=(None,))
+    scale.make_scale(name)
+    for d in datasets:
+        if d.name != scale.name and d.shape[0] == scale.shape[0] and not d.dims[0]:
+            d.dims[0].attach_scale(scale)
+    return scale

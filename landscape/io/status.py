@@ -1,4 +1,5 @@
-"""What a result file holds, in a few lines: the text of ``landscape status`` / ``landscape info``.
+"""What a result file holds, in a few lines: the text of ``landscape status`` / ``landscape info`` for every
+kind of file the package writes (surface, path, trajectory, correlation) and for a sweep's ``sweep.json``.
 
 Example:
     >>> import tempfile, os, numpy as np
@@ -11,18 +12,79 @@ Example:
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from .hdf5 import SURFACE_SCHEMA, file_schema
+import numpy as np
+
+from ..core.errors import StoreError
+from .hdf5 import CORRELATION_SCHEMA, PATH_SCHEMA, TRAJECTORY_SCHEMA, file_schema, open_hdf5
+from .path_file import read_path
 from .surface_file import read_surface
 from .trajectory import TrajectoryStore
 
-__all__ = ["describe_file"]
+__all__ = ["describe_file", "describe_path", "describe_correlation", "describe_sweep"]
+
+
+def describe_path(path: str | Path) -> str:
+    """A path file: kind, ends, items per level, progress, and the loss along the whole-model path."""
+    p, s = read_path(path), read_surface(path)
+    inp = p["inputs"]
+    levels = {lv: p["level"].count(lv) for lv in dict.fromkeys(p["level"])}
+    n, total = int(s.done.sum()), s.done.size
+    lines = [f"path {Path(path)}", f"  kind      {p['kind']}" + (f" (middle node at α={inp['t_mid']:g}: {inp['mid']})"
+                                                              if inp.get("t_mid") is not None else ""),
+             f"  from      {inp.get('start')}", f"  to        {inp.get('end')}",
+             "  items     " + ", ".join(f"{k} {v}" for k, v in levels.items()),
+             f"  alpha     {p['alpha'][0]:g}..{p['alpha'][-1]:g} ({len(p['alpha'])})",
+             f"  progress  {n}/{total} points done ({100.0 * n / max(total, 1):.1f}%), status {s.attrs.get('status')}"]
+    if "model" in p["level"]:
+        k = p["level"].index("model")
+        row = np.where(s.done[k].astype(bool), p["loss"][k], np.nan)
+        if np.isfinite(row).any():
+            j = int(np.nanargmax(row))
+            lines.append(f"  model     highest loss {row[j]:.6g} at α={p['alpha'][j]:g}")
+    return "\n".join(lines)
+
+
+def describe_correlation(path: str | Path) -> str:
+    """A correlation file: per layer, the filters and the pairs correlated above the threshold."""
+    with open_hdf5(path) as f:
+        lines = [f"correlation {Path(path)}", f"  threshold {float(f.attrs.get('threshold', np.nan)):g}"]
+        for layer, g in f.items():
+            pairs = json.loads(g.attrs.get("pairs", "{}"))
+            lines.append(f"  {layer:<10} {g['weights'].shape[0]} filters; pairs of weights "
+                         f"{len(pairs.get('weights', []))}, of activations {len(pairs.get('activations', []))}")
+    return "\n".join(lines)
+
+
+def describe_sweep(path: str | Path) -> str:
+    """A sweep's ``sweep.json``: every combination, its output folder and how far it got."""
+    path = Path(path)
+    try:
+        tasks = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StoreError(f"{path}: not a readable sweep.json ({exc})") from exc
+    lines = [f"sweep {path} ({len(tasks)} combinations)"]
+    for t in tasks:
+        out = Path(t["output"])
+        summary = out / "summary.json"
+        state = ("done" if summary.exists() and "seconds" in json.loads(summary.read_text()) else
+                 "started" if out.exists() else "not started")
+        lines.append(f"  {t['task']:>3}  {state:<11} {out}  {t['settings']}")
+    return "\n".join(lines)
 
 
 def describe_file(path: str | Path) -> str:
-    """A summary of a surface or trajectory file (grid and progress, or checkpoints and metrics)."""
+    """A summary of any result file: surface, path, trajectory, correlation, or a sweep's ``sweep.json``."""
+    path = Path(path)
+    if path.suffix == ".json":
+        return describe_sweep(path)
     kind = file_schema(path)
-    if kind is None or kind == SURFACE_SCHEMA:  # a missing or unreadable file: the reader raises a clear error
-        return read_surface(path).describe()
-    return TrajectoryStore(path).describe()
+    if kind == PATH_SCHEMA:
+        return describe_path(path)
+    if kind == TRAJECTORY_SCHEMA:
+        return TrajectoryStore(path).describe()
+    if kind == CORRELATION_SCHEMA:
+        return describe_correlation(path)
+    return read_surface(path).describe()  # a surface, or a missing or foreign file: the reader's clear error

@@ -38,7 +38,7 @@ from ..core.errors import StoreError
 from ..core.grid import Grid
 from ..core.signals import deferred
 from ..core.version import __version__
-from .hdf5 import PATH_SCHEMA, SURFACE_SCHEMA, SURFACE_VERSION, open_hdf5, unreadable
+from .hdf5 import PATH_SCHEMA, SURFACE_SCHEMA, SURFACE_VERSION, label_dimension, open_hdf5, unreadable
 from .locks import WriterLock
 
 __all__ = ["SurfaceStore", "SurfaceData", "read_surface", "diff_inputs", "append_run", "batch_context",
@@ -300,6 +300,10 @@ class SurfaceStore:
                     ds.dims[axis].attach_scale(scale)
             for name, arr in (datasets or {}).items():
                 f.create_dataset(name, data=arr)
+            if "trajectory" in f:  # its own dimension: alpha/beta there are the path's, not the grid's
+                label_dimension(f["trajectory"], "checkpoint")
+            if "items" in f:  # path files: one row per item, the grid's first axis
+                label_dimension(f["items"], axes[0], f[axes[0]])
         tmp.rename(path)
         return cls(path, _open_checked(path, "r+"), flush_every, flush_seconds)
 

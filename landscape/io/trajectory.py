@@ -5,7 +5,8 @@ Layout (schema ``landscape.trajectory`` version 1, see ``docs/schema.md``)::
     /states               float32 [n_checkpoints, n_state]   flat states in StateSpec order
     /checkpoints/epoch    float64 [n]   0 for init, e after epoch e, fractional for step checkpoints
     /checkpoints/step     int64   [n]   optimiser steps taken
-    /checkpoints/kind     str     [n]   "init" | "epoch" | "step"
+    /checkpoints/kind     S8      [n]   "init" | "epoch" | "step" (fixed-length ASCII)
+    /checkpoints/checkpoint int64 [n]   0, 1, ...: the dimension scale of /checkpoints/*
     /metrics/{epoch,train_loss,train_accuracy,test_loss,test_accuracy}   [n_epochs + 1]
     /resume_records/<epoch>  uint8   torch.save bytes of the optimiser state, epoch and step (weights_only)
 
@@ -41,7 +42,7 @@ from ..core.errors import CheckpointError, StoreError
 from ..core.params import StateSpec, unflatten_state
 from ..core.signals import deferred
 from ..core.version import __version__
-from .hdf5 import TRAJECTORY_SCHEMA, TRAJECTORY_VERSION, open_hdf5, unreadable
+from .hdf5 import TRAJECTORY_SCHEMA, TRAJECTORY_VERSION, label_dimension, open_hdf5, unreadable
 
 __all__ = ["TrajectoryStore", "SCHEMA", "SCHEMA_VERSION", "METRICS"]
 
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 SCHEMA = TRAJECTORY_SCHEMA
 SCHEMA_VERSION = TRAJECTORY_VERSION
 METRICS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy")
-_STR = h5py.string_dtype()
+_KIND = h5py.string_dtype("ascii", 8)
 
 
 def _json_default(o: Any) -> Any:
@@ -76,6 +77,9 @@ class TrajectoryStore:
                 if version > SCHEMA_VERSION:
                     raise StoreError(f"{self.path}: schema version {version} is newer than this "
                                      f"landscape ({SCHEMA_VERSION}); upgrade landscape")
+                if "state_spec" not in f.attrs:
+                    raise StoreError(f"{self.path}: a trajectory without its state_spec attribute; the file is "
+                                     "damaged or was not written by landscape")
                 self.spec = StateSpec.from_json(json.loads(f.attrs["state_spec"]))
                 self.attrs = {k: f.attrs[k] for k in f.attrs}
         except FileNotFoundError:
@@ -108,10 +112,12 @@ class TrajectoryStore:
             g = f.create_group("checkpoints")
             g.create_dataset("epoch", (0,), "f8", maxshape=(None,))
             g.create_dataset("step", (0,), "i8", maxshape=(None,))
-            g.create_dataset("kind", (0,), _STR, maxshape=(None,))
+            g.create_dataset("kind", (0,), _KIND, maxshape=(None,))  # fixed length: no global heap to break
+            label_dimension(g, "checkpoint")  # netCDF readers see a checkpoint dimension here
             m = f.create_group("metrics")
             for k in METRICS:
                 m.create_dataset(k, (0,), "f8", maxshape=(None,))
+            label_dimension(m, "epoch", m["epoch"])
         first = cls(tmp)
         if init is not None:
             first.append_checkpoint(init, epoch=0, step=0, kind="init")
@@ -143,10 +149,14 @@ class TrajectoryStore:
             n = f["states"].shape[0]
             f["states"].resize(n + 1, 0)
             f["states"][n] = v
-            for key, val in (("epoch", epoch), ("step", step), ("kind", kind)):
-                ds = f["checkpoints"][key]
-                ds.resize(n + 1, 0)
-                ds[n] = val
+            kind_ds = f["checkpoints"]["kind"]
+            values = {"epoch": epoch, "step": step, "checkpoint": n,
+                      "kind": kind if kind_ds.dtype.kind == "O" else kind.encode()}  # vlen str in old files
+            for key, val in values.items():
+                if key in f["checkpoints"]:
+                    ds = f["checkpoints"][key]
+                    ds.resize(n + 1, 0)
+                    ds[n] = val
 
     def append_norms(self, layers: list[str], kinds: list[str], steps: np.ndarray, weight: np.ndarray,
                      grad: np.ndarray) -> None:
@@ -161,6 +171,7 @@ class TrajectoryStore:
                 g.create_dataset("step", (0,), "i8", maxshape=(None,))
                 for k in ("weight", "grad"):
                     g.create_dataset(k, (0, len(layers)), "f8", maxshape=(None, len(layers)))
+                label_dimension(g, "step", g["step"])
             g = f["norms"]
             n = g["step"].shape[0]
             for k, v in (("step", steps), ("weight", weight), ("grad", grad)):
@@ -220,7 +231,8 @@ class TrajectoryStore:
         with self._write() as f:
             ep = f["checkpoints"]["epoch"][:]
             keep = int(np.searchsorted(ep, epoch, side="right"))
-            for ds in (f["states"], *(f["checkpoints"][k] for k in ("epoch", "step", "kind"))):
+            for ds in (f["states"], *(f["checkpoints"][k] for k in ("epoch", "step", "kind", "checkpoint")
+                                      if k in f["checkpoints"])):
                 if ds.shape[0] > keep:
                     ds.resize(keep, 0)
             if "norms" in f:  # norms recorded after the last committed step are dropped too

@@ -15,7 +15,7 @@ import torch
 
 from ..analysis.pca import projected_path
 from ..core.errors import ConfigError
-from ..io.hdf5 import open_hdf5
+from ..io.hdf5 import label_dimension, open_hdf5
 from ..io.surface_file import read_surface
 from ..io.trajectory import TrajectoryStore
 
@@ -65,6 +65,7 @@ def project_onto(surface: Path | str, trajectory: Path | str, label: str, method
             del g[label]
         for key, arr in projection_datasets(other, coords, f"projections/{label}").items():
             f.create_dataset(key, data=arr)
+        label_dimension(g[label], "checkpoint")
         g[label].attrs["trajectory"] = str(trajectory)
         g[label].attrs["method"] = method
     return coords

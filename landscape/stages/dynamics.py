@@ -12,13 +12,13 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-import h5py
 import torch
 from torch import nn
 
 from ..analysis.dynamics import activation_correlation, correlated_pairs, filter_correlation
 from ..core.models import layer_names
 from ..io.checkpoints import apply_state
+from ..io.hdf5 import CORRELATION_SCHEMA, label_dimension, open_hdf5
 from ..io.trajectory import TrajectoryStore
 from ..run.config import JobConfig
 from ..run.inputs import evaluation_data, prepare_data, prepare_model
@@ -38,13 +38,16 @@ def correlation_report(model: nn.Module, data_x: torch.Tensor, out_dir: Path, th
     mods = dict(model.named_modules())
     convs = [n for n in (layers or layer_names(model)) if isinstance(mods[n], nn.Conv2d)]
     report: dict[str, Any] = {}
-    with h5py.File(out_dir / "correlation.h5", "w") as f:
-        f.attrs["threshold"] = threshold
+    with open_hdf5(out_dir / "correlation.h5", "w") as f:
+        f.attrs.update({"schema": CORRELATION_SCHEMA, "threshold": threshold})
         for layer in convs:
             cw = filter_correlation(mods[layer].weight)
             ca = activation_correlation(model, layer, data_x)
             g = f.create_group(layer)
             g["weights"], g["activations"] = cw, ca
+            scale = label_dimension(g, "filter")
+            for name in ("weights", "activations"):
+                g[name].dims[1].attach_scale(scale)
             pairs = {"weights": correlated_pairs(cw, threshold), "activations": correlated_pairs(ca, threshold)}
             g.attrs["pairs"] = json.dumps(pairs)
             plot_correlation({f"{layer} weights": cw, f"{layer} activations": ca}, out_dir / f"correlation_{layer}.png")
