@@ -32,10 +32,10 @@ import traceback
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..core.errors import Interrupted, LandscapeError
 from ..core.optional import require
+from ..core.progress import Progress
 from ..core.signals import check_interrupted, interruptible
 from .mpi import TAG_TO_MASTER, TAG_TO_WORKER, RankFailed, abort_job, wait_for
 
@@ -161,7 +161,7 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
     active = set(range(1, size))
     minimum = 1 if plane is None or plane.auto else plane.points_per_batch
     total, computed = store.grid.size, 0
-    bar = tqdm(total=total, initial=total - len(pending), desc=f"surface x{size}", unit="pt", disable=not progress)
+    bar = Progress(total, total - len(pending), f"{store.path.name} on {size} ranks", "points", progress)
     worker = _LocalWorker(plane) if local else None
 
     def take(rank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:

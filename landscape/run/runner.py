@@ -25,9 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from ..core.errors import Interrupted
+from ..core.progress import Progress
 from ..core.signals import check_interrupted, interruptible
 from ..io.surface_file import SurfaceStore, append_run, batch_context, read_surface
 from .distributed import run_distributed
@@ -44,8 +43,7 @@ def compute_surface(plane: Any, store: SurfaceStore, progress: bool = True,
     raise :class:`Interrupted`; the store is closed (partial or complete) in every case."""
     pending = store.pending()
     computed = 0
-    bar = tqdm(total=store.grid.size, initial=store.grid.size - len(pending), desc="surface", unit="pt",
-               disable=not progress)
+    bar = Progress(store.grid.size, store.grid.size - len(pending), store.path.name, "points", progress)
     try:
         with interruptible():
             pos, rate = 0, None

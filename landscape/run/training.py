@@ -28,12 +28,12 @@ from typing import Any, Mapping
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..analysis.dynamics import LayerNorms
 from ..core.data import TensorData
 from ..core.errors import ConfigError, StoreError
 from ..core.params import StateSpec, model_state
+from ..core.progress import Progress
 from ..core.signals import check_interrupted
 from ..engine.device import resolve_device
 from ..engine.evaluator import Evaluator
@@ -189,9 +189,8 @@ def _train(model: nn.Module, train_data: TensorData, test_data: TensorData, cfg:
     n = len(train_data)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     classify = train_data.task == "classification"
-    bar = tqdm(range(start_epoch, cfg.epochs), desc="train", unit="epoch", disable=not progress,
-               initial=start_epoch, total=cfg.epochs)
-    for epoch in bar:
+    bar = Progress(cfg.epochs, start_epoch, f"train {store_path.name}", "epochs", progress, every=0.0)
+    for epoch in range(start_epoch, cfg.epochs):
         model.train()
         for group in optimizer.param_groups:  # a function of the epoch alone: resuming gives the same schedule
             group["lr"] = learning_rate(cfg, epoch)
@@ -235,10 +234,9 @@ def _train(model: nn.Module, train_data: TensorData, test_data: TensorData, cfg:
                              train_accuracy=tr_correct / n if classify else math.nan,
                              test_loss=te.loss, test_accuracy=te.accuracy)
         store.save_resume({"optimizer": optimizer.state_dict(), "epoch": epoch + 1, "step": step})
-        bar.set_postfix(loss=f"{tr_loss / n:.4f}", test_loss=f"{te.loss:.4f}",
-                        test_acc=f"{te.accuracy:.3f}" if classify else "-")
-        log.debug("epoch %d train_loss %.4f test_loss %.4f test_acc %.4f", epoch + 1, tr_loss / n, te.loss,
-                  te.accuracy)
+        bar.update(1, loss=f"{tr_loss / n:.4f}", test_loss=f"{te.loss:.4f}",
+                   test_acc=f"{te.accuracy:.3f}" if classify else "-")  # a log line per epoch without a terminal
+    bar.close()
     model.eval()
     store.set_attrs(complete=True)
     return store

@@ -28,6 +28,7 @@ from ..core.errors import ConfigError
 from ..core.optional import require
 from ..io.surface_file import SurfaceData, read_projected_path, read_projections, read_surface
 from .mpl import pyplot
+from .overlay import path_to_draw, surface_height
 
 __all__ = ["plot_surface", "axis_labels", "levels", "color_norm", "FIGURES"]
 
@@ -62,7 +63,9 @@ def _title(s: SurfaceData) -> str:
     inp = s.inputs
     data = inp.get("data", {})
     dname = data.get("name") if isinstance(data, dict) else data
-    return f"{inp.get('model', '?')} on {dname} ({inp.get('split', '?')}), centre {inp.get('center', '?')}"
+    n, total = int(s.done.sum()), s.done.size
+    partial = f" — partial {n}/{total} points" if n < total else ""
+    return f"{inp.get('model', '?')} on {dname} ({inp.get('split', '?')}), centre {inp.get('center', '?')}{partial}"
 
 
 def _overlay_others(ax: Any, others: dict[str, dict[str, np.ndarray]]) -> None:
@@ -163,7 +166,9 @@ def plot_surface(path: str | Path, out_dir: str | Path | None = None, formats: S
         save(fig, "line")
         return written
 
-    traj = read_projected_path(path)
+    traj, why = path_to_draw(s, read_projected_path(path))
+    if why and why != "the file holds no projected path":
+        _log.info("%s: projected path not drawn: %s", path, why)
     others = read_projections(path)
     A, B = np.meshgrid(s.alpha, s.beta, indexing="ij")
     if min(A.shape) < 2:  # contours and surfaces need two points along each axis
@@ -181,6 +186,9 @@ def plot_surface(path: str | Path, out_dir: str | Path | None = None, formats: S
                 ax = fig.add_subplot(1, len(panels), k + 1, projection="3d")
                 z = np.log10(vals) if lg else vals
                 ax.plot_surface(A, B, np.ma.filled(z, np.nan), cmap="viridis", linewidth=0, antialiased=True)
+                if traj is not None:  # on the surface: its height is the surface's value at each point
+                    h = surface_height(s, np.ma.filled(z.astype(float), np.nan), traj["alpha"], traj["beta"])
+                    ax.plot(traj["alpha"], traj["beta"], h, "-o", color="crimson", ms=2, lw=1.5, zorder=5)
                 ax.set_xlabel(xl, fontsize=7)
                 ax.set_ylabel(yl, fontsize=7)
                 ax.set_zlabel(f"log10 {name}" if lg else name)

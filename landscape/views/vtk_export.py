@@ -5,7 +5,9 @@ Point order: in a ``.vtp`` surface, point ``i * nb + j`` is ``(alpha[i], beta[j]
 C order) and cells are quads; in a ``.vts`` grid VTK's own order applies (``alpha`` varies fastest). The
 z coordinate is the chosen array (``loss``, ``accuracy`` or ``log_loss``), optionally ``log``-scaled,
 clipped at ``zmax`` and multiplied by ``zscale``; points whose value is not finite get the largest finite
-z (their arrays keep inf/NaN). Point arrays: ``loss``, ``accuracy``, ``log_loss`` (natural log), ``done``.
+z (their arrays keep inf/NaN). Points not computed yet (a file still being written) are in no cell of a ``.vtp``
+and blanked in a ``.vts``: the surface has holes there, never a wall. Point arrays: ``loss``, ``accuracy``,
+``log_loss`` (natural log), ``done``.
 
 Example:
     >>> from landscape.io.surface_file import SurfaceData
@@ -29,6 +31,7 @@ from scipy.interpolate import RegularGridInterpolator
 from ..core.errors import ConfigError
 from ..core.optional import require
 from ..io.surface_file import SurfaceData, read_projected_path, read_surface
+from .overlay import path_to_draw, surface_height
 
 __all__ = ["surface_polydata", "surface_structured", "trajectory_polydata", "write_vtk", "write_pvd",
            "export_surface", "export_files", "resample_surface", "Z_ARRAYS"]
@@ -92,7 +95,10 @@ def surface_polydata(s: SurfaceData, z: str = "loss", log: bool = False, zmax: f
         na = len(s.alpha)
         poly.SetPoints(_points(np.stack([s.alpha, np.zeros(na), zz], 1)))
         line = vtk.vtkCellArray()
-        line.InsertNextCell(na, list(range(na)))
+        done = s.done.astype(bool)
+        for run in np.split(np.arange(na), np.flatnonzero(np.diff(done.astype(int))) + 1):  # done stretches only
+            if done[run[0]] and len(run) > 1:
+                line.InsertNextCell(len(run), run.tolist())
         poly.SetLines(line)
     else:
         na, nb = s.loss.shape
@@ -101,6 +107,7 @@ def surface_polydata(s: SurfaceData, z: str = "loss", log: bool = False, zmax: f
         i, j = np.meshgrid(np.arange(na - 1), np.arange(nb - 1), indexing="ij")
         k = (i * nb + j).ravel()
         quads = np.stack([k, k + nb, k + nb + 1, k + 1], 1)
+        quads = quads[s.done.reshape(-1).astype(bool)[quads].all(1)]  # points not computed yet leave holes
         cells = vtk.vtkCellArray()
         numpy_to_vtkIdTypeArray = vtk_numpy()[1]
         offsets = numpy_to_vtkIdTypeArray(np.arange(0, 4 * len(quads) + 1, 4, dtype=np.int64), deep=True)
@@ -123,6 +130,8 @@ def surface_structured(s: SurfaceData, z: str = "loss", log: bool = False, zmax:
     grid = vtk.vtkStructuredGrid()
     grid.SetDimensions(na, nb, 1)
     grid.SetPoints(_points(np.stack([a.T.ravel(), b.T.ravel(), zz.T.ravel()], 1)))
+    for pid in np.flatnonzero(~s.done.T.reshape(-1).astype(bool)):  # points not computed yet: blanked (holes)
+        grid.BlankPoint(int(pid))
     _add_arrays(grid, {k: v.T.ravel() for k, v in _arrays(s).items()})
     return grid
 
@@ -202,13 +211,16 @@ def export_surface(path: str | Path, formats: Sequence[str] = ("vtp",), out_dir:
         data = surface_polydata(s, z, log, zmax, zscale) if fmt == "vtp" else surface_structured(s, z, log, zmax,
                                                                                                   zscale)
         written.append(write_vtk(data, out_dir / f"{stem}.{fmt}"))
-    traj = read_projected_path(Path(path))
-    if traj is not None:
-        tz = _z(SurfaceData(None, traj["alpha"], None, traj["loss"], traj.get("accuracy", traj["loss"] * np.nan),
-                            np.ones(len(traj["loss"]), np.uint8), {}, {}), z, log, zmax, zscale)
-        arrays = {k: v for k, v in traj.items() if k not in ("alpha", "beta")}
-        written.append(write_vtk(trajectory_polydata(traj["alpha"], traj["beta"], tz, arrays),
+    traj, why = path_to_draw(s, read_projected_path(Path(path)))
+    if traj is not None:  # on the surface: its height there; what training recorded kept as arrays
+        heights = surface_height(s, _z(s, z, log, zmax, zscale), traj["alpha"], traj["beta"])
+        arrays = {("recorded_" + k if k in ("loss", "accuracy") else k): v for k, v in traj.items()
+                  if k not in ("alpha", "beta")}
+        arrays["surface_" + z] = surface_height(s, _arrays(s)[z], traj["alpha"], traj["beta"])
+        written.append(write_vtk(trajectory_polydata(traj["alpha"], traj["beta"], heights, arrays),
                                  out_dir / f"{stem}_trajectory.vtp"))
+    elif why != "the file holds no projected path":
+        _log.info("%s: projected path not exported: %s", path, why)
     for p in written:
         _log.info("wrote %s", p)
     return written

@@ -122,3 +122,19 @@ def test_paths_report_is_printed_once(tmp_path):
                 "layer", "--alpha", "0:1:3", "--no-plots", "--no-progress")
     assert r.returncode == 0, r.stderr
     assert (r.stdout + r.stderr).count("layers reset to their initial values") == 1
+
+
+def test_progress_lines_without_a_terminal(tmp_path):
+    """Batch logs show progress: a line per epoch, and lines with points/s and the time left during a grid."""
+    r = run_cli("train", "--model", "mlp", "--data", "spiral", "--epochs", "3", "--out", str(tmp_path / "t.h5"),
+                "--no-progress")
+    assert r.returncode == 0, r.stderr
+    epochs = [x for x in r.stderr.splitlines() if "landscape.progress: train t.h5:" in x]
+    assert [x.split(": ")[2].split()[0] for x in epochs] == ["1/3", "2/3", "3/3"] and "test_loss" in epochs[0]
+    r = run_cli("surface", "--model", "mlp", "--data", "spiral", "--center", f"{tmp_path / 't.h5'}:final",
+                "--alpha", "-1:1:41", "--beta", "-1:1:5", "--out", str(tmp_path / "s.h5"), "--no-progress",
+                "surface.chunk=10")
+    assert r.returncode == 0, r.stderr
+    lines = [x for x in r.stderr.splitlines() if "landscape.progress: s.h5:" in x]
+    assert len(lines) >= 10 and lines[-1].split(": ")[2].startswith("205/205 points (100%)"), r.stderr
+    assert all("points/s" in x and "left" in x for x in lines)

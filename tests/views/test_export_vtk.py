@@ -128,4 +128,62 @@ def test_paraview_opens_every_exported_file(tmp_path):
         data = read(f)
         assert got["points"] == data.GetNumberOfPoints(), f
         assert got["arrays"] == sorted(arrays(data)), f
-    assert res[0]["points"] == 15 and res[2]["arrays"] == ["epoch", "loss"]
+    assert res[0]["points"] == 15 and res[2]["arrays"] == ["epoch", "recorded_loss", "surface_loss"]
+
+
+def test_a_partial_surface_has_holes_not_walls(tmp_path):
+    """A file still being computed: points not done are in no quad (vtp) and blanked (vts); figures say partial."""
+    from landscape.core.grid import Grid
+    from landscape.io.surface_file import SurfaceStore
+    from landscape.views.surface_plots import plot_surface
+
+    g = Grid(ALPHA, BETA)
+    st = SurfaceStore.open(tmp_path / "p.h5", g, {"case": "partial"})
+    k = np.arange(9)  # rows 0 and the first four points of row 1 of the 3x5 grid
+    a, b = g.coords(k)
+    st.write(k, 1.0 + a ** 2 + b ** 2, np.full(9, 0.5))
+    st.close()
+    vtp, vts = export_surface(tmp_path / "p.h5", ["vtp", "vts"])
+    poly = read(vtp)
+    assert poly.GetNumberOfCells() == 3  # only quads whose four corners are done: between rows 0 and 1, j = 0..2
+    pts = vtk_to_numpy(poly.GetPoints().GetData())
+    cell_points = {poly.GetCell(c).GetPointId(i) for c in range(3) for i in range(4)}
+    assert cell_points <= set(range(9)) and pts[list(cell_points), 2].max() < 5  # no point lifted to a wall
+    grid = read(vts)
+    blanked = [pid for pid in range(15) if not grid.IsPointVisible(pid)]
+    assert len(blanked) == 6
+    figs = plot_surface(tmp_path / "p.h5", formats=("png",), figures=("heatmap",))
+    assert figs and figs[0].exists()
+    from landscape.views.surface_plots import _title
+
+    assert "partial 9/15 points" in _title(read_surface(tmp_path / "p.h5"))
+
+
+def test_projected_path_only_where_it_means_something_and_on_the_surface(tmp_path, caplog):
+    """Random directions: a path spanning 0.25 % of the grid is left out (and the log says why); a path that
+    spans the grid is drawn with the surface's height at each point and the recorded losses as arrays."""
+    import logging
+
+    from landscape.core.grid import Grid
+    from landscape.io.surface_file import SurfaceStore
+
+    g = Grid(ALPHA, BETA)
+    for name, scale in (("needle", 0.005), ("wide", 1.0)):
+        k = np.arange(g.size)
+        a, b = g.coords(k)
+        path = {"trajectory/alpha": np.array([-1.0, -0.5, 0.0]) * scale,
+                "trajectory/beta": np.array([1.0, 0.5, 0.0]) * scale, "trajectory/epoch": np.arange(3.0),
+                "trajectory/loss": np.array([9.0, 8.0, 7.0])}
+        st = SurfaceStore.open(tmp_path / f"{name}.h5", g, {"directions": "random"}, datasets=path)
+        st.write(k, 1.0 + a ** 2 + b ** 2, np.full(g.size, 0.5))
+        st.close()
+    with caplog.at_level(logging.INFO):
+        written = export_surface(tmp_path / "needle.h5", ["vtp"])
+    assert [p.name for p in written] == ["needle.vtp"] and "spans 0.25% of the grid" in caplog.text
+    written = export_surface(tmp_path / "wide.h5", ["vtp"])
+    traj = read(tmp_path / "wide_trajectory.vtp")
+    z = vtk_to_numpy(traj.GetPoints().GetData())[:, 2]
+    np.testing.assert_allclose(z, [1 + 1 + 1, 1 + 0.5 + 0.25, 1.0])  # the surface (bilinear in alpha: 0.5 at -0.5)
+    arr = arrays(traj)
+    np.testing.assert_array_equal(arr["recorded_loss"], [9.0, 8.0, 7.0])
+    np.testing.assert_allclose(arr["surface_loss"], z)
