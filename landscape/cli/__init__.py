@@ -24,6 +24,7 @@ from typing import Sequence
 from ..core.errors import EXIT_INTERRUPTED, Interrupted, LandscapeError
 from ..core.signals import interruptible
 from ..core.version import __version__
+from ..io.hdf5 import write_failure
 from ..run.mpi import abort_if_parallel, check_launcher, exit_together, in_mpi_launch
 from . import compute, files, jobs  # noqa: F401 - importing registers the subcommands
 from .common import COMMANDS
@@ -107,6 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted; rerun the same command to resume")
         return 130
+    except OSError as exc:  # a write refused by the file system (full, read-only) outside the stores' own checks
+        failure = write_failure(exc.filename or "a file", exc)
+        if failure is None:
+            raise
+        log.error("%s", failure)
+        abort_if_parallel(failure)
+        rc = 2
     except Exception as exc:  # a bug or a library failure: under MPI, end every rank, not only this one
         if in_mpi_launch():
             log.exception("unexpected error on this rank; ending the whole job")

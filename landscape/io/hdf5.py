@@ -10,15 +10,21 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import re
+import shutil
 import time
 from pathlib import Path
+from typing import Iterator
 
 import h5py
 import numpy as np
 
 from ..core.errors import StoreError
 
-__all__ = ["open_hdf5", "file_schema", "unreadable", "label_dimension", "SURFACE_SCHEMA", "PATH_SCHEMA", "SURFACE_VERSION", "TRAJECTORY_SCHEMA",
+__all__ = ["open_hdf5", "file_schema", "unreadable", "label_dimension", "ensure_space", "write_failure", "writes_to",
+           "WRITE_ERRNOS", "SURFACE_SCHEMA", "PATH_SCHEMA", "SURFACE_VERSION", "TRAJECTORY_SCHEMA",
            "TRAJECTORY_VERSION", "CORRELATION_SCHEMA"]
 
 SURFACE_SCHEMA = "landscape.surface"
@@ -101,3 +107,87 @@ def label_dimension(group: h5py.Group, name: str, scale: h5py.Dataset | None = N
         if d.name != scale.name and d.shape[0] == scale.shape[0] and not d.dims[0]:
             d.dims[0].attach_scale(scale)
     return scale
+
+
+#: errors of a file system that cannot take a write: full, over quota, read-only, not permitted
+WRITE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exceeded",
+                errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+                errno.EPERM: "operation not permitted"}
+MARGIN = 256 << 10
+
+
+def _errno_of(exc: BaseException) -> int | None:
+    if getattr(exc, "errno", None) in WRITE_ERRNOS:
+        return exc.errno
+    m = re.search(r"errno = (\d+)", str(exc))  # h5py reports the C library's errno inside its message
+    return int(m.group(1)) if m and int(m.group(1)) in WRITE_ERRNOS else None
+
+
+def _free(path: Path) -> int:
+    folder = path if path.is_dir() else path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
+
+
+def write_failure(path: str | Path, exc: BaseException) -> StoreError | None:
+    """The clear error for a write the file system refused (full, read-only, no permission), or None when
+    ``exc`` is another failure. It names the file and what to do; what was stored before stays readable.
+
+    Example:
+        >>> str(write_failure("/data/s.h5", OSError(errno.EROFS, "Read-only file system"))).split(";")[0]
+        'cannot write /data/s.h5: the file system is read-only'
+    """
+    code = _errno_of(exc)
+    if code is None:
+        return None
+    path = Path(path)
+    what = WRITE_ERRNOS[code]
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        try:
+            what += f" ({_size(_free(path))} free)"
+        except OSError:
+            pass
+        todo = "free space and run the same command again: what is stored is kept and the run resumes"
+    else:
+        todo = "write the results to another folder (--output/--out), or make this one writable"
+    return StoreError(f"cannot write {path}: {what}; {todo}")
+
+
+def ensure_space(path: str | Path, nbytes: int) -> None:
+    """Refuse a write of about ``nbytes`` to ``path`` before it starts when its file system has not that much
+    (and a margin) free: HDF5 files cut short by a full disk in the middle of a write can break for good.
+
+    Example:
+        >>> ensure_space("/tmp/x.h5", 1)  # a little is always there
+    """
+    path = Path(path)
+    try:
+        free = _free(path)
+    except OSError:
+        return
+    if free < nbytes + MARGIN:
+        raise StoreError(f"cannot write {path}: not enough space left on the device ({_size(free)} free, about "
+                         f"{_size(nbytes + MARGIN)} needed for the next write); free space and run the same command "
+                         "again: what is stored is kept and the run resumes")
+
+
+@contextlib.contextmanager
+def writes_to(path: str | Path) -> Iterator[None]:
+    """Inside the block, a write the file system refuses becomes :func:`write_failure`'s error naming ``path``.
+
+    Example:
+        >>> with writes_to("/tmp/fine.txt"):
+        ...     pass
+    """
+    try:
+        yield
+    except OSError as exc:
+        failure = write_failure(path, exc)
+        if failure is None:
+            raise
+        raise failure from exc

@@ -38,7 +38,8 @@ from ..core.errors import StoreError
 from ..core.grid import Grid
 from ..core.signals import deferred
 from ..core.version import __version__
-from .hdf5 import PATH_SCHEMA, SURFACE_SCHEMA, SURFACE_VERSION, label_dimension, open_hdf5, unreadable
+from .hdf5 import (PATH_SCHEMA, SURFACE_SCHEMA, SURFACE_VERSION, ensure_space, label_dimension, open_hdf5,
+                   unreadable, write_failure)
 from .locks import WriterLock
 
 __all__ = ["SurfaceStore", "SurfaceData", "read_surface", "diff_inputs", "append_run", "batch_context",
@@ -185,7 +186,18 @@ def _open_checked(path: Path, mode: str) -> h5py.File:
         f = open_hdf5(path, mode)
     except FileNotFoundError:
         raise StoreError(f"{path}: surface file does not exist") from None
+    except IsADirectoryError:
+        raise StoreError(f"{path}: is a folder, not a surface file; give the file's path") from None
     except OSError as exc:
+        if mode != "r":  # refused for writing, or damaged? A file that reads is intact: say what failed
+            try:
+                open_hdf5(path).close()
+            except OSError:
+                pass
+            else:
+                failure = write_failure(path, exc)
+                raise (failure or StoreError(f"{path}: cannot be opened for writing ({exc}); the file itself reads "
+                                             "fine and is kept")) from exc
         raise unreadable(path, exc, "compute the surface again") from exc
     try:
         if f.attrs.get("schema") not in _SCHEMAS:
@@ -278,8 +290,24 @@ class SurfaceStore:
             f.flush()
             log.info("resuming %s: %d of %d points done", path, int(f["done"][()].sum()), grid.size)
             return cls(path, f, flush_every, flush_seconds)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ensure_space(tmp, 17 * grid.size + sum(np.asarray(a).nbytes for a in (datasets or {}).values())
+                         + (256 << 10))
+            cls._layout(tmp, grid, inputs, attrs, datasets, schema, axes)
+            tmp.rename(path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            failure = write_failure(path, exc)
+            if failure is None:
+                raise
+            raise failure from exc
+        return cls(path, _open_checked(path, "r+"), flush_every, flush_seconds)
+
+    @staticmethod
+    def _layout(tmp: Path, grid: Grid, inputs: Mapping[str, Any], attrs: Mapping[str, Any] | None,
+                datasets: Mapping[str, np.ndarray] | None, schema: str, axes: tuple[str, str]) -> None:
         with h5py.File(tmp, "w") as f:
             f.attrs.update({"schema": schema, "schema_version": SURFACE_VERSION, "axes": json.dumps(list(axes)),
                             "package_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -304,8 +332,6 @@ class SurfaceStore:
                 label_dimension(f["trajectory"], "checkpoint")
             if "items" in f:  # path files: one row per item, the grid's first axis
                 label_dimension(f["items"], axes[0], f[axes[0]])
-        tmp.rename(path)
-        return cls(path, _open_checked(path, "r+"), flush_every, flush_seconds)
 
     def pending(self) -> np.ndarray:
         """Flat indices of the points not done yet, in C order."""
@@ -324,8 +350,16 @@ class SurfaceStore:
     def flush(self) -> None:
         """Write the rows touched since the last flush (values first, then the done mask) and flush the file;
         SIGTERM/SIGUSR1 wait until it is done."""
-        with deferred():
-            self._flush()
+        try:
+            with deferred():
+                if self._dirty:
+                    ensure_space(self.path, 17 * len(self._dirty) * max(1, self.loss.size // self.loss.shape[0]))
+                self._flush()
+        except OSError as exc:
+            failure = write_failure(self.path, exc)
+            if failure is None:
+                raise
+            raise failure from exc
 
     def _flush(self) -> None:
         if self._dirty:

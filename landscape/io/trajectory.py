@@ -42,7 +42,8 @@ from ..core.errors import CheckpointError, StoreError
 from ..core.params import StateSpec, unflatten_state
 from ..core.signals import deferred
 from ..core.version import __version__
-from .hdf5 import TRAJECTORY_SCHEMA, TRAJECTORY_VERSION, label_dimension, open_hdf5, unreadable
+from .hdf5 import (TRAJECTORY_SCHEMA, TRAJECTORY_VERSION, ensure_space, label_dimension, open_hdf5, unreadable,
+                   write_failure)
 
 __all__ = ["TrajectoryStore", "SCHEMA", "SCHEMA_VERSION", "METRICS"]
 
@@ -97,8 +98,27 @@ class TrajectoryStore:
         path = Path(path)
         if path.exists():
             raise StoreError(f"{path}: already exists; resume it, or choose another output")
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ensure_space(tmp, 4 * spec.numel * (2 if init is not None else 0) + (256 << 10))
+            cls._layout(tmp, spec, attrs)
+        except OSError as exc:
+            failure = write_failure(path, exc)
+            tmp.unlink(missing_ok=True)
+            if failure is None:
+                raise
+            raise failure from exc
+        first = cls(tmp)
+        if init is not None:
+            first.append_checkpoint(init, epoch=0, step=0, kind="init")
+        if resume is not None:
+            first.save_resume(resume)
+        tmp.rename(path)
+        return cls(path)
+
+    @staticmethod
+    def _layout(tmp: Path, spec: StateSpec, attrs: Mapping[str, Any]) -> None:
         with h5py.File(tmp, "w") as f:
             f.attrs.update({"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "package_version": __version__,
                             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "complete": False,
@@ -118,13 +138,6 @@ class TrajectoryStore:
             for k in METRICS:
                 m.create_dataset(k, (0,), "f8", maxshape=(None,))
             label_dimension(m, "epoch", m["epoch"])
-        first = cls(tmp)
-        if init is not None:
-            first.append_checkpoint(init, epoch=0, step=0, kind="init")
-        if resume is not None:
-            first.save_resume(resume)
-        tmp.rename(path)
-        return cls(path)
 
     def _open(self, mode: str = "r", wait_seconds: float = 30.0) -> h5py.File:
         """The file, for reading (no lock) or writing (waiting up to ``wait_seconds`` for another process's
@@ -138,13 +151,20 @@ class TrajectoryStore:
     def _write(self) -> Iterator[h5py.File]:
         """The file for one whole write: SIGTERM/SIGUSR1 wait until it is done (see
         :func:`~landscape.core.signals.deferred`), so no dataset is left resized but unfilled."""
-        with deferred(), self._open("a") as f:
-            yield f
+        try:
+            with deferred(), self._open("a") as f:
+                yield f
+        except OSError as exc:
+            failure = write_failure(self.path, exc)
+            if failure is None:
+                raise
+            raise failure from exc
 
     # -- writing ----------------------------------------------------------------------------------
     def append_checkpoint(self, vector: torch.Tensor, epoch: float, step: int, kind: str) -> None:
         """Append one flat state with its epoch, step and kind."""
         v = vector.detach().to("cpu", torch.float32).numpy()
+        ensure_space(self.path, v.nbytes + (64 << 10))
         with self._write() as f:
             n = f["states"].shape[0]
             f["states"].resize(n + 1, 0)
@@ -202,6 +222,7 @@ class TrajectoryStore:
         buf = io.BytesIO()
         torch.save(dict(payload), buf)
         name = f"{int(payload.get('epoch', 0)):06d}"
+        ensure_space(self.path, len(buf.getvalue()) + (64 << 10))
         with self._write() as f:
             g = f.require_group("resume_records")
             if name in g:

@@ -86,7 +86,7 @@ def run_points(plane: Any, store: SurfaceStore | None, path: Path, comm: Any | N
         else:
             n = run_distributed(comm, plane, store, progress and root, chunk=chunk)
         status = "complete"
-    except Interrupted:
+    except (Interrupted, KeyboardInterrupt):  # a signal or Ctrl-C: stopped, not failed
         status = "interrupted"
         raise
     finally:

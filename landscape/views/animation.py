@@ -15,6 +15,7 @@ import numpy as np
 
 from ..core.errors import ConfigError
 from ..core.optional import require
+from ..io.hdf5 import writes_to
 from ..io.surface_file import read_projected_path, read_surface
 from .mpl import pyplot
 from .surface_plots import axis_labels, levels
@@ -69,7 +70,8 @@ def animate_path(path: str | Path, out: str | Path | None = None, fps: float = 3
         return [line, head, title]
 
     anim = animation.FuncAnimation(fig, frame, frames=len(traj["alpha"]), blit=False)
-    anim.save(out, writer=animation.PillowWriter(fps=fps))
+    with writes_to(out):
+        anim.save(out, writer=animation.PillowWriter(fps=fps))
     plt.close(fig)
     _log.info("wrote %s", out)
     return out

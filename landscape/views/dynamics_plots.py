@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..core.errors import ConfigError
-from .mpl import pyplot, save_figure
+from .mpl import pyplot, save_figure, savefig
 
 __all__ = ["plot_norms", "plot_weight_walk", "plot_correlation"]
 
@@ -87,6 +87,6 @@ def plot_correlation(corrs: dict[str, np.ndarray], out: str | Path) -> Path:
         ax.set_xlabel("filter")
         ax.set_ylabel("filter")
     fig.colorbar(im, ax=axes[0].tolist(), label="Pearson correlation")
-    fig.savefig(out, dpi=150)
+    savefig(fig, out)
     plt.close(fig)
     return Path(out)

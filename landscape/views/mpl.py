@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..core.optional import require
+from ..io.hdf5 import writes_to
 
-__all__ = ["pyplot", "save_figure"]
+__all__ = ["pyplot", "save_figure", "savefig"]
 
 
 def pyplot() -> Any:
@@ -29,6 +30,13 @@ def save_figure(fig: Any, out_dir: str | Path, name: str, formats: Sequence[str]
     """Save ``fig`` as ``out_dir/name.<fmt>`` for each format, close it, and return the files."""
     out = [Path(out_dir) / f"{name}.{fmt}" for fmt in formats]
     for p in out:
-        fig.savefig(p, dpi=dpi)
+        savefig(fig, p, dpi)
     pyplot().close(fig)
     return out
+
+
+def savefig(fig: Any, path: str | Path, dpi: int = 150) -> Path:
+    """``fig.savefig(path)``; a full or read-only disk gives a clear error naming the file."""
+    with writes_to(path):
+        fig.savefig(path, dpi=dpi)
+    return Path(path)

@@ -15,7 +15,8 @@ import numpy as np
 from ..io.checkpoints import split_source
 from ..io.path_file import read_path
 from ..io.trajectory import TrajectoryStore
-from .mpl import pyplot
+from ..io.hdf5 import writes_to
+from .mpl import pyplot, savefig
 
 __all__ = ["plot_paths", "distance_opacity"]
 
@@ -65,7 +66,7 @@ def plot_paths(files: Sequence[str | Path], out_dir: str | Path | None = None,
     def save(fig: Any, name: str) -> None:
         fig.tight_layout()
         for fmt in formats:
-            fig.savefig(out_dir / f"{name}.{fmt}", dpi=150)
+            savefig(fig, out_dir / f"{name}.{fmt}")
             written.append(out_dir / f"{name}.{fmt}")
         plt.close(fig)
 
@@ -127,7 +128,7 @@ def plot_paths(files: Sequence[str | Path], out_dir: str | Path | None = None,
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
         save(fig, "paths_compare")
-        with open(out_dir / "paths_compare.csv", "w") as fh:
+        with writes_to(out_dir / "paths_compare.csv"), open(out_dir / "paths_compare.csv", "w") as fh:
             fh.write("alpha," + ",".join(f"{k}_loss,{k}_accuracy" for k in rows) + "\n")
             for j, x in enumerate(models[0]["alpha"]):
                 vals = []

@@ -27,7 +27,7 @@ import numpy as np
 from ..core.errors import ConfigError
 from ..core.optional import require
 from ..io.surface_file import SurfaceData, read_projected_path, read_projections, read_surface
-from .mpl import pyplot
+from .mpl import pyplot, savefig
 from .overlay import path_to_draw, surface_height
 
 __all__ = ["plot_surface", "axis_labels", "levels", "color_norm", "FIGURES"]
@@ -148,7 +148,7 @@ def plot_surface(path: str | Path, out_dir: str | Path | None = None, formats: S
         fig.tight_layout()
         for fmt in formats:
             p = out_dir / f"{stem}_{name}.{fmt}"
-            fig.savefig(p, dpi=150)
+            savefig(fig, p)
             written.append(p)
         plt.close(fig)
 

@@ -28,8 +28,9 @@ import numpy as np
 
 from scipy.interpolate import RegularGridInterpolator
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, StoreError
 from ..core.optional import require
+from ..io.hdf5 import ensure_space
 from ..io.surface_file import SurfaceData, read_projected_path, read_surface
 from .overlay import path_to_draw, surface_height
 
@@ -159,7 +160,8 @@ def write_vtk(data: Any, path: str | Path) -> Path:
     writer.SetDataModeToAppended()
     writer.EncodeAppendedDataOff()
     if not writer.Write():
-        raise OSError(f"vtk could not write {path}")
+        ensure_space(path, 0)  # a full disk is the usual cause: say so
+        raise StoreError(f"cannot write {path}: vtk's writer failed; check that the folder exists and is writable")
     return path
 
 
