@@ -17,7 +17,10 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["parse_range", "Grid", "chunked"]
+__all__ = ["parse_range", "Grid", "chunked", "MAX_POINTS"]
+
+#: the most points a grid may have (its values, accuracies and done mask take 17 bytes per point in memory)
+MAX_POINTS = 100_000_000
 
 
 def parse_range(text: str | Sequence[float]) -> np.ndarray:
@@ -39,6 +42,9 @@ def parse_range(text: str | Sequence[float]) -> np.ndarray:
         lo, hi, num = float(parts[0]), float(parts[1]), int(parts[2])
     except ValueError:
         raise ConfigError(f"grid range {text!r}: expected MIN:MAX:NUM, e.g. -1:1:25") from None
+    if num > MAX_POINTS:
+        raise ConfigError(f"grid range {text!r}: {num:,} points on one axis; at most {MAX_POINTS:,} points fit a "
+                          "surface file (and in memory): use fewer points, or several files over parts of the range")
     if num < 1 or not (np.isfinite(lo) and np.isfinite(hi)):
         raise ConfigError(f"grid range {text!r}: expected finite MIN, MAX and NUM >= 1")
     if num == 1 and lo != hi:

@@ -34,13 +34,24 @@ _H5 = re.compile(r"^(.*\.(?:h5|hdf5))(?::(.*))?$", re.IGNORECASE)
 def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a state dict from a checkpoint file (``weights_only=True``), unwrapping common layouts."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {str(path)!r} is a folder; give the path of a .pt file (or run.h5:NAME)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint file {str(path)!r} does not exist")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the file is empty (0 bytes); it was not saved completely. Save it again "
+                              "with torch.save(model.state_dict(), path)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        raise CheckpointError(f"{path}: cannot be loaded with torch.load(weights_only=True) ({exc}). "
-                              "Save plain state dicts (torch.save(model.state_dict(), path))") from exc
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f"{path}: holds Python objects other than tensors (whole models, optimisers or "
+                              "custom classes), which are not loaded for safety (torch.load(weights_only=True)). "
+                              "Save a plain state dict instead: torch.save(model.state_dict(), path)") from exc
+    except (RuntimeError, EOFError, ValueError) as exc:
+        reason = str(exc).strip() or type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({reason[:200]}); the file is damaged or "
+                              "was not written by torch.save. Save the model with torch.save(model.state_dict(), "
+                              "path)") from exc
     for key in ("state_dict", "model", "model_state_dict", "net"):
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
             obj = obj[key]

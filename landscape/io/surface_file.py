@@ -42,7 +42,7 @@ from .hdf5 import (PATH_SCHEMA, SURFACE_SCHEMA, SURFACE_VERSION, ensure_space, l
                    unreadable, write_failure)
 from .locks import WriterLock
 
-__all__ = ["SurfaceStore", "SurfaceData", "read_surface", "diff_inputs", "append_run", "batch_context",
+__all__ = ["SurfaceStore", "SurfaceData", "read_surface", "diff_inputs", "axis_text", "append_run", "batch_context",
            "read_projected_path", "read_projections"]
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,34 @@ def _canon(obj: Any) -> Any:
     return json.loads(json.dumps(obj, sort_keys=True, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
 
 
+_AXES = ("alpha", "beta", "item")
+
+
+def axis_text(values: np.ndarray | None) -> str | list[float] | None:
+    """A grid axis as stored in a file's ``inputs``: ``"MIN:MAX:NUM"`` when evenly spaced (a million points take
+    a few bytes, not megabytes), else the list of values.
+
+    Example:
+        >>> axis_text(np.linspace(-1, 1, 5)), axis_text(np.array([0.0, 0.1, 1.0]))
+        ('-1.0:1.0:5', [0.0, 0.1, 1.0])
+    """
+    if values is None:
+        return None
+    v = np.asarray(values, dtype=np.float64)
+    if len(v) >= 2 and np.array_equal(v, np.linspace(v[0], v[-1], len(v))):
+        return f"{float(v[0])!r}:{float(v[-1])!r}:{len(v)}"
+    return v.tolist()
+
+
+def _compact(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Axes written as lists (files of earlier versions) in the ``MIN:MAX:NUM`` form, so both compare equal."""
+    out = dict(inputs)
+    for k in _AXES:
+        if isinstance(out.get(k), list) and all(isinstance(x, (int, float)) for x in out[k]):
+            out[k] = axis_text(np.asarray(out[k]))
+    return out
+
+
 def diff_inputs(stored: Mapping[str, Any], given: Mapping[str, Any]) -> list[str]:
     """Human-readable differences between two input descriptions.
 
@@ -66,7 +94,7 @@ def diff_inputs(stored: Mapping[str, Any], given: Mapping[str, Any]) -> list[str
         >>> diff_inputs({"seed": 0, "norm": "filter"}, {"seed": 1, "norm": "filter"})
         ['seed: file has 0, this run has 1']
     """
-    a, b = _canon(stored), _canon(given)
+    a, b = (_compact(_canon(x)) for x in (stored, given))
     out = []
     for k in sorted(set(a) | set(b)):
         if a.get(k) != b.get(k):
@@ -182,6 +210,9 @@ class SurfaceData:
 
 
 def _open_checked(path: Path, mode: str) -> h5py.File:
+    if path.is_dir():
+        raise StoreError(f"{path}: is a folder, not a surface file; give the path of the .h5 file (e.g. "
+                         f"{path / 'surface.h5'})")
     try:
         f = open_hdf5(path, mode)
     except FileNotFoundError:
@@ -210,10 +241,11 @@ def _open_checked(path: Path, mode: str) -> h5py.File:
         missing = [k for k in (a0, "loss", "accuracy", "done") if k not in f]
         if missing:
             raise StoreError(f"{path}: surface file lacks dataset(s) {missing}; it is damaged")
-        shape = tuple(f["loss"].shape)
         expect = (f[a0].shape[0],) + ((f[a1].shape[0],) if a1 in f else ())
-        if shape != expect or f["done"].shape != shape or f["accuracy"].shape != shape:
-            raise StoreError(f"{path}: array shapes {shape} do not match the grid {expect}; the file is damaged")
+        wrong = {k: tuple(f[k].shape) for k in ("loss", "accuracy", "done") if tuple(f[k].shape) != expect}
+        if wrong:
+            raise StoreError(f"{path}: the grid ({a0} x {a1} here) has shape {expect}, but "
+                             + ", ".join(f"/{k} has {v}" for k, v in wrong.items()) + "; the file is damaged")
     except StoreError:
         f.close()
         raise
@@ -276,7 +308,7 @@ class SurfaceStore:
     def _open(cls, path: Path, grid: Grid, inputs: Mapping[str, Any], attrs: Mapping[str, Any] | None,
               datasets: Mapping[str, np.ndarray] | None, flush_every: int, flush_seconds: float, schema: str,
               axes: tuple[str, str]) -> "SurfaceStore":
-        inputs = _canon(dict(inputs, **{axes[0]: grid.alpha, axes[1]: grid.beta}))
+        inputs = _canon(dict(inputs, **{axes[0]: axis_text(grid.alpha), axes[1]: axis_text(grid.beta)}))
         if path.exists():
             f = _open_checked(path, "r+")
             stored = json.loads(f.attrs.get("inputs", "{}"))

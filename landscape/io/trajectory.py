@@ -69,6 +69,9 @@ class TrajectoryStore:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        if self.path.is_dir():
+            raise StoreError(f"{self.path}: is a folder, not a trajectory file; give the path of the .h5 file (e.g. "
+                             f"{self.path / 'trajectory.h5'})")
         try:
             with h5py.File(self.path, "r", locking=False) as f:
                 if f.attrs.get("schema") != SCHEMA:

@@ -18,13 +18,16 @@ import copy
 import dataclasses
 import itertools
 import json
+import math
 import tomllib
 import typing
 from pathlib import Path
+
+import numpy as np
 from typing import Any, Iterable, Mapping
 
 from ..core.errors import ConfigError
-from ..core.grid import parse_range
+from ..core.grid import MAX_POINTS, parse_range
 from ..engine.calibration import parse_points_per_batch
 from .config import PCA_DEFAULTS, SECTIONS, JobConfig
 
@@ -117,6 +120,9 @@ def _build(cls: type, section: str, values: Mapping[str, Any], problems: list[st
         if choices and value is not None and value not in choices:
             problems.append(f"{section}.{key}: expected one of {list(choices)}, got {value!r}")
             continue
+        if isinstance(value, float) and not math.isfinite(value) and not f.metadata.get("nonfinite"):
+            problems.append(f"{section}.{key}: expected a finite number, got {value!r}")
+            continue
         if low is not None and value is not None and value < low:
             problems.append(f"{section}.{key}: expected a value >= {low}, got {value!r}")
             continue
@@ -132,10 +138,16 @@ def load_job(source: str | Path | Mapping[str, Any] | None = None, overrides: It
         doc = dict(source)
     else:
         path = Path(source)
+        if path.is_dir():
+            raise ConfigError(f"job file {str(path)!r} is a folder; give the path of a TOML job file (e.g. "
+                              "jobs/demo.toml)")
         if not path.is_file():
             raise ConfigError(f"job file {str(path)!r} does not exist")
         try:
-            doc = tomllib.loads(path.read_text())
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not a text file in UTF-8 (byte {exc.start}: {exc.reason}); a job file is "
+                              "TOML text (see jobs/)") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
     doc = apply_overrides(doc, overrides)
@@ -199,6 +211,11 @@ def _cross_checks(job: JobConfig) -> list[str]:
                     parse_range(value)
                 except ConfigError as exc:
                     out += [f"surface.{key}: {p}" for p in exc.problems]
+        sizes = [len(parse_range(v)) if isinstance(v, str) and not v.startswith("auto") and _is_range(v) else 1
+                 for v in (sf.alpha, sf.beta) if v is not None]
+        if int(np.prod(sizes)) > MAX_POINTS:
+            out.append(f"surface: a grid of {int(np.prod(sizes)):,} points; at most {MAX_POINTS:,} fit a surface file "
+                       "(use fewer points, or several files over parts of the plane)")
         try:
             parse_points_per_batch(sf.points_per_batch)
         except ConfigError as exc:
@@ -221,6 +238,14 @@ def _cross_checks(job: JobConfig) -> list[str]:
             parse_range(pc.alpha)
         except ConfigError as exc:
             out += [f"paths.alpha: {p}" for p in exc.problems]
+        if "layer" in pc.levels and "linear" in pc.kinds:
+            try:
+                a = parse_range(pc.alpha)
+                if not (np.isclose(a, 0.0).any() and np.isclose(a, 1.0).any()):
+                    out.append(f"paths.alpha: the robust/ambient report (layer level, linear path) needs alpha = 0 "
+                               f"and 1 on the grid; {pc.alpha!r} has neither or one only (e.g. \"-0.5:1.5:41\")")
+            except ConfigError:
+                pass  # reported above
         if "parameter" in pc.levels and not (pc.params_per_layer or pc.parameters):
             out.append("paths.levels has 'parameter': set paths.params_per_layer or paths.parameters")
     ex = job.export
@@ -234,6 +259,14 @@ def _cross_checks(job: JobConfig) -> list[str]:
         if ex.zscale == 0:
             out.append("export.zscale: expected a non-zero factor")
     return out
+
+
+def _is_range(text: str) -> bool:
+    try:
+        parse_range(text)
+        return True
+    except ConfigError:
+        return False
 
 
 def expand_sweep(source: str | Path | Mapping[str, Any] | None, overrides: Iterable[str] = ()

@@ -135,6 +135,8 @@ def plot_surface(path: str | Path, out_dir: str | Path | None = None, formats: S
     bad = [f for f in formats if f not in ("png", "pdf", "svg")]
     if bad:
         raise ConfigError(f"plot formats: expected png, pdf or svg, got {bad}")
+    if zmax is not None and not np.isfinite(zmax):
+        raise ConfigError(f"--zmax: expected a finite number, got {zmax!r}")
     plt = pyplot()
     s = read_surface(path)
     out_dir = Path(out_dir) if out_dir else Path(path).parent

@@ -35,7 +35,7 @@ from ..io.surface_file import SurfaceData, read_projected_path, read_surface
 from .overlay import path_to_draw, surface_height
 
 __all__ = ["surface_polydata", "surface_structured", "trajectory_polydata", "write_vtk", "write_pvd",
-           "export_surface", "export_files", "resample_surface", "Z_ARRAYS"]
+           "export_surface", "export_files", "resample_surface", "height_problems", "Z_ARRAYS"]
 
 _log = logging.getLogger(__name__)
 
@@ -197,13 +197,36 @@ def resample_surface(s: SurfaceData, factor: int) -> SurfaceData:
     return SurfaceData(s.path, alpha, beta, out["loss"], out["accuracy"], done.astype(np.uint8), s.attrs, s.inputs)
 
 
+def height_problems(z: str = "loss", zmax: float | None = None, zscale: float = 1.0, resample: int = 1
+                    ) -> list[str]:
+    """What is wrong with the height options of an export, all at once.
+
+    Example:
+        >>> height_problems("loss", float("nan"), 0.0, 0)  # doctest: +NORMALIZE_WHITESPACE
+        ['--zmax: expected a finite number, got nan', '--zscale: expected a finite non-zero factor, got 0.0',
+         '--resample: expected a whole number >= 1, got 0']
+    """
+    out = []
+    if z not in Z_ARRAYS:
+        out.append(f"--z: expected one of {list(Z_ARRAYS)}, got {z!r}")
+    if zmax is not None and not np.isfinite(zmax):
+        out.append(f"--zmax: expected a finite number, got {zmax!r}")
+    if not np.isfinite(zscale) or zscale == 0:
+        out.append(f"--zscale: expected a finite non-zero factor, got {zscale!r}")
+    if isinstance(resample, bool) or not isinstance(resample, (int, np.integer)) or resample < 1:
+        out.append(f"--resample: expected a whole number >= 1, got {resample!r}")
+    return out
+
+
 def export_surface(path: str | Path, formats: Sequence[str] = ("vtp",), out_dir: str | Path | None = None,
                    z: str = "loss", log: bool = False, zmax: float | None = None, zscale: float = 1.0,
                    resample: int = 1) -> list[Path]:
     """Export one surface file: the surface in each format, plus ``*_trajectory.vtp`` when it holds a path."""
-    bad = [f for f in formats if f not in ("vtp", "vts")]
-    if bad:
-        raise ConfigError(f"export formats: expected 'vtp' and/or 'vts', got {bad}")
+    problems = [f"export formats: expected 'vtp' and/or 'vts', got {bad}"
+                for bad in [[f for f in formats if f not in ("vtp", "vts")]] if bad]
+    problems += height_problems(z, zmax, zscale, resample)
+    if problems:
+        raise ConfigError(problems)
     s = resample_surface(read_surface(path), resample)
     out_dir = Path(out_dir) if out_dir else Path(path).parent
     out_dir.mkdir(parents=True, exist_ok=True)
