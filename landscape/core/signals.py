@@ -108,10 +108,11 @@ def check_interrupted() -> None:
 
 
 @contextlib.contextmanager
-def deferred() -> Iterator[None]:
-    """Inside :func:`interruptible`, hold SIGTERM/SIGUSR1 until the block ends, then raise :class:`Interrupted`:
-    for writes that must not be cut in half (an HDF5 dataset resized but not yet filled). Elsewhere, and in
-    other threads, it changes nothing.
+def deferred(raise_after: bool = True) -> Iterator[None]:
+    """Inside :func:`interruptible`, hold SIGTERM/SIGUSR1 until the block ends, then raise :class:`Interrupted`
+    (``raise_after``; otherwise the signal stays pending for the next :func:`check_interrupted`): for writes that
+    must not be cut in half (an HDF5 dataset resized but not yet filled, a file being closed). Nested blocks
+    leave the decision to the outermost. Elsewhere, and in other threads, it changes nothing.
 
     Example:
         >>> import os
@@ -125,13 +126,18 @@ def deferred() -> Iterator[None]:
         the write ends
         then the signal stops the run
     """
-    if threading.current_thread() is not threading.main_thread() or not _SIGNAL["depth"]:
+    if threading.current_thread() is not threading.main_thread() or not _SIGNAL["depth"] or _SIGNAL.get("held"):
         yield
         return
 
     def hold(signum: int, _frame: object) -> None:
         _SIGNAL["signum"] = signum
 
-    with _stop_signals_to(hold):
-        yield
-    check_interrupted()
+    _SIGNAL["held"] = 1
+    try:
+        with _stop_signals_to(hold):
+            yield
+    finally:
+        _SIGNAL["held"] = 0
+    if raise_after:
+        check_interrupted()

@@ -410,11 +410,12 @@ class SurfaceStore:
     def close(self, status: str | None = None) -> None:
         """Flush, record the status (``complete`` when every point is done, else ``partial``) and close."""
         try:
-            if not self._f.id.valid:
-                return
-            self.flush()
-            self._f.attrs["status"] = status or ("complete" if self.done.all() else "partial")
-            self._f.close()
+            with deferred(raise_after=False):  # a signal now waits for the next check: the file closes whole
+                if not self._f.id.valid:
+                    return
+                self.flush()
+                self._f.attrs["status"] = status or ("complete" if self.done.all() else "partial")
+                self._f.close()
         finally:
             if self._lock is not None:
                 self._lock.release()
