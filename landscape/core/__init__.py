@@ -1,5 +1,5 @@
-"""Foundations every layer uses: errors and stop signals, optional dependencies, flat model states, grids, built-in
-models and data sets. Imports nothing else of landscape.
+"""Foundations every layer uses: errors and stop signals, optional dependencies, progress, flat model states, grids,
+built-in models and data sets. Imports nothing else of landscape.
 """
 from __future__ import annotations
 
@@ -7,18 +7,20 @@ from .version import __version__
 from .errors import (
     LandscapeError, ConfigError, DataError, ModelError, CheckpointError, StoreError, DependencyError,
     Interrupted, EXIT_INTERRUPTED)
-from .signals import interruptible, check_interrupted, interrupt_pending, stop_signals_ignored
-from .optional import require, EXTRAS
+from .signals import interruptible, check_interrupted, interrupt_pending, stop_signals_ignored, deferred
+from .optional import require, EXTRAS, HINTS
+from .progress import Progress, format_seconds
 from .params import StateSpec, model_state, flatten_state, unflatten_state, state_checksum, is_bn_name
-from .grid import parse_range, Grid, chunked
+from .grid import parse_range, Grid, chunked, MAX_POINTS
 from .models import LeNet5, MLP, CifarResNet, DenseNet, MODELS, build_model, load_callable, layer_names
 from .data import TensorData, load_data, subset, DATASETS, read_idx, read_cifar10_bin, spiral, digits
 
 __all__ = [
     "__version__", "LandscapeError", "ConfigError", "DataError", "ModelError", "CheckpointError", "StoreError",
     "DependencyError", "Interrupted", "EXIT_INTERRUPTED", "interruptible", "check_interrupted",
-    "interrupt_pending", "stop_signals_ignored", "require", "EXTRAS", "StateSpec", "model_state",
-    "flatten_state", "unflatten_state", "state_checksum", "is_bn_name", "parse_range", "Grid", "chunked",
-    "LeNet5", "MLP", "CifarResNet", "DenseNet", "MODELS", "build_model", "load_callable", "layer_names",
-    "TensorData", "load_data", "subset", "DATASETS", "read_idx", "read_cifar10_bin", "spiral", "digits",
+    "interrupt_pending", "stop_signals_ignored", "deferred", "require", "EXTRAS", "HINTS", "Progress",
+    "format_seconds", "StateSpec", "model_state", "flatten_state", "unflatten_state", "state_checksum",
+    "is_bn_name", "parse_range", "Grid", "chunked", "MAX_POINTS", "LeNet5", "MLP", "CifarResNet", "DenseNet",
+    "MODELS", "build_model", "load_callable", "layer_names", "TensorData", "load_data", "subset", "DATASETS",
+    "read_idx", "read_cifar10_bin", "spiral", "digits",
 ]

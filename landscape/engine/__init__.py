@@ -4,13 +4,14 @@ its batch modes and calibration, and the path evaluator. Knows nothing of files,
 from __future__ import annotations
 
 from .device import resolve_device, autocast_context
-from .losses import LOSSES, loss_function
+from .losses import LOSSES, PER_SAMPLE, loss_function, per_sample_loss
 from .evaluator import EvalResult, Evaluator
 from .calibration import calibrate, parse_points_per_batch, cpu_threads, VMAP_MAX_NUMEL
 from .plane import PlaneEvaluator
 from .path import PathEvaluator
 
 __all__ = [
-    "resolve_device", "autocast_context", "LOSSES", "loss_function", "EvalResult", "Evaluator", "calibrate",
-    "parse_points_per_batch", "cpu_threads", "VMAP_MAX_NUMEL", "PlaneEvaluator", "PathEvaluator",
+    "resolve_device", "autocast_context", "LOSSES", "PER_SAMPLE", "loss_function", "per_sample_loss",
+    "EvalResult", "Evaluator", "calibrate", "parse_points_per_batch", "cpu_threads", "VMAP_MAX_NUMEL",
+    "PlaneEvaluator", "PathEvaluator",
 ]

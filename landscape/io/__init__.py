@@ -1,21 +1,26 @@
-"""Files: opening HDF5, the surface/path file, the trajectory store, checkpoints, and file summaries.
+"""Files: opening HDF5 (and refusing writes clearly), one writer per file, the surface/path file and its run records,
+the trajectory store, checkpoints, and file summaries.
 """
 from __future__ import annotations
 
 from .hdf5 import (
-    open_hdf5, file_schema, SURFACE_SCHEMA, PATH_SCHEMA, SURFACE_VERSION, TRAJECTORY_SCHEMA, TRAJECTORY_VERSION)
+    open_hdf5, file_schema, unreadable, label_dimension, ensure_space, write_failure, writes_to, WRITE_ERRNOS,
+    SURFACE_SCHEMA, PATH_SCHEMA, SURFACE_VERSION, TRAJECTORY_SCHEMA, TRAJECTORY_VERSION, CORRELATION_SCHEMA)
+from .locks import WriterLock
+from .runs import append_run, batch_context
 from .surface_file import (
-    SurfaceStore, SurfaceData, read_surface, diff_inputs, append_run, batch_context, read_projected_path,
-    read_projections)
+    SurfaceStore, SurfaceData, read_surface, diff_inputs, axis_text, read_projected_path, read_projections)
 from .path_file import read_path
 from .trajectory import TrajectoryStore, SCHEMA, SCHEMA_VERSION, METRICS
 from .checkpoints import load_state_file, check_state, load_source, apply_state, split_source
-from .status import describe_file
+from .status import describe_file, describe_path, describe_correlation, describe_sweep
 
 __all__ = [
-    "open_hdf5", "file_schema", "SURFACE_SCHEMA", "PATH_SCHEMA", "SURFACE_VERSION", "TRAJECTORY_SCHEMA",
-    "TRAJECTORY_VERSION", "SurfaceStore", "SurfaceData", "read_surface", "diff_inputs", "append_run",
-    "batch_context", "read_projected_path", "read_projections", "read_path", "TrajectoryStore", "SCHEMA",
-    "SCHEMA_VERSION", "METRICS", "load_state_file", "check_state", "load_source", "apply_state", "split_source",
-    "describe_file",
+    "open_hdf5", "file_schema", "unreadable", "label_dimension", "ensure_space", "write_failure", "writes_to",
+    "WRITE_ERRNOS", "SURFACE_SCHEMA", "PATH_SCHEMA", "SURFACE_VERSION", "TRAJECTORY_SCHEMA",
+    "TRAJECTORY_VERSION", "CORRELATION_SCHEMA", "WriterLock", "append_run", "batch_context", "SurfaceStore",
+    "SurfaceData", "read_surface", "diff_inputs", "axis_text", "read_projected_path", "read_projections",
+    "read_path", "TrajectoryStore", "SCHEMA", "SCHEMA_VERSION", "METRICS", "load_state_file", "check_state",
+    "load_source", "apply_state", "split_source", "describe_file", "describe_path", "describe_correlation",
+    "describe_sweep",
 ]

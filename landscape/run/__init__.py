@@ -13,11 +13,12 @@ from .planes import random_plane, checkpoint_plane, pca_plane, file_plane, grid_
 from .projection import projection_datasets, project_trajectory, project_onto
 from .training import train, make_optimizer, learning_rate, crop_flip
 from .mpi import (
-    mpi_comm, local_rank, pick_device, in_mpi_launch, RankFailed, on_root, agree, abort_if_parallel,
-    exit_together, TAG_TO_MASTER, TAG_TO_WORKER, TAG_EXIT)
+    check_launcher, mpi_comm, local_rank, pick_device, in_mpi_launch, RankFailed, on_root, agree,
+    abort_if_parallel, abort_job, note_output, exit_together, wait_for, share, gather, allgather, TAG_TO_MASTER,
+    TAG_TO_WORKER, TAG_EXIT)
 from .distributed import run_distributed, chunk_size
 from .runner import compute_surface, run_points
-from .slurm import SlurmOptions, parse_time, render_script, submit, SubmitError, PRESETS
+from .slurm import SlurmOptions, parse_time, render_script, submit, watch_hint, SubmitError, PRESETS
 
 __all__ = [
     "ModelConfig", "DataConfig", "TrainConfig", "EvalConfig", "SurfaceConfig", "PathsConfig", "DynamicsConfig",
@@ -25,8 +26,9 @@ __all__ = [
     "apply_overrides", "job_to_dict", "prepare_data", "prepare_model", "data_meta", "evaluation_data",
     "is_source", "resolve_checkpoint", "mid_fraction", "random_plane", "checkpoint_plane", "pca_plane",
     "file_plane", "grid_axis", "find_trajectory", "projection_datasets", "project_trajectory", "project_onto",
-    "train", "make_optimizer", "learning_rate", "crop_flip", "mpi_comm", "local_rank", "pick_device",
-    "in_mpi_launch", "RankFailed", "on_root", "agree", "abort_if_parallel", "exit_together", "TAG_TO_MASTER",
-    "TAG_TO_WORKER", "TAG_EXIT", "run_distributed", "chunk_size", "compute_surface", "run_points",
-    "SlurmOptions", "parse_time", "render_script", "submit", "SubmitError", "PRESETS",
+    "train", "make_optimizer", "learning_rate", "crop_flip", "check_launcher", "mpi_comm", "local_rank",
+    "pick_device", "in_mpi_launch", "RankFailed", "on_root", "agree", "abort_if_parallel", "abort_job",
+    "note_output", "exit_together", "wait_for", "share", "gather", "allgather", "TAG_TO_MASTER", "TAG_TO_WORKER",
+    "TAG_EXIT", "run_distributed", "chunk_size", "compute_surface", "run_points", "SlurmOptions", "parse_time",
+    "render_script", "submit", "watch_hint", "SubmitError", "PRESETS",
 ]

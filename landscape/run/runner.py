@@ -28,7 +28,8 @@ from typing import Any
 from ..core.errors import Interrupted
 from ..core.progress import Progress
 from ..core.signals import check_interrupted, interruptible
-from ..io.surface_file import SurfaceStore, append_run, batch_context, read_surface
+from ..io.runs import append_run, batch_context
+from ..io.surface_file import SurfaceStore, read_surface
 from .distributed import run_distributed
 
 __all__ = ["compute_surface", "run_points"]

@@ -258,8 +258,8 @@ def watch_hint(script: str, job_id: str, workdir: Path, output: Path) -> str:
           watch   squeue -j 42; tail -f /w/out/slurm-42.out; landscape status /w/out/surface.h5
           stop    scancel 42 (the job saves what it has; submitting again resumes)
     """
-    m = re.search(r"^#SBATCH --output=(\S+)", script, re.M)
-    pattern = shlex.split(m.group(1))[0] if m else "slurm-%j.out"
+    m = re.search(r"^#SBATCH --output=(.+)$", script, re.M)
+    pattern = shlex.split(m.group(1))[0] if m else "slurm-%j.out"  # the directive quotes paths with spaces
     logfile = pattern.replace("%A", job_id).replace("%a", "*").replace("%j", job_id).replace("%x", "*")
     path = Path(logfile) if Path(logfile).is_absolute() else workdir / logfile
     return (f"  log     {path}\n  watch   squeue -j {job_id}; tail -f {path}; landscape status {output / 'surface.h5'}\n"

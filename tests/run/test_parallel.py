@@ -218,7 +218,7 @@ plots = ["png"]
 
 @pytest.mark.mpi
 @pytest.mark.parametrize("marker", ["final model on", "wrote {out}/surface.vtp", "surface {out}/surface_pca.h5",
-                                    "conv1: ", "layers reset"])
+                                    "conv1: ", "landscape.run.runner: {out}/path_quadratic.h5"])
 def test_signal_to_rank_0_at_a_stage_boundary_stops_every_rank(tmp_path, marker):
     """SIGUSR1 to rank 0 alone while it works alone (training's end, exports, dynamics, the report) and the other
     rank waits in the next stage: both exit 75 soon after, wherever the signal lands."""
