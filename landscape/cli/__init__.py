@@ -22,7 +22,7 @@ import sys
 from typing import Sequence
 
 from ..core.errors import EXIT_INTERRUPTED, Interrupted, LandscapeError
-from ..core.signals import interruptible
+from ..core.signals import check_interrupted, interruptible
 from ..core.version import __version__
 from ..io.hdf5 import write_failure
 from ..run.mpi import abort_if_parallel, check_launcher, exit_together, in_mpi_launch
@@ -98,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with interruptible():  # SIGTERM/SIGUSR1 anywhere: save, stop, exit EXIT_INTERRUPTED
             check_launcher()
             rc = args.handler(args)
+            check_interrupted()  # a signal Python swallowed (in a finaliser) still ends the command as interrupted
     except Interrupted as exc:
         log.error("%s", exc)
         rc = EXIT_INTERRUPTED

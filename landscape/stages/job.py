@@ -23,6 +23,7 @@ from torch import nn
 
 from ..core.data import TensorData
 from ..core.errors import ConfigError
+from ..core.signals import check_interrupted
 from ..engine.device import resolve_device
 from ..engine.evaluator import Evaluator
 from ..io.checkpoints import apply_state, load_source
@@ -72,12 +73,16 @@ def run_job(job: JobConfig, progress: bool = True, comm: Any | None = None) -> P
     on_root(comm, lambda: _train_and_evaluate(job, progress))
     out = Path(job.output)
     root = comm is None or comm.Get_rank() == 0
+    check_interrupted()  # between stages: a signal that landed where Python swallowed it stops here
     if job.surface is not None:
         _surface_stage(job, job.surface, "surface", "figures_and_vtk", progress, comm)
+        check_interrupted()
     if job.pca is not None:
         _surface_stage(job, job.pca, "surface_pca", None, progress, comm)
+        check_interrupted()
     if job.dynamics is not None and root:
         run_dynamics(job)
+        check_interrupted()
     if job.paths is not None:
         run_paths(job, progress, comm)
     if root:
