@@ -142,7 +142,9 @@ def test_submit_calls_sbatch_and_saves_the_script(tmp_path):
     env = dict(os.environ, PATH=f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
     r = run_cli("submit", str(ROOT / "jobs" / "demo.toml"), "--time", "20", "--output", "out dir", cwd=work, env=env)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "4242"
+    assert r.stdout.strip() == "4242"  # stdout stays the job id alone (scripts capture it)
+    log = work / "out dir" / "slurm-4242.out"
+    assert f"log     {log}" in r.stderr and f"tail -f {log}" in r.stderr and "scancel 4242" in r.stderr, r.stderr
     script = work / "out dir" / "submit.sbatch"
     assert (fake.parent / "args").read_text().strip() == f"--parsable {script}"
     text = script.read_text()
