@@ -44,7 +44,6 @@ def parse_points_per_batch(value: int | str) -> tuple[str, int]:
                       f"(N points on concurrent CPU threads), got {value!r}")
 
 
-
 def _timed(plane: Any, alphas: np.ndarray, betas: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     dev = plane.ev.device
     if dev.type == "cuda":

@@ -3,8 +3,8 @@
 :class:`PlaneEvaluator` keeps θ*, d₁ and d₂ on the device and forms each point in place with
 fused multi-tensor ops. Several points can be evaluated at once: stacked with ``torch.func.vmap`` over
 stacked parameters (small models), or concurrently on CPU threads, one model replica each
-(``points_per_batch``; ``"auto"`` times real grid points and keeps the fastest, see
-:mod:`landscape.engine.calibration`). It knows nothing of files, jobs or MPI.
+(``points_per_batch``; ``"auto"`` times probe points, throws their results away and keeps the fastest way
+that gives one point's values bitwise, see :mod:`landscape.engine.calibration`). It knows nothing of files, jobs or MPI.
 
 Example:
     >>> import torch

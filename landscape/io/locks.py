@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import StoreError
-from .hdf5 import write_failure
+from .hdf5 import writes_to
 
 __all__ = ["WriterLock"]
 
@@ -39,14 +39,9 @@ class WriterLock:
         """Take the lock or raise :class:`StoreError` at once, naming the process that holds it."""
         if self._fd is not None:
             return self
-        try:
+        with writes_to(self.target):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             return self._acquire()
-        except OSError as exc:
-            failure = write_failure(self.target, exc)
-            if failure is None:
-                raise
-            raise failure from exc
 
     def _acquire(self) -> "WriterLock":
         while True:

@@ -37,7 +37,7 @@ from ..core.grid import Grid
 from ..core.signals import deferred
 from ..core.version import __version__
 from .hdf5 import (PATH_SCHEMA, SURFACE_SCHEMA, SURFACE_VERSION, ensure_space, label_dimension, open_hdf5,
-                   unreadable, write_failure)
+                   unreadable, write_failure, writes_to)
 from .locks import WriterLock
 
 __all__ = ["SurfaceStore", "SurfaceData", "read_surface", "diff_inputs", "axis_text",
@@ -281,18 +281,16 @@ class SurfaceStore:
             log.info("resuming %s: %d of %d points done", path, int(f["done"][()].sum()), grid.size)
             return cls(path, f, flush_every, flush_seconds)
         tmp = path.with_name(path.name + ".tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            ensure_space(tmp, 17 * grid.size + sum(np.asarray(a).nbytes for a in (datasets or {}).values())
-                         + (256 << 10))
-            cls._layout(tmp, grid, inputs, attrs, datasets, schema, axes)
-            tmp.rename(path)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            failure = write_failure(path, exc)
-            if failure is None:
+        with writes_to(path):
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                ensure_space(tmp, 17 * grid.size + sum(np.asarray(a).nbytes for a in (datasets or {}).values())
+                             + (256 << 10))
+                cls._layout(tmp, grid, inputs, attrs, datasets, schema, axes)
+                tmp.rename(path)
+            except OSError:
+                tmp.unlink(missing_ok=True)
                 raise
-            raise failure from exc
         return cls(path, _open_checked(path, "r+"), flush_every, flush_seconds)
 
     @staticmethod
@@ -340,21 +338,14 @@ class SurfaceStore:
     def flush(self) -> None:
         """Write the rows touched since the last flush (values first, then the done mask) and flush the file;
         SIGTERM/SIGUSR1 wait until it is done."""
-        try:
-            with deferred():
-                if self._dirty:
-                    ensure_space(self.path, 17 * len(self._dirty) * max(1, self.loss.size // self.loss.shape[0]))
-                self._flush()
-        except OSError as exc:
-            failure = write_failure(self.path, exc)
-            if failure is None:
-                raise
-            raise failure from exc
+        with writes_to(self.path), deferred():
+            self._flush()
 
     def _flush(self) -> None:
         if self._dirty:
             rows = np.unravel_index(np.asarray(self._dirty), self.grid.shape)[0]
             r0, r1 = int(rows.min()), int(rows.max()) + 1
+            ensure_space(self.path, 17 * (r1 - r0) * (self.loss.size // self.loss.shape[0]))  # the rows rewritten
             self._f["loss"][r0:r1] = self.loss[r0:r1]
             self._f["accuracy"][r0:r1] = self.accuracy[r0:r1]
             self._f["done"][r0:r1] = self.done[r0:r1].astype(np.uint8)

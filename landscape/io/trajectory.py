@@ -43,7 +43,7 @@ from ..core.params import StateSpec, unflatten_state
 from ..core.signals import deferred
 from ..core.version import __version__
 from .hdf5 import (TRAJECTORY_SCHEMA, TRAJECTORY_VERSION, ensure_space, label_dimension, open_hdf5, unreadable,
-                   write_failure)
+                   writes_to)
 
 __all__ = ["TrajectoryStore", "SCHEMA", "SCHEMA_VERSION", "METRICS"]
 
@@ -102,16 +102,14 @@ class TrajectoryStore:
         if path.exists():
             raise StoreError(f"{path}: already exists; resume it, or choose another output")
         tmp = path.with_name(path.name + ".tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            ensure_space(tmp, 4 * spec.numel * (2 if init is not None else 0) + (256 << 10))
-            cls._layout(tmp, spec, attrs)
-        except OSError as exc:
-            failure = write_failure(path, exc)
-            tmp.unlink(missing_ok=True)
-            if failure is None:
+        with writes_to(path):
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                ensure_space(tmp, 4 * spec.numel * (2 if init is not None else 0) + (256 << 10))
+                cls._layout(tmp, spec, attrs)
+            except OSError:
+                tmp.unlink(missing_ok=True)
                 raise
-            raise failure from exc
         first = cls(tmp)
         if init is not None:
             first.append_checkpoint(init, epoch=0, step=0, kind="init")
@@ -154,14 +152,8 @@ class TrajectoryStore:
     def _write(self) -> Iterator[h5py.File]:
         """The file for one whole write: SIGTERM/SIGUSR1 wait until it is done (see
         :func:`~landscape.core.signals.deferred`), so no dataset is left resized but unfilled."""
-        try:
-            with deferred(), self._open("a") as f:
-                yield f
-        except OSError as exc:
-            failure = write_failure(self.path, exc)
-            if failure is None:
-                raise
-            raise failure from exc
+        with writes_to(self.path), deferred(), self._open("a") as f:
+            yield f
 
     # -- writing ----------------------------------------------------------------------------------
     def append_checkpoint(self, vector: torch.Tensor, epoch: float, step: int, kind: str) -> None:
