@@ -27,9 +27,9 @@ from .run.config import DataConfig, EvalConfig, JobConfig, ModelConfig, TrainCon
 from .run.jobfile import load_job
 from .run.projection import project_onto
 from .run.slurm import SlurmOptions, render_script, submit
-from .run.training import train
+from .run.training import train, train_job
 from .stages.api import evaluate_checkpoint, reduce_filters, run_sweep
-from .stages.job import run_job, train_job
+from .stages.job import run_job
 from .stages.paths import run_paths
 from .stages.surface import run_surface_job
 from .views.animation import animate_path

@@ -3,6 +3,8 @@ dependencies only through ``landscape.core.optional.require``. The layer order i
 from __future__ import annotations
 
 import ast
+import importlib
+import pkgutil
 from pathlib import Path
 
 import pytest
@@ -128,6 +130,14 @@ def test_imports_at_module_top():
     nested = [f"{MODULES[m].relative_to(PACKAGE.parent)}:{line} imports {t} inside a function or class"
               for m in MODULES for t, line, inner in _imports(m) if inner]
     assert not nested, "\n".join(nested)
+
+
+@pytest.mark.parametrize("layer", [lay for lay in LAYERS if lay not in ("", "cli")])
+def test_layer_packages_re_export_their_modules_public_names(layer):
+    package = importlib.import_module(f"landscape.{layer}")
+    missing = [f"landscape.{layer}.{m.name}.{n}" for m in pkgutil.iter_modules(package.__path__)
+               for n in importlib.import_module(f"landscape.{layer}.{m.name}").__all__ if n not in package.__all__]
+    assert not missing, f"add to landscape/{layer}/__init__.py: {missing}"
 
 
 def test_optional_dependencies_only_through_require():

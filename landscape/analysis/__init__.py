@@ -1,5 +1,5 @@
 """The maths on states and trajectories: surface directions and their normalisation, PCA and projections, path weights
-and items, robust/ambient layers, training-dynamics measures.
+and items, learned-curve weights, robust/ambient layers, training-dynamics measures.
 """
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from .directions import (
     NORMS, IGNORES, DIR_TYPES, movable_names, random_direction, normalize_direction, direction_between, cosine,
     random_directions)
 from .pca import pca_directions, project, PROJECTIONS
+from .curves import (
+    CURVE_KINDS, bezier_weights, polychain_weights, curve_weights, basis_moments, optimal_bend, chord_midpoint,
+    Curve)
 from .interpolation import lagrange_weights, linear_weights, path_weights, PathItem, path_items, KINDS, LEVELS
 from .robustness import layer_report
 from .dynamics import (
@@ -15,6 +18,8 @@ from .dynamics import (
 __all__ = [
     "NORMS", "IGNORES", "DIR_TYPES", "movable_names", "random_direction", "normalize_direction",
     "direction_between", "cosine", "random_directions", "pca_directions", "project", "PROJECTIONS",
+    "CURVE_KINDS", "bezier_weights", "polychain_weights", "curve_weights", "basis_moments", "optimal_bend",
+    "chord_midpoint", "Curve",
     "lagrange_weights", "linear_weights", "path_weights", "PathItem", "path_items", "KINDS", "LEVELS",
     "layer_report", "LayerNorms", "filter_correlation", "activation_correlation", "correlated_pairs",
     "merge_filters", "layer_kind",

@@ -1,5 +1,6 @@
 """1-D paths between checkpoints (Němcová 2021): linear θ(α) = (1−α)θ₀ + αθ₁ and the quadratic Lagrange
-path through θ₀ (α=0), θ_mid (α=t) and θ₁ (α=1), at the level of the whole model, of one layer (the final
+path through θ₀ (α=0), θ_mid (α=t) and θ₁ (α=1) — and learned curves through a bend θ_b in θ_mid's place
+(:mod:`landscape.analysis.curves`) — at the level of the whole model, of one layer (the final
 model with that layer's tensors interpolated) or of one parameter (one scalar interpolated).
 
 This module holds the maths: the weights of (θ₀, θ_mid, θ₁) at α, and the items (regions of the state) each
@@ -21,10 +22,11 @@ import torch
 
 from ..core.errors import ConfigError
 from ..core.models import layer_names
+from .curves import CURVE_KINDS, curve_weights
 
 __all__ = ["lagrange_weights", "linear_weights", "path_weights", "PathItem", "path_items", "KINDS", "LEVELS"]
 
-KINDS = ("linear", "quadratic")
+KINDS = ("linear", "quadratic") + CURVE_KINDS
 LEVELS = ("model", "layer", "parameter")
 
 
@@ -132,12 +134,15 @@ def path_items(model: torch.nn.Module, levels: Sequence[str], layers: Sequence[s
 
 
 def path_weights(kind: str, alpha: float, t_mid: float = 0.5) -> tuple[float, float, float]:
-    """Weights of (θ₀, θ_mid, θ₁) at ``alpha`` on a ``linear`` or ``quadratic`` path.
+    """Weights of (θ₀, θ_mid, θ₁) at ``alpha`` on a ``linear`` or ``quadratic`` path, or of (θ₀, θ_b, θ₁) on a
+    learned ``bezier`` or ``polychain`` curve (see :mod:`landscape.analysis.curves`).
 
     Example:
-        >>> path_weights("linear", 0.5), path_weights("quadratic", 2.0)
-        ((0.5, 0.0, 0.5), (3.0, -8.0, 6.0))
+        >>> path_weights("linear", 0.5), path_weights("quadratic", 2.0), path_weights("bezier", 0.5)
+        ((0.5, 0.0, 0.5), (3.0, -8.0, 6.0), (0.25, 0.5, 0.25))
     """
     if kind not in KINDS:
         raise ConfigError(f"path kind: expected one of {list(KINDS)}, got {kind!r}")
+    if kind in CURVE_KINDS:
+        return curve_weights(kind, alpha)
     return linear_weights(alpha) if kind == "linear" else lagrange_weights(alpha, t_mid)

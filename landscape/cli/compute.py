@@ -10,6 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..analysis.interpolation import KINDS
 from ..io.surface_file import read_surface
 from ..run.config import ExportConfig, PathsConfig, SurfaceConfig
 from ..run.jobfile import load_job
@@ -90,7 +91,9 @@ _PATH_FLAGS = {"output": "output", "device": "evaluate.device", "model": "model.
 
 def _path_arguments(p: argparse.ArgumentParser) -> None:
     job_flags(p)
-    p.add_argument("--kind", action="append", choices=("linear", "quadratic"), help="repeatable (default both)")
+    p.add_argument("--kind", action="append", choices=KINDS,
+                   help="repeatable (default linear and quadratic); bezier and polychain are learned curves, trained "
+                        "first ([paths.curve] settings)")
     p.add_argument("--level", action="append", choices=("model", "layer", "parameter"),
                    help="repeatable (default model and layer)")
     p.add_argument("--layer", action="append", help="restrict to these layers (repeatable)")
@@ -110,11 +113,13 @@ def _path_arguments(p: argparse.ArgumentParser) -> None:
 
 @command("path", _path_arguments)
 def path(args: argparse.Namespace) -> int:
-    """linear/quadratic paths between checkpoints (model, layer, parameter level)
+    """linear/quadratic paths and learned curves between checkpoints (model, layer, parameter level)
 
-    Loss and accuracy along θ(α) between checkpoints: linear (1−α)θ₀ + αθ₁ or the quadratic Lagrange path
-    through θ₀, θ_mid, θ₁; for the whole model, each layer (the final model with that layer interpolated) or
-    single parameters. Writes OUTPUT/path_<kind>.h5, the robust/ambient layer report and figures.
+    Loss and accuracy along θ(α) between checkpoints: linear (1−α)θ₀ + αθ₁, the quadratic Lagrange path
+    through θ₀, θ_mid, θ₁, or a learned Bézier/polychain curve through a bend θ_b trained to keep the loss low
+    (Garipov et al. 2018); for the whole model, each layer (the final model with that layer interpolated) or
+    single parameters. Writes OUTPUT/path_<kind>.h5 (curves: also path_<kind>_curve.h5), the robust/ambient
+    layer report and figures.
     """
     over = overrides(args, _PATH_FLAGS)
     for attr, key in (("kind", "kinds"), ("level", "levels"), ("layer", "layers"), ("parameter", "parameters")):

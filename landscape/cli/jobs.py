@@ -16,8 +16,9 @@ from pathlib import Path
 from ..run.jobfile import load_job
 from ..run.mpi import mpi_comm
 from ..run.slurm import SlurmOptions, submit
+from ..run.training import train_job
 from ..stages.api import evaluate_checkpoint, run_sweep
-from ..stages.job import demo_job_path, train_job
+from ..stages.job import demo_job_path
 from .common import COMMANDS  # noqa: F401 - the doctest lists the registry
 from .common import FLAGS, command, common_flags, is_root, job_flags, overrides, progress
 

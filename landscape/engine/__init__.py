@@ -1,5 +1,5 @@
 """Evaluating given parameter points fast: the evaluator (data resident, weights in place), the plane evaluator with
-its batch modes and calibration, and the path evaluator. Knows nothing of files, jobs or MPI.
+its batch modes and calibration, the path evaluator and the learned-curve module. Knows nothing of files, jobs or MPI.
 """
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from .losses import LOSSES, PER_SAMPLE, loss_function, per_sample_loss
 from .evaluator import EvalResult, Evaluator
 from .calibration import calibrate, parse_points_per_batch, cpu_threads, VMAP_MAX_NUMEL
 from .plane import PlaneEvaluator
+from .curve import CurveModule, bend_state, batchnorm_layers, update_bn
 from .path import PathEvaluator
 
 __all__ = [
     "resolve_device", "autocast_context", "LOSSES", "PER_SAMPLE", "loss_function", "per_sample_loss",
     "EvalResult", "Evaluator", "calibrate", "parse_points_per_batch", "cpu_threads", "VMAP_MAX_NUMEL",
-    "PlaneEvaluator", "PathEvaluator",
+    "PlaneEvaluator", "CurveModule", "bend_state", "batchnorm_layers", "update_bn", "PathEvaluator",
 ]

@@ -141,13 +141,18 @@ class Evaluator:
     @torch.no_grad()
     def forward(self) -> None:
         """One pure forward pass over the evaluation set (no loss); the baseline of the benchmarks."""
+        if self.model.training:
+            self.model.eval()
         with self._autocast():
             for x, _ in self._iter():
                 self.model(x)
 
     @torch.no_grad()
     def evaluate(self, state: Mapping[str, torch.Tensor] | None = None) -> EvalResult:
-        """Loss and accuracy at the current parameters, or at ``state`` written in first."""
+        """Loss and accuracy at the current parameters, or at ``state`` written in first (in eval mode: a model
+        left in training mode, as a training loop leaves it, would use and update batch statistics)."""
+        if self.model.training:
+            self.model.eval()
         if state is not None:
             self.set_state(state)
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)

@@ -23,8 +23,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
+import time
+
 from ..analysis.interpolation import KINDS, PathItem, lagrange_weights, path_weights
 from ..core.errors import ConfigError
+from .curve import batchnorm_layers, update_bn
 from .evaluator import Evaluator
 
 __all__ = ["PathEvaluator"]
@@ -37,7 +40,9 @@ class PathEvaluator:
     points_per_batch = 1
 
     def __init__(self, evaluator: Evaluator, states: Sequence[dict[str, torch.Tensor]], items: Sequence[PathItem],
-                 kind: str = "linear", t_mid: float = 0.5):
+                 kind: str = "linear", t_mid: float = 0.5, bn_batches: Sequence[torch.Tensor] | None = None):
+        """``bn_batches``: re-estimate the BatchNorm statistics on these input batches at every point
+        (``paths.curve.update_bn``); their cost is counted in ``bn_seconds``."""
         if kind not in KINDS:
             raise ConfigError(f"path kind: expected one of {list(KINDS)}, got {kind!r}")
         self.ev, self.items, self.kind, self.t_mid = evaluator, list(items), kind, t_mid
@@ -57,6 +62,11 @@ class PathEvaluator:
         self.distance = np.array([float(torch.sqrt(sum(((v1.double() - v0.double()) ** 2).sum()
                                                         for _, v0, _, v1 in views))) for views in self._views])
         self._current: int | None = None
+        self.bn_seconds, self.bn_points = 0.0, 0
+        self._bn_batches = [x.to(dev) for x in bn_batches] if bn_batches is not None else None
+        # the BatchNorm statistics at θ₁, restored before each point is written and re-estimated
+        self._bn_saved = [(b, b.detach().clone()) for m in batchnorm_layers(evaluator.model)
+                          for b in m.buffers(recurse=False)] if bn_batches is not None else []
 
     def weights(self, alpha: float) -> tuple[float, float, float]:
         """Weights of (θ₀, θ_mid, θ₁) at ``alpha`` on this path."""
@@ -69,12 +79,20 @@ class PathEvaluator:
             for target, _, _, v1 in self._views[self._current]:
                 target.copy_(v1)
         self._current = item
+        for target, saved in self._bn_saved:
+            target.copy_(saved)
         w0, wm, w1 = self.weights(float(alpha))
         for target, v0, vm, v1 in self._views[item]:
             torch.mul(v0, w0, out=target)
             if wm:
                 target.add_(vm, alpha=wm)
             target.add_(v1, alpha=w1)
+        if self._bn_saved:
+            t0 = time.perf_counter()
+            update_bn(self.ev.model, self._bn_batches)
+            self.ev.model.eval()
+            self.bn_seconds += time.perf_counter() - t0
+            self.bn_points += 1
 
     def evaluate_points(self, items: np.ndarray, alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Loss and accuracy of item ``items[k]`` at ``alphas[k]`` (items as floats, as the store keeps them)."""

@@ -262,6 +262,19 @@ class TrajectoryStore:
                 if f["metrics"][k].shape[0] > mkeep:
                     f["metrics"][k].resize(mkeep, 0)
 
+    def put_array(self, name: str, values: np.ndarray) -> None:
+        """Store an extra dataset (e.g. a learned curve's endpoints, ``curve/start``), replacing one of that name."""
+        with self._write() as f:
+            ensure_space(self.path, values.nbytes + (64 << 10))
+            if name in f:
+                del f[name]
+            f.create_dataset(name, data=values)
+
+    def array(self, name: str) -> np.ndarray | None:
+        """An extra dataset stored with :meth:`put_array`, or None."""
+        with self._open() as f:
+            return f[name][()] if name in f else None
+
     def set_attrs(self, **attrs: Any) -> None:
         with self._write() as f:
             f.attrs.update(attrs)
@@ -331,7 +344,11 @@ class TrajectoryStore:
     def describe(self) -> str:
         """A short human-readable summary."""
         t, m = self.table(), self.metrics()
-        lines = [f"trajectory {self.path}", f"  model {self.attrs.get('model')}  state size {self.spec.numel}",
+        kind = self.attrs.get("curve_kind")
+        head = f"trajectory {self.path}" if kind is None else (
+            f"learned {kind} curve {self.path}: the training of its bend (test_loss: the loss at t = 0.5)\n"
+            f"  from {self.attrs.get('start')} to {self.attrs.get('end')}")
+        lines = [head, f"  model {self.attrs.get('model')}  state size {self.spec.numel}",
                  f"  checkpoints {len(t['epoch'])} (epochs {t['epoch'][0] if len(t['epoch']) else '-'}"
                  f"..{t['epoch'][-1] if len(t['epoch']) else '-'})  complete {bool(self.attrs.get('complete'))}"]
         if len(m["epoch"]):

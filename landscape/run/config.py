@@ -11,7 +11,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-__all__ = ["ModelConfig", "DataConfig", "TrainConfig", "EvalConfig", "SurfaceConfig", "PathsConfig", "DynamicsConfig",
+__all__ = ["ModelConfig", "DataConfig", "TrainConfig", "EvalConfig", "SurfaceConfig", "CurveConfig", "PathsConfig",
+           "DynamicsConfig",
            "ExportConfig", "JobConfig", "SECTIONS", "PCA_DEFAULTS"]
 
 
@@ -110,18 +111,37 @@ class SurfaceConfig:
 
 
 @dataclass
-class PathsConfig:
-    """[paths]: linear and quadratic paths between checkpoints at model, layer and parameter level."""
+class CurveConfig:
+    """[paths.curve]: training of the learned curves (``bezier``, ``polychain``): SGD on the bend θ_b, a fresh
+    t ~ U(0, 1) per mini-batch, endpoints fixed, starting from the chord's midpoint (Garipov et al. 2018)."""
 
-    kinds: list = _f(["linear", "quadratic"], doc="linear and/or quadratic")
+    epochs: int = _f(10, min=1)
+    lr: float = _f(0.02, min=0.0)
+    momentum: float = _f(0.9, min=0.0)
+    weight_decay: float = _f(0.0, min=0.0)
+    lr_milestones: list = _f([], doc="multiply the learning rate by lr_gamma at each of these epochs")
+    lr_gamma: float = _f(0.1, min=0.0)
+    batch_size: int = _f(64, min=1)
+    seed: int = _f(0, doc="seed of the t draws and of the mini-batch order")
+    update_bn: bool = _f(False, doc="re-estimate BatchNorm running statistics on the training data at every "
+                                    "evaluated point of a learned curve (its cost is logged)")
+
+
+@dataclass
+class PathsConfig:
+    """[paths]: linear and quadratic paths between checkpoints at model, layer and parameter level, and learned
+    curves (bezier, polychain) between any two states."""
+
+    kinds: list = _f(["linear", "quadratic"], doc="any of linear, quadratic, bezier, polychain")
     levels: list = _f(["model", "layer"], doc="any of model, layer, parameter")
     layers: list = _f([], doc="layers for the layer/parameter levels (default: every layer)")
     params_per_layer: int = _f(0, min=0, doc="parameter level: scalars sampled per layer (seeded)")
     parameters: list = _f([], doc="parameter level: named scalars, e.g. fc1.weight[3,7]")
     seed: int = _f(0, doc="seed of the parameter sampling")
-    start: str = _f("init", doc="θ₀ at α=0 (checkpoint name or file)")
+    start: str = _f("init", doc="θ₀ at α=0: a checkpoint name, a file, or 'seed N[:NAME]' (a second training "
+                                "run of the job with train.seed = N, trained into OUTPUT/trajectory_seedN.h5)")
     mid: str = _f("mid", doc="θ_mid, the middle node of the quadratic path")
-    end: str = _f("final", doc="θ₁ at α=1")
+    end: str = _f("final", doc="θ₁ at α=1 (as start)")
     mid_position: str = _f("half", choices=("half", "true"), doc="half: α=0.5; true: its training fraction")
     alpha: str = _f("-0.5:1.5:41", doc="MIN:MAX:NUM (may extrapolate); the report needs 0 and 1 on it")
     subset: typing.Optional[int] = _f(None, min=1, doc="evaluate on N samples of the split")
@@ -129,7 +149,8 @@ class PathsConfig:
                                                    "regression) from which a layer is robust")
     chunk: int = _f(0, min=0, doc="points per MPI work chunk (0: adaptive)")
     flush_every: int = _f(64, min=1)
-    output: str = _f("path", doc="files OUTPUT/<output>_<kind>.h5")
+    output: str = _f("path", doc="files OUTPUT/<output>_<kind>.h5 (learned curves: also <output>_<kind>_curve.h5)")
+    curve: CurveConfig = field(default_factory=CurveConfig)
 
 
 @dataclass

@@ -10,6 +10,7 @@ Example:
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
@@ -25,7 +26,31 @@ from ..io.trajectory import TrajectoryStore
 from .config import DataConfig, ModelConfig
 
 __all__ = ["prepare_data", "prepare_model", "data_meta", "evaluation_data", "is_source", "resolve_checkpoint",
-           "mid_fraction"]
+           "mid_fraction", "seed_reference", "seed_trajectory"]
+
+_SEED = re.compile(r"seed[\s=_]*(\d+)\s*(?::\s*(.+))?", re.IGNORECASE)
+
+
+def seed_reference(ref: str) -> tuple[int, str] | None:
+    """``seed N`` / ``seed N:NAME``: (N, NAME or ``final``) — a checkpoint of the job's training run repeated
+    with ``train.seed = N`` (trained into ``trajectory_seedN.h5`` beside the job's trajectory); else None.
+
+    Example:
+        >>> seed_reference("seed 1"), seed_reference("seed 2:epoch 3"), seed_reference("final")
+        ((1, 'final'), (2, 'epoch 3'), None)
+    """
+    m = _SEED.fullmatch(ref.strip())
+    return (int(m.group(1)), (m.group(2) or "final").strip()) if m else None
+
+
+def seed_trajectory(trajectory: str | Path, seed: int) -> Path:
+    """Where the training run with ``train.seed = seed`` is stored, beside the job's trajectory.
+
+    Example:
+        >>> seed_trajectory("out/trajectory.h5", 1).name
+        'trajectory_seed1.h5'
+    """
+    return Path(trajectory).with_name(f"trajectory_seed{seed}.h5")
 
 
 def prepare_data(cfg: DataConfig) -> tuple[TensorData, TensorData]:
@@ -73,7 +98,12 @@ def resolve_checkpoint(ref: str, model: nn.Module, trajectory: str | Path, given
                        ) -> tuple[dict[str, torch.Tensor], str]:
     """The state named ``ref`` and where it came from: a file or ``run.h5:NAME`` source as it is, ``final``
     of a job that was given a checkpoint instead of training (``given``), else a checkpoint name of the
-    ``trajectory`` store. Checked against ``model``."""
+    ``trajectory`` store, or ``seed N[:NAME]`` of the run with another seed (:func:`seed_reference`). Checked
+    against ``model``."""
+    seeded = seed_reference(ref)
+    if seeded is not None:
+        source = f"{seed_trajectory(trajectory, seeded[0])}:{seeded[1]}"
+        return load_source(source, model), source
     if is_source(ref):
         return load_source(ref, model), ref
     if given and ref == "final":

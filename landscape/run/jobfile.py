@@ -26,10 +26,12 @@ from pathlib import Path
 import numpy as np
 from typing import Any, Iterable, Mapping
 
+from ..analysis.interpolation import KINDS
 from ..core.errors import ConfigError
 from ..core.grid import MAX_POINTS, parse_range
 from ..engine.calibration import parse_points_per_batch
 from .config import PCA_DEFAULTS, SECTIONS, JobConfig
+from .inputs import seed_reference
 
 __all__ = ["load_job", "expand_sweep", "parse_override", "apply_overrides", "job_to_dict"]
 
@@ -111,6 +113,9 @@ def _build(cls: type, section: str, values: Mapping[str, Any], problems: list[st
             problems.append(f"{section}.{key}: unknown key; expected one of {sorted(fields)}")
             continue
         f, tp = fields[key], hints[key]
+        if dataclasses.is_dataclass(tp):  # a sub-table such as [paths.curve]
+            kwargs[key] = _build(tp, f"{section}.{key}", value, problems)
+            continue
         if not _type_ok(tp, value):
             problems.append(f"{section}.{key}: expected {_type_name(tp)}, got {value!r}")
             continue
@@ -230,7 +235,7 @@ def _cross_checks(job: JobConfig) -> list[str]:
             out.append("surface.directions_file: directions=file needs the surface file to reuse")
     pc = job.paths
     if pc is not None:
-        for key, allowed in (("kinds", ("linear", "quadratic")), ("levels", ("model", "layer", "parameter"))):
+        for key, allowed in (("kinds", KINDS), ("levels", ("model", "layer", "parameter"))):
             vals = getattr(pc, key)
             if not vals or any(v not in allowed for v in vals):
                 out.append(f"paths.{key}: expected a non-empty list of {list(allowed)}, got {vals}")
@@ -246,6 +251,13 @@ def _cross_checks(job: JobConfig) -> list[str]:
                                f"and 1 on the grid; {pc.alpha!r} has neither or one only (e.g. \"-0.5:1.5:41\")")
             except ConfigError:
                 pass  # reported above
+        ms = pc.curve.lr_milestones
+        if not all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in ms) or ms != sorted(ms):
+            out.append(f"paths.curve.lr_milestones: expected increasing epoch numbers >= 1, got {ms}")
+        for key in ("start", "mid", "end"):
+            ref = getattr(pc, key)
+            if ref.strip().lower().startswith("seed") and seed_reference(ref) is None:
+                out.append(f"paths.{key}: expected 'seed N' or 'seed N:CHECKPOINT' (e.g. 'seed 1:final'), got {ref!r}")
         if "parameter" in pc.levels and not (pc.params_per_layer or pc.parameters):
             out.append("paths.levels has 'parameter': set paths.params_per_layer or paths.parameters")
     ex = job.export

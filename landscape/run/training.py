@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -38,11 +38,13 @@ from ..core.signals import check_interrupted
 from ..engine.device import resolve_device
 from ..engine.evaluator import Evaluator
 from ..engine.losses import loss_function
+from ..io.checkpoints import apply_state
 from ..io.locks import WriterLock
 from ..io.trajectory import TrajectoryStore
-from .config import TrainConfig
+from .config import JobConfig, TrainConfig
+from .inputs import data_meta, prepare_data, prepare_model
 
-__all__ = ["train", "make_optimizer", "learning_rate", "crop_flip"]
+__all__ = ["train", "train_job", "make_optimizer", "learning_rate", "crop_flip"]
 
 log = logging.getLogger(__name__)
 
@@ -240,3 +242,21 @@ def _train(model: nn.Module, train_data: TensorData, test_data: TensorData, cfg:
     model.eval()
     store.set_attrs(complete=True)
     return store
+
+
+def train_job(job: JobConfig, output: str | Path, progress: bool = True, store_name: str = "trajectory.h5",
+              seed: int | None = None) -> tuple[nn.Module, TrajectoryStore, tuple[TensorData, TensorData]]:
+    """Train the job's model into ``output/store_name`` (resuming if present), with ``train.seed`` replaced by
+    ``seed`` if given; returns (model, store, data).
+
+    Example:
+        >>> train_job.__name__  # see the README's Python API section
+        'train_job'
+    """
+    cfg = job.train if seed is None else replace(job.train, seed=seed)
+    tr, te = prepare_data(job.data)
+    model = prepare_model(job.model, tr, cfg.seed)
+    store = train(model, tr, te, cfg, Path(output) / store_name, job.evaluate.device,
+                  job.evaluate.batch_size, meta=data_meta(job.model, job.data), progress=progress)
+    apply_state(model, store.state("final"), f"{store.path}:final")
+    return model, store, (tr, te)

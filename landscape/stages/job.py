@@ -19,9 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch import nn
 
-from ..core.data import TensorData
 from ..core.errors import ConfigError
 from ..core.signals import check_interrupted
 from ..engine.device import resolve_device
@@ -30,10 +28,10 @@ from ..io.checkpoints import apply_state, load_source
 from ..io.surface_file import read_surface
 from ..io.trajectory import TrajectoryStore
 from ..run.config import JobConfig, SurfaceConfig
-from ..run.inputs import data_meta, evaluation_data, prepare_data, prepare_model
+from ..run.inputs import evaluation_data, prepare_data, prepare_model
 from ..run.jobfile import job_to_dict
 from ..run.mpi import note_output, on_root
-from ..run.training import train
+from ..run.training import train_job
 from ..views.animation import animate_path
 from ..views.surface_plots import plot_surface
 from ..views.vtk_export import export_surface
@@ -43,22 +41,11 @@ from .paths import run_paths
 from .summary import summary, write_summary
 from .surface import run_surface_job
 
-__all__ = ["train_job", "run_job", "demo_job_path", "export_job", "decision_regions"]
+__all__ = ["run_job", "demo_job_path", "export_job", "decision_regions"]
 
 log = logging.getLogger(__name__)
 
 Regions = Callable[[int], tuple[np.ndarray, np.ndarray, np.ndarray]]
-
-
-def train_job(job: JobConfig, output: Path, progress: bool = True, store_name: str = "trajectory.h5"
-              ) -> tuple[nn.Module, TrajectoryStore, tuple[TensorData, TensorData]]:
-    """Train the job's model into ``output/store_name`` (resuming if present); returns (model, store, data)."""
-    tr, te = prepare_data(job.data)
-    model = prepare_model(job.model, tr, job.train.seed)
-    store = train(model, tr, te, job.train, Path(output) / store_name, job.evaluate.device,
-                  job.evaluate.batch_size, meta=data_meta(job.model, job.data), progress=progress)
-    apply_state(model, store.state("final"), f"{store.path}:final")
-    return model, store, (tr, te)
 
 
 def run_job(job: JobConfig, progress: bool = True, comm: Any | None = None) -> Path:

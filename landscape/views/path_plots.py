@@ -18,7 +18,10 @@ from ..io.trajectory import TrajectoryStore
 from ..io.hdf5 import writes_to
 from .mpl import pyplot, savefig
 
-__all__ = ["plot_paths", "distance_opacity"]
+__all__ = ["plot_paths", "distance_opacity", "KIND_LABELS"]
+
+KIND_LABELS = {"linear": "linear path", "quadratic": "quadratic (Lagrange) path",
+               "bezier": "Bézier curve (learned)", "polychain": "polychain (learned)"}
 
 
 def distance_opacity(distance: np.ndarray) -> np.ndarray:
@@ -93,14 +96,15 @@ def plot_paths(files: Sequence[str | Path], out_dir: str | Path | None = None,
                 for lay, c in colours.items():
                     axes[0].plot([], [], color=c, label=f"{lay} (opacity ∝ distance)")
             for ax, what in zip(axes, ("loss", "accuracy")):
-                ax.set_xlabel(f"α  ({p['kind']} path, {p['inputs'].get('start')} → {p['inputs'].get('end')})",
-                              fontsize=8)
+                ax.set_xlabel(f"α  ({KIND_LABELS.get(p['kind'], p['kind'])}, {p['inputs'].get('start')} → "
+                              f"{p['inputs'].get('end')})", fontsize=8)
                 ax.set_ylabel(what)
                 for x in (0, 1):
                     ax.axvline(x, color="grey", lw=0.6, ls=":")
                 ax.grid(alpha=0.3)
             axes[0].legend(fontsize=7)
-            fig.suptitle(f"{p['kind']} path, {level} level: {p['inputs'].get('model')}", fontsize=9)
+            fig.suptitle(f"{KIND_LABELS.get(p['kind'], p['kind'])}, {level} level: {p['inputs'].get('model')}",
+                         fontsize=9)
             save(fig, f"{stem}_{level}")
 
     # linear vs quadratic, and the training run on the same axis
@@ -110,8 +114,9 @@ def plot_paths(files: Sequence[str | Path], out_dir: str | Path | None = None,
         rows: dict[str, Any] = {}
         for p in models:
             k = p["level"].index("model")
-            axes[0].plot(p["alpha"], p["loss"][k], label=f"{p['kind']} path")
-            axes[1].plot(p["alpha"], p["accuracy"][k], label=f"{p['kind']} path")
+            label = KIND_LABELS.get(p["kind"], p["kind"])
+            axes[0].plot(p["alpha"], p["loss"][k], label=label)
+            axes[1].plot(p["alpha"], p["accuracy"][k], label=label)
             rows[p["kind"]] = p
         ep = _epoch_alpha(models[0], Path(trajectory) if trajectory else None)
         if ep is not None:
@@ -122,8 +127,9 @@ def plot_paths(files: Sequence[str | Path], out_dir: str | Path | None = None,
                 top = ax.secondary_xaxis("top", functions=(lambda x: e0 + x * (e1 - e0), lambda e: (e - e0) / (e1 - e0)))
                 top.set_xlabel("epoch", fontsize=8)
         axes[0].set_yscale("log")
+        ends = " → ".join(Path(str(models[0]["inputs"].get(k))).name for k in ("start", "end"))
         for ax, what in zip(axes, ("loss (log scale)", "accuracy")):
-            ax.set_xlabel("α  (interpolation: 0 = start, 1 = end)", fontsize=8)
+            ax.set_xlabel(f"α or t  (0 = start, 1 = end: {ends})", fontsize=8)
             ax.set_ylabel(what)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)

@@ -108,3 +108,21 @@ def test_cuda_matches_cpu(digits_test):
     c = Evaluator(m, digits_test, "cuda", precision="bf16").evaluate()
     assert b.loss == pytest.approx(a.loss, rel=1e-4) and b.accuracy == a.accuracy
     assert c.loss == pytest.approx(a.loss, rel=5e-2)
+
+
+def test_evaluate_uses_eval_mode_even_if_a_training_loop_left_train_mode():
+    """Evaluating a BatchNorm model left in training mode must neither use nor update batch statistics
+    (per-epoch test evaluations during training once leaked the test set into the running statistics)."""
+    from torch import nn
+
+    from landscape.core.data import TensorData
+
+    torch.manual_seed(0)
+    x, y = torch.randn(40, 3) * 3 + 1, torch.randint(0, 2, (40,))
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    ev = Evaluator(model, TensorData(x, y, num_classes=2), "cpu")
+    expected = ev.evaluate()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    assert ev.evaluate() == expected
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
