@@ -24,6 +24,7 @@ from .io.checkpoints import apply_state, check_state, load_source, load_state_fi
 from .io.status import describe_file
 from .io.trajectory import TrajectoryStore
 from .run.config import DataConfig, EvalConfig, JobConfig, ModelConfig, TrainConfig
+from .run.curves import load_curve
 from .run.jobfile import load_job
 from .run.projection import project_onto
 from .run.slurm import SlurmOptions, render_script, submit
@@ -46,5 +47,5 @@ __all__ = [
     "StateSpec", "flatten_state", "model_state", "state_checksum", "unflatten_state", "train", "TrajectoryStore",
     # job-level operations behind the commands (README: Python API)
     "run_surface_job", "run_paths", "run_sweep", "evaluate_checkpoint", "reduce_filters", "project_onto",
-    "describe_file", "plot_files", "export_files", "animate_path",
+    "describe_file", "plot_files", "export_files", "animate_path", "load_curve",
 ]
