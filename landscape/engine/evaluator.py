@@ -132,7 +132,8 @@ class Evaluator:
         return torch.cat([t.reshape(-1).float() for t in self.state.values()])
 
     # -- evaluation -------------------------------------------------------------------------------
-    def _iter(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The evaluation set's (inputs, targets) batches on the device, always in the same order."""
         for x, y in self._batches:
             if not self.resident:
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
@@ -144,7 +145,7 @@ class Evaluator:
         if self.model.training:
             self.model.eval()
         with self._autocast():
-            for x, _ in self._iter():
+            for x, _ in self.batches():
                 self.model(x)
 
     @torch.no_grad()
@@ -159,7 +160,7 @@ class Evaluator:
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
         classify = self.task == "classification"
         with self._autocast():
-            for x, y in self._iter():
+            for x, y in self.batches():
                 out = self.model(x).float()
                 loss_sum += self._loss(out, y).double().sum()
                 if classify:

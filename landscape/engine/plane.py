@@ -111,7 +111,7 @@ class PlaneEvaluator:
         correct = torch.zeros(p, device=dev, dtype=torch.int64)
         classify = ev.task == "classification"
         with ev._autocast():
-            for x, y in ev._iter():
+            for x, y in ev.batches():
                 out = batched(stacked, x).float()
                 per_sample = per_loss(out, y)
                 loss_sum += torch.stack([row.double().sum() for row in per_sample])  # as one point reduces

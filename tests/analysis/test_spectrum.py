@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+import torch
+
+from landscape.analysis.spectrum import extreme_eigenpairs, hutchinson_trace, lanczos, slq_density
+from landscape.core.errors import ConfigError
+
+
+def operator(eigenvalues, seed=0):
+    """A symmetric matrix with a known spectrum in a random orthonormal basis."""
+    n = len(eigenvalues)
+    g = torch.Generator().manual_seed(seed)
+    u, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))
+    lam = torch.tensor(eigenvalues, dtype=torch.float64)
+    h = u @ torch.diag(lam) @ u.T
+    return (lambda v: h @ v), u, lam
+
+
+def test_lanczos_tridiagonalises_with_an_orthonormal_basis():
+    mv, u, lam = operator(np.linspace(-2, 7, 30))
+    a, b, q = lanczos(mv, torch.ones(30, dtype=torch.float64), 12)
+    assert q.shape == (12, 30)
+    assert torch.allclose(q @ q.T, torch.eye(12, dtype=torch.float64), atol=1e-12)
+    t = torch.from_numpy(np.diag(a) + np.diag(b, 1) + np.diag(b, -1))
+    h = torch.stack([mv(e) for e in torch.eye(30, dtype=torch.float64)])
+    assert torch.allclose(q @ h @ q.T, t, atol=1e-10)
+
+
+def test_extreme_eigenpairs_of_a_known_spectrum():
+    values = [9.0, 7.5, 7.0] + list(np.linspace(-1.0, 5.0, 60)) + [-4.0, -6.0]
+    mv, u, lam = operator(values, seed=2)
+    r = extreme_eigenpairs(mv, len(values), top_k=3, bottom_k=2, tol=1e-10, max_iter=200)
+    assert r.converged and r.iterations <= len(values)
+    np.testing.assert_allclose(r.values, [9.0, 7.5, 7.0, -6.0, -4.0], rtol=1e-9)
+    for value, vec in zip(r.values, r.vectors):  # unit eigenvectors: ‖Hv − λv‖ small
+        assert float(vec.norm()) == pytest.approx(1.0)
+        assert float((mv(vec) - value * vec).norm()) < 1e-6 * 9.0
+    true_top = u[:, int(torch.argmax(lam))]
+    assert abs(float(torch.dot(true_top, r.vectors[0]))) == pytest.approx(1.0, abs=1e-8)
+
+
+def test_warm_start_needs_fewer_iterations_and_survives_an_exact_eigenvector():
+    values = list(np.linspace(0.0, 1.0, 200)) + [3.0]
+    mv, u, lam = operator(values, seed=4)
+    cold = extreme_eigenpairs(mv, 201, top_k=1, tol=1e-8, max_iter=201, check_every=1)
+    near = cold.vectors[0] + 0.05 * torch.randn(201, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    warm = extreme_eigenpairs(mv, 201, top_k=1, tol=1e-8, max_iter=201, v0=near, check_every=1)
+    assert warm.values[0] == pytest.approx(3.0, rel=1e-10) and cold.values[0] == pytest.approx(3.0, rel=1e-10)
+    assert warm.iterations < cold.iterations
+    # starting from an exact eigenvector of a smaller eigenvalue still finds the largest
+    other = u[:, 5]
+    r = extreme_eigenpairs(mv, 201, top_k=1, tol=1e-8, max_iter=201, v0=other)
+    assert r.values[0] == pytest.approx(3.0, rel=1e-8)
+
+
+def test_repeated_eigenvalues_and_bad_requests():
+    mv, _, _ = operator([2.0] * 5 + [1.0] * 5)
+    r = extreme_eigenpairs(mv, 10, top_k=3, bottom_k=1, tol=1e-10)
+    np.testing.assert_allclose(r.values, [2.0, 2.0, 2.0, 1.0], rtol=1e-10)
+    with pytest.raises(ConfigError, match="top_k"):
+        extreme_eigenpairs(mv, 10, top_k=0, bottom_k=0)
+
+
+def test_trace_estimates_are_within_three_standard_errors():
+    values = list(np.random.default_rng(0).normal(0.5, 1.0, 150))
+    mv, _, lam = operator(values, seed=5)
+    exact = float(lam.sum())
+    for method in ("hutchinson", "hutch++"):
+        est = hutchinson_trace(mv, 150, samples=90, seed=3, method=method)
+        assert est.stderr > 0 and abs(est.value - exact) < 3 * est.stderr, (method, est, exact)
+        assert est.matvecs <= 90
+    # a spectrum dominated by a few large eigenvalues: Hutch++ is far more precise for the same budget
+    mv2, _, lam2 = operator([100.0, 80.0, 60.0] + [0.01] * 97, seed=6)
+    h, hpp = (hutchinson_trace(mv2, 100, samples=60, seed=1, method=m) for m in ("hutchinson", "hutch++"))
+    assert hpp.stderr < 0.1 * h.stderr and abs(hpp.value - float(lam2.sum())) < 3 * hpp.stderr + 1e-9
+    with pytest.raises(ConfigError, match="hutchinson"):
+        hutchinson_trace(mv2, 100, method="exact")
+
+
+def test_slq_density_puts_the_mass_where_the_eigenvalues_are():
+    values = [1.0] * 60 + [5.0] * 40
+    mv, _, _ = operator(values, seed=7)
+    grid, dens = slq_density(mv, 100, runs=8, steps=30, points=801, seed=2)
+    assert np.trapezoid(dens, grid) == pytest.approx(1.0, abs=1e-9)
+    near = lambda c: np.trapezoid(np.where(np.abs(grid - c) < 0.5, dens, 0.0), grid)
+    assert near(1.0) + near(5.0) > 0.99
+    assert near(1.0) == pytest.approx(0.6, abs=0.15) and near(5.0) == pytest.approx(0.4, abs=0.15)

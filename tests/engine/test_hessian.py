@@ -1,0 +1,101 @@
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from landscape.analysis.spectrum import extreme_eigenpairs, hutchinson_trace
+from landscape.core.data import load_data
+from landscape.core.models import build_model
+from landscape.engine.evaluator import Evaluator
+from landscape.engine.hessian import HessianOperator
+from landscape.engine.losses import per_sample_loss
+
+
+def exact_hessian(model, data, names, loss="cross_entropy"):
+    """The Hessian of the mean loss over ``names`` in float64 by torch.autograd.functional.hessian."""
+    m = copy.deepcopy(model).double().eval()
+    params = dict(m.named_parameters())
+    base = {k: v.detach() for k, v in params.items()}
+    shapes = [params[n].shape for n in names]
+    sizes = [params[n].numel() for n in names]
+    x, y = data.x.double(), data.y
+    fn = per_sample_loss(loss)
+
+    def f(flat):
+        chunks = torch.split(flat, sizes)
+        p = {**base, **{n: c.view(s) for n, c, s in zip(names, chunks, shapes)}}
+        return fn(torch.func.functional_call(m, p, (x,)), y).mean()
+
+    flat = torch.cat([params[n].detach().reshape(-1) for n in names])
+    return torch.autograd.functional.hessian(f, flat)
+
+
+@pytest.fixture(scope="module")
+def small():
+    tr, te = load_data("spiral", n_per_class=40)
+    torch.manual_seed(0)
+    model = build_model("mlp", tr.info(), depth=2, width=6, activation="tanh")
+    # move away from the initialisation so that the Hessian is not trivial
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(30):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(tr.x), tr.y).backward()
+        opt.step()
+    return model, te
+
+
+@pytest.mark.parametrize("ignore", ["biasbn", "none"])
+def test_hvp_equals_the_exact_hessian(small, ignore):
+    model, te = small
+    op = HessianOperator(Evaluator(copy.deepcopy(model), te, "cpu", batch_size=37), ignore=ignore)
+    h = exact_hessian(model, te, op.names)
+    assert h.shape == (op.numel, op.numel)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        v = torch.randn(op.numel, generator=g, dtype=torch.float64)
+        np.testing.assert_allclose(op.matvec(v).numpy(), (h @ v).numpy(), rtol=2e-5, atol=2e-6 * float(h.abs().max()))
+    if ignore == "biasbn":
+        assert all(n.endswith("weight") for n in op.names)
+    else:
+        assert any(n.endswith("bias") for n in op.names)
+
+
+def test_eigenvalues_and_trace_match_the_exact_hessian(small):
+    model, te = small
+    model64 = copy.deepcopy(model).double()
+    data64 = type(te)(te.x.double(), te.y, te.task, te.num_classes)
+    op = HessianOperator(Evaluator(model64, data64, "cpu"), ignore="none")
+    h = exact_hessian(model, te, op.names)
+    exact = torch.linalg.eigvalsh(h).numpy()
+    r = extreme_eigenpairs(op.matvec, op.numel, top_k=3, bottom_k=2, tol=1e-9, max_iter=op.numel)
+    assert r.converged
+    np.testing.assert_allclose(r.values[:3], exact[::-1][:3], rtol=1e-5)
+    np.testing.assert_allclose(r.values[3:], exact[:2], rtol=1e-5, atol=1e-5 * abs(exact).max())
+    t = hutchinson_trace(op.matvec, op.numel, samples=60, seed=0)
+    assert abs(t.value - float(exact.sum())) < 3 * t.stderr
+    # float32 model (the default): the largest eigenvalue still to 1e-5
+    op32 = HessianOperator(Evaluator(copy.deepcopy(model), te, "cpu"), ignore="none")
+    r32 = extreme_eigenpairs(op32.matvec, op32.numel, top_k=1, tol=1e-7, max_iter=op32.numel)
+    assert r32.values[0] == pytest.approx(exact.max(), rel=1e-5)
+
+
+def test_loss_gradient_embed_and_restrict(small):
+    model, te = small
+    ev = Evaluator(copy.deepcopy(model), te, "cpu")
+    op = HessianOperator(ev)
+    loss, grad = op.loss_and_gradient()
+    assert loss == pytest.approx(ev.evaluate().loss, rel=1e-6)
+    x = te.x
+    m = copy.deepcopy(model)
+    torch.nn.functional.cross_entropy(m(x), te.y).backward()
+    expected = torch.cat([dict(m.named_parameters())[n].grad.reshape(-1) for n in op.names]).double()
+    assert torch.allclose(grad, expected, rtol=1e-4, atol=1e-7)
+    full = op.embed(grad)
+    assert full.numel() == ev.spec.numel and torch.allclose(op.restrict(full), grad.float().double())
+    offsets = dict(zip(ev.spec.names, ev.spec.offsets[:-1]))
+    bias = ev.spec.names.index("net.1.bias")
+    assert full[offsets["net.1.bias"]:offsets["net.1.bias"] + ev.spec.numels[bias]].abs().sum() == 0
+    before = op.get()
+    op.set(before + 1.0)
+    assert torch.allclose(op.get(), before + 1.0)
