@@ -30,6 +30,7 @@ from .run.projection import project_onto
 from .run.slurm import SlurmOptions, render_script, submit
 from .run.training import train, train_job
 from .stages.api import evaluate_checkpoint, reduce_filters, run_sweep
+from .stages.curvature import run_curvature
 from .stages.job import run_job
 from .stages.paths import run_paths
 from .stages.surface import run_surface_job
@@ -48,4 +49,5 @@ __all__ = [
     # job-level operations behind the commands (README: Python API)
     "run_surface_job", "run_paths", "run_sweep", "evaluate_checkpoint", "reduce_filters", "project_onto",
     "describe_file", "plot_files", "export_files", "animate_path", "load_curve",
+    "run_curvature",
 ]

@@ -1,3 +1,4 @@
+import copy
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from landscape.core.errors import StoreError
+from landscape.engine.losses import per_sample_loss
 from landscape.core.grid import Grid
 from landscape.io.surface_file import SurfaceStore, read_surface
 
@@ -128,3 +130,22 @@ def busy_cores():
     for p in procs:
         p.kill()
         p.wait()
+
+
+def exact_hessian(model, data, names, loss="cross_entropy"):
+    """The Hessian of the mean loss over ``names`` in float64 by torch.autograd.functional.hessian."""
+    m = copy.deepcopy(model).double().eval()
+    params = dict(m.named_parameters())
+    base = {k: v.detach() for k, v in params.items()}
+    shapes = [params[n].shape for n in names]
+    sizes = [params[n].numel() for n in names]
+    x, y = data.x.double(), data.y
+    fn = per_sample_loss(loss)
+
+    def f(flat):
+        chunks = torch.split(flat, sizes)
+        p = {**base, **{n: c.view(s) for n, c, s in zip(names, chunks, shapes)}}
+        return fn(torch.func.functional_call(m, p, (x,)), y).mean()
+
+    flat = torch.cat([params[n].detach().reshape(-1) for n in names])
+    return torch.autograd.functional.hessian(f, flat)

@@ -14,13 +14,16 @@ from .interpolation import lagrange_weights, linear_weights, path_weights, PathI
 from .robustness import layer_report
 from .dynamics import (
     LayerNorms, filter_correlation, activation_correlation, correlated_pairs, merge_filters, layer_kind)
+from .sharpness import epsilon_box, epsilon_sharpness, basin_width
+from .spectrum import (
+    MatVec, Eigenpairs, lanczos, extreme_eigenpairs, TraceEstimate, hutchinson_trace, slq_density, TRACE_METHODS)
 
 __all__ = [
     "NORMS", "IGNORES", "DIR_TYPES", "movable_names", "random_direction", "normalize_direction",
-    "direction_between", "cosine", "random_directions", "pca_directions", "project", "PROJECTIONS",
-    "CURVE_KINDS", "bezier_weights", "polychain_weights", "curve_weights", "basis_moments", "optimal_bend",
-    "chord_midpoint", "Curve",
-    "lagrange_weights", "linear_weights", "path_weights", "PathItem", "path_items", "KINDS", "LEVELS",
+    "direction_between", "cosine", "random_directions", "pca_directions", "project", "PROJECTIONS", "CURVE_KINDS",
+    "bezier_weights", "polychain_weights", "curve_weights", "basis_moments", "optimal_bend", "chord_midpoint",
+    "Curve", "lagrange_weights", "linear_weights", "path_weights", "PathItem", "path_items", "KINDS", "LEVELS",
     "layer_report", "LayerNorms", "filter_correlation", "activation_correlation", "correlated_pairs",
-    "merge_filters", "layer_kind",
+    "merge_filters", "layer_kind", "epsilon_box", "epsilon_sharpness", "basin_width", "MatVec", "Eigenpairs",
+    "lanczos", "extreme_eigenpairs", "TraceEstimate", "hutchinson_trace", "slq_density", "TRACE_METHODS",
 ]

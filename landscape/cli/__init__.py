@@ -34,8 +34,8 @@ __all__ = ["main", "build_parser"]
 log = logging.getLogger("landscape")
 
 #: the order of ``landscape --help``
-ORDER = ("demo", "run", "submit", "train", "evaluate", "surface", "path", "export", "plot", "project", "reduce",
-         "animate", "status", "info", "list")
+ORDER = ("demo", "run", "submit", "train", "evaluate", "surface", "path", "curvature", "export", "plot", "project",
+         "reduce", "animate", "status", "info", "list")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,8 +1,8 @@
-"""Commands that compute one analysis: ``surface``, ``path``, ``project`` and ``reduce``.
+"""Commands that compute one analysis: ``surface``, ``path``, ``curvature``, ``project`` and ``reduce``.
 
 Example:
-    >>> sorted(n for n in COMMANDS if n in ("surface", "path", "project", "reduce"))
-    ['path', 'project', 'reduce', 'surface']
+    >>> sorted(n for n in COMMANDS if n in ("surface", "path", "curvature", "project", "reduce"))
+    ['curvature', 'path', 'project', 'reduce', 'surface']
 """
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from pathlib import Path
 
 from ..analysis.interpolation import KINDS
 from ..io.surface_file import read_surface
-from ..run.config import ExportConfig, PathsConfig, SurfaceConfig
+from ..run.config import CURVATURE_MAPS, CurvatureConfig, ExportConfig, PathsConfig, SurfaceConfig
 from ..run.jobfile import load_job
 from ..run.mpi import mpi_comm
 from ..run.projection import project_onto
 from ..stages.api import reduce_filters
+from ..stages.curvature import run_curvature
 from ..stages.paths import run_paths
 from ..stages.surface import run_surface_job
 from .common import COMMANDS  # noqa: F401 - the doctest lists the registry
@@ -29,7 +30,8 @@ _SURFACE_FLAGS = {**{k: v for k, v in FLAGS.items() if k != "seed"}, "center": "
                   "norm": "surface.norm", "ignore": "surface.ignore", "dir_type": "surface.dir_type",
                   "seed": "surface.seed", "target1": "surface.target1", "target2": "surface.target2",
                   "directions_from": "surface.directions_file", "subset": "surface.subset",
-                  "trajectory": "surface.trajectory"}
+                  "trajectory": "surface.trajectory",
+                  "hessian_pair": "surface.hessian_pair"}
 
 
 def _surface_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,8 +39,13 @@ def _surface_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--center", help="θ*: run.h5:NAME, file.pt, or a checkpoint name of the job's trajectory")
     p.add_argument("--alpha", help="MIN:MAX:NUM (default -1:1:25)")
     p.add_argument("--beta", help="MIN:MAX:NUM; omit it together with --alpha given for a 1-D line")
-    p.add_argument("--directions", choices=("random", "checkpoints", "file", "pca"),
-                   help="surface.directions (pca: the trajectory's top principal components)")
+    p.add_argument("--directions", choices=("random", "checkpoints", "file", "pca", "hessian"),
+                   help="surface.directions (pca: the trajectory's top principal components; hessian: eigenvectors "
+                        "of the Hessian at the centre)")
+    p.add_argument("--hessian-pair", choices=("top", "extremes"),
+                   help="--directions hessian: the two largest eigenvalues' eigenvectors, or λmax's and λmin's")
+    p.add_argument("--curvature", action="append", choices=CURVATURE_MAPS,
+                   help="also map this at every grid point (repeatable): lambda_max, lambda_min, trace")
     p.add_argument("--trajectory", help="trajectory store for pca and the projected path (surface.trajectory)")
     p.add_argument("--norm", choices=("filter", "layer", "model", "none"), help="surface.norm (default filter)")
     p.add_argument("--ignore", choices=("biasbn", "none"), help="surface.ignore (default biasbn)")
@@ -63,6 +70,8 @@ def surface(args: argparse.Namespace) -> int:
     only the points not done; other inputs on an existing file are refused.
     """
     over = overrides(args, _SURFACE_FLAGS)
+    if args.curvature:
+        over.append(f"surface.curvature={json.dumps(args.curvature)}")
     if args.directions_from and not args.directions:
         over.append("surface.directions=file")
     if args.alpha and not args.beta:
@@ -181,4 +190,46 @@ def reduce(args: argparse.Namespace) -> int:
     job = load_job(args.job, overrides(args, FLAGS))
     result = reduce_filters(job, args.layer, args.source, args.threshold, args.batch, args.checkpoint, args.save)
     print(result.describe())
+    return 0
+
+
+def _curvature_arguments(p: argparse.ArgumentParser) -> None:
+    job_flags(p)
+    p.add_argument("--center", help="the point: a checkpoint name of the job's trajectory, file.pt or run.h5:NAME")
+    p.add_argument("--top-k", type=int, help="largest eigenpairs (curvature.top_k, default 5)")
+    p.add_argument("--bottom-k", type=int, help="smallest eigenpairs (curvature.bottom_k, default 1)")
+    p.add_argument("--tol", type=float, help="Lanczos tolerance (relative residual, default 1e-3)")
+    p.add_argument("--trace", action="store_true", help="estimate the trace (the default in a [curvature] section)")
+    p.add_argument("--no-trace", action="store_true", help="skip the trace")
+    p.add_argument("--density", action="store_true", help="spectral density by stochastic Lanczos quadrature")
+    p.add_argument("--split", choices=("train", "test"), help="evaluate.split")
+    p.add_argument("--subset", type=int, help="use N samples of the split (curvature.subset)")
+    p.add_argument("--out", help="curvature file (default OUTPUT/curvature.h5)")
+    common_flags(p)
+
+
+@command("curvature", _curvature_arguments)
+def curvature(args: argparse.Namespace) -> int:
+    """Hessian spectrum, trace, density and sharpness at a centre
+
+    The largest and smallest Hessian eigenvalues of the loss (mean over the evaluation split) by Lanczos with full
+    reorthogonalisation, the trace by Hutchinson's estimator with its standard error, optionally the spectral
+    density (SLQ), and the sharpness summary: λmax, λmin, trace, ε-sharpness and the basin width along the
+    surface directions. Written to OUTPUT/curvature.h5 and printed.
+    """
+    over = overrides(args, {**FLAGS, "center": "curvature.center", "top_k": "curvature.top_k",
+                            "bottom_k": "curvature.bottom_k", "tol": "curvature.tol", "split": "evaluate.split",
+                            "subset": "curvature.subset"})
+    if args.trace or args.no_trace:
+        over.append(f"curvature.trace={'false' if args.no_trace else 'true'}")
+    if args.density:
+        over.append("curvature.density=true")
+    if args.out:
+        out = Path(args.out)
+        over.append(f"curvature.output={json.dumps(str(out.resolve()))}")
+    job = load_job(args.job, over)
+    job.curvature = job.curvature or CurvatureConfig()
+    comm = mpi_comm()
+    if is_root(comm):  # one point: rank 0 computes it
+        print(run_curvature(job, progress(args)).text)
     return 0

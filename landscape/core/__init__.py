@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from .version import __version__
 from .errors import (
-    LandscapeError, ConfigError, DataError, ModelError, CheckpointError, StoreError, DependencyError,
-    Interrupted, EXIT_INTERRUPTED)
+    LandscapeError, ConfigError, DataError, ModelError, CheckpointError, StoreError, DependencyError, Interrupted,
+    EXIT_INTERRUPTED)
 from .signals import interruptible, check_interrupted, interrupt_pending, stop_signals_ignored, deferred
 from .optional import require, EXTRAS, HINTS
 from .progress import Progress, format_seconds
@@ -17,10 +17,10 @@ from .data import TensorData, load_data, subset, DATASETS, read_idx, read_cifar1
 
 __all__ = [
     "__version__", "LandscapeError", "ConfigError", "DataError", "ModelError", "CheckpointError", "StoreError",
-    "DependencyError", "Interrupted", "EXIT_INTERRUPTED", "interruptible", "check_interrupted",
-    "interrupt_pending", "stop_signals_ignored", "deferred", "require", "EXTRAS", "HINTS", "Progress",
-    "format_seconds", "StateSpec", "model_state", "flatten_state", "unflatten_state", "state_checksum",
-    "is_bn_name", "parse_range", "Grid", "chunked", "MAX_POINTS", "LeNet5", "MLP", "CifarResNet", "DenseNet",
-    "MODELS", "build_model", "load_callable", "layer_names", "TensorData", "load_data", "subset", "DATASETS",
-    "read_idx", "read_cifar10_bin", "spiral", "digits",
+    "DependencyError", "Interrupted", "EXIT_INTERRUPTED", "interruptible", "check_interrupted", "interrupt_pending",
+    "stop_signals_ignored", "deferred", "require", "EXTRAS", "HINTS", "Progress", "format_seconds", "StateSpec",
+    "model_state", "flatten_state", "unflatten_state", "state_checksum", "is_bn_name", "parse_range", "Grid",
+    "chunked", "MAX_POINTS", "LeNet5", "MLP", "CifarResNet", "DenseNet", "MODELS", "build_model", "load_callable",
+    "layer_names", "TensorData", "load_data", "subset", "DATASETS", "read_idx", "read_cifar10_bin", "spiral",
+    "digits",
 ]

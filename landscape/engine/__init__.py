@@ -10,9 +10,10 @@ from .calibration import calibrate, parse_points_per_batch, cpu_threads, VMAP_MA
 from .plane import PlaneEvaluator
 from .curve import CurveModule, bend_state, batchnorm_layers, update_bn
 from .path import PathEvaluator
+from .hessian import HessianOperator
 
 __all__ = [
-    "resolve_device", "autocast_context", "LOSSES", "PER_SAMPLE", "loss_function", "per_sample_loss",
-    "EvalResult", "Evaluator", "calibrate", "parse_points_per_batch", "cpu_threads", "VMAP_MAX_NUMEL",
-    "PlaneEvaluator", "CurveModule", "bend_state", "batchnorm_layers", "update_bn", "PathEvaluator",
+    "resolve_device", "autocast_context", "LOSSES", "PER_SAMPLE", "loss_function", "per_sample_loss", "EvalResult",
+    "Evaluator", "calibrate", "parse_points_per_batch", "cpu_threads", "VMAP_MAX_NUMEL", "PlaneEvaluator",
+    "CurveModule", "bend_state", "batchnorm_layers", "update_bn", "PathEvaluator", "HessianOperator",
 ]

@@ -25,7 +25,7 @@ from ..core.errors import StoreError
 
 __all__ = ["open_hdf5", "file_schema", "unreadable", "label_dimension", "ensure_space", "write_failure", "writes_to",
            "WRITE_ERRNOS", "SURFACE_SCHEMA", "PATH_SCHEMA", "SURFACE_VERSION", "TRAJECTORY_SCHEMA",
-           "TRAJECTORY_VERSION", "CORRELATION_SCHEMA"]
+           "TRAJECTORY_VERSION", "CORRELATION_SCHEMA", "CURVATURE_SCHEMA", "CURVATURE_VERSION"]
 
 SURFACE_SCHEMA = "landscape.surface"
 PATH_SCHEMA = "landscape.path"
@@ -33,6 +33,8 @@ SURFACE_VERSION = 1
 TRAJECTORY_SCHEMA = "landscape.trajectory"
 TRAJECTORY_VERSION = 1
 CORRELATION_SCHEMA = "landscape.correlation"
+CURVATURE_SCHEMA = "landscape.curvature"
+CURVATURE_VERSION = 1
 
 
 def open_hdf5(path: str | Path, mode: str = "r", wait_seconds: float = 30.0) -> h5py.File:

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import StoreError
-from .hdf5 import CORRELATION_SCHEMA, PATH_SCHEMA, TRAJECTORY_SCHEMA, file_schema, open_hdf5
+from .curvature_file import describe_curvature
+from .hdf5 import CORRELATION_SCHEMA, CURVATURE_SCHEMA, PATH_SCHEMA, TRAJECTORY_SCHEMA, file_schema, open_hdf5
 from .path_file import read_path
 from .surface_file import read_surface
 from .trajectory import TrajectoryStore
@@ -76,7 +77,8 @@ def describe_sweep(path: str | Path) -> str:
 
 
 def describe_file(path: str | Path) -> str:
-    """A summary of any result file: surface, path, trajectory, correlation, or a sweep's ``sweep.json``."""
+    """A summary of any result file: surface, path, trajectory, correlation, curvature, or a sweep's
+    ``sweep.json``."""
     path = Path(path)
     if path.suffix == ".json":
         return describe_sweep(path)
@@ -87,4 +89,6 @@ def describe_file(path: str | Path) -> str:
         return TrajectoryStore(path).describe()
     if kind == CORRELATION_SCHEMA:
         return describe_correlation(path)
+    if kind == CURVATURE_SCHEMA:
+        return describe_curvature(path)
     return read_surface(path).describe()  # a surface, or a missing or foreign file: the reader's clear error

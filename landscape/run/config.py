@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 __all__ = ["ModelConfig", "DataConfig", "TrainConfig", "EvalConfig", "SurfaceConfig", "CurveConfig", "PathsConfig",
-           "DynamicsConfig",
-           "ExportConfig", "JobConfig", "SECTIONS", "PCA_DEFAULTS"]
+           "CurvatureConfig", "DynamicsConfig", "ExportConfig", "JobConfig", "SECTIONS", "PCA_DEFAULTS",
+           "CURVATURE_MAPS"]
 
 
 def _f(default: Any, *, choices: Iterable[Any] | None = None, min: float | None = None, doc: str = "") -> Any:
@@ -84,9 +84,14 @@ class SurfaceConfig:
     center: str = _f("final", doc="checkpoint of the job's trajectory (final, epoch N, ...), file.pt or run.h5:NAME")
     alpha: str = _f("-1:1:25", doc="MIN:MAX:NUM")
     beta: typing.Optional[str] = _f("-1:1:25", doc="MIN:MAX:NUM; none for a 1-D line")
-    directions: str = _f("random", choices=("random", "checkpoints", "file", "pca"),
+    directions: str = _f("random", choices=("random", "checkpoints", "file", "pca", "hessian"),
                          doc="random (seeded Gaussian), checkpoints (θ₁−θ*, θ₂−θ*), file (reuse another surface's), "
-                             "pca (top principal components of the trajectory)")
+                             "pca (top principal components of the trajectory), hessian (eigenvectors of the "
+                             "Hessian at the centre, unit length)")
+    hessian_pair: str = _f("top", choices=("top", "extremes"), doc="directions=hessian: the two largest "
+                                                                   "eigenvalues' eigenvectors, or λmax's and λmin's")
+    curvature: list = _f([], doc="curvature maps at every grid point: any of lambda_max, lambda_min, trace "
+                                 "(settings from [curvature])")
     trajectory: typing.Optional[str] = _f(None, doc="trajectory store for pca and the projected path "
                                                     "(default: the job's trajectory.h5)")
     pca_checkpoints: str = _f("epochs", choices=("epochs", "all"), doc="rows of the PCA: epoch checkpoints, or "
@@ -154,6 +159,32 @@ class PathsConfig:
 
 
 @dataclass
+class CurvatureConfig:
+    """[curvature]: Hessian spectrum, trace, density and sharpness of the loss (mean over the evaluation split)
+    at a centre, and the settings of curvature maps and Hessian planes."""
+
+    center: str = _f("final", doc="checkpoint, file.pt or run.h5:NAME (as surface.center)")
+    top_k: int = _f(5, min=1, doc="largest eigenpairs")
+    bottom_k: int = _f(1, min=0, doc="smallest eigenpairs (λmin < 0: a saddle direction)")
+    tol: float = _f(1e-3, min=0.0, doc="Lanczos stops when every wanted Ritz residual <= tol·max|θ|")
+    max_iter: int = _f(100, min=2, doc="Lanczos iterations at most")
+    trace: bool = _f(True, doc="estimate tr(H) with its standard error")
+    trace_method: str = _f("hutchinson", choices=("hutchinson", "hutch++"))
+    trace_samples: int = _f(30, min=2, doc="Hessian-vector products for the trace")
+    density: bool = _f(False, doc="spectral density by stochastic Lanczos quadrature")
+    density_runs: int = _f(4, min=1)
+    density_steps: int = _f(40, min=2)
+    sharpness: bool = _f(True, doc="ε-sharpness (Keskar et al.) and basin widths along the surface directions")
+    epsilon: float = _f(1e-3, min=0.0, doc="ε-sharpness box: |δᵢ| <= ε(|θᵢ| + 1)")
+    ascent_steps: int = _f(10, min=1, doc="projected gradient-ascent steps of the ε-sharpness")
+    ignore: str = _f("biasbn", choices=("biasbn", "none"), doc="biasbn: biases and BatchNorm weights excluded")
+    dir_type: str = _f("weights", choices=("weights", "states"), doc="only parameters are differentiated")
+    subset: typing.Optional[int] = _f(None, min=1, doc="use N samples of the evaluation split")
+    seed: int = _f(0, doc="seed of the start vectors and probes")
+    output: str = _f("curvature.h5", doc="file name inside the job's output folder (or an absolute path)")
+
+
+@dataclass
 class DynamicsConfig:
     """[dynamics]: training dynamics (TensorViz): norms plot, filter evolution, weight walk, correlations."""
 
@@ -193,13 +224,16 @@ class JobConfig:
     paths: typing.Optional[PathsConfig] = None
     export: typing.Optional[ExportConfig] = None
     pca: typing.Optional[SurfaceConfig] = None
+    curvature: typing.Optional[CurvatureConfig] = None
     dynamics: typing.Optional[DynamicsConfig] = None
     sweep: dict = field(default_factory=dict)
 
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "evaluate": EvalConfig,
                              "surface": SurfaceConfig, "paths": PathsConfig, "export": ExportConfig,
-                             "pca": SurfaceConfig, "dynamics": DynamicsConfig}
+                             "pca": SurfaceConfig, "curvature": CurvatureConfig, "dynamics": DynamicsConfig}
 
+
+CURVATURE_MAPS = ("lambda_max", "lambda_min", "trace")
 
 PCA_DEFAULTS = {"directions": "pca", "alpha": "auto:25", "beta": "auto:25", "output": "surface_pca.h5"}

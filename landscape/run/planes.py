@@ -1,6 +1,6 @@
 """The directions of a surface's plane, made from plain inputs: seeded random directions, directions towards
-other checkpoints, the top principal components of a recorded trajectory, or another surface file's
-directions; and grid axes that follow the projected training path (``auto:NUM``).
+other checkpoints, the top principal components of a recorded trajectory, another surface file's
+directions, or eigenvectors of the Hessian at the centre; and grid axes that follow the projected training path (``auto:NUM``).
 
 Each maker returns flat d₁, d₂ (None for a line) in the centre's ``StateSpec`` order, and the description
 of how they were made (stored in the surface file's inputs).
@@ -24,6 +24,9 @@ import torch
 
 from ..analysis.directions import direction_between, movable_names, random_directions
 from ..analysis.pca import auto_range, pca_directions
+from ..analysis.spectrum import extreme_eigenpairs
+from ..engine.evaluator import Evaluator
+from ..engine.hessian import HessianOperator
 from ..core.errors import ConfigError, StoreError
 from ..core.grid import parse_range
 from ..core.params import StateSpec, flatten_state, state_checksum
@@ -31,7 +34,8 @@ from ..io.hdf5 import open_hdf5
 from ..io.surface_file import read_surface
 from ..io.trajectory import TrajectoryStore
 
-__all__ = ["random_plane", "checkpoint_plane", "pca_plane", "file_plane", "grid_axis", "find_trajectory"]
+__all__ = ["random_plane", "checkpoint_plane", "pca_plane", "file_plane", "hessian_plane", "grid_axis",
+           "find_trajectory"]
 
 log = logging.getLogger(__name__)
 
@@ -149,3 +153,30 @@ def grid_axis(text: str | None, projected: np.ndarray | None) -> np.ndarray | No
             raise ConfigError("surface: auto grid ranges need the projected trajectory (a trajectory store)")
         return parse_range(auto_range(projected, int(text[5:]) if text.startswith("auto:") else 25))
     return parse_range(text)
+
+
+def hessian_plane(evaluator: Evaluator, pair: str = "top", ignore: str = "biasbn", dir_type: str = "weights",
+                  count: int = 2, tol: float = 1e-3, max_iter: int = 100, seed: int = 0) -> Plane:
+    """Unit eigenvectors of the Hessian of the evaluator's loss at its current parameters: the two largest
+    eigenvalues' (``pair="top"``), or λmax's and λmin's (``"extremes"``, Böttcher & Wheeler's view of saddles);
+    one for a line. The eigenvalues are part of the description (and so of the file and the axis labels).
+
+    Example:
+        >>> hessian_plane.__name__
+        'hessian_plane'
+    """
+    if pair not in ("top", "extremes"):
+        raise ConfigError(f"surface.hessian_pair: expected 'top' or 'extremes', got {pair!r}")
+    op = HessianOperator(evaluator, ignore=ignore, dir_type=dir_type)
+    top, bottom = (count, 0) if pair == "top" or count == 1 else (1, 1)
+    eig = extreme_eigenpairs(op.matvec, op.numel, top, bottom, tol, max_iter, seed=seed, device=evaluator.device)
+    if not eig.converged:
+        log.warning("Hessian directions: Lanczos did not reach tol %g in %d iterations (residuals %s); the "
+                    "directions are approximate (raise curvature.max_iter)", tol, eig.iterations, eig.residuals)
+    dirs = [op.embed(v) for v in eig.vectors]
+    info = {"directions": "hessian", "hessian_pair": pair, "eigenvalues": [float(v) for v in eig.values],
+            "lanczos_iterations": eig.iterations, "lanczos_tol": tol, "ignore": ignore, "dir_type": dir_type,
+            "norm": "none", "seed": seed, "parameters": op.numel}
+    log.info("Hessian directions: eigenvalues %s (%d Lanczos iterations)",
+             ", ".join(f"{v:.4g}" for v in eig.values), eig.iterations)
+    return dirs[0], dirs[1] if count == 2 else None, info

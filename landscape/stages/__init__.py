@@ -8,12 +8,14 @@ from .checks import check_dependencies
 from .surface import SurfacePlan, resolve_surface, plan_directions, run_surface_job
 from .paths import PathsResult, run_paths_job, run_paths, write_report
 from .dynamics import run_dynamics, correlation_report
+from .curvature import CurvatureResult, run_curvature, curvature_inputs
 from .job import run_job, demo_job_path, export_job, decision_regions
 from .api import SweepRun, run_sweep, evaluate_checkpoint, ReduceResult, reduce_filters
 
 __all__ = [
     "read_summary", "write_summary", "summary", "check_dependencies", "SurfacePlan", "resolve_surface",
     "plan_directions", "run_surface_job", "PathsResult", "run_paths_job", "run_paths", "write_report",
-    "run_dynamics", "correlation_report", "run_job", "demo_job_path", "export_job",
-    "decision_regions", "SweepRun", "run_sweep", "evaluate_checkpoint", "ReduceResult", "reduce_filters",
+    "run_dynamics", "correlation_report", "CurvatureResult", "run_curvature", "curvature_inputs", "run_job",
+    "demo_job_path", "export_job", "decision_regions", "SweepRun", "run_sweep", "evaluate_checkpoint",
+    "ReduceResult", "reduce_filters",
 ]

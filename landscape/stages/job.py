@@ -37,6 +37,7 @@ from ..views.surface_plots import plot_surface
 from ..views.vtk_export import export_surface
 from .checks import check_dependencies
 from .dynamics import run_dynamics
+from .curvature import run_curvature
 from .paths import run_paths
 from .summary import summary, write_summary
 from .surface import run_surface_job
@@ -72,6 +73,11 @@ def run_job(job: JobConfig, progress: bool = True, comm: Any | None = None) -> P
         check_interrupted()
     if job.paths is not None:
         run_paths(job, progress, comm)
+        check_interrupted()
+    if job.curvature is not None:
+        result = on_root(comm, lambda: run_curvature(job, progress))
+        if root:
+            log.info("\n%s", result.text)
     if root:
         with summary(out) as s:
             s["seconds"] = round(time.perf_counter() - t0, 2)

@@ -34,10 +34,11 @@ from ..engine.evaluator import Evaluator
 from ..engine.losses import loss_function
 from ..engine.plane import PlaneEvaluator
 from ..io.surface_file import SurfaceStore
-from ..run.config import JobConfig, SurfaceConfig
+from ..run.config import CurvatureConfig, JobConfig, SurfaceConfig
 from ..run.inputs import evaluation_data, prepare_data, prepare_model, resolve_checkpoint
 from ..run.mpi import agree, note_output, on_root, pick_device
-from ..run.planes import checkpoint_plane, file_plane, find_trajectory, grid_axis, pca_plane, random_plane
+from ..run.planes import (checkpoint_plane, file_plane, find_trajectory, grid_axis, hessian_plane, pca_plane,
+                          random_plane)
 from ..run.projection import project_trajectory
 from ..run.runner import run_points
 
@@ -62,9 +63,10 @@ class SurfacePlan:
     path: Path
 
 
-def plan_directions(job: JobConfig, model: nn.Module, center: dict[str, torch.Tensor], sf: SurfaceConfig
-                    ) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
-    """Flat d₁, d₂ (None for a line) of the surface ``sf`` and the description of how they were made."""
+def plan_directions(job: JobConfig, model: nn.Module, center: dict[str, torch.Tensor], sf: SurfaceConfig,
+                    data: TensorData | None = None) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
+    """Flat d₁, d₂ (None for a line) of the surface ``sf`` and the description of how they were made
+    (``data``: the evaluation set, which Hessian directions need)."""
     count = 1 if sf.beta is None else 2
     params = [n for n, _ in model.named_parameters()]
     if sf.directions == "pca":
@@ -79,6 +81,11 @@ def plan_directions(job: JobConfig, model: nn.Module, center: dict[str, torch.Te
         targets = [resolve_checkpoint(ref, model, trajectory, job.model.checkpoint)
                    for ref in [sf.target1, sf.target2][:count]]
         return checkpoint_plane(center, targets, params, sf.dir_type)
+    if sf.directions == "hessian":
+        cc = job.curvature or CurvatureConfig()
+        ev = Evaluator(model, data, job.evaluate.device, job.evaluate.batch_size, job.train.loss)
+        ev.set_state(center)
+        return hessian_plane(ev, sf.hessian_pair, sf.ignore, sf.dir_type, count, cc.tol, cc.max_iter, cc.seed)
     return file_plane(sf.directions_file, center, count)
 
 
@@ -91,7 +98,7 @@ def resolve_surface(job: JobConfig, sf: SurfaceConfig) -> SurfacePlan:
     trajectory = Path(job.output) / "trajectory.h5"
     state, center_src = resolve_checkpoint(sf.center, model, trajectory, job.model.checkpoint)
     state = {name: state[name] for name in model_state(model)}  # the evaluator's order: parameters, then buffers
-    d1, d2, dir_info = plan_directions(job, model, state, sf)
+    d1, d2, dir_info = plan_directions(job, model, state, sf, data)
     model.load_state_dict(state)
     spec = StateSpec.from_state(state)
     cvec = flatten_state(state, spec)
@@ -117,6 +124,8 @@ def resolve_surface(job: JobConfig, sf: SurfaceConfig) -> SurfacePlan:
              "cosine_d1_d2": cos, "state_spec": json.dumps(spec.to_json()), "loss_name": loss_name}
     if "explained_variance" in dir_info:
         attrs["explained_variance"] = json.dumps(dir_info["explained_variance"])
+    if "eigenvalues" in dir_info:
+        attrs["eigenvalues"] = json.dumps(dir_info["eigenvalues"])
     datasets = {"directions/d1": d1.numpy(), "directions/center": cvec.numpy()}
     if projected is not None:
         datasets.update(projected)

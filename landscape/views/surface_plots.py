@@ -53,6 +53,11 @@ def axis_labels(s: SurfaceData) -> tuple[str, str]:
         return tuple(f"PC{k + 1}  ({100 * ev[k]:.1f}% of variance)" for k in range(2))  # type: ignore[return-value]
     if kind == "checkpoints":
         return (f"α  (towards {inp.get('target1', 'θ₁')})", f"β  (towards {inp.get('target2', 'θ₂')})")
+    if kind == "hessian":
+        lam = list(inp.get("eigenvalues") or [])
+        names = ("λmax", "λmin") if inp.get("hessian_pair") == "extremes" else ("λ₁", "λ₂")
+        return tuple(f"{axis}  (Hessian eigenvector, {name} = {lam[k]:.4g})" if k < len(lam) else
+                     f"{axis}  (Hessian eigenvector)" for k, (axis, name) in enumerate(zip("αβ", names)))  # type: ignore
     norm = inp.get("norm", "none")
     suffix = f", {norm}-normalised" if norm not in (None, "none") else ""
     what = "random direction" if kind == "random" else "direction"

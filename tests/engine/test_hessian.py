@@ -4,31 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import exact_hessian
 from landscape.analysis.spectrum import extreme_eigenpairs, hutchinson_trace
 from landscape.core.data import load_data
 from landscape.core.models import build_model
 from landscape.engine.evaluator import Evaluator
 from landscape.engine.hessian import HessianOperator
-from landscape.engine.losses import per_sample_loss
-
-
-def exact_hessian(model, data, names, loss="cross_entropy"):
-    """The Hessian of the mean loss over ``names`` in float64 by torch.autograd.functional.hessian."""
-    m = copy.deepcopy(model).double().eval()
-    params = dict(m.named_parameters())
-    base = {k: v.detach() for k, v in params.items()}
-    shapes = [params[n].shape for n in names]
-    sizes = [params[n].numel() for n in names]
-    x, y = data.x.double(), data.y
-    fn = per_sample_loss(loss)
-
-    def f(flat):
-        chunks = torch.split(flat, sizes)
-        p = {**base, **{n: c.view(s) for n, c, s in zip(names, chunks, shapes)}}
-        return fn(torch.func.functional_call(m, p, (x,)), y).mean()
-
-    flat = torch.cat([params[n].detach().reshape(-1) for n in names])
-    return torch.autograd.functional.hessian(f, flat)
 
 
 @pytest.fixture(scope="module")
