@@ -11,9 +11,11 @@ from .plane import PlaneEvaluator
 from .curve import CurveModule, bend_state, batchnorm_layers, update_bn
 from .path import PathEvaluator
 from .hessian import HessianOperator
+from .curvature_map import CurvatureMap, MAPS
 
 __all__ = [
     "resolve_device", "autocast_context", "LOSSES", "PER_SAMPLE", "loss_function", "per_sample_loss", "EvalResult",
     "Evaluator", "calibrate", "parse_points_per_batch", "cpu_threads", "VMAP_MAX_NUMEL", "PlaneEvaluator",
     "CurveModule", "bend_state", "batchnorm_layers", "update_bn", "PathEvaluator", "HessianOperator",
+    "CurvatureMap", "MAPS",
 ]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -40,12 +40,14 @@ from .hdf5 import (PATH_SCHEMA, SURFACE_SCHEMA, SURFACE_VERSION, ensure_space, l
                    unreadable, write_failure, writes_to)
 from .locks import WriterLock
 
-__all__ = ["SurfaceStore", "SurfaceData", "read_surface", "diff_inputs", "axis_text",
+__all__ = ["SurfaceStore", "SurfaceData", "read_surface", "open_checked", "diff_inputs", "axis_text", "MAP_NAMES",
            "read_projected_path", "read_projections"]
 
 log = logging.getLogger(__name__)
 
 _SCHEMAS = (SURFACE_SCHEMA, PATH_SCHEMA)
+#: curvature maps a surface file may hold beside /loss (with their own done mask /curvature_done)
+MAP_NAMES = ("lambda_max", "lambda_min", "trace", "curvature_done")
 
 
 def _axes(f: h5py.File) -> tuple[str, str]:
@@ -113,6 +115,7 @@ class SurfaceData:
     done: np.ndarray
     attrs: dict[str, Any]
     inputs: dict[str, Any]
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def grid(self) -> Grid:
@@ -161,13 +164,19 @@ class SurfaceData:
                 f"{r.get('points', 0)} pts {r.get('status', '?')}"
                 + (f" (slurm {r['slurm_job_id']}, restart {r.get('slurm_restart_count', 0)})"
                    if "slurm_job_id" in r else "") for r in runs[-6:]))
+        if "curvature_done" in self.maps:
+            cd = self.maps["curvature_done"].astype(bool)
+            parts = [f"{k} {np.nanmin(self.maps[k][cd]):.4g}..{np.nanmax(self.maps[k][cd]):.4g}" if cd.any()
+                     else k for k in MAP_NAMES[:3] if k in self.maps]
+            lines.append(f"  curvature {int(cd.sum())}/{cd.size} points: " + ", ".join(parts))
         diverged = int((self.done.astype(bool) & ~np.isfinite(self.loss)).sum())
         if diverged:
             lines.append(f"  divergent {diverged} point(s) with inf/NaN loss")
         return "\n".join(lines)
 
 
-def _open_checked(path: Path, mode: str) -> h5py.File:
+def open_checked(path: Path, mode: str) -> h5py.File:
+    """A surface or path file opened (``"r"`` or ``"r+"``) and checked: schema, version, grid shapes."""
     if path.is_dir():
         raise StoreError(f"{path}: is a folder, not a surface file; give the path of the .h5 file (e.g. "
                          f"{path / 'surface.h5'})")
@@ -216,12 +225,13 @@ def _open_checked(path: Path, mode: str) -> h5py.File:
 def read_surface(path: str | Path) -> SurfaceData:
     """Read a whole surface file."""
     path = Path(path)
-    with _open_checked(path, "r") as f:
+    with open_checked(path, "r") as f:
         a0, a1 = _axes(f)
         try:
+            maps = {k: f[k][()] for k in MAP_NAMES if k in f}
             return SurfaceData(path, f[a0][:], f[a1][:] if a1 in f else None, f["loss"][()],
                                f["accuracy"][()], f["done"][()], {k: f.attrs[k] for k in f.attrs},
-                               json.loads(f.attrs.get("inputs", "{}")))
+                               json.loads(f.attrs.get("inputs", "{}")), maps)
         except OSError as exc:
             raise StoreError(f"{path}: data cannot be read ({exc}); the file is truncated or corrupted (or a run "
                              "was writing it at this instant: try again)") from exc
@@ -230,14 +240,19 @@ def read_surface(path: str | Path) -> SurfaceData:
 class SurfaceStore:
     """The single writer of one surface file; results are kept in memory and flushed in batches."""
 
-    def __init__(self, path: Path, f: h5py.File, flush_every: int, flush_seconds: float):
+    def __init__(self, path: Path, f: h5py.File, flush_every: int, flush_seconds: float,
+                 fields: tuple[str, ...] = ("loss", "accuracy"), done: str = "done"):
+        """``fields``/``done``: the value datasets a point writes and its done mask (curvature maps keep their
+        own beside the loss, see :mod:`landscape.io.curvature_maps`)."""
         self.path, self._f = path, f
         self._lock: WriterLock | None = None
         a0, a1 = _axes(f)
         self.grid = Grid(f[a0][:], f[a1][:] if a1 in f else None)
-        self.loss = f["loss"][()]
-        self.accuracy = f["accuracy"][()]
-        self.done = f["done"][()].astype(bool)
+        self.fields, self.done_name = tuple(fields), done
+        self.values = {name: f[name][()] for name in self.fields}
+        self.loss = self.values.get("loss")
+        self.accuracy = self.values.get("accuracy")
+        self.done = f[done][()].astype(bool)
         self.flush_every, self.flush_seconds = max(1, flush_every), flush_seconds
         self._dirty: list[int] = []
         self._last_flush = time.monotonic()
@@ -268,7 +283,7 @@ class SurfaceStore:
               axes: tuple[str, str]) -> "SurfaceStore":
         inputs = _canon(dict(inputs, **{axes[0]: axis_text(grid.alpha), axes[1]: axis_text(grid.beta)}))
         if path.exists():
-            f = _open_checked(path, "r+")
+            f = open_checked(path, "r+")
             stored = json.loads(f.attrs.get("inputs", "{}"))
             diffs = diff_inputs(stored, inputs)
             if diffs:
@@ -291,7 +306,7 @@ class SurfaceStore:
             except OSError:
                 tmp.unlink(missing_ok=True)
                 raise
-        return cls(path, _open_checked(path, "r+"), flush_every, flush_seconds)
+        return cls(path, open_checked(path, "r+"), flush_every, flush_seconds)
 
     @staticmethod
     def _layout(tmp: Path, grid: Grid, inputs: Mapping[str, Any], attrs: Mapping[str, Any] | None,
@@ -325,11 +340,12 @@ class SurfaceStore:
         """Flat indices of the points not done yet, in C order."""
         return np.flatnonzero(~self.done.reshape(-1))
 
-    def write(self, flat: np.ndarray, loss: np.ndarray, accuracy: np.ndarray) -> None:
-        """Record results (inf/NaN kept and counted as done); flushes when a batch is full or old."""
+    def write(self, flat: np.ndarray, *values: np.ndarray) -> None:
+        """Record results, one array per field (loss, accuracy; inf/NaN kept and counted as done); flushes when a
+        batch is full or old."""
         idx = np.unravel_index(np.asarray(flat, dtype=np.int64), self.grid.shape)
-        self.loss[idx] = loss
-        self.accuracy[idx] = accuracy
+        for name, v in zip(self.fields, values, strict=True):
+            self.values[name][idx] = v
         self.done[idx] = True
         self._dirty.extend(int(i) for i in np.atleast_1d(flat))
         if len(self._dirty) >= self.flush_every or time.monotonic() - self._last_flush >= self.flush_seconds:
@@ -345,10 +361,11 @@ class SurfaceStore:
         if self._dirty:
             rows = np.unravel_index(np.asarray(self._dirty), self.grid.shape)[0]
             r0, r1 = int(rows.min()), int(rows.max()) + 1
-            ensure_space(self.path, 17 * (r1 - r0) * (self.loss.size // self.loss.shape[0]))  # the rows rewritten
-            self._f["loss"][r0:r1] = self.loss[r0:r1]
-            self._f["accuracy"][r0:r1] = self.accuracy[r0:r1]
-            self._f["done"][r0:r1] = self.done[r0:r1].astype(np.uint8)
+            row = self.done.size // self.done.shape[0]
+            ensure_space(self.path, (8 * len(self.fields) + 1) * (r1 - r0) * row)  # the rows rewritten
+            for name in self.fields:
+                self._f[name][r0:r1] = self.values[name][r0:r1]
+            self._f[self.done_name][r0:r1] = self.done[r0:r1].astype(np.uint8)
             self._dirty.clear()
         self._f.flush()
         self._last_flush = time.monotonic()
@@ -363,7 +380,8 @@ class SurfaceStore:
                 if not self._f.id.valid:
                     return
                 self.flush()
-                self._f.attrs["status"] = status or ("complete" if self.done.all() else "partial")
+                key = "status" if self.done_name == "done" else "curvature_status"  # the maps have their own
+                self._f.attrs[key] = status or ("complete" if self.done.all() else "partial")
                 self._f.close()
         finally:
             if self._lock is not None:

@@ -45,19 +45,24 @@ log = logging.getLogger(__name__)
 
 
 def chunk_size(remaining: int, ranks: int, rate: float | None, minimum: int = 1, fixed: int = 0,
-               target_seconds: float = 2.0, first: int = 64) -> int:
+               target_seconds: float = 2.0, first: int = 64, unit: int = 1) -> int:
     """Points for the next chunk: ``fixed`` if set; else about ``target_seconds`` of work at ``rate``
-    (``first`` before a rate is known), at most a fair share ``ceil(remaining / (2 ranks))``.
+    (``first`` before a rate is known), at most a fair share ``ceil(remaining / (2 ranks))``; a whole number of
+    ``unit`` points (at least one unit).
 
     Example:
         >>> chunk_size(1000, 4, rate=50.0), chunk_size(1000, 4, rate=None), chunk_size(10, 4, rate=500.0)
         (100, 64, 2)
+        >>> chunk_size(1000, 4, rate=50.0, unit=30), chunk_size(1000, 4, rate=1.0, unit=30)
+        (90, 30)
     """
     if fixed:
-        return max(1, min(fixed, remaining))
-    want = first if rate is None else int(rate * target_seconds)
-    fair = math.ceil(remaining / (2 * ranks))
-    return max(1, min(remaining, max(minimum, min(want, fair))))
+        n = max(1, min(fixed, remaining))
+    else:
+        want = first if rate is None else int(rate * target_seconds)
+        fair = math.ceil(remaining / (2 * ranks))
+        n = max(1, min(remaining, max(minimum, min(want, fair))))
+    return min(remaining, max(unit, n // unit * unit))
 
 
 def _worker(comm: Any, plane: Any) -> None:
@@ -75,8 +80,8 @@ def _worker(comm: Any, plane: Any) -> None:
                     return
                 idx, a, b = payload
                 t = time.perf_counter()
-                loss, acc = plane.evaluate_points(a, b)
-                comm.send(("result", (idx, loss, acc, time.perf_counter() - t)), dest=0, tag=TAG_TO_MASTER)
+                values = tuple(plane.evaluate_points(a, b))  # loss and accuracy, or a curvature map's values
+                comm.send(("result", (idx, values, time.perf_counter() - t)), dest=0, tag=TAG_TO_MASTER)
     except (Interrupted, KeyboardInterrupt):
         if kind != "stop":  # our own signal: the master takes our chunk back and goes on without us
             comm.send(("bye", None), dest=0, tag=TAG_TO_MASTER)
@@ -108,8 +113,8 @@ class _LocalWorker(threading.Thread):
             idx, a, b = item
             try:
                 t = time.perf_counter()
-                loss, acc = self.plane.evaluate_points(a, b)
-                self.outbox.put(("result", (idx, loss, acc, time.perf_counter() - t)))
+                values = tuple(self.plane.evaluate_points(a, b))
+                self.outbox.put(("result", (idx, values, time.perf_counter() - t)))
             except BaseException as exc:  # noqa: BLE001
                 self.outbox.put(("error", f"rank 0: {type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
                 return
@@ -160,6 +165,7 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
     in_flight: dict[int, np.ndarray] = {}
     active = set(range(1, size))
     minimum = 1 if plane is None or plane.auto else plane.points_per_batch
+    unit = getattr(plane, "chunk_unit", 1)  # chunks of whole rows when a point depends on its row's previous
     total, computed = store.grid.size, 0
     bar = Progress(total, total - len(pending), f"{store.path.name} on {size} ranks", "points", progress)
     worker = _LocalWorker(plane) if local else None
@@ -167,7 +173,7 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
     def take(rank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         if not pending:
             return None
-        n = chunk_size(len(pending), ranks, rates.get(rank), minimum, chunk, target_seconds)
+        n = chunk_size(len(pending), ranks, rates.get(rank), minimum, chunk, target_seconds, unit=unit)
         idx = np.array([pending.pop() for _ in range(min(n, len(pending)))], dtype=np.int64)
         in_flight[rank] = idx
         a, b = store.grid.coords(idx)
@@ -175,8 +181,8 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
 
     def record(rank: int, payload: tuple) -> None:
         nonlocal computed
-        idx, loss, acc, seconds = payload
-        store.write(idx, loss, acc)
+        idx, values, seconds = payload
+        store.write(idx, *values)
         in_flight.pop(rank, None)
         rates[rank] = len(idx) / max(seconds, 1e-6)
         computed += len(idx)

@@ -29,7 +29,7 @@ from ..core.errors import Interrupted
 from ..core.progress import Progress
 from ..core.signals import check_interrupted, interruptible
 from ..io.runs import append_run, batch_context
-from ..io.surface_file import SurfaceStore, read_surface
+from ..io.surface_file import SurfaceStore
 from .distributed import run_distributed
 
 __all__ = ["compute_surface", "run_points"]
@@ -51,19 +51,21 @@ def compute_surface(plane: Any, store: SurfaceStore, progress: bool = True,
             while pos < len(pending):
                 check_interrupted()
                 ppb = plane.points_per_batch
+                unit = getattr(plane, "chunk_unit", 1)  # whole rows when a point depends on its row's previous
                 if chunk:
                     n = chunk
                 elif rate is None:  # the first chunk: enough points for the auto calibration
                     n = 96 if plane.auto else ppb
                 else:  # about 2 s of work in whole batches, so an interruption loses little
                     n = max(ppb, min(256, int(rate * 2.0) // ppb * ppb))
+                n = max(unit, n // unit * unit)
                 part = pending[pos:pos + n]
                 pos += len(part)
                 a, b = store.grid.coords(part)
                 t = time.perf_counter()
-                lo, ac = plane.evaluate_points(a, b)
+                values = plane.evaluate_points(a, b)
                 rate = len(part) / max(time.perf_counter() - t, 1e-6)
-                store.write(part, lo, ac)
+                store.write(part, *values)
                 bar.update(len(part))
                 computed += len(part)
     finally:
@@ -94,7 +96,7 @@ def run_points(plane: Any, store: SurfaceStore | None, path: Path, comm: Any | N
         dt = time.perf_counter() - t
         if root:
             try:
-                points = int(read_surface(path).done.sum()) - before
+                points = int(store.done.sum()) - before  # the store's own done mask (loss or curvature maps)
                 if points or status != "complete":
                     append_run(path, {"started": started, "points": points, "seconds": round(dt, 4),
                                       "points_per_second": points / max(dt, 1e-9), "status": status,

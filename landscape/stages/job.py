@@ -33,6 +33,7 @@ from ..run.jobfile import job_to_dict
 from ..run.mpi import note_output, on_root
 from ..run.training import train_job
 from ..views.animation import animate_path
+from ..views.curvature_plots import plot_curvature_maps, plot_spectrum
 from ..views.surface_plots import plot_surface
 from ..views.vtk_export import export_surface
 from .checks import check_dependencies
@@ -78,6 +79,10 @@ def run_job(job: JobConfig, progress: bool = True, comm: Any | None = None) -> P
         result = on_root(comm, lambda: run_curvature(job, progress))
         if root:
             log.info("\n%s", result.text)
+            if job.export is not None and job.export.plots and result.path.parent == out:
+                with summary(out) as s:
+                    s["outputs"]["curvature_figures"] = [p.name for p in plot_spectrum(result.path, None,
+                                                                                       job.export.plots)]
     if root:
         with summary(out) as s:
             s["seconds"] = round(time.perf_counter() - t0, 2)
@@ -135,6 +140,7 @@ def export_job(job: JobConfig, surface: Path) -> list[Path]:
         written += export_surface(surface, ex.vtk, None, ex.z, ex.log, ex.zmax, ex.zscale, ex.resample)
     if ex.plots:
         written += plot_surface(surface, None, ex.plots, ex.log, ex.zmax)
+        written += plot_curvature_maps(surface, None, ex.plots)
     return written
 
 

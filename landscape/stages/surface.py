@@ -30,9 +30,12 @@ from ..core.data import TensorData
 from ..core.errors import StoreError
 from ..core.grid import Grid
 from ..core.params import StateSpec, flatten_state, model_state, state_checksum
+from ..engine.curvature_map import CurvatureMap
 from ..engine.evaluator import Evaluator
+from ..engine.hessian import HessianOperator
 from ..engine.losses import loss_function
 from ..engine.plane import PlaneEvaluator
+from ..io.curvature_maps import open_maps
 from ..io.surface_file import SurfaceStore
 from ..run.config import CurvatureConfig, JobConfig, SurfaceConfig
 from ..run.inputs import evaluation_data, prepare_data, prepare_model, resolve_checkpoint
@@ -154,4 +157,24 @@ def run_surface_job(job: JobConfig, progress: bool = True, comm: Any | None = No
     plane = PlaneEvaluator(ev, ev.get_flat(), plan.d1, plan.d2, sf.points_per_batch)
     plane.expected_points = -(-plan.grid.size // (comm.Get_size() if comm is not None else 1))
     run_points(plane, store, plan.path, comm, progress, sf.chunk, str(ev.device))
+    if sf.curvature:
+        _curvature_maps(job, sf, plan, plane, comm, progress)
     return plan.path
+
+
+def _curvature_maps(job: JobConfig, sf: SurfaceConfig, plan: SurfacePlan, plane: PlaneEvaluator, comm: Any | None,
+                    progress: bool) -> None:
+    """``surface.curvature``: λmax, λmin and/or the trace at every grid point, beside the loss (same ranks)."""
+    cc = job.curvature or CurvatureConfig()
+    op = HessianOperator(plane.ev, ignore=cc.ignore, dir_type=cc.dir_type)
+    row = len(plan.grid.beta) if plan.grid.beta is not None else 1
+    cmap = CurvatureMap(plane, op, sf.curvature, row, cc.tol, cc.max_iter, cc.trace_samples, cc.trace_method,
+                        cc.seed)
+    inputs = {"tol": cc.tol, "max_iter": cc.max_iter, "trace_samples": cc.trace_samples,
+              "trace_method": cc.trace_method, "seed": cc.seed, "ignore": cc.ignore, "dir_type": cc.dir_type,
+              "parameters": op.numel, "warm_start": "along each row (beta ascending), rows start cold"}
+    store = on_root(comm, lambda: open_maps(plan.path, sf.curvature, inputs))
+    run_points(cmap, store, plan.path, comm, progress, 0, str(plane.ev.device))
+    if cmap.iterations:
+        log.info("curvature maps: %.1f Lanczos iterations per point on this rank (%d points)",
+                 float(np.mean(cmap.iterations)), len(cmap.iterations))

@@ -13,11 +13,13 @@ from .vtk_export import (
     resample_surface, height_problems, Z_ARRAYS)
 from .filters_vtk import export_filter_evolution
 from .dynamics_plots import plot_norms, plot_weight_walk, plot_correlation
+from .curvature_plots import convexity_ratio, plot_curvature_maps, plot_spectrum
 
 __all__ = [
     "pyplot", "save_figure", "savefig", "path_to_draw", "surface_height", "MIN_SPAN", "PLANES_OF_THE_PATH",
     "plot_surface", "axis_labels", "levels", "color_norm", "FIGURES", "plot_paths", "distance_opacity",
     "KIND_LABELS", "plot_files", "animate_path", "surface_polydata", "surface_structured", "trajectory_polydata",
     "write_vtk", "write_pvd", "export_surface", "export_files", "resample_surface", "height_problems", "Z_ARRAYS",
-    "export_filter_evolution", "plot_norms", "plot_weight_walk", "plot_correlation",
+    "export_filter_evolution", "plot_norms", "plot_weight_walk", "plot_correlation", "convexity_ratio",
+    "plot_curvature_maps", "plot_spectrum",
 ]

@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from ..io.hdf5 import PATH_SCHEMA, file_schema
+from ..io.hdf5 import CURVATURE_SCHEMA, PATH_SCHEMA, file_schema
+from .curvature_plots import plot_curvature_maps, plot_spectrum
 from .path_plots import plot_paths
 from .surface_plots import FIGURES, plot_surface
 
@@ -19,11 +20,17 @@ __all__ = ["plot_files"]
 def plot_files(files: Sequence[str | Path], out_dir: str | Path | None = None, formats: Sequence[str] = ("png", "pdf"),
                log: bool = False, zmax: float | None = None, figures: Sequence[str] = FIGURES) -> list[Path]:
     """The figures of several result files: path files together (:func:`~landscape.views.path_plots.plot_paths`),
-    each surface file on its own (:func:`~landscape.views.surface_plots.plot_surface`). Returns the files
+    each surface file on its own (:func:`~landscape.views.surface_plots.plot_surface`, and its curvature maps),
+    a curvature file's spectrum. Returns the files
     written."""
     path_files = [f for f in files if file_schema(f) == PATH_SCHEMA]
     written = plot_paths(path_files, out_dir, formats) if path_files else []
     for f in files:
-        if f not in path_files:
-            written += plot_surface(f, out_dir, formats, log, zmax, figures)
+        if f in path_files:
+            continue
+        if file_schema(f) == CURVATURE_SCHEMA:
+            written += plot_spectrum(f, out_dir, formats)
+            continue
+        written += plot_surface(f, out_dir, formats, log, zmax, figures)
+        written += plot_curvature_maps(f, out_dir, formats)
     return written

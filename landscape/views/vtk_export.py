@@ -7,6 +7,7 @@ z coordinate is the chosen array (``loss``, ``accuracy`` or ``log_loss``), optio
 clipped at ``zmax`` and multiplied by ``zscale``; points whose value is not finite get the largest finite
 z (their arrays keep inf/NaN). Points not computed yet (a file still being written) are in no cell of a ``.vtp``
 and blanked in a ``.vts``: the surface has holes there, never a wall. Point arrays: ``loss``, ``accuracy``,
+(with curvature maps also ``lambda_max``, ``lambda_min``, ``trace``, ``convexity`` = |λmin/λmax|),
 ``log_loss`` (natural log), ``done``.
 
 Example:
@@ -55,7 +56,16 @@ def vtk_numpy() -> tuple[Any, Any]:
 def _arrays(s: SurfaceData) -> dict[str, np.ndarray]:
     with np.errstate(divide="ignore", invalid="ignore"):
         log_loss = np.log(s.loss)
-    return {"loss": s.loss, "accuracy": s.accuracy, "log_loss": log_loss, "done": s.done.astype(np.float64)}
+    out = {"loss": s.loss, "accuracy": s.accuracy, "log_loss": log_loss, "done": s.done.astype(np.float64)}
+    if "curvature_done" in s.maps and s.maps["curvature_done"].shape == s.loss.shape:  # curvature maps
+        done = s.maps["curvature_done"].astype(bool)
+        for k in ("lambda_max", "lambda_min", "trace"):
+            if k in s.maps:
+                out[k] = np.where(done, s.maps[k], np.nan)
+        if "lambda_max" in s.maps and "lambda_min" in s.maps:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out["convexity"] = np.where(done, np.abs(s.maps["lambda_min"] / s.maps["lambda_max"]), np.nan)
+    return out
 
 
 def _z(s: SurfaceData, z: str, log: bool, zmax: float | None, zscale: float) -> np.ndarray:

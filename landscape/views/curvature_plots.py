@@ -1,0 +1,108 @@
+"""Figures of curvature: the maps beside a surface (λmax, Li et al.'s |λmin/λmax| convexity map, the trace) and a
+curvature file's spectrum (its eigenvalues and spectral density).
+
+Example:
+    >>> convexity_ratio(np.array([2.0, 4.0]), np.array([-1.0, 0.0])).tolist()
+    [0.5, 0.0]
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..io.curvature_file import read_curvature
+from ..io.surface_file import read_surface
+from .mpl import pyplot, savefig
+from .surface_plots import axis_labels
+
+__all__ = ["convexity_ratio", "plot_curvature_maps", "plot_spectrum"]
+
+log = logging.getLogger(__name__)
+
+
+def convexity_ratio(lambda_max: np.ndarray, lambda_min: np.ndarray) -> np.ndarray:
+    """|λmin/λmax| (Li et al. 2018): near 0 where the surface is convex, large where it has strong negative
+    curvature (NaN where λmax is 0 or missing).
+
+    Example:
+        >>> convexity_ratio(np.array([0.0]), np.array([1.0])).tolist()
+        [nan]
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.abs(np.asarray(lambda_min, float) / np.asarray(lambda_max, float))
+    return np.where(np.isfinite(r), r, np.nan)
+
+
+def _save(plt: Any, fig: Any, out: Path, stem: str, formats: Sequence[str], written: list[Path]) -> None:
+    fig.tight_layout()
+    for fmt in formats:
+        p = out / f"{stem}.{fmt}"
+        savefig(fig, p)
+        written.append(p)
+    plt.close(fig)
+
+
+def plot_curvature_maps(path: str | Path, out_dir: str | Path | None = None,
+                        formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """``<stem>_curvature.<fmt>``: λmax, |λmin/λmax| and the trace over the plane (those the file holds);
+    nothing for a surface without maps or a line."""
+    s = read_surface(path)
+    if "curvature_done" not in s.maps or s.beta is None or min(len(s.alpha), len(s.beta)) < 2:
+        return []
+    done = s.maps["curvature_done"].astype(bool)
+    panels = []
+    if "lambda_max" in s.maps:
+        panels.append(("λmax", np.where(done, s.maps["lambda_max"], np.nan), "magma"))
+    if "lambda_max" in s.maps and "lambda_min" in s.maps:
+        panels.append(("|λmin/λmax|", np.where(done, convexity_ratio(s.maps["lambda_max"], s.maps["lambda_min"]),
+                                               np.nan), "coolwarm"))
+    elif "lambda_min" in s.maps:
+        panels.append(("λmin", np.where(done, s.maps["lambda_min"], np.nan), "viridis"))
+    if "trace" in s.maps:
+        panels.append(("trace", np.where(done, s.maps["trace"], np.nan), "cividis"))
+    plt = pyplot()
+    xl, yl = axis_labels(s)
+    a, b = np.meshgrid(s.alpha, s.beta, indexing="ij")
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.6), squeeze=False)
+    for ax, (name, vals, cmap) in zip(axes[0], panels):
+        im = ax.pcolormesh(a, b, np.ma.masked_invalid(vals), shading="nearest", cmap=cmap)
+        fig.colorbar(im, ax=ax, label=name)
+        finite = np.isfinite(s.loss) & s.done.astype(bool)
+        if finite.sum() > 3 and len(np.unique(s.loss[finite])) > 2:
+            ax.contour(a, b, np.where(finite, s.loss, np.nan), levels=8, colors="white", linewidths=0.6, alpha=0.7)
+        ax.set_xlabel(xl, fontsize=8)
+        ax.set_ylabel(yl, fontsize=8)
+        ax.set_title(name + ("  (0: convex)" if name.startswith("|") else ""), fontsize=9)
+    fig.suptitle(f"curvature of {Path(path).name} ({int(done.sum())}/{done.size} points; white: loss contours)",
+                 fontsize=9)
+    written: list[Path] = []
+    _save(plt, fig, Path(out_dir) if out_dir else Path(path).parent, f"{Path(path).stem}_curvature", formats,
+          written)
+    return written
+
+
+def plot_spectrum(path: str | Path, out_dir: str | Path | None = None,
+                  formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
+    """``<stem>_spectrum.<fmt>`` of a curvature file: the extreme eigenvalues found, over the spectral density
+    when it was computed."""
+    c = read_curvature(path)
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if "density/grid" in c:
+        ax.semilogy(c["density/grid"], np.maximum(c["density/values"], 1e-12), color="tab:blue",
+                    label="spectral density (SLQ)")
+    for v, k in zip(c["eigenvalues"], c["eigen_kind"]):
+        ax.axvline(v, color="crimson" if k == "top" else "tab:green", lw=1.0, ls="--")
+    ax.plot([], [], color="crimson", ls="--", label="largest eigenvalues")
+    ax.plot([], [], color="tab:green", ls="--", label="smallest eigenvalues")
+    ax.set_xlabel("eigenvalue of the Hessian")
+    ax.set_ylabel("density" if "density/grid" in c else "")
+    ax.legend(fontsize=8)
+    ax.set_title(f"{c['inputs'].get('model')} at {Path(str(c['inputs'].get('center'))).name}: λmax "
+                 f"{c['attrs']['lambda_max']:.4g}", fontsize=9)
+    written: list[Path] = []
+    _save(plt, fig, Path(out_dir) if out_dir else Path(path).parent, f"{Path(path).stem}_spectrum", formats, written)
+    return written
