@@ -33,7 +33,7 @@ def interleaved(fns: Sequence[Callable[[], object]], device: torch.device, repea
 
 def pure_forward(evaluator) -> Callable[[], None]:
     """The baseline: ``model(x)`` over the evaluator's device-resident batches, nothing else."""
-    xs = [x for x, _ in evaluator._iter()]
+    xs = [x for x, _ in evaluator.batches()]
     model = evaluator.model
 
     @torch.no_grad()

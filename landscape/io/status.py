@@ -67,12 +67,22 @@ def describe_sweep(path: str | Path) -> str:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise StoreError(f"{path}: not a readable sweep.json ({exc})") from exc
     lines = [f"sweep {path} ({len(tasks)} combinations)"]
+    sharp = []
     for t in tasks:
         out = Path(t["output"])
         summary = out / "summary.json"
-        state = ("done" if summary.exists() and "seconds" in json.loads(summary.read_text()) else
-                 "started" if out.exists() else "not started")
+        data = json.loads(summary.read_text()) if summary.exists() else {}
+        state = "done" if "seconds" in data else "started" if out.exists() else "not started"
         lines.append(f"  {t['task']:>3}  {state:<11} {out}  {t['settings']}")
+        if isinstance(data.get("curvature"), dict):
+            sharp.append((t, data["curvature"]))
+    if sharp:  # the combinations side by side by the sharpness of their final models
+        lines.append("  sharpness:  task        λmax        λmin       trace  ε-sharpness %  settings")
+        for t, c in sharp:
+            vals = [c.get(k) for k in ("lambda_max", "lambda_min", "trace", "eps_sharpness")]
+            lines.append(f"             {t['task']:>4}" + "".join(f" {v:>11.5g}" if isinstance(v, (int, float))
+                                                                  else f" {'-':>11}" for v in vals)
+                         + f"    {t['settings']}")
     return "\n".join(lines)
 
 

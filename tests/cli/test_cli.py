@@ -50,6 +50,15 @@ def test_demo_runs_and_prints_output_folder(cli, tmp_path):
     for layer in ("conv1", "conv2", "fc1", "fc2", "fc3"):
         assert any(line.strip().startswith(layer + " ") for line in r.stdout.splitlines()), layer
     assert "robust" in r.stdout
+    # the curvature of the final model: λmax and the trace are logged, the top-5 eigenvalues stored
+    assert "λmax" in r.stderr and "trace" in r.stderr
+    from landscape.io.curvature_file import read_curvature
+
+    c = read_curvature(tmp_path / "demo" / "curvature.h5")
+    assert c["eigen_kind"].count("top") == 5 and c["eigenvalues"][0] > c["eigenvalues"][4] > 0
+    assert summary["curvature"]["lambda_max"] == c["attrs"]["lambda_max"] and c["trace_stderr"] > 0
+    # the learned Bézier curve between init and final, beside the linear and Lagrange paths
+    assert (tmp_path / "demo" / "path_bezier.h5").is_file() and summary["outputs"]["curve_bezier"]
     info = cli("info", str(tmp_path / "demo" / "trajectory.h5"))
     assert info.returncode == 0 and "checkpoints 16" in info.stdout
     ev = cli("evaluate", f"{tmp_path}/demo/trajectory.h5:final", "--json")
