@@ -23,19 +23,35 @@ def not_a_model():
 
 class _FailsOnRank(nn.Module):
     """Evaluates normally except on the MPI rank named by LANDSCAPE_TEST_FAIL_RANK, where forward raises
-    after its first 40 calls."""
+    after its first ``LANDSCAPE_TEST_FAIL_AFTER`` calls (40). With LANDSCAPE_TEST_READY_FILE set, that rank creates
+    the file at its first forward call and the other ranks' forward waits for it: the failing rank surely takes
+    part, however late a loaded machine starts it, instead of finding the grid done."""
 
     def __init__(self, input_dim: int, num_classes: int):
+        import os
+
         super().__init__()
         self.fc = nn.Linear(input_dim, num_classes)
         self.calls = 0
+        self.failing = os.environ.get("PMI_RANK") == os.environ.get("LANDSCAPE_TEST_FAIL_RANK", "-")
+        self.after = int(os.environ.get("LANDSCAPE_TEST_FAIL_AFTER", "40"))
+        self.ready = os.environ.get("LANDSCAPE_TEST_READY_FILE") if os.environ.get("PMI_RANK") else None
 
     def forward(self, x):
         import os
+        import time
 
         self.calls += 1
-        if os.environ.get("PMI_RANK") == os.environ.get("LANDSCAPE_TEST_FAIL_RANK", "-") and self.calls > 40:
-            raise RuntimeError("injected failure on this rank")
+        if self.failing:
+            if self.ready:
+                open(self.ready, "w").close()
+                self.ready = None
+            if self.calls > self.after:
+                raise RuntimeError("injected failure on this rank")
+        elif self.ready:
+            while not os.path.exists(self.ready):  # progress-based: the failing rank's own first evaluation
+                time.sleep(0.01)
+            self.ready = None
         return self.fc(x)
 
 
