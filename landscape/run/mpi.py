@@ -244,6 +244,9 @@ def abort_job(text: str, code: int = 2) -> None:
     sys.stderr.flush()
     time.sleep(1.0)  # the launcher forwards what is in the pipes before the abort kills them
     MPI.COMM_WORLD.Abort(code)
+    # MPI_Abort may return before the launcher's kill arrives: run no more Python (no finally block may open a
+    # result file again and be killed halfway through writing it)
+    os._exit(code)
 
 
 def abort_if_parallel(exc: BaseException) -> None:
