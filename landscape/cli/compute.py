@@ -12,7 +12,8 @@ from pathlib import Path
 
 from ..analysis.interpolation import KINDS
 from ..io.surface_file import read_surface
-from ..run.config import CURVATURE_MAPS, CurvatureConfig, ExportConfig, PathsConfig, SurfaceConfig
+from ..engine.curvature_map import MAPS
+from ..run.config import CurvatureConfig, ExportConfig, PathsConfig, SurfaceConfig
 from ..run.jobfile import load_job
 from ..run.mpi import mpi_comm
 from ..run.projection import project_onto
@@ -44,7 +45,7 @@ def _surface_arguments(p: argparse.ArgumentParser) -> None:
                         "of the Hessian at the centre)")
     p.add_argument("--hessian-pair", choices=("top", "extremes"),
                    help="--directions hessian: the two largest eigenvalues' eigenvectors, or λmax's and λmin's")
-    p.add_argument("--curvature", action="append", choices=CURVATURE_MAPS,
+    p.add_argument("--curvature", action="append", choices=MAPS,
                    help="also map this at every grid point (repeatable): lambda_max, lambda_min, trace")
     p.add_argument("--trajectory", help="trajectory store for pca and the projected path (surface.trajectory)")
     p.add_argument("--norm", choices=("filter", "layer", "model", "none"), help="surface.norm (default filter)")

@@ -107,15 +107,10 @@ class HessianOperator:
         """A flat vector over :attr:`names` placed in the whole state (``StateSpec`` order, float32, zeros
         elsewhere), as surface directions and stored eigenvectors are laid out."""
         out = torch.zeros(self.ev.spec.numel, dtype=torch.float32)
-        offsets = dict(zip(self.ev.spec.names, self.ev.spec.offsets[:-1]))
-        pos = 0
-        for n, size in zip(self.names, self.sizes):
-            out[offsets[n]:offsets[n] + size] = flat[pos:pos + size].detach().cpu().float()
-            pos += size
+        for n, part in zip(self.names, torch.split(flat.detach().cpu().float(), self.sizes)):
+            out[self.ev.spec.slice(n)] = part
         return out
 
     def restrict(self, full: torch.Tensor) -> torch.Tensor:
         """The inverse of :meth:`embed`: the moved parameters' entries of a whole-state vector (float64)."""
-        offsets = dict(zip(self.ev.spec.names, self.ev.spec.offsets[:-1]))
-        return torch.cat([full[offsets[n]:offsets[n] + s].double() for n, s in zip(self.names, self.sizes)]).to(
-            self.device)
+        return torch.cat([full[self.ev.spec.slice(n)].double() for n in self.names]).to(self.device)

@@ -10,22 +10,22 @@ from .hdf5 import (
 from .locks import WriterLock
 from .runs import append_run, batch_context
 from .surface_file import (
-    SurfaceStore, SurfaceData, read_surface, open_checked, diff_inputs, axis_text, MAP_NAMES, read_projected_path,
-    read_projections)
+    SurfaceStore, SurfaceData, read_surface, open_checked, diff_inputs, axis_text, MAP_NAMES, CURVATURE_DONE,
+    read_projected_path, read_projections)
 from .path_file import read_path
 from .trajectory import TrajectoryStore, SCHEMA, SCHEMA_VERSION, METRICS
 from .checkpoints import load_state_file, check_state, load_source, apply_state, split_source
 from .status import describe_file, describe_path, describe_correlation, describe_sweep
 from .curvature_file import write_curvature, read_curvature, describe_curvature, stored_curvature
-from .curvature_maps import open_maps, DONE
+from .curvature_maps import open_maps
 
 __all__ = [
     "open_hdf5", "file_schema", "unreadable", "label_dimension", "ensure_space", "write_failure", "writes_to",
     "WRITE_ERRNOS", "SURFACE_SCHEMA", "PATH_SCHEMA", "SURFACE_VERSION", "TRAJECTORY_SCHEMA", "TRAJECTORY_VERSION",
     "CORRELATION_SCHEMA", "CURVATURE_SCHEMA", "CURVATURE_VERSION", "WriterLock", "append_run", "batch_context",
     "SurfaceStore", "SurfaceData", "read_surface", "open_checked", "diff_inputs", "axis_text", "MAP_NAMES",
-    "read_projected_path", "read_projections", "read_path", "TrajectoryStore", "SCHEMA", "SCHEMA_VERSION",
-    "METRICS", "load_state_file", "check_state", "load_source", "apply_state", "split_source", "describe_file",
-    "describe_path", "describe_correlation", "describe_sweep", "write_curvature", "read_curvature",
-    "describe_curvature", "stored_curvature", "open_maps", "DONE",
+    "CURVATURE_DONE", "read_projected_path", "read_projections", "read_path", "TrajectoryStore", "SCHEMA",
+    "SCHEMA_VERSION", "METRICS", "load_state_file", "check_state", "load_source", "apply_state", "split_source",
+    "describe_file", "describe_path", "describe_correlation", "describe_sweep", "write_curvature", "read_curvature",
+    "describe_curvature", "stored_curvature", "open_maps",
 ]

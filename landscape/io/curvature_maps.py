@@ -25,11 +25,10 @@ import numpy as np
 from ..core.errors import StoreError
 from .hdf5 import writes_to
 from .locks import WriterLock
-from .surface_file import MAP_NAMES, SurfaceStore, _axes, diff_inputs, open_checked
+from ..engine.curvature_map import MAPS
+from .surface_file import CURVATURE_DONE, SurfaceStore, _axes, diff_inputs, open_checked
 
-__all__ = ["open_maps", "DONE"]
-
-DONE = "curvature_done"
+__all__ = ["open_maps"]
 
 
 def open_maps(path: str | Path, quantities: Sequence[str], inputs: Mapping[str, Any], flush_every: int = 8
@@ -37,9 +36,9 @@ def open_maps(path: str | Path, quantities: Sequence[str], inputs: Mapping[str, 
     """The writer of a surface file's curvature maps (created on first use). The file's loss and accuracy are
     not touched."""
     path = Path(path)
-    bad = [q for q in quantities if q not in MAP_NAMES[:3]]
+    bad = [q for q in quantities if q not in MAPS]
     if bad or not quantities:
-        raise StoreError(f"curvature maps: expected some of {list(MAP_NAMES[:3])}, got {list(quantities)}")
+        raise StoreError(f"curvature maps: expected some of {list(MAPS)}, got {list(quantities)}")
     inputs = json.loads(json.dumps({**dict(inputs), "maps": list(quantities)}, default=str))
     lock = WriterLock(path).acquire()
     try:
@@ -57,7 +56,7 @@ def open_maps(path: str | Path, quantities: Sequence[str], inputs: Mapping[str, 
                     a0, a1 = _axes(f)
                     scales = [f[a0]] + ([f[a1]] if a1 in f else [])
                     shape = f["loss"].shape
-                    for name, dtype, fill in [(q, "f8", np.nan) for q in quantities] + [(DONE, "u1", 0)]:
+                    for name, dtype, fill in [(q, "f8", np.nan) for q in quantities] + [(CURVATURE_DONE, "u1", 0)]:
                         if name in f:
                             del f[name]
                         ds = f.create_dataset(name, shape, dtype, fillvalue=fill)
@@ -66,7 +65,8 @@ def open_maps(path: str | Path, quantities: Sequence[str], inputs: Mapping[str, 
                             ds.dims[axis].attach_scale(scale)
                     f.attrs["curvature_inputs"] = json.dumps(inputs, sort_keys=True)
                     f.flush()
-            store = SurfaceStore(path, f, flush_every, 10.0, fields=tuple(quantities), done=DONE)
+            store = SurfaceStore(path, f, flush_every, 10.0, fields=tuple(quantities), done=CURVATURE_DONE,
+                                 status_attr="curvature_status")
         except BaseException:
             f.close()
             raise

@@ -36,18 +36,21 @@ from ..core.errors import StoreError
 from ..core.grid import Grid
 from ..core.signals import deferred
 from ..core.version import __version__
+from ..engine.curvature_map import MAPS
 from .hdf5 import (PATH_SCHEMA, SURFACE_SCHEMA, SURFACE_VERSION, ensure_space, label_dimension, open_hdf5,
                    unreadable, write_failure, writes_to)
 from .locks import WriterLock
 
 __all__ = ["SurfaceStore", "SurfaceData", "read_surface", "open_checked", "diff_inputs", "axis_text", "MAP_NAMES",
+           "CURVATURE_DONE",
            "read_projected_path", "read_projections"]
 
 log = logging.getLogger(__name__)
 
 _SCHEMAS = (SURFACE_SCHEMA, PATH_SCHEMA)
-#: curvature maps a surface file may hold beside /loss (with their own done mask /curvature_done)
-MAP_NAMES = ("lambda_max", "lambda_min", "trace", "curvature_done")
+#: the done mask of the curvature maps a surface file may hold beside /loss, and every map dataset's name
+CURVATURE_DONE = "curvature_done"
+MAP_NAMES = MAPS + (CURVATURE_DONE,)
 
 
 def _axes(f: h5py.File) -> tuple[str, str]:
@@ -164,10 +167,10 @@ class SurfaceData:
                 f"{r.get('points', 0)} pts {r.get('status', '?')}"
                 + (f" (slurm {r['slurm_job_id']}, restart {r.get('slurm_restart_count', 0)})"
                    if "slurm_job_id" in r else "") for r in runs[-6:]))
-        if "curvature_done" in self.maps:
-            cd = self.maps["curvature_done"].astype(bool)
+        if CURVATURE_DONE in self.maps:
+            cd = self.maps[CURVATURE_DONE].astype(bool)
             parts = [f"{k} {np.nanmin(self.maps[k][cd]):.4g}..{np.nanmax(self.maps[k][cd]):.4g}" if cd.any()
-                     else k for k in MAP_NAMES[:3] if k in self.maps]
+                     else k for k in MAPS if k in self.maps]
             lines.append(f"  curvature {int(cd.sum())}/{cd.size} points: " + ", ".join(parts))
         diverged = int((self.done.astype(bool) & ~np.isfinite(self.loss)).sum())
         if diverged:
@@ -241,14 +244,15 @@ class SurfaceStore:
     """The single writer of one surface file; results are kept in memory and flushed in batches."""
 
     def __init__(self, path: Path, f: h5py.File, flush_every: int, flush_seconds: float,
-                 fields: tuple[str, ...] = ("loss", "accuracy"), done: str = "done"):
-        """``fields``/``done``: the value datasets a point writes and its done mask (curvature maps keep their
-        own beside the loss, see :mod:`landscape.io.curvature_maps`)."""
+                 fields: tuple[str, ...] = ("loss", "accuracy"), done: str = "done", status_attr: str = "status"):
+        """``fields``/``done``/``status_attr``: the value datasets a point writes, its done mask and the attribute
+        that says complete or partial (curvature maps keep their own beside the loss, see
+        :mod:`landscape.io.curvature_maps`)."""
         self.path, self._f = path, f
         self._lock: WriterLock | None = None
         a0, a1 = _axes(f)
         self.grid = Grid(f[a0][:], f[a1][:] if a1 in f else None)
-        self.fields, self.done_name = tuple(fields), done
+        self.fields, self.done_name, self.status_attr = tuple(fields), done, status_attr
         self.values = {name: f[name][()] for name in self.fields}
         self.loss = self.values.get("loss")
         self.accuracy = self.values.get("accuracy")
@@ -380,8 +384,7 @@ class SurfaceStore:
                 if not self._f.id.valid:
                     return
                 self.flush()
-                key = "status" if self.done_name == "done" else "curvature_status"  # the maps have their own
-                self._f.attrs[key] = status or ("complete" if self.done.all() else "partial")
+                self._f.attrs[self.status_attr] = status or ("complete" if self.done.all() else "partial")
                 self._f.close()
         finally:
             if self._lock is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .config import (
     ModelConfig, DataConfig, TrainConfig, EvalConfig, SurfaceConfig, CurveConfig, PathsConfig, CurvatureConfig,
-    DynamicsConfig, ExportConfig, JobConfig, SECTIONS, PCA_DEFAULTS, CURVATURE_MAPS)
+    DynamicsConfig, ExportConfig, JobConfig, SECTIONS, PCA_DEFAULTS)
 from .jobfile import load_job, expand_sweep, parse_override, apply_overrides, job_to_dict
 from .inputs import (
     prepare_data, prepare_model, data_meta, evaluation_data, is_source, resolve_checkpoint, mid_fraction,
@@ -24,8 +24,8 @@ from .slurm import SlurmOptions, parse_time, render_script, submit, watch_hint, 
 
 __all__ = [
     "ModelConfig", "DataConfig", "TrainConfig", "EvalConfig", "SurfaceConfig", "CurveConfig", "PathsConfig",
-    "CurvatureConfig", "DynamicsConfig", "ExportConfig", "JobConfig", "SECTIONS", "PCA_DEFAULTS", "CURVATURE_MAPS",
-    "load_job", "expand_sweep", "parse_override", "apply_overrides", "job_to_dict", "prepare_data", "prepare_model",
+    "CurvatureConfig", "DynamicsConfig", "ExportConfig", "JobConfig", "SECTIONS", "PCA_DEFAULTS", "load_job",
+    "expand_sweep", "parse_override", "apply_overrides", "job_to_dict", "prepare_data", "prepare_model",
     "data_meta", "evaluation_data", "is_source", "resolve_checkpoint", "mid_fraction", "seed_reference",
     "seed_trajectory", "random_plane", "checkpoint_plane", "pca_plane", "file_plane", "hessian_plane", "grid_axis",
     "find_trajectory", "projection_datasets", "project_trajectory", "project_onto", "train", "train_job",

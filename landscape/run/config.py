@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 __all__ = ["ModelConfig", "DataConfig", "TrainConfig", "EvalConfig", "SurfaceConfig", "CurveConfig", "PathsConfig",
-           "CurvatureConfig", "DynamicsConfig", "ExportConfig", "JobConfig", "SECTIONS", "PCA_DEFAULTS",
-           "CURVATURE_MAPS"]
+           "CurvatureConfig", "DynamicsConfig", "ExportConfig", "JobConfig", "SECTIONS", "PCA_DEFAULTS"]
 
 
 def _f(default: Any, *, choices: Iterable[Any] | None = None, min: float | None = None, doc: str = "") -> Any:
@@ -233,7 +232,5 @@ SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": 
                              "surface": SurfaceConfig, "paths": PathsConfig, "export": ExportConfig,
                              "pca": SurfaceConfig, "curvature": CurvatureConfig, "dynamics": DynamicsConfig}
 
-
-CURVATURE_MAPS = ("lambda_max", "lambda_min", "trace")
 
 PCA_DEFAULTS = {"directions": "pca", "alpha": "auto:25", "beta": "auto:25", "output": "surface_pca.h5"}

@@ -68,8 +68,8 @@ def curve_file(output: str | Path, prefix: str, kind: str) -> Path:
     return Path(output) / f"{prefix}_{kind}_curve.h5"
 
 
-def _flat_ends(store: TrajectoryStore, curve: CurveModule, start: Mapping[str, torch.Tensor],
-               end: Mapping[str, torch.Tensor]) -> None:
+def _flat_ends(store: TrajectoryStore, start: Mapping[str, torch.Tensor], end: Mapping[str, torch.Tensor]
+               ) -> None:
     """Store the endpoints in the curve store's own layout (as bends), once."""
     if all(store.array(name) is not None for name in _ENDS):
         return
@@ -93,7 +93,7 @@ def train_curve(model: nn.Module, kind: str, start: Mapping[str, torch.Tensor], 
             "curve_checksums": [state_checksum(dict(start)), state_checksum(dict(end))]}
     tcfg = curve_train_config(cfg, loss)
     store = train(module, train_data, test_data, tcfg, path, device, eval_batch_size, meta=info, progress=progress)
-    _flat_ends(store, module, start, end)
+    _flat_ends(store, start, end)
     m = store.metrics()
     if len(m["epoch"]) > 1:
         log.info("%s curve trained for %d epochs: train loss %.4f (mean over t), loss at t = 0.5: %.4f",

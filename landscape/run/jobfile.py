@@ -30,7 +30,8 @@ from ..analysis.interpolation import KINDS
 from ..core.errors import ConfigError
 from ..core.grid import MAX_POINTS, parse_range
 from ..engine.calibration import parse_points_per_batch
-from .config import CURVATURE_MAPS, PCA_DEFAULTS, SECTIONS, JobConfig
+from ..engine.curvature_map import MAPS
+from .config import PCA_DEFAULTS, SECTIONS, JobConfig
 from .inputs import seed_reference
 
 __all__ = ["load_job", "expand_sweep", "parse_override", "apply_overrides", "job_to_dict"]
@@ -231,9 +232,9 @@ def _cross_checks(job: JobConfig) -> list[str]:
             out.append("surface.target2: a 2-D plane from checkpoints needs target2 (or set surface.beta=none)")
         if (isinstance(sf.alpha, str) and sf.alpha.startswith("auto")) and sf.directions != "pca":
             out.append("surface.alpha: auto ranges follow the projected path; use them with directions=pca")
-        bad = [c for c in sf.curvature if c not in CURVATURE_MAPS] if isinstance(sf.curvature, list) else [1]
+        bad = [c for c in sf.curvature if c not in MAPS] if isinstance(sf.curvature, list) else [1]
         if bad or len(set(sf.curvature)) != len(sf.curvature):
-            out.append(f"surface.curvature: expected a list of distinct names among {list(CURVATURE_MAPS)}, got "
+            out.append(f"surface.curvature: expected a list of distinct names among {list(MAPS)}, got "
                        f"{sf.curvature!r}")
         if sf.directions == "file" and not sf.directions_file:
             out.append("surface.directions_file: directions=file needs the surface file to reuse")

@@ -101,19 +101,19 @@ def run_curvature(job: JobConfig, progress: bool = True) -> CurvatureResult:
         log.info("%s already holds this curvature; nothing to compute", path)
         return CurvatureResult(path, read_curvature(path), describe_curvature(path))
     t0 = time.perf_counter()
-    k = min(cc.top_k + cc.bottom_k, op.numel)
-    eig = extreme_eigenpairs(op.matvec, op.numel, min(cc.top_k, k), k - min(cc.top_k, k), cc.tol, cc.max_iter,
-                             seed=cc.seed, device=ev.device)
+    n_top = min(cc.top_k, op.numel)
+    n_bottom = min(cc.bottom_k, op.numel - n_top)
+    eig = extreme_eigenpairs(op.matvec, op.numel, n_top, n_bottom, cc.tol, cc.max_iter, seed=cc.seed,
+                             device=ev.device)
     if not eig.converged:
         log.warning("Lanczos stopped after %d iterations above tol %g (residuals %s); raise curvature.max_iter",
                     eig.iterations, cc.tol, np.array2string(eig.residuals, precision=3))
-    kinds = ["top"] * min(cc.top_k, k) + ["bottom"] * (k - min(cc.top_k, k))
+    kinds = ["top"] * n_top + ["bottom"] * n_bottom
     arrays: dict[str, Any] = {"eigenvalues": eig.values, "eigen_kind": kinds, "residuals": eig.residuals,
                               "eigenvectors": torch.stack([op.embed(v) for v in eig.vectors]).numpy()}
-    top = eig.values[:kinds.count("top")]
-    lam_min = float(eig.values[len(top)]) if "bottom" in kinds else float("nan")  # bottom ones ascend
+    lam_min = float(eig.values[n_top]) if n_bottom else float("nan")  # the bottom ones ascend
     attrs: dict[str, Any] = {"model": job.model.name, "lanczos_tol": cc.tol, "lanczos_iterations": eig.iterations,
-                             "converged": eig.converged, "seed": cc.seed, "lambda_max": float(top[0]),
+                             "converged": eig.converged, "seed": cc.seed, "lambda_max": float(eig.values[0]),
                              "lambda_min": lam_min, "state_spec": ev.spec.to_json(), "loss_name": ev.loss_name}
     seconds = {"eigenpairs": time.perf_counter() - t0}
     if cc.trace:

@@ -117,10 +117,10 @@ def run_paths_job(job: JobConfig, progress: bool = True, comm: Any | None = None
             cpath = curve_file(out_dir, pc.output, kind)
             meta = {"model": job.model.name, "model_kwargs": job.model.kwargs, "data": asdict(job.data),
                     "start": sources[0], "end": sources[2]}
-            on_root(comm, lambda: train_curve(prepare_model(job.model, tr, job.train.seed), kind, states[0],
-                                              states[2], tr, te, pc.curve, cpath, device, job.evaluate.batch_size,
-                                              job.train.loss, meta, progress))
-            curve = load_curve(cpath)
+            curve = on_root(comm, lambda: train_curve(prepare_model(job.model, tr, job.train.seed), kind, states[0],
+                                                      states[2], tr, te, pc.curve, cpath, device,
+                                                      job.evaluate.batch_size, job.train.loss, meta, progress))
+            curve = curve or load_curve(cpath)  # the other ranks read the curve rank 0 trained
             three = [states[0], curve.bend, states[2]]
             result.curves[kind] = cpath
             extra = {"curve": asdict(pc.curve), "curve_file": cpath.name, "bend_checksum": state_checksum(curve.bend)}

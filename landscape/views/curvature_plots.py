@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ..io.curvature_file import read_curvature
-from ..io.surface_file import read_surface
-from .mpl import pyplot, savefig
+from ..io.surface_file import CURVATURE_DONE, read_surface
+from .mpl import pyplot, save_figure
 from .surface_plots import axis_labels
 
 __all__ = ["convexity_ratio", "plot_curvature_maps", "plot_spectrum"]
@@ -36,23 +36,14 @@ def convexity_ratio(lambda_max: np.ndarray, lambda_min: np.ndarray) -> np.ndarra
     return np.where(np.isfinite(r), r, np.nan)
 
 
-def _save(plt: Any, fig: Any, out: Path, stem: str, formats: Sequence[str], written: list[Path]) -> None:
-    fig.tight_layout()
-    for fmt in formats:
-        p = out / f"{stem}.{fmt}"
-        savefig(fig, p)
-        written.append(p)
-    plt.close(fig)
-
-
 def plot_curvature_maps(path: str | Path, out_dir: str | Path | None = None,
                         formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
     """``<stem>_curvature.<fmt>``: λmax, |λmin/λmax| and the trace over the plane (those the file holds);
     nothing for a surface without maps or a line."""
     s = read_surface(path)
-    if "curvature_done" not in s.maps or s.beta is None or min(len(s.alpha), len(s.beta)) < 2:
+    if CURVATURE_DONE not in s.maps or s.beta is None or min(len(s.alpha), len(s.beta)) < 2:
         return []
-    done = s.maps["curvature_done"].astype(bool)
+    done = s.maps[CURVATURE_DONE].astype(bool)
     panels = []
     if "lambda_max" in s.maps:
         panels.append(("λmax", np.where(done, s.maps["lambda_max"], np.nan), "magma"))
@@ -78,10 +69,8 @@ def plot_curvature_maps(path: str | Path, out_dir: str | Path | None = None,
         ax.set_title(name + ("  (0: convex)" if name.startswith("|") else ""), fontsize=9)
     fig.suptitle(f"curvature of {Path(path).name} ({int(done.sum())}/{done.size} points; white: loss contours)",
                  fontsize=9)
-    written: list[Path] = []
-    _save(plt, fig, Path(out_dir) if out_dir else Path(path).parent, f"{Path(path).stem}_curvature", formats,
-          written)
-    return written
+    fig.tight_layout()
+    return save_figure(fig, Path(out_dir) if out_dir else Path(path).parent, f"{Path(path).stem}_curvature", formats)
 
 
 def plot_spectrum(path: str | Path, out_dir: str | Path | None = None,
@@ -103,6 +92,5 @@ def plot_spectrum(path: str | Path, out_dir: str | Path | None = None,
     ax.legend(fontsize=8)
     ax.set_title(f"{c['inputs'].get('model')} at {Path(str(c['inputs'].get('center'))).name}: λmax "
                  f"{c['attrs']['lambda_max']:.4g}", fontsize=9)
-    written: list[Path] = []
-    _save(plt, fig, Path(out_dir) if out_dir else Path(path).parent, f"{Path(path).stem}_spectrum", formats, written)
-    return written
+    fig.tight_layout()
+    return save_figure(fig, Path(out_dir) if out_dir else Path(path).parent, f"{Path(path).stem}_spectrum", formats)

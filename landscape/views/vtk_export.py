@@ -31,8 +31,9 @@ from scipy.interpolate import RegularGridInterpolator
 
 from ..core.errors import ConfigError, StoreError
 from ..core.optional import require
+from ..engine.curvature_map import MAPS
 from ..io.hdf5 import ensure_space
-from ..io.surface_file import SurfaceData, read_projected_path, read_surface
+from ..io.surface_file import CURVATURE_DONE, SurfaceData, read_projected_path, read_surface
 from .overlay import path_to_draw, surface_height
 
 __all__ = ["surface_polydata", "surface_structured", "trajectory_polydata", "write_vtk", "write_pvd",
@@ -57,9 +58,9 @@ def _arrays(s: SurfaceData) -> dict[str, np.ndarray]:
     with np.errstate(divide="ignore", invalid="ignore"):
         log_loss = np.log(s.loss)
     out = {"loss": s.loss, "accuracy": s.accuracy, "log_loss": log_loss, "done": s.done.astype(np.float64)}
-    if "curvature_done" in s.maps and s.maps["curvature_done"].shape == s.loss.shape:  # curvature maps
-        done = s.maps["curvature_done"].astype(bool)
-        for k in ("lambda_max", "lambda_min", "trace"):
+    if CURVATURE_DONE in s.maps and s.maps[CURVATURE_DONE].shape == s.loss.shape:  # curvature maps
+        done = s.maps[CURVATURE_DONE].astype(bool)
+        for k in MAPS:
             if k in s.maps:
                 out[k] = np.where(done, s.maps[k], np.nan)
         if "lambda_max" in s.maps and "lambda_min" in s.maps:
