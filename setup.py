@@ -10,7 +10,7 @@ for line in Path("landscape/core/version.py").read_text().splitlines():
 extras = {
     "mpi": ["mpi4py>=3.1", "mpich"],
     "vtk": ["vtk>=9.2"],
-    "plot": ["matplotlib>=3.6", "pillow"],
+    "plot": ["matplotlib>=3.6", "pillow", "plotly>=5"],
 }
 # torchvision is in no extra: pip would replace the torch installed first (a CPU or a chosen CUDA build) with the
 # newest one. Install the torchvision build that matches your torch by hand (README: Install).

@@ -36,6 +36,7 @@ from .stages.paths import run_paths
 from .stages.surface import run_surface_job
 from .views.animation import animate_path
 from .views.figures import plot_files
+from .views.report import write_report
 from .views.vtk_export import export_files
 
 __all__ = [
@@ -49,5 +50,5 @@ __all__ = [
     # job-level operations behind the commands (README: Python API)
     "run_surface_job", "run_paths", "run_sweep", "evaluate_checkpoint", "reduce_filters", "project_onto",
     "describe_file", "plot_files", "export_files", "animate_path", "load_curve",
-    "run_curvature",
+    "run_curvature", "write_report",
 ]

@@ -1,8 +1,9 @@
-"""Commands that read result files: ``export``, ``plot``, ``animate``, ``status``, ``info`` and ``list``.
+"""Commands that read result files: ``export``, ``plot``, ``report``, ``animate``, ``status``, ``info`` and
+``list``.
 
 Example:
-    >>> sorted(n for n in COMMANDS if n in ("export", "plot", "animate", "status", "info", "list"))
-    ['animate', 'export', 'info', 'list', 'plot', 'status']
+    >>> sorted(n for n in COMMANDS if n in ("export", "plot", "report", "animate", "status", "info", "list"))
+    ['animate', 'export', 'info', 'list', 'plot', 'report', 'status']
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ..run.jobfile import load_job
 from ..stages.job import decision_regions
 from ..views.animation import animate_path
 from ..views.figures import plot_files
+from ..views.report import write_report
 from ..views.vtk_export import export_files
 from .common import COMMANDS  # noqa: F401 - the doctest lists the registry
 from .common import command
@@ -66,6 +68,24 @@ def plot(args: argparse.Namespace) -> int:
     split = lambda text: [x for x in text.split(",") if x]  # noqa: E731
     for p in plot_files(args.files, args.out, split(args.formats), args.log, args.zmax, split(args.figures)):
         print(p)
+    return 0
+
+
+def _report_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("folder", metavar="OUTPUT_DIR", help="a job's output folder (or any folder of result files)")
+    p.add_argument("--out", help="HTML file to write (default OUTPUT_DIR/report.html)")
+
+
+@command("report", _report_arguments)
+def report(args: argparse.Namespace) -> int:
+    """one self-contained HTML page of an output folder
+
+    Interactive 3-D surfaces (rotate, zoom, hover values) with the training path, contours with the projected
+    path, 1-D paths at every level, the robust/ambient table, training metrics and norms, filter correlations,
+    curvature, the run's provenance and history, and links to every file. It embeds plotly.js, so it opens
+    offline; files still being computed show their progress. Prints the page's path.
+    """
+    print(write_report(args.folder, args.out).resolve())
     return 0
 
 

@@ -19,6 +19,7 @@ from ..run.slurm import SlurmOptions, submit
 from ..run.training import train_job
 from ..stages.api import evaluate_checkpoint, run_sweep
 from ..stages.job import demo_job_path
+from ..views.report import REPORT_NAME
 from .common import COMMANDS  # noqa: F401 - the doctest lists the registry
 from .common import FLAGS, command, common_flags, is_root, job_flags, overrides, progress
 
@@ -30,6 +31,9 @@ def _print_runs(runs: list) -> None:
         if r.report:
             print(r.report)
         print(f"outputs written to {r.output.resolve()}")
+        page = r.output / REPORT_NAME
+        if page.is_file():
+            print(f"open the report: {page.resolve()}")
 
 
 @command("demo", common_flags)

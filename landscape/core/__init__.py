@@ -8,7 +8,7 @@ from .errors import (
     LandscapeError, ConfigError, DataError, ModelError, CheckpointError, StoreError, DependencyError, Interrupted,
     EXIT_INTERRUPTED)
 from .signals import interruptible, check_interrupted, interrupt_pending, stop_signals_ignored, deferred
-from .optional import require, EXTRAS, HINTS
+from .optional import require, package_file, EXTRAS, HINTS
 from .progress import Progress, format_seconds
 from .params import StateSpec, model_state, flatten_state, unflatten_state, state_checksum, is_bn_name
 from .grid import parse_range, Grid, chunked, MAX_POINTS
@@ -18,9 +18,9 @@ from .data import TensorData, load_data, subset, DATASETS, read_idx, read_cifar1
 __all__ = [
     "__version__", "LandscapeError", "ConfigError", "DataError", "ModelError", "CheckpointError", "StoreError",
     "DependencyError", "Interrupted", "EXIT_INTERRUPTED", "interruptible", "check_interrupted", "interrupt_pending",
-    "stop_signals_ignored", "deferred", "require", "EXTRAS", "HINTS", "Progress", "format_seconds", "StateSpec",
-    "model_state", "flatten_state", "unflatten_state", "state_checksum", "is_bn_name", "parse_range", "Grid",
-    "chunked", "MAX_POINTS", "LeNet5", "MLP", "CifarResNet", "DenseNet", "MODELS", "build_model", "load_callable",
-    "layer_names", "TensorData", "load_data", "subset", "DATASETS", "read_idx", "read_cifar10_bin", "spiral",
-    "digits",
+    "stop_signals_ignored", "deferred", "require", "package_file", "EXTRAS", "HINTS", "Progress", "format_seconds",
+    "StateSpec", "model_state", "flatten_state", "unflatten_state", "state_checksum", "is_bn_name", "parse_range",
+    "Grid", "chunked", "MAX_POINTS", "LeNet5", "MLP", "CifarResNet", "DenseNet", "MODELS", "build_model",
+    "load_callable", "layer_names", "TensorData", "load_data", "subset", "DATASETS", "read_idx", "read_cifar10_bin",
+    "spiral", "digits",
 ]

@@ -207,6 +207,10 @@ class ExportConfig:
     resample: int = _f(1, min=1, doc="export on a grid this many times finer (linear interpolation)")
     animate: bool = _f(False, doc="an animated GIF of the projected path over the PCA surface (decision "
                                   "regions beside it for 2-D data)")
+    report: bool = _f(True, doc="write OUTPUT/report.html at the end: one self-contained page (opens offline) "
+                                "with interactive surfaces, paths, provenance and links to every file")
+    paraview: bool = _f(False, doc="also write a pvpython script per surface that opens the VTK files with a "
+                                   "ready view (pvbatch SCRIPT --png OUT.png renders it)")
 
 
 @dataclass

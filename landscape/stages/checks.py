@@ -6,7 +6,7 @@ Example:
 """
 from __future__ import annotations
 
-from ..core.optional import require
+from ..core.optional import package_file, require
 from ..run.config import JobConfig
 
 __all__ = ["check_dependencies"]
@@ -21,3 +21,5 @@ def check_dependencies(job: JobConfig) -> None:
     if job.dynamics is not None:
         require("vtk", "vtk")
         require("matplotlib", "plot")
+    if job.export is not None and job.export.report:
+        package_file("plotly", "package_data/plotly.min.js", "plot")

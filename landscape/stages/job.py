@@ -34,6 +34,7 @@ from ..run.mpi import note_output, on_root
 from ..run.training import train_job
 from ..views.animation import animate_path
 from ..views.curvature_plots import plot_curvature_maps, plot_spectrum
+from ..views.report import write_report
 from ..views.surface_plots import plot_surface
 from ..views.vtk_export import export_surface
 from .checks import check_dependencies
@@ -86,6 +87,8 @@ def run_job(job: JobConfig, progress: bool = True, comm: Any | None = None) -> P
     if root:
         with summary(out) as s:
             s["seconds"] = round(time.perf_counter() - t0, 2)
+            if job.export is not None and job.export.report:
+                s["outputs"]["report"] = write_report(out).name
     return out
 
 

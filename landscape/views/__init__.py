@@ -14,6 +14,10 @@ from .vtk_export import (
 from .filters_vtk import export_filter_evolution
 from .dynamics_plots import plot_norms, plot_weight_walk, plot_correlation
 from .curvature_plots import convexity_ratio, plot_curvature_maps, plot_spectrum
+from .report_data import (
+    surface_section, paths_section, trajectory_section, curvature_section, correlation_section, jsonable, log_ticks,
+    MAX_SIDE, MAX_PARAMETER_LINES)
+from .report import write_report, build_report, REPORT_NAME
 
 __all__ = [
     "pyplot", "save_figure", "savefig", "path_to_draw", "surface_height", "MIN_SPAN", "PLANES_OF_THE_PATH",
@@ -21,5 +25,7 @@ __all__ = [
     "KIND_LABELS", "plot_files", "animate_path", "surface_polydata", "surface_structured", "trajectory_polydata",
     "write_vtk", "write_pvd", "export_surface", "export_files", "resample_surface", "height_problems", "Z_ARRAYS",
     "export_filter_evolution", "plot_norms", "plot_weight_walk", "plot_correlation", "convexity_ratio",
-    "plot_curvature_maps", "plot_spectrum",
+    "plot_curvature_maps", "plot_spectrum", "surface_section", "paths_section", "trajectory_section",
+    "curvature_section", "correlation_section", "jsonable", "log_ticks", "MAX_SIDE", "MAX_PARAMETER_LINES",
+    "write_report", "build_report", "REPORT_NAME",
 ]

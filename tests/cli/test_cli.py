@@ -35,6 +35,8 @@ def test_demo_runs_and_prints_output_folder(cli, tmp_path):
     r = cli("demo", "--output", str(tmp_path / "demo"), "--no-progress")
     assert r.returncode == 0, r.stderr
     assert str(tmp_path / "demo") in r.stdout
+    # the one path to open, last: the self-contained HTML report of the folder
+    assert r.stdout.strip().splitlines()[-1] == f"open the report: {(tmp_path / 'demo' / 'report.html').resolve()}"
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert summary["final"]["accuracy"] > 0.85  # lenet5 learns the digits in 15 epochs
     assert (tmp_path / "demo" / "trajectory.h5").is_file()

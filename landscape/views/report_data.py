@@ -1,0 +1,261 @@
+"""What the HTML report shows, read from result files alone: plotly.js figure specifications (plain dicts) and
+small tables, one builder per file kind. A file that cannot be read (still being created, damaged) becomes a
+note, never a failed report; a surface still being computed shows its computed points and its progress.
+
+Example:
+    >>> import tempfile, numpy as np
+    >>> from landscape.core.grid import Grid
+    >>> from landscape.io.surface_file import SurfaceStore
+    >>> p = tempfile.mkdtemp() + "/s.h5"
+    >>> st = SurfaceStore.open(p, Grid(np.linspace(-1, 1, 5), np.linspace(-1, 1, 4)), {"model": "mlp"})
+    >>> a, b = st.grid.coords(np.arange(10)); st.write(np.arange(10), 1 + a**2 + b**2, 1 - a**2 / 2); st.close()
+    >>> sec = surface_section(p)
+    >>> sec["progress"], [f["data"][0]["type"] for f in sec["figures"]][:2]
+    ('10/20 points (50.0%), status running', ['surface', 'contour'])
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..engine.curvature_map import MAPS
+from ..io.hdf5 import open_hdf5
+from ..io.path_file import read_path
+from ..io.surface_file import CURVATURE_DONE, read_projected_path, read_surface
+from ..io.trajectory import TrajectoryStore
+from .overlay import path_to_draw, surface_height
+from .surface_plots import axis_labels
+
+__all__ = ["surface_section", "paths_section", "trajectory_section", "curvature_section", "correlation_section",
+           "jsonable", "log_ticks", "MAX_SIDE", "MAX_PARAMETER_LINES"]
+
+#: surfaces larger than this along an axis are shown at every k-th point (the files keep every point)
+MAX_SIDE = 201
+#: parameter-level path lines shown (those that travelled furthest)
+MAX_PARAMETER_LINES = 60
+_AXIS = {"showgrid": True, "zeroline": False}
+
+
+def jsonable(values: Any, digits: int = 7) -> Any:
+    """Numbers as JSON-ready lists: rounded to ``digits`` significant digits, NaN/inf as None (gaps in plotly).
+
+    Example:
+        >>> jsonable(np.array([[1.23456789, np.nan], [np.inf, 2.0]]), 3)
+        [[1.23, None], [None, 2.0]]
+    """
+    a = np.array(values, dtype=np.float64)
+    finite = np.isfinite(a)
+    nz = finite & (a != 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = 10.0 ** (digits - 1 - np.floor(np.log10(np.abs(np.where(nz, a, 1.0)))))
+    a = np.where(nz, np.round(a * scale) / scale, a)
+    out = a.astype(object)
+    out[~finite] = None
+    return out.tolist()
+
+
+def log_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
+    """Colour-bar ticks of a log10-coloured quantity: positions (log10) and plain labels at 1-2-5 steps.
+
+    Example:
+        >>> log_ticks(0.1, 1.0)
+        ([-1.0, -0.699, -0.301, 0.0], ['0.1', '0.2', '0.5', '1'])
+    """
+    vals = [m * 10.0 ** e for e in range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+            for m in (1, 2, 5)]
+    vals = [v for v in vals if lo * (1 - 1e-9) <= v <= hi * (1 + 1e-9)] or [lo, hi]
+    return [round(float(np.log10(v)), 3) for v in vals], [f"{v:.3g}" for v in vals]
+
+
+def _stride(n: int) -> int:
+    return max(1, -(-n // MAX_SIDE))
+
+
+def _colour(values: np.ndarray, log: bool) -> tuple[np.ndarray, dict[str, Any]]:
+    """Values to colour by and the colour bar: log10 with plain tick labels when ``log`` and all positive."""
+    v = values[np.isfinite(values)]
+    if log and v.size and (v > 0).all() and v.max() > v.min():
+        with np.errstate(divide="ignore", invalid="ignore"):
+            c = np.log10(values)
+        vals, text = log_ticks(float(v.min()), float(v.max()))
+        return c, {"tickvals": vals, "ticktext": text}
+    return values, {}
+
+
+def surface_section(path: str | Path) -> dict[str, Any]:
+    """A surface file: 3-D surface with the path draped on it, loss and accuracy contours with the projected path,
+    curvature maps when the file holds them, the progress and the run history."""
+    s = read_surface(path)
+    n, total = int(s.done.sum()), s.done.size
+    sec: dict[str, Any] = {"kind": "surface", "file": Path(path).name, "inputs": s.inputs,
+                           "progress": f"{n}/{total} points ({100.0 * n / max(total, 1):.1f}%), status "
+                                       f"{s.attrs.get('status', '?')}", "runs": s.runs, "figures": []}
+    xl, yl = axis_labels(s)
+    done = s.done.astype(bool)
+    loss = np.where(done, s.loss, np.nan)
+    acc = np.where(done, s.accuracy, np.nan)
+    if s.beta is None:
+        sec["figures"].append({"title": f"{Path(path).name}: loss along α", "data": [
+            {"type": "scatter", "x": jsonable(s.alpha), "y": jsonable(loss), "name": "loss", "mode": "lines+markers"},
+            {"type": "scatter", "x": jsonable(s.alpha), "y": jsonable(acc), "name": "accuracy", "yaxis": "y2",
+             "mode": "lines+markers"}],
+            "layout": {"xaxis": {"title": {"text": xl}}, "yaxis": {"title": {"text": "loss"}, "type": "log"},
+                       "yaxis2": {"title": {"text": "accuracy"}, "overlaying": "y", "side": "right"}}})
+        return sec
+    ka, kb = _stride(len(s.alpha)), _stride(len(s.beta))
+    if ka > 1 or kb > 1:
+        sec["note"] = f"shown at every {ka}th α and {kb}th β point; the file holds all {total}"
+    a, b = s.alpha[::ka], s.beta[::kb]
+    L, A = loss[::ka, ::kb], acc[::ka, ::kb]
+    colour, bar = _colour(L, log=True)
+    hover = "α %{x:.4g}<br>β %{y:.4g}<br>loss %{customdata:.5g}<extra></extra>"
+    traj, _ = path_to_draw(s, read_projected_path(path))
+    surf: list[dict[str, Any]] = [{
+        "type": "surface", "x": jsonable(a), "y": jsonable(b), "z": jsonable(L.T), "surfacecolor": jsonable(colour.T),
+        "customdata": jsonable(L.T), "colorscale": "Viridis", "hovertemplate": hover,
+        "colorbar": {"title": {"text": "loss"}, **bar},
+        "contours": {"z": {"show": True, "usecolormap": True, "project": {"z": True}, "width": 1}}}]
+    flat: list[dict[str, Any]] = [{
+        "type": "contour", "x": jsonable(a), "y": jsonable(b), "z": jsonable(colour.T), "customdata": jsonable(L.T),
+        "colorscale": "Viridis", "hovertemplate": hover, "ncontours": 25, "colorbar": {"title": {"text": "loss"}, **bar},
+        "contours": {"coloring": "heatmap", "showlines": True}, "line": {"width": 0.5}}]
+    if traj is not None:
+        h = surface_height(s, s.loss, traj["alpha"], traj["beta"])
+        epoch = traj.get("epoch", np.arange(len(traj["alpha"])))
+        text = [f"epoch {e:g}" for e in epoch]
+        surf.append({"type": "scatter3d", "x": jsonable(traj["alpha"]), "y": jsonable(traj["beta"]), "z": jsonable(h),
+                     "mode": "lines+markers", "name": "training path", "text": text,
+                     "line": {"color": jsonable(epoch), "colorscale": "Reds", "width": 6},
+                     "marker": {"size": 3, "color": "crimson"}})
+        flat.append({"type": "scatter", "x": jsonable(traj["alpha"]), "y": jsonable(traj["beta"]), "text": text,
+                     "mode": "lines+markers", "name": "training path", "marker": {"color": "crimson", "size": 5},
+                     "line": {"color": "crimson"}, "hovertemplate": "%{text}<br>α %{x:.4g}<br>β %{y:.4g}"})
+    scene = {"xaxis": {"title": {"text": "α"}}, "yaxis": {"title": {"text": "β"}},
+             "zaxis": {"title": {"text": "loss"}}, "camera": {"eye": {"x": 1.5, "y": -1.5, "z": 1.0}}}
+    plane = {"xaxis": {"title": {"text": xl}, **_AXIS}, "yaxis": {"title": {"text": yl}, "scaleanchor": "x", **_AXIS}}
+    name = Path(path).name
+    sec["figures"] += [
+        {"title": f"{name}: loss surface (drag to rotate, scroll to zoom)", "data": surf,
+         "layout": {"scene": scene, "height": 560}},
+        {"title": f"{name}: loss contours" + (" and the projected training path" if traj is not None else ""),
+         "data": flat, "layout": plane},
+        {"title": f"{name}: accuracy", "data": [{
+            "type": "contour", "x": jsonable(a), "y": jsonable(b), "z": jsonable(A.T), "colorscale": "Viridis",
+            "ncontours": 20, "colorbar": {"title": {"text": "accuracy"}}, "contours": {"coloring": "heatmap"},
+            "hovertemplate": "α %{x:.4g}<br>β %{y:.4g}<br>accuracy %{z:.4g}<extra></extra>"}], "layout": plane}]
+    if CURVATURE_DONE in s.maps:
+        cd = s.maps[CURVATURE_DONE].astype(bool)
+        maps = {k: np.where(cd, s.maps[k], np.nan)[::ka, ::kb] for k in MAPS if k in s.maps}
+        if "lambda_max" in maps and "lambda_min" in maps:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                maps["|λmin/λmax|"] = np.abs(maps["lambda_min"] / maps["lambda_max"])
+        sec["curvature_progress"] = f"{int(cd.sum())}/{cd.size} points"
+        for k, m in maps.items():
+            sec["figures"].append({"title": f"{name}: {k} map", "data": [{
+                "type": "heatmap", "x": jsonable(a), "y": jsonable(b), "z": jsonable(m.T), "colorscale": "Viridis",
+                "colorbar": {"title": {"text": k}}}], "layout": plane})
+    return sec
+
+
+def paths_section(files: list[Path]) -> dict[str, Any]:
+    """Path files: loss and accuracy along α per kind and level (model, layer, the parameters that moved most)."""
+    sec: dict[str, Any] = {"kind": "paths", "figures": [], "notes": []}
+    for f in files:
+        p = read_path(f)
+        lv = np.array(p["level"])
+        for level in ("model", "layer", "parameter"):
+            idx = np.flatnonzero(lv == level)
+            if not len(idx):
+                continue
+            if level == "parameter" and len(idx) > MAX_PARAMETER_LINES:
+                idx = idx[np.argsort(-p["distance"][idx])[:MAX_PARAMETER_LINES]]
+                sec["notes"].append(f"{f.name}: the {MAX_PARAMETER_LINES} parameters that moved furthest of "
+                                    f"{int((lv == level).sum())}")
+            for what in ("loss", "accuracy"):
+                data = [{"type": "scatter", "mode": "lines", "x": jsonable(p["alpha"]), "y": jsonable(p[what][k]),
+                         "name": p["name"][k], "hovertemplate": f"{p['name'][k]}<br>α %{{x:.3g}}<br>{what} "
+                                                                "%{y:.5g}<extra></extra>"} for k in idx]
+                ends = " → ".join(Path(str(p["inputs"].get(k, "?"))).name for k in ("start", "end"))
+                layout = {"xaxis": {"title": {"text": f"α  ({p['kind']}: {ends})"}},
+                          "yaxis": {"title": {"text": what}, **({"type": "log"} if what == "loss" else {})},
+                          "shapes": [{"type": "rect", "xref": "x", "yref": "paper", "x0": 0, "x1": 1, "y0": 0,
+                                      "y1": 1, "fillcolor": "rgba(120,120,120,0.08)", "line": {"width": 0}}]}
+                sec["figures"].append({"title": f"{f.name}: {what}, {level} level (shaded: 0 ≤ α ≤ 1)",
+                                       "data": data, "layout": layout})
+    return sec
+
+
+def trajectory_section(path: Path) -> dict[str, Any]:
+    """A training trajectory: per-epoch train/test loss and accuracy, and per-layer weight and gradient norms."""
+    st = TrajectoryStore(path)
+    m = st.metrics()
+    sec: dict[str, Any] = {"kind": "trajectory", "file": path.name, "checkpoints": len(st), "figures": []}
+    if len(m["epoch"]):
+        data = [{"type": "scatter", "mode": "lines+markers", "x": jsonable(m["epoch"]), "y": jsonable(m[k]),
+                 "name": k.replace("_", " "), **({"yaxis": "y2"} if "accuracy" in k else {})}
+                for k in m if k != "epoch"]
+        sec["figures"].append({"title": f"{path.name}: training metrics per epoch", "data": data, "layout": {
+            "xaxis": {"title": {"text": "epoch"}}, "yaxis": {"title": {"text": "loss"}, "type": "log"},
+            "yaxis2": {"title": {"text": "accuracy"}, "overlaying": "y", "side": "right", "range": [0, 1]}}})
+    nm = st.norms()
+    if nm is not None and len(nm["step"]):
+        for what, log in (("weight", False), ("grad", True)):
+            data = [{"type": "scatter", "mode": "lines", "x": jsonable(nm["step"]), "y": jsonable(nm[what][:, k]),
+                     "name": f"{layer} ({kind})", "line": {"dash": "solid" if kind == "conv" else "dash"}}
+                    for k, (layer, kind) in enumerate(zip(nm["layers"], nm["kinds"]))]
+            sec["figures"].append({"title": f"{path.name}: {what} L2 norm per layer", "data": data, "layout": {
+                "xaxis": {"title": {"text": "optimiser step"}},
+                "yaxis": {"title": {"text": f"{what} norm"}, **({"type": "log"} if log else {})}}})
+    return sec
+
+
+def curvature_section(path: Path) -> dict[str, Any]:
+    """A curvature file: the eigenvalues found, trace, ε-sharpness and basin widths, the spectral density."""
+    with open_hdf5(path) as f:
+        attrs = {k: f.attrs[k] for k in f.attrs}
+        eig = f["eigenvalues"][:] if "eigenvalues" in f else np.zeros(0)
+        out: dict[str, Any] = {k: float(f[k][()]) for k in ("trace", "trace_stderr") if k in f}
+        density = (f["density/grid"][:], f["density/values"][:]) if "density" in f else None
+    num = lambda k: f"{float(attrs[k]):.6g}" if k in attrs else None  # noqa: E731
+    rows = [("λmax", num("lambda_max")), ("λmin", num("lambda_min")),
+            ("trace", f"{out['trace']:.6g} ± {out.get('trace_stderr', float('nan')):.3g}" if "trace" in out else None),
+            ("ε-sharpness", f"{float(attrs['eps_sharpness']):.4g} % (ε = {float(attrs.get('epsilon', 0)):g}, "
+                            f"{attrs.get('ascent_steps')} ascent steps)" if "eps_sharpness" in attrs else None),
+            ("Lanczos", f"{attrs.get('lanczos_iterations')} iterations, tol {attrs.get('lanczos_tol')}, converged "
+                        f"{attrs.get('converged')}" if "lanczos_iterations" in attrs else None)]
+    basin = json.loads(attrs["basin"]) if isinstance(attrs.get("basin"), str) else []
+    rows += [(f"basin along {b.get('direction', k + 1)}", f"loss doubles at −{float(b['minus']):.4g} and "
+              f"+{float(b['plus']):.4g} (width {float(b['minus']) + float(b['plus']):.4g})")
+             for k, b in enumerate(basin) if isinstance(b, dict) and "minus" in b and "plus" in b]
+    sec: dict[str, Any] = {"kind": "curvature", "file": path.name, "rows": [(k, v) for k, v in rows if v is not None],
+                           "figures": []}
+    if eig.size:
+        order = np.argsort(-eig)
+        sec["figures"].append({"title": f"{path.name}: Hessian eigenvalues found (largest and smallest)", "data": [{
+            "type": "bar", "x": [f"#{k + 1}" for k in range(eig.size)], "y": jsonable(eig[order]),
+            "hovertemplate": "%{y:.6g}<extra></extra>"}], "layout": {"yaxis": {"title": {"text": "eigenvalue"}}}})
+    if density is not None:
+        sec["figures"].append({"title": f"{path.name}: spectral density (stochastic Lanczos quadrature)", "data": [{
+            "type": "scatter", "mode": "lines", "x": jsonable(density[0]), "y": jsonable(density[1])}],
+            "layout": {"xaxis": {"title": {"text": "eigenvalue"}}, "yaxis": {"title": {"text": "density"},
+                                                                            "type": "log"}}})
+    return sec
+
+
+def correlation_section(path: Path) -> dict[str, Any]:
+    """Filter correlation matrices of each convolution layer (weights and activations)."""
+    sec: dict[str, Any] = {"kind": "correlation", "file": path.name, "figures": []}
+    with open_hdf5(path) as f:
+        for layer in f:
+            for what in ("weights", "activations"):
+                if what in f[layer]:
+                    sec["figures"].append({"title": f"{layer}: filter correlation of the {what}", "data": [{
+                        "type": "heatmap", "z": jsonable(f[layer][what][()], 4), "zmin": -1, "zmax": 1,
+                        "colorscale": "RdBu", "reversescale": True, "colorbar": {"title": {"text": "Pearson r"}}}],
+                        "layout": {"xaxis": {"title": {"text": "filter"}},
+                                   "yaxis": {"title": {"text": "filter"}, "scaleanchor": "x", "autorange": "reversed"},
+                                   "height": 420, "width": 520}})
+    return sec

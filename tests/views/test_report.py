@@ -1,0 +1,116 @@
+"""The HTML report: built from a real (shortened demo) output folder, opened in a real headless chromium: it
+loads with no console errors, the screenshot is not blank and shows the 3-D surface; it opens offline, links
+every file, and shows partial files with their progress."""
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from landscape.core.grid import Grid
+from landscape.io.surface_file import SurfaceStore
+from landscape.run.jobfile import load_job
+from landscape.stages.job import demo_job_path, run_job
+from landscape.views.report import REPORT_NAME, write_report
+
+pytestmark = pytest.mark.browser
+
+
+def chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    if os.environ.get("CI") or os.environ.get("LANDSCAPE_CI"):
+        pytest.fail("chromium (Debian package chromium) must be installed in CI; .ci/run installs it")
+    pytest.skip("no headless browser installed (apt-get install chromium)")
+
+
+def open_page(page: Path, tmp: Path, screenshot: Path | None = None, size=(1280, 1400)) -> str:
+    """The page's DOM after its scripts ran (or a screenshot), from a real headless chromium; software WebGL."""
+    args = [chromium(), "--headless", "--no-sandbox", "--disable-dev-shm-usage", "--enable-unsafe-swiftshader",
+            "--use-angle=swiftshader", f"--user-data-dir={tmp / 'profile'}", f"--window-size={size[0]},{size[1]}",
+            "--virtual-time-budget=30000", "--hide-scrollbars"]
+    args += [f"--screenshot={screenshot}"] if screenshot else ["--dump-dom"]
+    r = subprocess.run(args + [page.resolve().as_uri()], capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout
+
+
+def page_errors(dom: str) -> list[str]:
+    m = re.search(r'<pre id="report-errors"[^>]*>(.*?)</pre>', dom, re.S)
+    assert m, "the report has no error box: it did not load"
+    return json.loads(m.group(1) or "[]")
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    job = load_job(demo_job_path(), [f"output={out}", "train.epochs=3", "surface.alpha=-1:1:9", "surface.beta=-1:1:9",
+                                     "pca.alpha=auto:9", "pca.beta=auto:9", "paths.alpha=-0.5:1.5:9",
+                                     "paths.curve.epochs=2", "paths.curve.lr_milestones=[]", "curvature.top_k=2",
+                                     "curvature.trace_samples=4", "export.plots=[\"png\"]"])
+    run_job(job, progress=False)
+    return out
+
+
+def test_demo_output_report_loads_without_errors_and_shows_the_surface(demo_out, tmp_path):
+    page = demo_out / REPORT_NAME
+    assert page.is_file()  # written at the end of the run
+    dom = open_page(page, tmp_path)
+    assert page_errors(dom) == []
+    assert 'data-rendered="ok"' in dom
+    n_divs = len(re.findall(r' id="fig\d+"', dom))
+    assert n_divs >= 10 and dom.count('class="plot-container plotly"') == n_divs  # every figure drawn
+    for text in ("Provenance", "Run history", "Robust and ambient layers", "lenet5", "digits", "filter",
+                 "λmax", "path_linear.h5", "Curvature"):
+        assert text in dom, text
+    shot = tmp_path / "shot.png"
+    open_page(page, tmp_path, shot)
+    from PIL import Image
+
+    img = np.asarray(Image.open(shot).convert("RGB")).astype(float)
+    assert img.shape[:2] == (1400, 1280) and img.std() > 20  # not blank
+    # the 3-D surface (first figure, below the header) is drawn in viridis: many pixels far from white/grey
+    # and close to the colour map's blue-green-yellow, in the top part of the page
+    top = img[100:900]
+    chroma = top.max(2) - top.min(2)
+    viridis_like = (chroma > 60) & (top[..., 1] > top[..., 0])  # green above red: viridis, not the header
+    assert viridis_like.mean() > 0.05, viridis_like.mean()
+
+
+def test_report_is_offline_and_links_every_file(demo_out):
+    text = (demo_out / REPORT_NAME).read_text()
+    assert not re.search(r'<script[^>]+src=|<link[^>]+href="https?:', text)  # nothing fetched
+    assert "Plotly" in text and len(text) > 1_000_000  # plotly.js embedded
+    hrefs = set(re.findall(r'href="([^"#][^"]*)"', text))
+    files = {p.relative_to(demo_out).as_posix() for p in demo_out.rglob("*") if p.is_file()} - {REPORT_NAME}
+    assert files and files <= hrefs, sorted(files - hrefs)[:5]
+
+
+def test_partial_surface_shows_progress(tmp_path, cli):
+    g = Grid(np.linspace(-1, 1, 7), np.linspace(-1, 1, 5))
+    st = SurfaceStore.open(tmp_path / "surface.h5", g, {"model": "mlp", "directions": "random"})
+    k = np.arange(0, 20)
+    a, b = g.coords(k)
+    st.write(k, 1 + a ** 2 + b ** 2, 1 / (2 + a ** 2))
+    st.flush()
+    (tmp_path / "broken.h5").write_bytes(b"\x89HDF\r\n\x1a\n not really")  # being copied, or damaged
+    r = cli("report", str(tmp_path))  # another process, while this one still writes the surface
+    assert r.returncode == 0, r.stderr
+    dom = open_page(Path(r.stdout.strip()), tmp_path)
+    st.close()
+    assert page_errors(dom) == [] and 'data-rendered="ok"' in dom
+    assert "10/35" not in dom and "20/35 points (57.1%)" in dom and "in progress: surface.h5" in dom
+    assert "broken.h5: not shown" in dom
+
+
+def test_report_command(cli, tmp_path, demo_out):
+    r = cli("report", str(demo_out), "--out", str(tmp_path / "r.html"))
+    assert r.returncode == 0, r.stderr
+    assert Path(r.stdout.strip()) == (tmp_path / "r.html").resolve() and (tmp_path / "r.html").stat().st_size > 1e6
+    r = cli("report", str(tmp_path / "missing"))
+    assert r.returncode == 2 and "expected an output folder" in r.stderr
