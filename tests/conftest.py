@@ -75,6 +75,29 @@ def non_blank(png) -> bool:
     return img.std() > 0.05 and (img < 0.9).mean() > 0.02
 
 
+def pvbatch(script, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run a pvpython script with ParaView's real pvbatch, headless. Debian's ParaView is built for X only, so
+    without a display it runs under xvfb-run (both installed by .ci/run)."""
+    import shutil
+
+    ci = os.environ.get("CI") or os.environ.get("LANDSCAPE_CI")
+    exe = shutil.which("pvbatch")
+    if exe is None:
+        if ci:
+            pytest.fail("pvbatch (Debian package paraview) must be installed in CI; .ci/run installs it")
+        pytest.skip("pvbatch not installed (apt-get install paraview)")
+    cmd = [exe, str(script), *args]
+    if not os.environ.get("DISPLAY"):
+        if shutil.which("xvfb-run") is None:
+            if ci:
+                pytest.fail("xvfb-run (Debian package xvfb) must be installed in CI; .ci/run installs it")
+            pytest.skip("no display and no xvfb-run for pvbatch (apt-get install xvfb xauth)")
+        cmd = ["xvfb-run", "-a", "-s", "-screen 0 1920x1200x24"] + cmd
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=Path(script).parent)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    return r
+
+
 ALPHA, BETA = np.array([-1.0, 0.0, 1.0]), np.array([-0.5, 0.0, 0.5, 1.0, 1.5])
 
 

@@ -32,6 +32,9 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--zmax", type=float, help="clip heights above this value")
     p.add_argument("--zscale", type=float, default=1.0, help="multiply heights by this factor")
     p.add_argument("--resample", type=int, default=1, help="export on a grid N times finer (linear)")
+    p.add_argument("--paraview", action="store_true",
+                   help="also write STEM_view.py: a pvpython script opening the files with a ready view "
+                        "(pvbatch STEM_view.py --png OUT.png renders it)")
     p.add_argument("--out", help="output folder (default: next to each file)")
 
 
@@ -41,10 +44,11 @@ def export(args: argparse.Namespace) -> int:
 
     VTK XML files (binary, appended) of one or more surface files: polydata with quads (.vtp) and/or structured
     grids (.vts), the projected trajectory as a polyline when present, and a .pvd collection when several files
-    are given.
+    are given; with --paraview a pvpython script per surface that opens them with a ready view (log colour map,
+    normals, contour lines, axis titles, oblique camera, the training path as a tube coloured by epoch).
     """
     written = export_files(args.files, args.format or ["vtp"], args.out, args.z, args.log, args.zmax, args.zscale,
-                           args.resample)
+                           args.resample, args.paraview)
     print("\n".join(str(p) for p in written))
     return 0
 

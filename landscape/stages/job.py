@@ -140,7 +140,7 @@ def export_job(job: JobConfig, surface: Path) -> list[Path]:
     ex = job.export
     written = []
     if ex.vtk:
-        written += export_surface(surface, ex.vtk, None, ex.z, ex.log, ex.zmax, ex.zscale, ex.resample)
+        written += export_surface(surface, ex.vtk, None, ex.z, ex.log, ex.zmax, ex.zscale, ex.resample, ex.paraview)
     if ex.plots:
         written += plot_surface(surface, None, ex.plots, ex.log, ex.zmax)
         written += plot_curvature_maps(surface, None, ex.plots)

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..core.errors import ConfigError
 from ..core.optional import require
+from .paraview import filters_script, write_script
 from .vtk_export import vtk_numpy, write_pvd, write_vtk
 
 __all__ = ["export_filter_evolution"]
@@ -21,7 +22,9 @@ __all__ = ["export_filter_evolution"]
 def export_filter_evolution(store: Any, layer: str, out_dir: str | Path) -> list[Path]:
     """One ``.vtp`` per checkpoint of ``layer``'s weights as boxes (one kh×kw block per filter and input
     channel; height = value; cell arrays ``weight`` and signed RGB ``color``: red positive, blue negative) and a
-    ``.pvd`` time series over the optimiser steps, so ParaView plays the evolution."""
+    ``.pvd`` time series over the optimiser steps, so ParaView plays the evolution, and ``LAYER_filters_view.py``,
+    its pvpython view. Colours share one symmetric scale over every frame (the largest |weight| of the series),
+    so a filter's colour means the same value at every step."""
     vtk = require("vtk", "vtk")
     numpy_to_vtk, numpy_to_vtkIdTypeArray = vtk_numpy()
     name = f"{layer}.weight"
@@ -45,8 +48,9 @@ def export_filter_evolution(store: Any, layer: str, out_dir: str | Path) -> list
     faces = np.array([[0, 3, 2, 1], [4, 5, 6, 7], [0, 1, 5, 4], [1, 2, 6, 5], [2, 3, 7, 6], [3, 0, 4, 7]])
     conn = (faces[None] + 8 * np.arange(n)[:, None, None]).reshape(-1)
     written = []
-    for k in range(len(t["step"])):
-        vals = store.vector(k)[sl].double().numpy()
+    frames = [store.vector(k)[sl].double().numpy() for k in range(len(t["step"]))]
+    scale = max(max((float(np.abs(v).max()) for v in frames), default=0.0), 1e-12)  # one scale for every frame
+    for k, vals in enumerate(frames):
         pts = np.repeat(np.stack([x0, y0, np.zeros(n)], 1), 8, 0) + np.tile(corner, (n, 1))
         pts[:, 2] *= np.repeat(vals, 8)  # height = value (boxes hang down for negative weights)
         poly = vtk.vtkPolyData()
@@ -60,7 +64,6 @@ def export_filter_evolution(store: Any, layer: str, out_dir: str | Path) -> list
         w = numpy_to_vtk(np.repeat(vals, 6), deep=True)
         w.SetName("weight")
         poly.GetCellData().AddArray(w)
-        scale = max(float(np.abs(vals).max()), 1e-12)
         mag = np.clip(np.abs(vals) / scale, 0, 1)
         rgb = np.where(vals[:, None] >= 0, np.stack([np.full(n, 255), 255 * (1 - mag), 255 * (1 - mag)], 1),
                        np.stack([255 * (1 - mag), 255 * (1 - mag), np.full(n, 255)], 1)).astype(np.uint8)
@@ -69,4 +72,5 @@ def export_filter_evolution(store: Any, layer: str, out_dir: str | Path) -> list
         poly.GetCellData().AddArray(col)
         written.append(write_vtk(poly, out_dir / f"{layer}_filters_{k:04d}.vtp"))
     written.append(write_pvd(list(zip(t["step"].tolist(), written)), out_dir / f"{layer}_filters.pvd"))
+    written.append(write_script(filters_script(f"{layer}_filters.pvd", scale), out_dir / f"{layer}_filters_view.py"))
     return written

@@ -8,7 +8,10 @@ clipped at ``zmax`` and multiplied by ``zscale``; points whose value is not fini
 z (their arrays keep inf/NaN). Points not computed yet (a file still being written) are in no cell of a ``.vtp``
 and blanked in a ``.vts``: the surface has holes there, never a wall. Point arrays: ``loss``, ``accuracy``,
 (with curvature maps also ``lambda_max``, ``lambda_min``, ``trace``, ``convexity`` = |λmin/λmax|),
-``log_loss`` (natural log), ``done``.
+``log_loss`` (natural log), ``done``, ``alpha``, ``beta``. Field data (one string each): ``model``, ``data``,
+``split``, ``norm``, ``directions``, ``center``, ``explained_variance``, ``status``, ``source`` and
+``landscape_version``. With ``paraview=True`` a pvpython script ``STEM_view.py`` beside them opens them with a
+ready view (:mod:`landscape.views.paraview`).
 
 Example:
     >>> from landscape.io.surface_file import SurfaceData
@@ -31,13 +34,15 @@ from scipy.interpolate import RegularGridInterpolator
 
 from ..core.errors import ConfigError, StoreError
 from ..core.optional import require
+from ..core.version import __version__
 from ..engine.curvature_map import MAPS
 from ..io.hdf5 import ensure_space
 from ..io.surface_file import CURVATURE_DONE, SurfaceData, read_projected_path, read_surface
 from .overlay import path_to_draw, surface_height
+from .paraview import surface_script, write_script
 
 __all__ = ["surface_polydata", "surface_structured", "trajectory_polydata", "write_vtk", "write_pvd",
-           "export_surface", "export_files", "resample_surface", "height_problems", "Z_ARRAYS"]
+           "export_surface", "export_files", "resample_surface", "height_problems", "Z_ARRAYS", "field_values"]
 
 _log = logging.getLogger(__name__)
 
@@ -58,6 +63,10 @@ def _arrays(s: SurfaceData) -> dict[str, np.ndarray]:
     with np.errstate(divide="ignore", invalid="ignore"):
         log_loss = np.log(s.loss)
     out = {"loss": s.loss, "accuracy": s.accuracy, "log_loss": log_loss, "done": s.done.astype(np.float64)}
+    if s.beta is not None:
+        out["alpha"], out["beta"] = np.meshgrid(s.alpha, s.beta, indexing="ij")
+    else:
+        out["alpha"] = np.asarray(s.alpha, dtype=np.float64)
     if CURVATURE_DONE in s.maps and s.maps[CURVATURE_DONE].shape == s.loss.shape:  # curvature maps
         done = s.maps[CURVATURE_DONE].astype(bool)
         for k in MAPS:
@@ -89,6 +98,29 @@ def _add_arrays(target: Any, arrays: dict[str, np.ndarray]) -> None:
         v = numpy_to_vtk(np.ascontiguousarray(arr, dtype=np.float64), deep=True)
         v.SetName(name)
         target.GetPointData().AddArray(v)
+
+
+def field_values(s: SurfaceData) -> dict[str, str]:
+    """What a surface is, as the VTK files' field data: model, data, split, directions, centre, status..."""
+    inp = s.inputs
+    data = inp.get("data")
+    ev = s.attrs.get("explained_variance")
+    if ev is not None and not isinstance(ev, str):
+        ev = ", ".join(f"{float(v):.4g}" for v in np.ravel(ev))
+    values = {"model": inp.get("model"), "data": data.get("name") if isinstance(data, dict) else data,
+              "split": inp.get("split"), "norm": inp.get("norm"), "directions": inp.get("directions"),
+              "center": inp.get("center"), "explained_variance": ev, "status": s.attrs.get("status"),
+              "source": Path(s.path).name if s.path else None, "landscape_version": __version__}
+    return {k: str(v) for k, v in values.items() if v is not None}
+
+
+def _add_fields(target: Any, s: SurfaceData) -> None:
+    vtk = _vtk()
+    for name, value in field_values(s).items():
+        arr = vtk.vtkStringArray()
+        arr.SetName(name)
+        arr.InsertNextValue(value)
+        target.GetFieldData().AddArray(arr)
 
 
 def _points(xyz: np.ndarray) -> Any:
@@ -127,6 +159,7 @@ def surface_polydata(s: SurfaceData, z: str = "loss", log: bool = False, zmax: f
         cells.SetData(offsets, conn)
         poly.SetPolys(cells)
     _add_arrays(poly, {k: v.ravel() for k, v in _arrays(s).items()})
+    _add_fields(poly, s)
     return poly
 
 
@@ -145,6 +178,7 @@ def surface_structured(s: SurfaceData, z: str = "loss", log: bool = False, zmax:
     for pid in np.flatnonzero(~s.done.T.reshape(-1).astype(bool)):  # points not computed yet: blanked (holes)
         grid.BlankPoint(int(pid))
     _add_arrays(grid, {k: v.T.ravel() for k, v in _arrays(s).items()})
+    _add_fields(grid, s)
     return grid
 
 
@@ -231,8 +265,9 @@ def height_problems(z: str = "loss", zmax: float | None = None, zscale: float = 
 
 def export_surface(path: str | Path, formats: Sequence[str] = ("vtp",), out_dir: str | Path | None = None,
                    z: str = "loss", log: bool = False, zmax: float | None = None, zscale: float = 1.0,
-                   resample: int = 1) -> list[Path]:
-    """Export one surface file: the surface in each format, plus ``*_trajectory.vtp`` when it holds a path."""
+                   resample: int = 1, paraview: bool = False) -> list[Path]:
+    """Export one surface file: the surface in each format, plus ``*_trajectory.vtp`` when it holds a path, and
+    with ``paraview`` the pvpython script ``*_view.py`` that opens them with a ready view."""
     problems = [f"export formats: expected 'vtp' and/or 'vts', got {bad}"
                 for bad in [[f for f in formats if f not in ("vtp", "vts")]] if bad]
     problems += height_problems(z, zmax, zscale, resample)
@@ -257,6 +292,16 @@ def export_surface(path: str | Path, formats: Sequence[str] = ("vtp",), out_dir:
                                  out_dir / f"{stem}_trajectory.vtp"))
     elif why != "the file holds no projected path":
         _log.info("%s: projected path not exported: %s", path, why)
+    if paraview and s.beta is not None:
+        colour = "accuracy" if z == "accuracy" else "loss"
+        vals = _arrays(s)[colour][s.done.astype(bool)]
+        vals = vals[np.isfinite(vals)]
+        span = (float(vals.min()), float(vals.max())) if vals.size else (0.0, 1.0)
+        height = ("log10 " if log else "") + ("ln loss" if z == "log_loss" else z) + (
+            f" x {zscale:g}" if zscale != 1 else "")
+        traj_name = f"{stem}_trajectory.vtp" if traj is not None else None
+        written.append(write_script(surface_script(written[0].name, traj_name, span, colour, ("alpha", "beta", height)),
+                                    out_dir / f"{stem}_view.py"))
     for p in written:
         _log.info("wrote %s", p)
     return written
@@ -264,7 +309,7 @@ def export_surface(path: str | Path, formats: Sequence[str] = ("vtp",), out_dir:
 
 def export_files(files: Sequence[str | Path], formats: Sequence[str] = ("vtp",), out_dir: str | Path | None = None,
                  z: str = "loss", log: bool = False, zmax: float | None = None, zscale: float = 1.0,
-                 resample: int = 1) -> list[Path]:
+                 resample: int = 1, paraview: bool = False) -> list[Path]:
     """Export several surface files (:func:`export_surface` each) and, for more than one, a ``surfaces.pvd``
     collection of the surfaces in the first format, so ParaView steps through them.
 
@@ -274,7 +319,7 @@ def export_files(files: Sequence[str | Path], formats: Sequence[str] = ("vtp",),
     """
     written: list[Path] = []
     for f in files:
-        written += export_surface(f, formats, out_dir, z, log, zmax, zscale, resample)
+        written += export_surface(f, formats, out_dir, z, log, zmax, zscale, resample, paraview)
     if len(files) > 1:
         fmt = formats[0]
         surfaces = [p for p in written if p.suffix == f".{fmt}" and not p.stem.endswith("_trajectory")]

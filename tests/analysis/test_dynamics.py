@@ -13,7 +13,7 @@ from landscape.views.dynamics_plots import plot_norms, plot_weight_walk
 from landscape.views.filters_vtk import export_filter_evolution
 from landscape.core.models import build_model
 from landscape.run.training import train
-from conftest import non_blank
+from conftest import non_blank, pvbatch
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_identical_filters_have_correlation_one_and_merge_without_change():
 def test_filter_evolution_series_reads_back(digits_run):
     out, store = digits_run
     files = export_filter_evolution(store, "conv1", out / "filters")
-    vtps, pvd = files[:-1], files[-1]
+    vtps, pvd, script = files[:-2], files[-2], files[-1]
     assert len(vtps) == len(store) and pvd.suffix == ".pvd"
     steps = [float(d.get("timestep")) for d in ET.parse(pvd).getroot().iter("DataSet")]
     assert steps == [float(s) for s in store.table()["step"]]
@@ -108,6 +108,31 @@ def test_filter_evolution_series_reads_back(digits_run):
     assert (rgb[final > 0, 0] == 255).all() and (rgb[final < 0, 2] == 255).all()  # red positive, blue negative
     z = vtk_to_numpy(poly.GetPoints().GetData())[:, 2].reshape(-1, 8)
     np.testing.assert_allclose(z[:, 4:].mean(1), final, rtol=1e-6)  # box height is the weight
+    # one colour scale for every frame: the largest |weight| of the whole series is full red or blue, the same
+    # weight value has the same colour at every step
+    sl = store.spec.slice("conv1.weight")
+    series = np.stack([store.vector(k)[sl].double().numpy() for k in range(len(store))])
+    limit = np.abs(series).max()
+    for k in (0, len(vtps) - 1):
+        r.SetFileName(str(vtps[k]))
+        r.Update()
+        got = vtk_to_numpy(r.GetOutput().GetCellData().GetArray("color"))[::6].astype(float)
+        expect = 255 * (1 - np.abs(series[k]) / limit)
+        np.testing.assert_allclose(np.where(series[k] >= 0, got[:, 1], got[:, 0]), expect, atol=1.0)
+    assert script.name == "conv1_filters_view.py" and f"LIMIT, ZSCALE = {float(limit)!r}" in script.read_text()
+
+
+def test_filter_view_renders_with_pvbatch(digits_run, tmp_path):
+    out, store = digits_run
+    files = export_filter_evolution(store, "conv1", tmp_path / "filters")
+    pvbatch(files[-1], "--png", str(tmp_path / "filters.png"), "--size", "800x500", "--frames", str(tmp_path / "fr"))
+    assert non_blank(tmp_path / "filters.png")
+    frames = sorted((tmp_path / "fr").glob("frame_*.png"))
+    assert len(frames) == len(store) and non_blank(frames[0])
+    from PIL import Image
+
+    first, last = (np.asarray(Image.open(f).convert("RGB")).astype(float) for f in (frames[0], frames[-1]))
+    assert first.shape == (500, 800, 3) and np.abs(first - last).mean() > 0.5  # the filters change over training
 
 
 def test_norm_and_walk_figures(digits_run):

@@ -11,7 +11,7 @@ import vtk
 from vtk.util.numpy_support import vtk_to_numpy
 
 from landscape.views.vtk_export import export_surface, write_pvd
-from conftest import ALPHA, BETA, make_surface
+from conftest import ALPHA, BETA, make_surface, non_blank, pvbatch
 from landscape.io.surface_file import read_surface
 
 
@@ -187,3 +187,52 @@ def test_projected_path_only_where_it_means_something_and_on_the_surface(tmp_pat
     arr = arrays(traj)
     np.testing.assert_array_equal(arr["recorded_loss"], [9.0, 8.0, 7.0])
     np.testing.assert_allclose(arr["surface_loss"], z)
+
+
+def test_paraview_view_script_renders_the_surface_and_path(tmp_path, cli):
+    make_surface(tmp_path / "s.h5", trajectory=True)
+    with h5py.File(tmp_path / "s.h5", "r+") as f:  # what a PCA surface holds
+        f.attrs["inputs"] = json.dumps({"model": "lenet5", "data": {"name": "digits"}, "split": "test",
+                                        "norm": "none", "directions": "pca", "center": "t.h5:final"})
+        f.attrs["explained_variance"] = np.array([0.8, 0.1])
+    r = cli("export", str(tmp_path / "s.h5"), "--paraview", "--format", "vtp", "--format", "vts")
+    assert r.returncode == 0, r.stderr
+    script = tmp_path / "s_view.py"
+    assert str(script) in r.stdout.split()
+    text = script.read_text()
+    for needed in ("UseLogScale = 1", "GenerateSurfaceNormals", "Contour(", "Tube(", '"epoch"', "XTitle",
+                   "CameraPosition" if "CameraPosition" in text else "SetPosition"):
+        assert needed in text, needed
+    moved = tmp_path / "moved"  # the script names its files relative to itself
+    moved.mkdir()
+    for name in ("s.vtp", "s_trajectory.vtp", "s_view.py"):
+        shutil.copy(tmp_path / name, moved / name)
+    pvbatch(moved / "s_view.py", "--png", str(tmp_path / "view.png"), "--size", "800x500")
+    from PIL import Image
+
+    img = np.asarray(Image.open(tmp_path / "view.png").convert("RGB")).astype(float)
+    assert img.shape == (500, 800, 3) and non_blank(tmp_path / "view.png")
+    chroma = img.max(2) - img.min(2)
+    surface = (chroma > 60) & (img[..., 1] > img[..., 0])  # viridis: the surface
+    path = (img[..., 0] > 120) & (img[..., 0] > img[..., 1] + 60) & (img[..., 0] > img[..., 2] + 60)  # red tube
+    assert surface.mean() > 0.03 and path.sum() > 30, (surface.mean(), path.sum())
+
+
+def test_vtk_files_carry_field_data_and_coordinates(tmp_path):
+    make_surface(tmp_path / "s.h5")
+    with h5py.File(tmp_path / "s.h5", "r+") as f:
+        f.attrs["inputs"] = json.dumps({"model": "mlp", "data": {"name": "spiral"}, "split": "train",
+                                        "norm": "filter", "directions": "random", "center": "r.h5:final"})
+    for path in export_surface(tmp_path / "s.h5", ["vtp", "vts"]):
+        data = read(path)
+        fd = data.GetFieldData()
+        fields = {fd.GetAbstractArray(i).GetName(): fd.GetAbstractArray(i).GetValue(0)
+                  for i in range(fd.GetNumberOfArrays())}
+        assert {k: fields[k] for k in ("model", "data", "split", "norm", "directions", "center", "status")} == {
+            "model": "mlp", "data": "spiral", "split": "train", "norm": "filter", "directions": "random",
+            "center": "r.h5:final", "status": "complete"}
+        pts = vtk_to_numpy(data.GetPoints().GetData())
+        arr = arrays(data)
+        np.testing.assert_array_equal(arr["alpha"], pts[:, 0])
+        np.testing.assert_array_equal(arr["beta"], pts[:, 1])
+        assert set(np.unique(arr["alpha"])) == set(ALPHA) and set(np.unique(arr["beta"])) == set(BETA)

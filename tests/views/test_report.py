@@ -15,7 +15,7 @@ from landscape.core.grid import Grid
 from landscape.io.surface_file import SurfaceStore
 from landscape.run.jobfile import load_job
 from landscape.stages.job import demo_job_path, run_job
-from landscape.views.report import REPORT_NAME, write_report
+from landscape.views.report import REPORT_NAME
 
 pytestmark = pytest.mark.browser
 
