@@ -59,6 +59,12 @@ def _plot_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--figures", default="contour,filled,heatmap,3d", help="comma-separated subset")
     p.add_argument("--log", action="store_true", help="log colour scale for the loss")
     p.add_argument("--zmax", type=float, help="mask loss values above this")
+    p.add_argument("--vmin", type=float, help="lower end of the loss colour range and contour levels")
+    p.add_argument("--vmax", type=float, help="upper end of the loss colour range and contour levels")
+    p.add_argument("--levels", type=int, default=20, help="number of contour levels (default 20)")
+    p.add_argument("--equal-aspect", action="store_true", help="draw alpha and beta at the same scale")
+    p.add_argument("--path-y", default="log", choices=("log", "linear", "clip"),
+                   help="loss axis of path figures; clip: limited to the values at 0 <= alpha <= 1")
     p.add_argument("--out", help="output folder (default: next to each file)")
 
 
@@ -70,7 +76,9 @@ def plot(args: argparse.Namespace) -> int:
     trajectory overlaid when present; line plots for 1-D surfaces.
     """
     split = lambda text: [x for x in text.split(",") if x]  # noqa: E731
-    for p in plot_files(args.files, args.out, split(args.formats), args.log, args.zmax, split(args.figures)):
+    for p in plot_files(args.files, args.out, split(args.formats), args.log, args.zmax, split(args.figures),
+                        vmin=args.vmin, vmax=args.vmax, n_levels=args.levels, equal_aspect=args.equal_aspect,
+                        path_y=args.path_y):
         print(p)
     return 0
 

@@ -203,6 +203,12 @@ class ExportConfig:
     z: str = _f("loss", choices=("loss", "accuracy", "log_loss"), doc="array used as the height of VTK surfaces")
     log: bool = _f(False, doc="log10 heights and log colour scales")
     zmax: typing.Optional[float] = _f(None, doc="clip heights (and plotted loss) above this value")
+    vmin: typing.Optional[float] = _f(None, doc="lower end of the figures' loss colour range (default: the values)")
+    vmax: typing.Optional[float] = _f(None, doc="upper end of the figures' loss colour range (default: the values)")
+    levels: int = _f(20, min=2, doc="contour levels of the surface figures")
+    equal_aspect: bool = _f(False, doc="draw alpha and beta at the same scale in the surface figures")
+    path_y: str = _f("log", choices=("log", "linear", "clip"), doc="loss axis of path figures; clip: limited to the "
+                                                                   "values at 0 <= alpha <= 1")
     zscale: float = _f(1.0, doc="multiply heights by this factor")
     resample: int = _f(1, min=1, doc="export on a grid this many times finer (linear interpolation)")
     animate: bool = _f(False, doc="an animated GIF of the projected path over the PCA surface (decision "

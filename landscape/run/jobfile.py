@@ -200,6 +200,9 @@ def _cross_checks(job: JobConfig) -> list[str]:
     dev = job.evaluate.device
     if not (dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())):
         out.append(f"evaluate.device: expected auto, cpu, cuda or cuda:N, got {dev!r}")
+    ex = job.export
+    if ex is not None and ex.vmin is not None and ex.vmax is not None and ex.vmin >= ex.vmax:
+        out.append(f"export.vmin/vmax: expected vmin < vmax, got {ex.vmin} and {ex.vmax}")
     if job.evaluate.precision != "fp32" and dev == "cpu":
         out.append(f"evaluate.precision: {job.evaluate.precision} autocast needs CUDA, the device is cpu; use fp32")
     for sf in (job.surface, job.pca):

@@ -142,7 +142,8 @@ def export_job(job: JobConfig, surface: Path) -> list[Path]:
     if ex.vtk:
         written += export_surface(surface, ex.vtk, None, ex.z, ex.log, ex.zmax, ex.zscale, ex.resample, ex.paraview)
     if ex.plots:
-        written += plot_surface(surface, None, ex.plots, ex.log, ex.zmax)
+        written += plot_surface(surface, None, ex.plots, ex.log, ex.zmax, vmin=ex.vmin, vmax=ex.vmax,
+                                n_levels=ex.levels, equal_aspect=ex.equal_aspect)
         written += plot_curvature_maps(surface, None, ex.plots)
     return written
 

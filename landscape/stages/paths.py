@@ -209,7 +209,8 @@ def run_paths(job: JobConfig, progress: bool = True, comm: Any | None = None) ->
             s["report"] = table  # the commands print it once
         if job.export is not None and job.export.plots:
             traj = out / "trajectory.h5"
-            figs = plot_paths(list(files.values()), out, job.export.plots, traj if traj.exists() else None)
+            figs = plot_paths(list(files.values()), out, job.export.plots, traj if traj.exists() else None,
+                              job.export.path_y)
             s["outputs"]["path_figures"] = [p.name for p in figs]
     result.report = table
     return result

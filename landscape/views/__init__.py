@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from .mpl import pyplot, save_figure, savefig
 from .overlay import path_to_draw, surface_height, MIN_SPAN, PLANES_OF_THE_PATH
-from .surface_plots import plot_surface, axis_labels, levels, color_norm, FIGURES
-from .path_plots import plot_paths, distance_opacity, KIND_LABELS
+from .surface_plots import (
+    plot_surface, plot_problems, axis_labels, levels, color_norm, plain_ticks, plain_number, log_tick_values,
+    FIGURES)
+from .path_plots import plot_paths, distance_opacity, loss_limits, KIND_LABELS, Y_SCALES
 from .figures import plot_files
 from .animation import animate_path
 from .vtk_export import (
     surface_polydata, surface_structured, trajectory_polydata, write_vtk, write_pvd, export_surface, export_files,
     resample_surface, height_problems, Z_ARRAYS, field_values)
 from .filters_vtk import export_filter_evolution
-from .dynamics_plots import plot_norms, plot_weight_walk, plot_correlation
+from .dynamics_plots import plot_norms, plot_weight_walk, plot_correlation, sqrt_fit
 from .curvature_plots import convexity_ratio, plot_curvature_maps, plot_spectrum
 from .report_data import (
     surface_section, paths_section, trajectory_section, curvature_section, correlation_section, jsonable, log_ticks,
@@ -22,10 +24,11 @@ from .paraview import surface_script, filters_script, write_script, contour_leve
 
 __all__ = [
     "pyplot", "save_figure", "savefig", "path_to_draw", "surface_height", "MIN_SPAN", "PLANES_OF_THE_PATH",
-    "plot_surface", "axis_labels", "levels", "color_norm", "FIGURES", "plot_paths", "distance_opacity",
-    "KIND_LABELS", "plot_files", "animate_path", "surface_polydata", "surface_structured", "trajectory_polydata",
-    "write_vtk", "write_pvd", "export_surface", "export_files", "resample_surface", "height_problems", "Z_ARRAYS",
-    "field_values", "export_filter_evolution", "plot_norms", "plot_weight_walk", "plot_correlation",
+    "plot_surface", "plot_problems", "axis_labels", "levels", "color_norm", "plain_ticks", "plain_number",
+    "log_tick_values", "FIGURES", "plot_paths", "distance_opacity", "loss_limits", "KIND_LABELS", "Y_SCALES",
+    "plot_files", "animate_path", "surface_polydata", "surface_structured", "trajectory_polydata", "write_vtk",
+    "write_pvd", "export_surface", "export_files", "resample_surface", "height_problems", "Z_ARRAYS",
+    "field_values", "export_filter_evolution", "plot_norms", "plot_weight_walk", "plot_correlation", "sqrt_fit",
     "convexity_ratio", "plot_curvature_maps", "plot_spectrum", "surface_section", "paths_section",
     "trajectory_section", "curvature_section", "correlation_section", "jsonable", "log_ticks", "MAX_SIDE",
     "MAX_PARAMETER_LINES", "write_report", "build_report", "REPORT_NAME", "surface_script", "filters_script",

@@ -12,13 +12,18 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..core.errors import ConfigError
 from ..io.checkpoints import split_source
 from ..io.path_file import read_path
 from ..io.trajectory import TrajectoryStore
 from ..io.hdf5 import writes_to
 from .mpl import pyplot, savefig
 
-__all__ = ["plot_paths", "distance_opacity", "KIND_LABELS"]
+__all__ = ["plot_paths", "distance_opacity", "loss_limits", "KIND_LABELS", "Y_SCALES"]
+
+#: how the loss axis of path figures is drawn: ``log``; ``linear``; ``clip``: linear, limited to the values inside
+#: the interpolation range 0 ≤ α ≤ 1 (extrapolated values, often orders of magnitude larger, leave the axis)
+Y_SCALES = ("log", "linear", "clip")
 
 KIND_LABELS = {"linear": "linear path", "quadratic": "quadratic (Lagrange) path",
                "bezier": "Bézier curve (learned)", "polychain": "polychain (learned)"}
@@ -35,6 +40,37 @@ def distance_opacity(distance: np.ndarray) -> np.ndarray:
     d = np.asarray(distance, dtype=np.float64)
     dmax = max(float(np.nanmax(d)) if d.size else 0.0, 1e-12)
     return np.clip(0.1 + 0.9 * (d / dmax), 0.0, 1.0)
+
+
+def loss_limits(alpha: np.ndarray, loss: np.ndarray, margin: float = 0.15) -> tuple[float, float] | None:
+    """The loss axis of a ``clip`` path figure: the finite values at 0 ≤ α ≤ 1 (all rows), with a margin.
+
+    Example:
+        >>> loss_limits(np.array([-1.0, 0.0, 1.0, 2.0]), np.array([[50.0, 1.0, 2.0, 90.0]]))
+        (0.85, 2.15)
+    """
+    inside = (alpha >= -1e-12) & (alpha <= 1 + 1e-12)
+    v = np.asarray(loss)[..., inside]
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return None
+    lo, hi = float(v.min()), float(v.max())
+    pad = margin * max(hi - lo, 1e-12)
+    return lo - pad, hi + pad
+
+
+def _loss_axis(ax: Any, curves: Sequence[tuple[np.ndarray, np.ndarray]], y_scale: str) -> None:
+    """Log, linear or clipped loss axis; ``curves`` are (alpha, loss rows) pairs, grids may differ."""
+    if y_scale == "log":
+        ax.set_yscale("log")
+    elif y_scale == "clip":
+        lims = [lim for a, lo in curves if (lim := loss_limits(a, lo)) is not None]
+        if lims:
+            ax.set_ylim(min(x[0] for x in lims), max(x[1] for x in lims))
+
+
+def _ends(p: dict[str, Any]) -> str:
+    return " → ".join(Path(str(p["inputs"].get(k, "?"))).name for k in ("start", "end"))
 
 
 def _epoch_alpha(p: dict[str, Any], trajectory: Path | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float,
@@ -57,9 +93,13 @@ def _epoch_alpha(p: dict[str, Any], trajectory: Path | None) -> tuple[np.ndarray
 
 
 def plot_paths(files: Sequence[str | Path], out_dir: str | Path | None = None,
-               formats: Sequence[str] = ("png", "pdf"), trajectory: str | Path | None = None) -> list[Path]:
+               formats: Sequence[str] = ("png", "pdf"), trajectory: str | Path | None = None,
+               y_scale: str = "log") -> list[Path]:
     """Figures of path files: per level and kind, linear vs quadratic overlays, and the comparison with the
-    per-epoch test loss recorded during training (interpolation and epoch axes together)."""
+    per-epoch test loss recorded during training (interpolation and epoch axes together). The interpolation
+    range 0 ≤ α ≤ 1 is shaded; the loss axis is ``y_scale`` (one of :data:`Y_SCALES`)."""
+    if y_scale not in Y_SCALES:
+        raise ConfigError(f"path y scale: expected one of {list(Y_SCALES)}, got {y_scale!r}")
     plt = pyplot()
     paths = [read_path(f) for f in files]
     out_dir = Path(out_dir) if out_dir else paths[0]["path"].parent
@@ -95,14 +135,13 @@ def plot_paths(files: Sequence[str | Path], out_dir: str | Path | None = None,
             if level == "parameter":
                 for lay, c in colours.items():
                     axes[0].plot([], [], color=c, label=f"{lay} (opacity ∝ distance)")
-            for ax, what in zip(axes, ("loss", "accuracy")):
-                ax.set_xlabel(f"α  ({KIND_LABELS.get(p['kind'], p['kind'])}, {p['inputs'].get('start')} → "
-                              f"{p['inputs'].get('end')})", fontsize=8)
+            _loss_axis(axes[0], [(a, p["loss"][idx])], y_scale)
+            for ax, what in zip(axes, ("loss" + ("" if y_scale == "linear" else f" ({y_scale})"), "accuracy")):
+                ax.set_xlabel(f"α  ({_ends(p)})", fontsize=8)
                 ax.set_ylabel(what)
-                for x in (0, 1):
-                    ax.axvline(x, color="grey", lw=0.6, ls=":")
+                ax.axvspan(0, 1, color="grey", alpha=0.12, lw=0, label="_interpolation")
                 ax.grid(alpha=0.3)
-            axes[0].legend(fontsize=7)
+            axes[0].legend(fontsize=7, title="shaded: 0 ≤ α ≤ 1", title_fontsize=7)
             fig.suptitle(f"{KIND_LABELS.get(p['kind'], p['kind'])}, {level} level: {p['inputs'].get('model')}",
                          fontsize=9)
             save(fig, f"{stem}_{level}")
@@ -126,10 +165,11 @@ def plot_paths(files: Sequence[str | Path], out_dir: str | Path | None = None,
             for ax in axes:  # epoch = e0 + α (e1 − e0): the training run on the interpolation axis
                 top = ax.secondary_xaxis("top", functions=(lambda x: e0 + x * (e1 - e0), lambda e: (e - e0) / (e1 - e0)))
                 top.set_xlabel("epoch", fontsize=8)
-        axes[0].set_yscale("log")
-        ends = " → ".join(Path(str(models[0]["inputs"].get(k))).name for k in ("start", "end"))
-        for ax, what in zip(axes, ("loss (log scale)", "accuracy")):
-            ax.set_xlabel(f"α or t  (0 = start, 1 = end: {ends})", fontsize=8)
+        _loss_axis(axes[0], [(p["alpha"], p["loss"][p["level"].index("model")]) for p in models], y_scale)
+        ends = _ends(models[0])
+        for ax, what in zip(axes, ("loss" + ("" if y_scale == "linear" else f" ({y_scale})"), "accuracy")):
+            ax.axvspan(0, 1, color="grey", alpha=0.12, lw=0)
+            ax.set_xlabel(f"α or t  (0 = start, 1 = end: {ends}; shaded: 0 ≤ α ≤ 1)", fontsize=8)
             ax.set_ylabel(what)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
@@ -154,8 +194,10 @@ def plot_paths(files: Sequence[str | Path], out_dir: str | Path | None = None,
             for c, k in enumerate(np.flatnonzero(np.array(p["level"]) == "layer")):
                 ax.plot(p["alpha"], p["loss"][k], ls, color=cmap(c % 10),
                         label=f"{p['name'][k]} ({p['kind']})")
-        ax.set_xlabel("α")
-        ax.set_ylabel("loss")
+        _loss_axis(ax, [(p["alpha"], p["loss"][np.array(p["level"]) == "layer"]) for p in layered], y_scale)
+        ax.axvspan(0, 1, color="grey", alpha=0.12, lw=0)
+        ax.set_xlabel(f"α  ({_ends(layered[0])}; shaded: 0 ≤ α ≤ 1)", fontsize=8)
+        ax.set_ylabel("loss" + ("" if y_scale == "linear" else f" ({y_scale})"))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6, ncol=2)
         save(fig, "paths_layers_compare")

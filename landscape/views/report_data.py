@@ -27,7 +27,7 @@ from ..io.path_file import read_path
 from ..io.surface_file import CURVATURE_DONE, read_projected_path, read_surface
 from ..io.trajectory import TrajectoryStore
 from .overlay import path_to_draw, surface_height
-from .surface_plots import axis_labels
+from .surface_plots import axis_labels, log_tick_values
 
 __all__ = ["surface_section", "paths_section", "trajectory_section", "curvature_section", "correlation_section",
            "jsonable", "log_ticks", "MAX_SIDE", "MAX_PARAMETER_LINES"]
@@ -64,9 +64,7 @@ def log_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
         >>> log_ticks(0.1, 1.0)
         ([-1.0, -0.699, -0.301, 0.0], ['0.1', '0.2', '0.5', '1'])
     """
-    vals = [m * 10.0 ** e for e in range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
-            for m in (1, 2, 5)]
-    vals = [v for v in vals if lo * (1 - 1e-9) <= v <= hi * (1 + 1e-9)] or [lo, hi]
+    vals = log_tick_values(lo, hi)
     return [round(float(np.log10(v)), 3) for v in vals], [f"{v:.3g}" for v in vals]
 
 

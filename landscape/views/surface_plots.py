@@ -30,7 +30,8 @@ from ..io.surface_file import SurfaceData, read_projected_path, read_projections
 from .mpl import pyplot, savefig
 from .overlay import path_to_draw, surface_height
 
-__all__ = ["plot_surface", "axis_labels", "levels", "color_norm", "FIGURES"]
+__all__ = ["plot_surface", "plot_problems", "axis_labels", "levels", "color_norm", "plain_ticks", "plain_number", "log_tick_values",
+           "FIGURES"]
 
 _log = logging.getLogger(__name__)
 
@@ -108,40 +109,120 @@ def _panels(s: SurfaceData, log: bool, zmax: float | None) -> list[tuple[str, np
     return panels
 
 
-def color_norm(values: np.ndarray, log: bool) -> Any:
-    """A matplotlib colour normalisation over the finite (unmasked) values, logarithmic when ``log``."""
+def color_norm(values: np.ndarray, log: bool, levels_: np.ndarray | None = None, vmin: float | None = None,
+               vmax: float | None = None, extend: str = "neither") -> Any:
+    """The matplotlib colour normalisation matching how a figure spaces its values: given contour ``levels_``, a
+    ``BoundaryNorm`` on them (each band its own colour, however the levels are spaced: geometric levels with a
+    linear norm leave the whole basin one shade); else logarithmic when ``log``, linear otherwise, over the finite
+    values clipped to [vmin, vmax].
+
+    Example:
+        >>> n = color_norm(np.array([0.1, 10.0]), False, np.geomspace(0.1, 10.0, 5))
+        >>> [round(float(n(v)) * 255) for v in (0.11, 0.5, 5.0)]  # bands spread over the whole colour map
+        [0, 85, 255]
+    """
     colors = require("matplotlib.colors", "plot")
-    LogNorm, Normalize = colors.LogNorm, colors.Normalize
+    if levels_ is not None:
+        return colors.BoundaryNorm(levels_, ncolors=256, extend=extend)
     v = values.compressed() if np.ma.isMaskedArray(values) else values[np.isfinite(values)]
+    lo = vmin if vmin is not None else (float(v.min()) if v.size else 0.0)
+    hi = vmax if vmax is not None else (float(v.max()) if v.size else 1.0)
     if log and (v > 0).any():
         pos = v[v > 0]
-        return LogNorm(pos.min(), pos.max())
-    return Normalize(v.min(), v.max()) if v.size else Normalize(0, 1)
+        return colors.LogNorm(vmin if vmin is not None and vmin > 0 else pos.min(), hi if hi > 0 else pos.max())
+    return colors.Normalize(lo, hi)
 
 
-def levels(values: np.ndarray, log: bool, n: int = 20) -> np.ndarray:
-    """``n`` contour levels over the finite values: geometric when ``log`` and all are positive, else linear.
+def log_tick_values(lo: float, hi: float) -> list[float]:
+    """Tick values of a log scale from ``lo`` to ``hi`` at 1-2-5 steps (the ends when none falls inside).
+
+    Example:
+        >>> log_tick_values(0.15, 2.5)
+        [0.2, 0.5, 1.0, 2.0]
+    """
+    vals = [m * 10.0 ** e for e in range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+            for m in (1, 2, 5)]
+    return [float(f"{v:.6g}") for v in vals if lo * (1 - 1e-9) <= v <= hi * (1 + 1e-9)] or [lo, hi]
+
+
+def plain_number(v: float, digits: int = 3) -> str:
+    """A tick label: ``digits`` significant digits, never in scientific notation.
+
+    Example:
+        >>> [plain_number(v) for v in (0.012345, 1.0, 2000.0, 123456.0)]
+        ['0.0123', '1', '2000', '123000']
+    """
+    return np.format_float_positional(float(f"{v:.{digits}g}"), precision=digits, unique=True, fractional=False,
+                                      trim="-")
+
+
+def plain_ticks(colorbar: Any) -> None:
+    """Colour-bar tick labels as plain numbers (``0.37``, not ``3.69877×10⁻¹``); a log colour bar gets ticks at
+    1-2-5 steps, so it is labelled even when it spans less than a decade."""
+    ticker = require("matplotlib.ticker", "plot")
+    colors = require("matplotlib.colors", "plot")
+    if isinstance(colorbar.norm, colors.LogNorm):
+        colorbar.set_ticks(log_tick_values(colorbar.norm.vmin, colorbar.norm.vmax))
+    fmt = ticker.FuncFormatter(lambda v, _: plain_number(v))
+    for axis in (colorbar.ax.yaxis, colorbar.ax.xaxis):
+        axis.set_major_formatter(fmt)
+        axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def levels(values: np.ndarray, log: bool, n: int = 20, vmin: float | None = None, vmax: float | None = None
+           ) -> np.ndarray:
+    """``n`` contour levels over the finite values (or [vmin, vmax]): geometric when ``log`` and all are positive,
+    else linear.
 
     Example:
         >>> levels(np.array([1.0, 100.0]), True, 3).tolist()
         [1.0, 10.0, 100.0]
+        >>> levels(np.array([1.0, 100.0]), False, 3, vmax=11.0).tolist()
+        [1.0, 6.0, 11.0]
     """
     v = values.compressed() if np.ma.isMaskedArray(values) else values[np.isfinite(values)]
-    if not v.size or v.min() == v.max():
-        return np.array([v.min() if v.size else 0.0, (v.max() if v.size else 0.0) + 1e-9])
-    if log and (v > 0).all():
-        return np.geomspace(v.min(), v.max(), n)
-    return np.linspace(v.min(), v.max(), n)
+    lo = vmin if vmin is not None else (float(v.min()) if v.size else 0.0)
+    hi = vmax if vmax is not None else (float(v.max()) if v.size else 0.0)
+    if hi <= lo:
+        return np.array([lo, lo + max(abs(lo) * 1e-6, 1e-9)])
+    if log and lo > 0:
+        return np.geomspace(lo, hi, n)
+    return np.linspace(lo, hi, n)
+
+
+def plot_problems(formats: Sequence[str] = ("png",), zmax: float | None = None, vmin: float | None = None,
+                  vmax: float | None = None, n_levels: int = 20) -> list[str]:
+    """What is wrong with plot options, all at once.
+
+    Example:
+        >>> plot_problems(("gif",), vmin=2.0, vmax=1.0, n_levels=1)  # doctest: +NORMALIZE_WHITESPACE
+        ["plot formats: expected png, pdf or svg, got ['gif']", '--vmin/--vmax: expected vmin < vmax, got 2.0 and
+         1.0', '--levels: expected a whole number >= 2, got 1']
+    """
+    out = []
+    bad = [f for f in formats if f not in ("png", "pdf", "svg")]
+    if bad:
+        out.append(f"plot formats: expected png, pdf or svg, got {bad}")
+    for name, v in (("--zmax", zmax), ("--vmin", vmin), ("--vmax", vmax)):
+        if v is not None and not np.isfinite(v):
+            out.append(f"{name}: expected a finite number, got {v!r}")
+    if vmin is not None and vmax is not None and np.isfinite(vmin) and np.isfinite(vmax) and vmin >= vmax:
+        out.append(f"--vmin/--vmax: expected vmin < vmax, got {vmin} and {vmax}")
+    if isinstance(n_levels, bool) or not isinstance(n_levels, (int, np.integer)) or n_levels < 2:
+        out.append(f"--levels: expected a whole number >= 2, got {n_levels!r}")
+    return out
 
 
 def plot_surface(path: str | Path, out_dir: str | Path | None = None, formats: Sequence[str] = ("png", "pdf"),
-                 log: bool = False, zmax: float | None = None, figures: Sequence[str] = FIGURES) -> list[Path]:
-    """Write the figures of one surface file; returns the files written."""
-    bad = [f for f in formats if f not in ("png", "pdf", "svg")]
-    if bad:
-        raise ConfigError(f"plot formats: expected png, pdf or svg, got {bad}")
-    if zmax is not None and not np.isfinite(zmax):
-        raise ConfigError(f"--zmax: expected a finite number, got {zmax!r}")
+                 log: bool = False, zmax: float | None = None, figures: Sequence[str] = FIGURES, *,
+                 vmin: float | None = None, vmax: float | None = None, n_levels: int = 20,
+                 equal_aspect: bool = False) -> list[Path]:
+    """Write the figures of one surface file; returns the files written. The loss colour range is
+    [vmin, vmax] when given (default: the computed values), with ``n_levels`` contour levels (geometric for the
+    loss); ``equal_aspect`` draws α and β at the same scale."""
+    problems = plot_problems(formats, zmax, vmin, vmax, n_levels)
+    if problems:
+        raise ConfigError(problems)
     plt = pyplot()
     s = read_surface(path)
     out_dir = Path(out_dir) if out_dir else Path(path).parent
@@ -192,7 +273,12 @@ def plot_surface(path: str | Path, out_dir: str | Path | None = None, formats: S
             for k, (name, vals, lg) in enumerate(panels):
                 ax = fig.add_subplot(1, len(panels), k + 1, projection="3d")
                 z = np.log10(vals) if lg else vals
-                ax.plot_surface(A, B, np.ma.filled(z, np.nan), cmap="viridis", linewidth=0, antialiased=True)
+                lo, hi = (vmin, vmax) if name == "loss" else (None, None)
+                if lg:
+                    lo, hi = (np.log10(x) if x is not None and x > 0 else None for x in (lo, hi))
+                surf = ax.plot_surface(A, B, np.ma.filled(z, np.nan), cmap="viridis", linewidth=0, antialiased=True,
+                                       norm=color_norm(z, False, None, lo, hi))
+                fig.colorbar(surf, ax=ax, shrink=0.6, pad=0.12, label=f"log10 {name}" if lg else name)
                 if traj is not None:  # on the surface: its height is the surface's value at each point
                     h = surface_height(s, np.ma.filled(z.astype(float), np.nan), traj["alpha"], traj["beta"])
                     ax.plot(traj["alpha"], traj["beta"], h, "-o", color="crimson", ms=2, lw=1.5, zorder=5)
@@ -203,21 +289,24 @@ def plot_surface(path: str | Path, out_dir: str | Path | None = None, formats: S
             continue
         fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)
         for ax, (name, vals, lg) in zip(axes[0], panels):
+            lo, hi = (vmin, vmax) if name == "loss" else (None, None)
+            lv = levels(vals, lg or name == "loss", n_levels, lo, hi)
             if kind == "contour":
-                cs = ax.contour(A, B, vals, levels=levels(vals, lg or name == "loss"), norm=color_norm(vals, lg),
-                                cmap="viridis")
+                cs = ax.contour(A, B, vals, levels=lv, norm=color_norm(vals, lg, lv), cmap="viridis")
                 ax.clabel(cs, cs.levels[::2], inline=True, fontsize=7, fmt="%.3g")
             elif kind == "filled":
-                cs = ax.contourf(A, B, vals, levels=levels(vals, lg or name == "loss"), norm=color_norm(vals, lg),
-                                 cmap="viridis")
-                fig.colorbar(cs, ax=ax, label=name)
+                ext = "both" if lo is not None or hi is not None else "neither"  # values outside [vmin, vmax]
+                cs = ax.contourf(A, B, vals, levels=lv, norm=color_norm(vals, lg, lv, extend=ext), cmap="viridis",
+                                 extend=ext)
+                plain_ticks(fig.colorbar(cs, ax=ax, label=name))
             else:
-                im = ax.pcolormesh(A, B, vals, shading="nearest", norm=color_norm(vals, lg), cmap="viridis")
-                fig.colorbar(im, ax=ax, label=f"{name}{' (log scale)' if lg else ''}")
+                im = ax.pcolormesh(A, B, vals, shading="nearest", norm=color_norm(vals, lg, None, lo, hi),
+                                   cmap="viridis")
+                plain_ticks(fig.colorbar(im, ax=ax, label=f"{name}{' (log scale)' if lg else ''}"))
             ax.set_xlabel(xl)
             ax.set_ylabel(yl)
             ax.set_title(name + (" (log scale)" if lg else ""))
-            ax.set_aspect("auto")
+            ax.set_aspect("equal" if equal_aspect else "auto")
             _overlay(ax, traj)
             _overlay_others(ax, others)
         save(fig, kind)

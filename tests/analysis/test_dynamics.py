@@ -139,9 +139,40 @@ def test_norm_and_walk_figures(digits_run):
     out, store = digits_run
     (png, pdf) = plot_norms(store, out)
     assert non_blank(png) and pdf.read_bytes()[:4] == b"%PDF"
+    from PIL import Image
+
+    assert Image.open(png).size == (1650, 600)
     for method in ("first2", "random"):
-        (walk,) = plot_weight_walk(store, out, method)
-        assert non_blank(walk)
+        walk, walk_pdf = plot_weight_walk(store, out, method)
+        assert non_blank(walk) and walk_pdf.read_bytes()[:4] == b"%PDF"
+        assert Image.open(walk).size[0] >= 1800  # 3 panels of 4.4 in at 150 dpi
+
+
+def test_walk_has_axis_labels_and_few_ticks(digits_run, monkeypatch):
+    import landscape.views.dynamics_plots as dp
+
+    out, store = digits_run
+    figs = []
+    monkeypatch.setattr(dp, "save_figure", lambda fig, *a, **k: figs.append(fig) or [])
+    dp.plot_weight_walk(store, out, "random")
+    dp.plot_norms(store, out)
+    walk, norms = figs
+    walk.canvas.draw()
+    panels = [ax for ax in walk.axes if ax.get_title()]
+    assert len(panels) == 5  # lenet5's weights
+    for ax in panels:
+        assert ax.get_xlabel() == "random projection 1" and ax.get_ylabel() == "random projection 2"
+        lo, hi = ax.get_xlim()
+        assert len([t for t in ax.get_xticklabels() if t.get_text() and lo <= t.get_position()[0] <= hi]) <= 5
+    # each layer's weight norm has its own √t fit: same colour, dotted, fitted to that curve
+    ax = norms.axes[0]
+    solid = [ln for ln in ax.get_lines() if ln.get_linestyle() in ("-", "--", "-.")]
+    dotted = [ln for ln in ax.get_lines() if ln.get_linestyle() == ":" and len(ln.get_xdata())]
+    assert len(solid) == len(dotted) == 5
+    for data, fit in zip(solid, dotted):
+        assert data.get_color() == fit.get_color()
+        resid = np.abs(np.asarray(data.get_ydata()) - np.asarray(fit.get_ydata())).mean()
+        assert resid < 0.1 * np.ptp(data.get_ydata()) + 1e-6
 
 
 def test_reduce_command(cli, tmp_path):

@@ -38,6 +38,10 @@ def test_demo_runs_and_prints_output_folder(cli, tmp_path):
     # the one path to open, last: the self-contained HTML report of the folder
     assert r.stdout.strip().splitlines()[-1] == f"open the report: {(tmp_path / 'demo' / 'report.html').resolve()}"
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    demo = tmp_path / "demo"
+    pngs = sorted(demo.glob("*.png"))
+    assert len(pngs) >= 15 and all(p.with_suffix(".pdf").is_file() for p in pngs)  # every figure in PNG and PDF
+    assert (demo / "surface_pca_path.gif").is_file() and (demo / "surface_view.py").is_file()
     assert summary["final"]["accuracy"] > 0.85  # lenet5 learns the digits in 15 epochs
     assert (tmp_path / "demo" / "trajectory.h5").is_file()
     from landscape.io.surface_file import read_surface

@@ -1,3 +1,4 @@
+import re
 import numpy as np
 import pytest
 
@@ -50,3 +51,94 @@ def test_parameter_opacity_stays_inside_0_1():
     assert 0.1 + 0.9 * d[1] / d[1] > 1.0  # the rounding that crashed the figure
     op = distance_opacity(d)
     assert op.max() == 1.0 and op.min() == pytest.approx(0.1) and (op <= 1.0).all()
+
+
+def _basin(path, n=21):
+    """A surface whose loss spans four decades, most of the plane deep in the basin (as real surfaces are)."""
+    import h5py
+    from landscape.core.grid import Grid
+    from landscape.io.surface_file import SurfaceStore
+
+    g = Grid(np.linspace(-1, 1, n), np.linspace(-1, 1, n))
+    st = SurfaceStore.open(path, g, {"model": "mlp"})
+    k = np.arange(g.size)
+    a, b = g.coords(k)
+    loss = 0.01 * np.exp(6 * (a ** 2 + b ** 2))
+    st.write(k, loss, 1 / (1 + loss))
+    st.close()
+    with h5py.File(path, "r+") as f:
+        assert f["loss"][()].max() / f["loss"][()].min() > 1e4
+    return loss
+
+
+def _panel_colours(png, box):
+    from PIL import Image
+
+    img = np.asarray(Image.open(png).convert("RGB"))
+    h, w = img.shape[:2]
+    x0, y0, x1, y1 = (int(f * s) for f, s in zip(box, (w, h, w, h)))
+    return img, {tuple(c) for c in img[y0:y1, x0:x1].reshape(-1, 3)}
+
+
+def test_filled_contour_bands_use_the_whole_colour_map(tmp_path):
+    """Geometric levels with a linear norm painted the basin one shade; each band now has its own colour."""
+    from landscape.views.surface_plots import color_norm, levels
+
+    loss = _basin(tmp_path / "b.h5")
+    lv = levels(loss, True, 20)
+    norm = color_norm(loss, False, lv)
+    mids = np.sqrt(lv[:-1] * lv[1:])  # one value inside each band
+    idx = np.array([int(norm(v)) for v in mids])
+    assert idx[0] == 0 and idx[-1] == 255 and (np.diff(idx) > 0).all()  # distinct, spread over the map
+    # the old pairing: a linear norm over the same values put the lower half of the bands in ~1 % of the map
+    from matplotlib.colors import Normalize
+
+    old = Normalize(loss.min(), loss.max())(mids[:10])
+    assert old.max() < 0.01
+    (png,) = plot_surface(tmp_path / "b.h5", formats=("png",), figures=("filled",))
+    img, colours = _panel_colours(png, (0.08, 0.15, 0.38, 0.85))  # inside the loss panel
+    assert img.shape == (750, 1800, 3) and non_blank(png)  # 12 x 5 in at 150 dpi
+    assert len(colours) >= 15  # the bands are visible as separate colours
+
+
+def test_log_colour_bar_labels_are_plain_numbers(tmp_path, monkeypatch):
+    import landscape.views.surface_plots as sp
+
+    _basin(tmp_path / "b.h5")
+    figs = []
+    monkeypatch.setattr(sp, "savefig", lambda fig, p: figs.append(fig) or p)
+    sp.plot_surface(tmp_path / "b.h5", formats=("png",), figures=("heatmap", "3d"), log=True)
+    heat, three = figs
+    heat.canvas.draw()
+    bar = heat.axes[2]  # loss panel, accuracy panel, then their colour bars
+    labels = [t.get_text() for t in bar.get_yticklabels() if t.get_text()]
+    assert len(labels) >= 3 and all(re.fullmatch(r"[0-9.]+", t) for t in labels), labels
+    # the 3-D figure has a colour bar per panel (and the path when the file holds one)
+    assert len(three.axes) == 4
+
+
+def test_plot_controls(tmp_path, cli):
+    _basin(tmp_path / "b.h5")
+    r = cli("plot", str(tmp_path / "b.h5"), "--formats", "png", "--figures", "contour,filled", "--vmin", "0.05",
+            "--vmax", "5", "--levels", "8", "--equal-aspect", "--out", str(tmp_path / "o"))
+    assert r.returncode == 0, r.stderr
+    from PIL import Image
+
+    for name in ("b_contour.png", "b_filled.png"):
+        assert non_blank(tmp_path / "o" / name) and Image.open(tmp_path / "o" / name).size == (1800, 750)
+    r = cli("plot", str(tmp_path / "b.h5"), "--vmin", "2", "--vmax", "1", "--levels", "1")
+    assert r.returncode == 2 and "vmin < vmax" in r.stderr and "--levels" in r.stderr
+
+
+def test_path_figure_y_scales_and_interpolation_range(tmp_path):
+    import matplotlib.pyplot as plt
+    from landscape.views.path_plots import loss_limits, plot_paths
+    from landscape.core.errors import ConfigError
+
+    a = np.linspace(-0.5, 1.5, 9)
+    loss = np.array([[40.0, 9.0, 1.0, 0.6, 0.5, 0.6, 0.9, 5.0, 80.0]])
+    lo, hi = loss_limits(a, loss)
+    assert lo < 0.5 and 1.0 < hi < 1.2  # the extrapolated 40 and 80 are off the axis
+    with pytest.raises(ConfigError, match="clip"):
+        plot_paths([], tmp_path, ("png",), y_scale="sqrt")
+    plt.close("all")
