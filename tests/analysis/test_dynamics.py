@@ -171,8 +171,11 @@ def test_walk_has_axis_labels_and_few_ticks(digits_run, monkeypatch):
     assert len(solid) == len(dotted) == 5
     for data, fit in zip(solid, dotted):
         assert data.get_color() == fit.get_color()
-        resid = np.abs(np.asarray(data.get_ydata()) - np.asarray(fit.get_ydata())).mean()
-        assert resid < 0.1 * np.ptp(data.get_ydata()) + 1e-6
+        t, y = np.asarray(data.get_xdata(), float), np.asarray(data.get_ydata(), float)
+        X = np.stack([np.ones_like(t), np.sqrt(t)], 1)
+        best = X @ np.linalg.lstsq(X, y, rcond=None)[0]  # this curve's own least-squares a + c√t
+        np.testing.assert_allclose(fit.get_ydata(), best, rtol=1e-9, atol=1e-9)
+        assert dp.sqrt_fit(t, y)[1] == pytest.approx(float(np.linalg.lstsq(X, y, rcond=None)[0][1]), rel=1e-9)
 
 
 def test_reduce_command(cli, tmp_path):
