@@ -5,7 +5,8 @@ contour lines at geometric levels, axis titles (α, β, loss) on a labelled axes
 scale that makes the surface about half as tall as it is wide; the projected training path is a tube draped on the
 surface and coloured by epoch. A filter series' script plays the ``.pvd`` time series with one symmetric colour
 range over all frames (fixed at export time) and a z scale. Open a script in the GUI (View → Python Shell → Run
-Script) or render it headless: ``pvbatch SCRIPT --png OUT.png`` (``--frames DIR`` writes every frame of a series).
+Script) or render it headless: ``pvbatch SCRIPT --png OUT.png`` (``--frames DIR`` writes every frame of a series,
+``--state VIEW.pvsm`` saves a ParaView state file of the view).
 A ParaView built for X only (Debian's package) needs a display: ``xvfb-run -a pvbatch SCRIPT --png OUT.png``.
 The scripts name their files relative to themselves, so the folder can be moved or copied to another machine.
 
@@ -30,6 +31,7 @@ _HEAD = '''"""ParaView view of {what}, written by landscape {version}.
 
 GUI: View > Python Shell > Run Script.  Headless: pvbatch {name} --png OUT.png [--size 1600x1000]
 (a ParaView built for X only, as Debian's, needs a display: xvfb-run -a pvbatch {name} --png OUT.png).
+--state VIEW.pvsm saves a ParaView state file of this view (File > Load State opens it).
 """
 import argparse
 import os
@@ -40,6 +42,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 parser = argparse.ArgumentParser()
 parser.add_argument("--png", help="render to this PNG file and exit")
 parser.add_argument("--size", default="1600x1000", help="image size WxH")
+parser.add_argument("--state", help="save a ParaView state file (.pvsm) of the view")
 {extra_args}args, _ = parser.parse_known_args()
 W, H = (int(v) for v in args.size.lower().split("x"))
 view = GetActiveViewOrCreate("RenderView")
@@ -134,6 +137,8 @@ oblique(view, bounds, SCALE)
 Render(view)
 if args.png:
     SaveScreenshot(args.png, view, ImageResolution=[W, H])
+if args.state:
+    SaveState(args.state)
 '''
 
 _FILTERS = '''
@@ -175,6 +180,8 @@ text.Text = "step %g" % times[-1]
 Render(view)
 if args.png:
     SaveScreenshot(args.png, view, ImageResolution=[W, H])
+if args.state:
+    SaveState(args.state)
 '''
 
 

@@ -207,7 +207,10 @@ def test_paraview_view_script_renders_the_surface_and_path(tmp_path, cli):
     moved.mkdir()
     for name in ("s.vtp", "s_trajectory.vtp", "s_view.py"):
         shutil.copy(tmp_path / name, moved / name)
-    pvbatch(moved / "s_view.py", "--png", str(tmp_path / "view.png"), "--size", "800x500")
+    pvbatch(moved / "s_view.py", "--png", str(tmp_path / "view.png"), "--size", "800x500", "--state",
+            str(tmp_path / "view.pvsm"))
+    state = ET.parse(tmp_path / "view.pvsm").getroot()  # a ParaView state file naming the moved files
+    assert state.tag == "GenericParaViewApplication" and str(moved / "s.vtp") in (tmp_path / "view.pvsm").read_text()
     from PIL import Image
 
     img = np.asarray(Image.open(tmp_path / "view.png").convert("RGB")).astype(float)
