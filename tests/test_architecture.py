@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "landscape"
 #: root (landscape/__init__.py, the public API), above every layer but the command line.
 LAYERS = ("core", "analysis", "engine", "io", "views", "run", "stages", "", "cli")
 #: optional dependencies: imported lazily through require(), never by an import statement
-OPTIONAL = ("mpi4py", "vtk", "matplotlib", "torchvision", "paraview", "plotly")
+OPTIONAL = ("mpi4py", "vtk", "matplotlib", "torchvision", "paraview", "plotly", "transformers")
 MAX_LINES = 450
 
 

@@ -14,6 +14,9 @@ from .params import StateSpec, model_state, flatten_state, unflatten_state, stat
 from .grid import parse_range, Grid, chunked, MAX_POINTS
 from .models import LeNet5, MLP, CifarResNet, DenseNet, MODELS, build_model, load_callable, layer_names
 from .data import TensorData, load_data, subset, DATASETS, read_idx, read_cifar10_bin, spiral, digits
+from .gpt import GPT, CausalSelfAttention, FeedForward
+from .hf import HFCausalLM, build_hf, hf_spec
+from .text import text_windows, stdlib_corpus, windows, TEXT_DATASETS
 
 __all__ = [
     "__version__", "LandscapeError", "ConfigError", "DataError", "ModelError", "CheckpointError", "StoreError",
@@ -22,5 +25,6 @@ __all__ = [
     "StateSpec", "model_state", "flatten_state", "unflatten_state", "state_checksum", "is_bn_name", "parse_range",
     "Grid", "chunked", "MAX_POINTS", "LeNet5", "MLP", "CifarResNet", "DenseNet", "MODELS", "build_model",
     "load_callable", "layer_names", "TensorData", "load_data", "subset", "DATASETS", "read_idx", "read_cifar10_bin",
-    "spiral", "digits",
+    "spiral", "digits", "GPT", "CausalSelfAttention", "FeedForward", "HFCausalLM", "build_hf", "hf_spec",
+    "text_windows", "stdlib_corpus", "windows", "TEXT_DATASETS",
 ]

@@ -25,6 +25,7 @@ from sklearn.model_selection import train_test_split
 from .errors import DataError, ModelError
 from .models import load_callable
 from .optional import require
+from .text import TEXT_DATASETS, text_windows
 
 __all__ = ["TensorData", "load_data", "subset", "DATASETS", "read_idx", "read_cifar10_bin", "spiral", "digits"]
 
@@ -35,7 +36,8 @@ log = logging.getLogger(__name__)
 class TensorData:
     """Inputs ``x`` and targets ``y`` of one split, held in memory.
 
-    ``task`` is ``"classification"`` (integer class targets) or ``"regression"`` (float targets).
+    ``task`` is ``"classification"`` (integer class targets), ``"regression"`` (float targets) or ``"language"``
+    (token ids (N, T) in, the next token at every position (N, T) as targets, ``num_classes`` the vocabulary).
     """
 
     x: torch.Tensor
@@ -48,10 +50,14 @@ class TensorData:
         return int(self.x.shape[0])
 
     def info(self) -> dict[str, Any]:
-        """Shape facts a model factory may need: in_channels, num_classes, input_dim."""
+        """Shape facts a model factory may need: in_channels, num_classes, input_dim (and for sequences vocab and
+        context)."""
         out: dict[str, Any] = {"input_dim": int(np.prod(self.x.shape[1:]))}
         if self.x.dim() == 4:
             out["in_channels"] = int(self.x.shape[1])
+        if self.task == "language":
+            out.update(vocab=self.num_classes, context=int(self.x.shape[1]), num_classes=self.num_classes)
+            return out
         out["num_classes"] = self.num_classes if self.task == "classification" else (
             int(self.y.shape[1]) if self.y.dim() > 1 else 1)
         return out
@@ -262,8 +268,18 @@ def _user(ref: str, task: str | None, **kwargs: Any) -> tuple[TensorData, Tensor
     return tuple(_materialise(fn(split=s, **kwargs), f"{ref}/{s}", task) for s in ("train", "test"))  # type: ignore
 
 
+def _text(name: str) -> Callable[..., tuple[TensorData, TensorData]]:
+    def load(root: str | None = None, **kwargs: Any) -> tuple[TensorData, TensorData]:
+        train, test, vocab = text_windows(name, root, **kwargs)
+        return tuple(TensorData(w[:, :-1].contiguous(), w[:, 1:].contiguous(), "language", vocab, f"{name}/{label}")
+                     for w, label in ((train, "train"), (test, "test")))  # type: ignore[return-value]
+    load.__doc__ = f"next-token windows of {name} (see landscape.core.text)"
+    return load
+
+
 DATASETS: dict[str, Callable[..., tuple[TensorData, TensorData]]] = {
     "digits": digits, "spiral": spiral, "sine": sine, "mnist": mnist, "cifar10": cifar10,
+    **{name: _text(name) for name in TEXT_DATASETS},
 }
 
 
@@ -288,6 +304,8 @@ def load_data(name: str, root: str | None = None, task: str | None = None,
     if name not in DATASETS:
         raise DataError(f"unknown data set {name!r}; expected one of {sorted(DATASETS)}, "
                         "'torchvision:Name' or 'package.module:callable'")
+    if name in ("text", "tokens"):
+        kwargs["root"] = root
     if name in ("mnist", "cifar10"):
         if root is None:
             raise DataError(f"{name}: set data.root to a local folder with the standard files (nothing is downloaded)")

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .gpt import GPT
+from .hf import build_hf
 from .errors import ModelError
 
 __all__ = ["LeNet5", "MLP", "CifarResNet", "DenseNet", "MODELS", "build_model", "load_callable", "layer_names"]
@@ -154,6 +156,7 @@ def _resnet(depth: int, skip: bool) -> Callable[..., nn.Module]:
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
+    "gpt": GPT,
     "lenet5": LeNet5,
     "mlp": MLP,
     "densenet": DenseNet,
@@ -198,9 +201,12 @@ def build_model(name: str, data_info: Mapping[str, Any] | None = None, **kwargs:
         >>> build_model("mlp", {"input_dim": 2, "num_classes": 3}, depth=5, width=5).net[1].in_features
         2
     """
+    if name.startswith("hf:"):
+        return build_hf(name, data_info, **kwargs)
     factory = MODELS.get(name) if ":" not in name else load_callable(name)
     if factory is None:
-        raise ModelError(f"unknown model {name!r}; expected one of {sorted(MODELS)} or 'package.module:callable'")
+        raise ModelError(f"unknown model {name!r}; expected one of {sorted(MODELS)}, 'hf:DIR_OR_TYPE' or "
+                         "'package.module:callable'")
     try:
         accepted = inspect.signature(factory).parameters
     except (TypeError, ValueError):

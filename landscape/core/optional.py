@@ -20,6 +20,7 @@ EXTRAS = {
     "vtk": "vtk",
     "matplotlib": "plot",
     "plotly": "plot",
+    "transformers": "hf",
 }
 #: modules in no extra, with how to install them instead
 HINTS = {

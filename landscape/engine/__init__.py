@@ -4,7 +4,7 @@ its batch modes and calibration, the path evaluator and the learned-curve module
 from __future__ import annotations
 
 from .device import resolve_device, autocast_context
-from .losses import LOSSES, PER_SAMPLE, loss_function, per_sample_loss
+from .losses import LOSSES, PER_SAMPLE, TASKS, IGNORE_INDEX, loss_function, per_sample_loss, target_count, correct_count
 from .evaluator import EvalResult, Evaluator
 from .calibration import calibrate, parse_points_per_batch, cpu_threads, VMAP_MAX_NUMEL
 from .plane import PlaneEvaluator
@@ -14,8 +14,8 @@ from .hessian import HessianOperator
 from .curvature_map import CurvatureMap, MAPS
 
 __all__ = [
-    "resolve_device", "autocast_context", "LOSSES", "PER_SAMPLE", "loss_function", "per_sample_loss", "EvalResult",
-    "Evaluator", "calibrate", "parse_points_per_batch", "cpu_threads", "VMAP_MAX_NUMEL", "PlaneEvaluator",
-    "CurveModule", "bend_state", "batchnorm_layers", "update_bn", "PathEvaluator", "HessianOperator",
-    "CurvatureMap", "MAPS",
+    "resolve_device", "autocast_context", "LOSSES", "PER_SAMPLE", "TASKS", "IGNORE_INDEX", "loss_function",
+    "per_sample_loss", "target_count", "correct_count", "EvalResult", "Evaluator", "calibrate",
+    "parse_points_per_batch", "cpu_threads", "VMAP_MAX_NUMEL", "PlaneEvaluator", "CurveModule", "bend_state",
+    "batchnorm_layers", "update_bn", "PathEvaluator", "HessianOperator", "CurvatureMap", "MAPS",
 ]

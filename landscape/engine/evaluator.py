@@ -29,7 +29,7 @@ from ..core.data import TensorData
 from ..core.errors import CheckpointError, ConfigError
 from ..core.params import StateSpec, model_state
 from .device import autocast_context, resolve_device
-from .losses import loss_function, per_sample_loss
+from .losses import correct_count, loss_function, per_sample_loss, target_count
 
 __all__ = ["EvalResult", "Evaluator"]
 
@@ -38,23 +38,31 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Mean loss and accuracy (NaN for regression) over ``n`` samples."""
+    """Mean loss and accuracy (NaN for regression) over ``n`` samples (for the ``language`` task: per target
+    token, over ``n`` sequences; ``perplexity`` is exp(loss))."""
 
     loss: float
     accuracy: float
     n: int
+
+    @property
+    def perplexity(self) -> float:
+        """exp(loss): the perplexity of a language model (inf beyond exp's range)."""
+        return math.exp(self.loss) if self.loss < 700 else math.inf
 
 
 class Evaluator:
     """Evaluates ``model`` on ``data`` at parameter values written in place.
 
     ``max_resident_bytes`` caps the evaluation data kept on the device (default: all of it on CPU,
-    half the free memory on CUDA); beyond it batches stream from pinned host memory.
+    half the free memory on CUDA); beyond it batches stream from pinned host memory. For sequence data
+    (``language``) a batch holds at most as many sequences as keep its logits (T × V floats each) within
+    ``logits_budget`` bytes, so a 50,257-token vocabulary never needs the logits of the whole batch at once.
     """
 
     def __init__(self, model: nn.Module, data: TensorData, device: str | torch.device = "auto",
                  batch_size: int = 1024, loss: str | None = None, precision: str = "fp32",
-                 max_resident_bytes: int | None = None):
+                 max_resident_bytes: int | None = None, logits_budget: int = 256 << 20):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.state = model_state(self.model, buffers=True)
@@ -67,8 +75,16 @@ class Evaluator:
         autocast_context(self.device, precision)  # validate now, not at the first evaluation
         if batch_size < 1:
             raise ConfigError(f"evaluation batch_size: expected >= 1, got {batch_size}")
+        if data.task == "language" and data.x.dim() == 2 and data.num_classes:
+            per_row = 4 * int(data.x.shape[1]) * int(data.num_classes)  # float32 logits of one sequence
+            rows = max(1, int(logits_budget) // per_row)
+            if rows < batch_size:
+                log.info("evaluation batch: %d sequences (logits within %.0f MiB), not %d", rows,
+                         logits_budget / 2**20, batch_size)
+                batch_size = rows
         self.batch_size = batch_size
         self.n = len(data)
+        self.count = target_count(data.y, data.task)  # what means divide by: samples or target tokens
         nbytes = data.x.element_size() * data.x.numel() + data.y.element_size() * data.y.numel()
         if max_resident_bytes is None:
             max_resident_bytes = (torch.cuda.mem_get_info(self.device)[0] // 2
@@ -158,13 +174,13 @@ class Evaluator:
             self.set_state(state)
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
-        classify = self.task == "classification"
+        classify = self.task != "regression"
         with self._autocast():
             for x, y in self.batches():
                 out = self.model(x).float()
                 loss_sum += self._loss(out, y).double().sum()
                 if classify:
-                    correct += (out.argmax(1) == y).sum()
+                    correct += correct_count(out, y)
         vals = torch.stack([loss_sum, correct.double()]).tolist()  # one host sync
-        acc = vals[1] / self.n if classify else math.nan
-        return EvalResult(vals[0] / self.n, acc, self.n)
+        acc = vals[1] / self.count if classify else math.nan
+        return EvalResult(vals[0] / self.count, acc, self.n)

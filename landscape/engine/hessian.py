@@ -74,7 +74,7 @@ class HessianOperator:
                 hv = torch.autograd.grad(dot, self.params)
                 out += torch.cat([h.reshape(-1) for h in hv]).double()
         self.matvecs += 1
-        return out / self.ev.n
+        return out / self.ev.count
 
     def loss_and_gradient(self) -> tuple[float, torch.Tensor]:
         """The mean loss and its gradient (float64, flat over :attr:`names`) at the current parameters."""
@@ -87,7 +87,7 @@ class HessianOperator:
                 g = torch.autograd.grad(loss, self.params)
                 grad += torch.cat([t.reshape(-1) for t in g]).double()
                 total += loss.detach().double()
-        return float(total) / self.ev.n, grad / self.ev.n
+        return float(total) / self.ev.count, grad / self.ev.count
 
     def forward_backward(self) -> None:
         """One forward and backward pass over the evaluation set (the benchmarks' unit of cost)."""

@@ -1,5 +1,10 @@
 """Losses by name: summed over a batch (training), and per sample (evaluation).
 
+Sequence outputs ``(N, T, V)`` (the ``language`` task: logits of the next token at every position) take
+``cross_entropy``/``nll`` over every target token; targets equal to :data:`IGNORE_INDEX` (padding) count for
+nothing. A sample's loss is then the sum over its tokens, and means divide by the number of target tokens
+(:func:`target_count`), so the loss is the mean per-token cross-entropy of the whole set.
+
 The evaluator sums per-sample losses in float64, one point at a time, in sample order: every way of
 evaluating points (one at a time, stacked with vmap, on threads) reduces the same values the same way, so a
 stored value does not depend on how it was computed (see :mod:`landscape.engine.calibration`).
@@ -19,7 +24,13 @@ import torch.nn.functional as F
 
 from ..core.errors import ConfigError
 
-__all__ = ["LOSSES", "PER_SAMPLE", "loss_function", "per_sample_loss"]
+__all__ = ["LOSSES", "PER_SAMPLE", "TASKS", "IGNORE_INDEX", "loss_function", "per_sample_loss", "target_count",
+           "correct_count"]
+
+#: the tasks a data set can have
+TASKS = ("classification", "regression", "language")
+#: targets of this value (padding) are left out of losses, accuracies and token counts
+IGNORE_INDEX = -100
 
 
 def _mse_sum(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -27,9 +38,28 @@ def _mse_sum(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         1, out[0].numel())
 
 
+def _tokens(fn: Callable[..., torch.Tensor]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A class loss summed over a batch; sequence logits (N, T, V) are flattened to (N·T, V)."""
+    def summed(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if out.dim() == 3:
+            out, y = out.reshape(-1, out.shape[-1]), y.reshape(-1)
+        return fn(out, y, reduction="sum", ignore_index=IGNORE_INDEX)
+    return summed
+
+
+def _per_sequence(fn: Callable[..., torch.Tensor]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A class loss per sample; for sequence logits the sum over the sample's tokens."""
+    def per_sample(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if out.dim() == 3:
+            tok = fn(out.reshape(-1, out.shape[-1]), y.reshape(-1), reduction="none", ignore_index=IGNORE_INDEX)
+            return tok.view(y.shape).sum(1)
+        return fn(out, y, reduction="none", ignore_index=IGNORE_INDEX)
+    return per_sample
+
+
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "cross_entropy": lambda out, y: F.cross_entropy(out, y, reduction="sum"),
-    "nll": lambda out, y: F.nll_loss(out, y, reduction="sum"),
+    "cross_entropy": _tokens(F.cross_entropy),
+    "nll": _tokens(F.nll_loss),
     "mse": _mse_sum,
 }
 
@@ -40,10 +70,32 @@ def _mse_per_sample(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 PER_SAMPLE: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "cross_entropy": lambda out, y: F.cross_entropy(out, y, reduction="none"),
-    "nll": lambda out, y: F.nll_loss(out, y, reduction="none"),
+    "cross_entropy": _per_sequence(F.cross_entropy),
+    "nll": _per_sequence(F.nll_loss),
     "mse": _mse_per_sample,
 }
+
+
+def target_count(y: torch.Tensor, task: str) -> int:
+    """What means divide by: samples, or for the ``language`` task the target tokens that are not padding.
+
+    Example:
+        >>> target_count(torch.tensor([[1, 2, IGNORE_INDEX], [3, IGNORE_INDEX, IGNORE_INDEX]]), "language")
+        3
+    """
+    return int((y != IGNORE_INDEX).sum()) if task == "language" else int(y.shape[0])
+
+
+def correct_count(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Correct predictions (argmax over the last axis; padding never counts), over all but a leading point
+    axis when ``out`` has one more axis than ``y`` needs (stacked points): a scalar or one count per point.
+
+    Example:
+        >>> correct_count(torch.tensor([[[0., 1.], [1., 0.]]]), torch.tensor([[1, IGNORE_INDEX]])).item()
+        1
+    """
+    hit = out.argmax(-1) == y
+    return hit.sum() if hit.dim() == y.dim() else hit.flatten(1).sum(1)
 
 
 def per_sample_loss(name: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -63,10 +115,10 @@ def loss_function(name: str | None, task: str) -> tuple[str, Callable[[torch.Ten
         >>> loss_function(None, "regression")[0]
         'mse'
     """
-    name = name or ("cross_entropy" if task == "classification" else "mse")
+    name = name or ("mse" if task == "regression" else "cross_entropy")
     if name not in LOSSES:
         raise ConfigError(f"loss: expected one of {sorted(LOSSES)}, got {name!r}")
-    if task == "regression" and name != "mse" or task == "classification" and name == "mse":
+    if task == "regression" and name != "mse" or task != "regression" and name == "mse":
         raise ConfigError(f"loss {name!r} does not suit a {task} task; use "
                           f"{'mse' if task == 'regression' else 'cross_entropy or nll'}")
     return name, LOSSES[name]

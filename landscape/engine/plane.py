@@ -32,6 +32,7 @@ from ..core.errors import LandscapeError
 from ..core.params import unflatten_state
 from ..core.signals import interrupt_pending
 from .calibration import calibrate, cpu_threads, parse_points_per_batch
+from .losses import correct_count
 from .evaluator import Evaluator
 
 __all__ = ["PlaneEvaluator"]
@@ -109,16 +110,16 @@ class PlaneEvaluator:
         per_loss = vmap(ev._loss, in_dims=(0, None))
         loss_sum = torch.zeros(p, device=dev, dtype=torch.float64)
         correct = torch.zeros(p, device=dev, dtype=torch.int64)
-        classify = ev.task == "classification"
+        classify = ev.task != "regression"
         with ev._autocast():
             for x, y in ev.batches():
                 out = batched(stacked, x).float()
                 per_sample = per_loss(out, y)
                 loss_sum += torch.stack([row.double().sum() for row in per_sample])  # as one point reduces
                 if classify:
-                    correct += (out.argmax(-1) == y).sum(1)
-        loss = (loss_sum / ev.n).cpu().numpy()
-        acc = (correct.double() / ev.n).cpu().numpy() if classify else np.full(p, np.nan)
+                    correct += correct_count(out, y)
+        loss = (loss_sum / ev.count).cpu().numpy()
+        acc = (correct.double() / ev.count).cpu().numpy() if classify else np.full(p, np.nan)
         return loss, acc
 
     def _evaluate_threads(self, alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

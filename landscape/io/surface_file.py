@@ -154,8 +154,10 @@ class SurfaceData:
             k = int(np.argmin(np.where(finite, self.loss, np.inf)))
             idx = np.unravel_index(k, self.loss.shape)
             where = f"alpha={self.alpha[idx[0]]:g}" + (f", beta={self.beta[idx[1]]:g}" if self.beta is not None else "")
+            ppl = (f", perplexity {np.exp(min(float(self.loss[idx]), 700.0)):.4g}"
+                   if self.attrs.get("task") == "language" else "")
             lines.append(f"  min loss  {self.loss[idx]:.6g} at {where} (index {tuple(int(i) for i in idx)}), "
-                         f"accuracy {self.accuracy[idx]:.4g}")
+                         f"accuracy {self.accuracy[idx]:.4g}{ppl}")
         if "last_run" in self.attrs:
             lr = json.loads(self.attrs["last_run"])
             lines.append(f"  last run  {lr['points']} points in {lr['seconds']:.1f} s ({lr['points_per_second']:.1f}/s) "

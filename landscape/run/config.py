@@ -37,7 +37,8 @@ class DataConfig:
 
     name: str = _f("digits", doc="digits, spiral, sine, mnist, cifar10, torchvision:Name or module:callable")
     root: typing.Optional[str] = _f(None, doc="local folder of mnist/cifar10/torchvision files")
-    task: typing.Optional[str] = _f(None, choices=("classification", "regression"), doc="default: from the data")
+    task: typing.Optional[str] = _f(None, choices=("classification", "regression", "language"),
+                                    doc="default: from the data")
     train_subset: typing.Optional[int] = _f(None, min=1, doc="use N training samples")
     test_subset: typing.Optional[int] = _f(None, min=1, doc="use N evaluation samples")
     subset_mode: str = _f("first", choices=("first", "random"))
@@ -74,6 +75,8 @@ class EvalConfig:
     batch_size: int = _f(1024, min=1)
     precision: str = _f("fp32", choices=("fp32", "bf16", "fp16"), doc="bf16/fp16 autocast needs CUDA")
     split: str = _f("test", choices=("train", "test"), doc="data split the analyses evaluate on")
+    logits_budget_mb: float = _f(256.0, min=1, doc="language models: at most this many MiB of logits per "
+                                                   "evaluation batch (fewer sequences per batch)")
 
 
 @dataclass

@@ -37,7 +37,7 @@ from ..core.progress import Progress
 from ..core.signals import check_interrupted
 from ..engine.device import resolve_device
 from ..engine.evaluator import Evaluator
-from ..engine.losses import loss_function
+from ..engine.losses import IGNORE_INDEX, correct_count, loss_function, target_count
 from ..io.checkpoints import apply_state
 from ..io.locks import WriterLock
 from ..io.trajectory import TrajectoryStore
@@ -190,7 +190,9 @@ def _train(model: nn.Module, train_data: TensorData, test_data: TensorData, cfg:
                           f"shape {tuple(x.shape)}; set train.augment='none'")
     n = len(train_data)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
-    classify = train_data.task == "classification"
+    classify = train_data.task != "regression"
+    language = train_data.task == "language"
+    total = target_count(train_data.y, train_data.task)  # samples, or target tokens of a language model
     bar = Progress(cfg.epochs, start_epoch, f"train {store_path.name}", "epochs", progress, every=0.0)
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
@@ -208,7 +210,8 @@ def _train(model: nn.Module, train_data: TensorData, test_data: TensorData, cfg:
             if cfg.augment == "crop_flip":
                 xb = _augment(xb, g_aug)
             out = model(xb)
-            loss = loss_sum(out, yb) / len(idx)
+            count = (yb != IGNORE_INDEX).sum().clamp_min(1) if language else len(idx)
+            loss = loss_sum(out, yb) / count
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             record = norms is not None and (step + 1) % cfg.norms_every == 0
@@ -219,9 +222,9 @@ def _train(model: nn.Module, train_data: TensorData, test_data: TensorData, cfg:
             if record:
                 norms.record(step, grads)  # weights after the update: they match a checkpoint at this step
             with torch.no_grad():
-                run_loss += loss.detach() * len(idx)
+                run_loss += loss.detach() * count
                 if classify:
-                    run_correct += (out.argmax(1) == yb).sum()
+                    run_correct += correct_count(out, yb)
             if cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0 and b + 1 < steps_per_epoch:
                 store.append_checkpoint(test_eval.get_flat(), epoch=epoch + (b + 1) / steps_per_epoch,
                                         step=step, kind="step")
@@ -232,11 +235,11 @@ def _train(model: nn.Module, train_data: TensorData, test_data: TensorData, cfg:
             store.append_norms(*norms.flush())  # one host sync per epoch
         te = test_eval.evaluate()  # puts the model in eval mode
         store.append_checkpoint(test_eval.get_flat(), epoch=epoch + 1, step=step, kind="epoch")
-        store.append_metrics(epoch=epoch + 1, train_loss=tr_loss / n,
-                             train_accuracy=tr_correct / n if classify else math.nan,
+        store.append_metrics(epoch=epoch + 1, train_loss=tr_loss / total,
+                             train_accuracy=tr_correct / total if classify else math.nan,
                              test_loss=te.loss, test_accuracy=te.accuracy)
         store.save_resume({"optimizer": optimizer.state_dict(), "epoch": epoch + 1, "step": step})
-        bar.update(1, loss=f"{tr_loss / n:.4f}", test_loss=f"{te.loss:.4f}",
+        bar.update(1, loss=f"{tr_loss / total:.4f}", test_loss=f"{te.loss:.4f}",
                    test_acc=f"{te.accuracy:.3f}" if classify else "-")  # a log line per epoch without a terminal
     bar.close()
     model.eval()

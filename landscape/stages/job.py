@@ -165,12 +165,19 @@ def _train_and_evaluate(job: JobConfig, progress: bool) -> Path:
         result["outputs"]["trajectory"] = store.path.name
         log.info("\n%s", store.describe())
     ev = Evaluator(model, evaluation_data(tr, te, job.data, job.evaluate.split), job.evaluate.device,
-                   job.evaluate.batch_size, job.train.loss, job.evaluate.precision)
+                   job.evaluate.batch_size, job.train.loss, job.evaluate.precision,
+                   logits_budget=int(job.evaluate.logits_budget_mb * 2**20))
     res = ev.evaluate()
     result["final"] = {"split": job.evaluate.split, "loss": res.loss, "accuracy": res.accuracy, "n": res.n,
                        "device": str(resolve_device(job.evaluate.device))}
-    log.info("final model on %s split: loss %.4f accuracy %.4f (%d samples)", job.evaluate.split, res.loss,
-             res.accuracy, res.n)
+    if ev.task == "language":
+        result["final"]["perplexity"] = res.perplexity
+        log.info("final model on %s split: loss %.4f per token, perplexity %.4g, next-token accuracy %.4f "
+                 "(%d sequences, %d tokens)", job.evaluate.split, res.loss, res.perplexity, res.accuracy, res.n,
+                 ev.count)
+    else:
+        log.info("final model on %s split: loss %.4f accuracy %.4f (%d samples)", job.evaluate.split, res.loss,
+                 res.accuracy, res.n)
     result["seconds"] = round(time.perf_counter() - t0, 2)
     write_summary(out, result)
     return out

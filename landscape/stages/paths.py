@@ -103,7 +103,8 @@ def run_paths_job(job: JobConfig, progress: bool = True, comm: Any | None = None
     states, sources = [s for s, _ in loaded], [src for _, src in loaded]
     items = path_items(model, pc.levels, pc.layers, pc.params_per_layer, pc.parameters, pc.seed)
     device = pick_device(comm, job.evaluate.device) if comm is not None else job.evaluate.device
-    ev = Evaluator(model, data, device, job.evaluate.batch_size, job.train.loss, job.evaluate.precision)
+    ev = Evaluator(model, data, device, job.evaluate.batch_size, job.train.loss, job.evaluate.precision,
+                   logits_budget=int(job.evaluate.logits_budget_mb * 2**20))
     alphas = parse_range(pc.alpha)
     grid = Grid(np.arange(len(items), dtype=np.float64), alphas)
     sums = [state_checksum(s) for s in states]
@@ -133,7 +134,7 @@ def run_paths_job(job: JobConfig, progress: bool = True, comm: Any | None = None
                   "checksums": checks, "items": [i.name for i in items], "loss": ev.loss_name,
                   "precision": job.evaluate.precision, **extra}
         attrs = {"model": job.model.name, "kind": kind, "t_mid": t_mid if t_mid is not None else float("nan"),
-                 "start": sources[0], "end": sources[2], "loss_name": ev.loss_name}
+                 "start": sources[0], "end": sources[2], "loss_name": ev.loss_name, "task": ev.task}
         datasets = {"items/name": np.array([i.name for i in items], dtype=object),
                     "items/level": np.array([i.level for i in items], dtype=object),
                     "items/distance": plane.distance,

@@ -86,7 +86,8 @@ def plan_directions(job: JobConfig, model: nn.Module, center: dict[str, torch.Te
         return checkpoint_plane(center, targets, params, sf.dir_type)
     if sf.directions == "hessian":
         cc = job.curvature or CurvatureConfig()
-        ev = Evaluator(model, data, job.evaluate.device, job.evaluate.batch_size, job.train.loss)
+        ev = Evaluator(model, data, job.evaluate.device, job.evaluate.batch_size, job.train.loss,
+                   logits_budget=int(job.evaluate.logits_budget_mb * 2**20))
         ev.set_state(center)
         return hessian_plane(ev, sf.hessian_pair, sf.ignore, sf.dir_type, count, cc.tol, cc.max_iter, cc.seed)
     return file_plane(sf.directions_file, center, count)
@@ -124,7 +125,8 @@ def resolve_surface(job: JobConfig, sf: SurfaceConfig) -> SurfacePlan:
              "norm": dir_info.get("norm") or "none", "ignore": dir_info.get("ignore") or "none",
              "dir_type": dir_info.get("dir_type") or "weights", "seed": int(dir_info.get("seed") or 0),
              "data": job.data.name, "split": job.evaluate.split, "subset": sf.subset or 0,
-             "cosine_d1_d2": cos, "state_spec": json.dumps(spec.to_json()), "loss_name": loss_name}
+             "cosine_d1_d2": cos, "state_spec": json.dumps(spec.to_json()), "loss_name": loss_name,
+             "task": data.task}
     if "explained_variance" in dir_info:
         attrs["explained_variance"] = json.dumps(dir_info["explained_variance"])
     if "eigenvalues" in dir_info:
@@ -149,7 +151,8 @@ def run_surface_job(job: JobConfig, progress: bool = True, comm: Any | None = No
     note_output(job.output)
     plan = resolve_surface(job, sf)
     device = pick_device(comm, job.evaluate.device) if comm is not None else job.evaluate.device
-    ev = Evaluator(plan.model, plan.data, device, job.evaluate.batch_size, job.train.loss, job.evaluate.precision)
+    ev = Evaluator(plan.model, plan.data, device, job.evaluate.batch_size, job.train.loss, job.evaluate.precision,
+                   logits_budget=int(job.evaluate.logits_budget_mb * 2**20))
     agree(comm, "the centre and directions checksums",
           (plan.inputs["center_checksum"], plan.inputs["directions_checksum"]))
     store = on_root(comm, lambda: SurfaceStore.open(plan.path, plan.grid, plan.inputs, plan.attrs, plan.datasets,

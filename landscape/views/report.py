@@ -196,7 +196,7 @@ def build_report(out_dir: str | Path) -> str:
             html_parts.append(f'<p class="progress">progress: {_e(s["progress"])}'
                               + (f'; curvature maps {_e(s["curvature_progress"])}' if "curvature_progress" in s
                                  else "") + "</p>")
-        for note in [s["note"]] if s.get("note") else s.get("notes", []):
+        for note in s.get("notes", []):
             html_parts.append(f'<p class="note">{_e(note)}</p>')
         if s.get("rows"):
             html_parts.append(_table(s["rows"]))

@@ -11,7 +11,7 @@ Example:
     >>> a, b = st.grid.coords(np.arange(10)); st.write(np.arange(10), 1 + a**2 + b**2, 1 - a**2 / 2); st.close()
     >>> sec = surface_section(p)
     >>> sec["progress"], [f["data"][0]["type"] for f in sec["figures"]][:2]
-    ('10/20 points (50.0%), status running', ['surface', 'contour'])
+    ('10/20 points (50.0%), status partial', ['surface', 'contour'])
 """
 from __future__ import annotations
 
@@ -90,9 +90,12 @@ def surface_section(path: str | Path) -> dict[str, Any]:
     n, total = int(s.done.sum()), s.done.size
     sec: dict[str, Any] = {"kind": "surface", "file": Path(path).name, "inputs": s.inputs,
                            "progress": f"{n}/{total} points ({100.0 * n / max(total, 1):.1f}%), status "
-                                       f"{s.attrs.get('status', '?')}", "runs": s.runs, "figures": []}
+                                       f"{s.attrs.get('status', '?')}", "runs": s.runs, "figures": [], "notes": []}
     xl, yl = axis_labels(s)
     done = s.done.astype(bool)
+    if s.attrs.get("task") == "language" and (done & np.isfinite(s.loss)).any():
+        low = float(np.min(s.loss[done & np.isfinite(s.loss)]))
+        sec["notes"].append(f"language model: lowest loss {low:.4g} per token, perplexity {np.exp(min(low, 700.0)):.4g}")
     loss = np.where(done, s.loss, np.nan)
     acc = np.where(done, s.accuracy, np.nan)
     if s.beta is None:
@@ -105,7 +108,7 @@ def surface_section(path: str | Path) -> dict[str, Any]:
         return sec
     ka, kb = _stride(len(s.alpha)), _stride(len(s.beta))
     if ka > 1 or kb > 1:
-        sec["note"] = f"shown at every {ka}th α and {kb}th β point; the file holds all {total}"
+        sec["notes"].append(f"shown at every {ka}th α and {kb}th β point; the file holds all {total}")
     a, b = s.alpha[::ka], s.beta[::kb]
     L, A = loss[::ka, ::kb], acc[::ka, ::kb]
     colour, bar = _colour(L, log=True)

@@ -71,7 +71,12 @@ def _title(s: SurfaceData) -> str:
     dname = data.get("name") if isinstance(data, dict) else data
     n, total = int(s.done.sum()), s.done.size
     partial = f" — partial {n}/{total} points" if n < total else ""
-    return f"{inp.get('model', '?')} on {dname} ({inp.get('split', '?')}), centre {inp.get('center', '?')}{partial}"
+    ppl = ""
+    if s.attrs.get("task") == "language" and (s.done.astype(bool) & np.isfinite(s.loss)).any():
+        low = float(np.min(s.loss[s.done.astype(bool) & np.isfinite(s.loss)]))
+        ppl = f"; lowest loss {low:.4g} per token (perplexity {np.exp(min(low, 700.0)):.4g})"
+    return (f"{inp.get('model', '?')} on {dname} ({inp.get('split', '?')}), centre {inp.get('center', '?')}{partial}"
+            f"{ppl}")
 
 
 def _overlay_others(ax: Any, others: dict[str, dict[str, np.ndarray]]) -> None:
@@ -118,7 +123,7 @@ def color_norm(values: np.ndarray, log: bool, levels_: np.ndarray | None = None,
 
     Example:
         >>> n = color_norm(np.array([0.1, 10.0]), False, np.geomspace(0.1, 10.0, 5))
-        >>> [round(float(n(v)) * 255) for v in (0.11, 0.5, 5.0)]  # bands spread over the whole colour map
+        >>> [int(n(v)) for v in (0.11, 0.5, 5.0)]  # colour-map indices: the bands spread over the whole map
         [0, 85, 255]
     """
     colors = require("matplotlib.colors", "plot")

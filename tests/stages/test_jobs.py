@@ -2,6 +2,7 @@
 the real data sets, which cannot be downloaded here)."""
 import gzip
 import json
+import math
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ JOBS = sorted((ROOT / "jobs").glob("*.toml"))
 
 def test_the_expected_job_files_are_shipped():
     names = {p.name for p in JOBS}
-    assert {"demo.toml", "mnist_lenet5.toml", "cifar10_resnet56.toml", "spiral_study.toml"} <= names
+    assert {"demo.toml", "mnist_lenet5.toml", "cifar10_resnet56.toml", "spiral_study.toml", "tiny_lm.toml"} <= names
 
 
 @pytest.mark.parametrize("path", JOBS, ids=lambda p: p.name)
@@ -107,3 +108,23 @@ def test_cifar_job_runs_one_sweep_task(tmp_path):
     assert summary["outputs"]["curvature"] == "curvature.h5" and summary["curvature"]["lambda_max"] > 0
     r = run_cli("status", str(out / "sweep.json"))
     assert r.returncode == 0 and "λmax" in r.stdout and "resnet56_noskip" in r.stdout.split("sharpness:")[1]
+
+
+def test_tiny_lm_job_runs_end_to_end(tmp_path):
+    """The language job, shortened: the built-in GPT on the embedded corpus, random and PCA surfaces, linear and
+    quadratic paths at model and layer level (attention vs MLP blocks), figures and the report."""
+    out = tmp_path / "lm"
+    r = run_cli("run", str(ROOT / "jobs" / "tiny_lm.toml"), "--output", str(out), "train.epochs=2",
+                "data.kwargs.n_train=128", "data.kwargs.n_test=32", "data.kwargs.context=32",
+                "surface.alpha=-1:1:3", "surface.beta=-1:1:3", "pca.alpha=\"auto:3\"", "pca.beta=\"auto:3\"",
+                "paths.alpha=0:1:3", "--no-progress", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("trajectory", "surface", "surface_pca", "path_linear", "path_quadratic", "layers_report", "report"):
+        assert (out / summary["outputs"][key]).is_file(), key
+    assert summary["final"]["loss"] < math.log(256)  # per token, below the uniform guess over bytes
+    items = json.loads(open(out / "layers_robust_ambient.json").read())["layers"]
+    assert {"blocks.0.attn", "blocks.0.mlp", "blocks.1.attn", "blocks.1.mlp"} <= {row["layer"] for row in items}
+    status = run_cli("status", str(out / "surface.h5"))
+    assert status.returncode == 0 and "perplexity" in status.stdout
+    assert (out / "surface_contour.png").is_file() and (out / "path_linear_layer.png").is_file()
