@@ -17,6 +17,7 @@ from .data import TensorData, load_data, subset, DATASETS, read_idx, read_cifar1
 from .gpt import GPT, CausalSelfAttention, FeedForward
 from .hf import HFCausalLM, build_hf, hf_spec
 from .text import text_windows, stdlib_corpus, windows, TEXT_DATASETS
+from .imagenet import ImageNetResNet, DenseNet121, resnet18, resnet50, resnet18_noskip, resnet50_noskip, densenet121
 
 __all__ = [
     "__version__", "LandscapeError", "ConfigError", "DataError", "ModelError", "CheckpointError", "StoreError",
@@ -26,5 +27,6 @@ __all__ = [
     "Grid", "chunked", "MAX_POINTS", "LeNet5", "MLP", "CifarResNet", "DenseNet", "MODELS", "build_model",
     "load_callable", "layer_names", "TensorData", "load_data", "subset", "DATASETS", "read_idx", "read_cifar10_bin",
     "spiral", "digits", "GPT", "CausalSelfAttention", "FeedForward", "HFCausalLM", "build_hf", "hf_spec",
-    "text_windows", "stdlib_corpus", "windows", "TEXT_DATASETS",
+    "text_windows", "stdlib_corpus", "windows", "TEXT_DATASETS", "ImageNetResNet", "DenseNet121", "resnet18",
+    "resnet50", "resnet18_noskip", "resnet50_noskip", "densenet121",
 ]

@@ -22,6 +22,7 @@ from torch import nn
 
 from .gpt import GPT
 from .hf import build_hf
+from .imagenet import densenet121, resnet18, resnet18_noskip, resnet50, resnet50_noskip
 from .errors import ModelError
 
 __all__ = ["LeNet5", "MLP", "CifarResNet", "DenseNet", "MODELS", "build_model", "load_callable", "layer_names"]
@@ -161,6 +162,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": MLP,
     "densenet": DenseNet,
     **{f"resnet{d}{s}": _resnet(d, not s) for d in (20, 56, 110) for s in ("", "_noskip")},
+    "resnet18": resnet18, "resnet50": resnet50, "resnet18_noskip": resnet18_noskip,
+    "resnet50_noskip": resnet50_noskip, "densenet121": densenet121,
 }
 
 # which data-derived arguments each built-in takes

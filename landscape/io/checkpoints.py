@@ -113,6 +113,11 @@ def load_source(source: str, model: nn.Module | None = None) -> dict[str, torch.
         state = TrajectoryStore(path).state(ref)
     else:
         state = load_state_file(path)
+        if model is not None and hasattr(model, "adapt_state"):  # e.g. older published DenseNet key names
+            state = model.adapt_state(state)
+        if model is not None:  # files saved before BatchNorm counted its batches (torchvision's own) lack the count
+            state = {**{k: v for k, v in model.state_dict().items()
+                        if k.endswith(".num_batches_tracked") and k not in state}, **state}
     if model is not None:
         check_state(model, state, origin=source)
     return state
