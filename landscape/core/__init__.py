@@ -13,11 +13,14 @@ from .progress import Progress, format_seconds
 from .params import StateSpec, model_state, flatten_state, unflatten_state, state_checksum, is_bn_name
 from .grid import parse_range, Grid, chunked, MAX_POINTS
 from .models import LeNet5, MLP, CifarResNet, DenseNet, MODELS, build_model, load_callable, layer_names
-from .data import TensorData, load_data, subset, DATASETS, read_idx, read_cifar10_bin, spiral, digits
+from .data import (
+    TensorData, load_data, subset, resident, DATASETS, read_idx, read_cifar10_bin, spiral, digits, image_folder,
+    arrays)
 from .gpt import GPT, CausalSelfAttention, FeedForward
 from .hf import HFCausalLM, build_hf, hf_spec
 from .text import text_windows, stdlib_corpus, windows, TEXT_DATASETS
 from .imagenet import ImageNetResNet, DenseNet121, resnet18, resnet50, resnet18_noskip, resnet50_noskip, densenet121
+from .streams import StreamedData, ImageFolder, ArrayPair, open_array, IMAGE_SUFFIXES
 
 __all__ = [
     "__version__", "LandscapeError", "ConfigError", "DataError", "ModelError", "CheckpointError", "StoreError",
@@ -25,8 +28,9 @@ __all__ = [
     "stop_signals_ignored", "deferred", "require", "package_file", "EXTRAS", "HINTS", "Progress", "format_seconds",
     "StateSpec", "model_state", "flatten_state", "unflatten_state", "state_checksum", "is_bn_name", "parse_range",
     "Grid", "chunked", "MAX_POINTS", "LeNet5", "MLP", "CifarResNet", "DenseNet", "MODELS", "build_model",
-    "load_callable", "layer_names", "TensorData", "load_data", "subset", "DATASETS", "read_idx", "read_cifar10_bin",
-    "spiral", "digits", "GPT", "CausalSelfAttention", "FeedForward", "HFCausalLM", "build_hf", "hf_spec",
-    "text_windows", "stdlib_corpus", "windows", "TEXT_DATASETS", "ImageNetResNet", "DenseNet121", "resnet18",
-    "resnet50", "resnet18_noskip", "resnet50_noskip", "densenet121",
+    "load_callable", "layer_names", "TensorData", "load_data", "subset", "resident", "DATASETS", "read_idx",
+    "read_cifar10_bin", "spiral", "digits", "image_folder", "arrays", "GPT", "CausalSelfAttention", "FeedForward",
+    "HFCausalLM", "build_hf", "hf_spec", "text_windows", "stdlib_corpus", "windows", "TEXT_DATASETS",
+    "ImageNetResNet", "DenseNet121", "resnet18", "resnet50", "resnet18_noskip", "resnet50_noskip", "densenet121",
+    "StreamedData", "ImageFolder", "ArrayPair", "open_array", "IMAGE_SUFFIXES",
 ]

@@ -25,9 +25,11 @@ from sklearn.model_selection import train_test_split
 from .errors import DataError, ModelError
 from .models import load_callable
 from .optional import require
+from .streams import ArrayPair, ImageFolder, StreamedData
 from .text import TEXT_DATASETS, text_windows
 
-__all__ = ["TensorData", "load_data", "subset", "DATASETS", "read_idx", "read_cifar10_bin", "spiral", "digits"]
+__all__ = ["TensorData", "load_data", "subset", "resident", "DATASETS", "read_idx", "read_cifar10_bin", "spiral",
+           "digits", "image_folder", "arrays"]
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,22 @@ def subset(data: TensorData, n: int | None, mode: str = "first", seed: int = 0) 
         idx = torch.randperm(len(data), generator=g)[:n].sort().values
     else:
         raise DataError(f"subset mode must be 'first' or 'random', got {mode!r}")
+    if isinstance(data, StreamedData):  # the same rows, still streamed
+        return data.take(idx.numpy())
     return replace(data, x=data.x[idx].contiguous(), y=data.y[idx].contiguous())
+
+
+def resident(data: TensorData | StreamedData) -> TensorData:
+    """The data in memory: a :class:`TensorData` as it is, a streamed set read once.
+
+    Example:
+        >>> d = TensorData(torch.zeros(2, 1), torch.zeros(2, dtype=torch.long))
+        >>> resident(d) is d
+        True
+    """
+    if isinstance(data, StreamedData):
+        return TensorData(data.x.contiguous(), data.y.contiguous(), data.task, data.num_classes, data.name)
+    return data
 
 
 def _standardise(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -225,9 +242,21 @@ def cifar10(root: str | Path) -> tuple[TensorData, TensorData]:
     return out[0], out[1]
 
 
-def _materialise(ds: Any, name: str, task: str | None) -> TensorData:
-    if isinstance(ds, TensorData):
+def _materialise(ds: Any, name: str, task: str | None, workers: int = 2,
+                 num_classes: int | None = None) -> TensorData | StreamedData:
+    if isinstance(ds, (TensorData, StreamedData)):
         return ds
+    if isinstance(ds, torch.utils.data.Dataset) and hasattr(ds, "__len__") and hasattr(ds, "__getitem__"):
+        # any map-style data set: streamed in batches (read into memory only when it fits the device budget)
+        classes, targets = getattr(ds, "classes", None), getattr(ds, "targets", None)
+        ncls = num_classes or (len(classes) if classes is not None else None)
+        out = StreamedData(ds, task, ncls, name, workers)
+        if out.task == "classification" and out.num_classes is None:  # from the targets, or one pass over them
+            labels = targets if targets is not None else [ds[i][1] for i in range(len(ds))]
+            out.num_classes = int(torch.as_tensor(np.asarray(labels)).max()) + 1
+        return out
+    if not hasattr(ds, "__getitem__") and hasattr(ds, "__iter__") and not isinstance(ds, (tuple, list)):
+        ds = list(ds)  # an iterable of (x, y) pairs: read once
     if isinstance(ds, (tuple, list)) and len(ds) == 2 and all(isinstance(t, (torch.Tensor, np.ndarray)) for t in ds):
         x, y = (torch.as_tensor(t) for t in ds)
     else:
@@ -260,12 +289,57 @@ def torchvision_data(dataset: str, root: str | Path, **kwargs: Any) -> tuple[Ten
     return out[0], out[1]
 
 
-def _user(ref: str, task: str | None, **kwargs: Any) -> tuple[TensorData, TensorData]:
+def _user(ref: str, task: str | None, workers: int = 2, num_classes: int | None = None,
+          **kwargs: Any) -> tuple[TensorData, TensorData]:
     try:
         fn: Callable[..., Any] = load_callable(ref)
     except ModelError as exc:
         raise DataError(str(exc)) from exc
-    return tuple(_materialise(fn(split=s, **kwargs), f"{ref}/{s}", task) for s in ("train", "test"))  # type: ignore
+    return tuple(_materialise(fn(split=s, **kwargs), f"{ref}/{s}", task, workers, num_classes)  # type: ignore
+                 for s in ("train", "test"))
+
+
+def image_folder(root: str, resize: int | None = None, crop: int | None = None, mean: Any = None, std: Any = None,
+                 workers: int = 2) -> tuple[StreamedData, StreamedData]:
+    """An image folder in the ImageNet layout: ``root/train/CLASS/*.jpg`` and ``root/val/CLASS/*.jpg`` (or
+    ``test``); a folder of class sub-folders alone is both splits. Streamed, decoded with Pillow.
+
+    Example:
+        >>> image_folder.__name__  # tested with generated JPEG folders in tests/core/test_streams.py
+        'image_folder'
+    """
+    base = Path(root)
+    splits = {s: base / s for s in ("train", "val", "test") if (base / s).is_dir()}
+    test_dir = splits.get("val") or splits.get("test") or base
+    train_dir = splits.get("train") or test_dir
+    out = []
+    for label, folder in (("train", train_dir), ("test", test_dir)):
+        ds = ImageFolder(folder, resize, crop, mean, std)
+        out.append(StreamedData(ds, "classification", len(ds.classes), f"imagefolder/{label}", workers))
+    return out[0], out[1]
+
+
+def arrays(x: str | None = None, y: str | None = None, train_x: str | None = None, train_y: str | None = None,
+           task: str | None = None, num_classes: int | None = None, workers: int = 2
+           ) -> tuple[StreamedData, StreamedData]:
+    """Inputs and targets from arrays read by slices (``x.npy`` memory-mapped, ``f.npz:key``, ``f.h5:/x``):
+    ``x``/``y`` are evaluated on, ``train_x``/``train_y`` (default: the same) trained on.
+
+    Example:
+        >>> arrays.__name__  # tested with .npy, .npz and .h5 files in tests/core/test_streams.py
+        'arrays'
+    """
+    if not x or not y:
+        raise DataError("arrays: set data.kwargs.x and data.kwargs.y (file.npy, file.npz:key or file.h5:/name)")
+    out = []
+    for label, (a, b) in (("train", (train_x or x, train_y or y)), ("test", (x, y))):
+        pair = ArrayPair(a, b)
+        t = task or ("regression" if pair.y_float else "classification")
+        ncls = num_classes
+        if t == "classification" and ncls is None:
+            ncls = int(pair.read(0, len(pair))[1].max()) + 1
+        out.append(StreamedData(pair, t, ncls, f"arrays/{label}", workers))
+    return out[0], out[1]
 
 
 def _text(name: str) -> Callable[..., tuple[TensorData, TensorData]]:
@@ -280,6 +354,7 @@ def _text(name: str) -> Callable[..., tuple[TensorData, TensorData]]:
 DATASETS: dict[str, Callable[..., tuple[TensorData, TensorData]]] = {
     "digits": digits, "spiral": spiral, "sine": sine, "mnist": mnist, "cifar10": cifar10,
     **{name: _text(name) for name in TEXT_DATASETS},
+    "imagefolder": image_folder, "arrays": arrays,
 }
 
 
@@ -304,8 +379,12 @@ def load_data(name: str, root: str | None = None, task: str | None = None,
     if name not in DATASETS:
         raise DataError(f"unknown data set {name!r}; expected one of {sorted(DATASETS)}, "
                         "'torchvision:Name' or 'package.module:callable'")
-    if name in ("text", "tokens"):
+    if name in ("text", "tokens", "imagefolder"):
+        if name == "imagefolder" and root is None:
+            raise DataError("imagefolder: set data.root to the folder of class sub-folders (or of train/ and val/)")
         kwargs["root"] = root
+    if name == "arrays" and task is not None:
+        kwargs["task"] = task
     if name in ("mnist", "cifar10"):
         if root is None:
             raise DataError(f"{name}: set data.root to a local folder with the standard files (nothing is downloaded)")

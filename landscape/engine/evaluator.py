@@ -19,21 +19,39 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 from dataclasses import dataclass
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 import torch
 from torch import nn
 
-from ..core.data import TensorData
+from ..core.data import TensorData, resident
+from ..core.streams import StreamedData
 from ..core.errors import CheckpointError, ConfigError
 from ..core.params import StateSpec, model_state
 from .device import autocast_context, resolve_device
 from .losses import correct_count, loss_function, per_sample_loss, target_count
 
-__all__ = ["EvalResult", "Evaluator"]
+__all__ = ["EvalResult", "Evaluator", "default_budget"]
 
 log = logging.getLogger(__name__)
+
+
+def default_budget(device: torch.device) -> int:
+    """How many bytes of a streamed evaluation set may be kept resident: half the free memory of a CUDA device,
+    a quarter of the available host memory on CPU.
+
+    Example:
+        >>> default_budget(torch.device("cpu")) > 0
+        True
+    """
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0] // 2
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4
+    except (ValueError, OSError, AttributeError):
+        return 1 << 30
 
 
 @dataclass(frozen=True)
@@ -60,7 +78,7 @@ class Evaluator:
     ``logits_budget`` bytes, so a 50,257-token vocabulary never needs the logits of the whole batch at once.
     """
 
-    def __init__(self, model: nn.Module, data: TensorData, device: str | torch.device = "auto",
+    def __init__(self, model: nn.Module, data: TensorData | StreamedData, device: str | torch.device = "auto",
                  batch_size: int = 1024, loss: str | None = None, precision: str = "fp32",
                  max_resident_bytes: int | None = None, logits_budget: int = 256 << 20):
         self.device = resolve_device(device)
@@ -84,6 +102,18 @@ class Evaluator:
                 batch_size = rows
         self.batch_size = batch_size
         self.n = len(data)
+        self.stream: StreamedData | None = None
+        if isinstance(data, StreamedData):
+            budget = max_resident_bytes if max_resident_bytes is not None else default_budget(self.device)
+            if data.nbytes() <= budget:  # it fits: read once and keep it resident, as in-memory data
+                data = resident(data)
+            else:
+                log.info("evaluation data %s (%.1f MiB) exceeds the device budget (%.1f MiB); reading it in "
+                         "batches, once per chunk of points", data.name, data.nbytes() / 2**20, budget / 2**20)
+                self.stream, self.resident, self._batches = data, False, []
+                self.count = self.n if data.task != "language" else sum(
+                    target_count(y, "language") for _, y in data.batches(batch_size))
+                return
         self.count = target_count(data.y, data.task)  # what means divide by: samples or target tokens
         nbytes = data.x.element_size() * data.x.numel() + data.y.element_size() * data.y.numel()
         if max_resident_bytes is None:
@@ -150,6 +180,10 @@ class Evaluator:
     # -- evaluation -------------------------------------------------------------------------------
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The evaluation set's (inputs, targets) batches on the device, always in the same order."""
+        if self.stream is not None:
+            for x, y in self.stream.batches(self.batch_size, pin=self.device.type == "cuda"):
+                yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            return
         for x, y in self._batches:
             if not self.resident:
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
@@ -163,6 +197,37 @@ class Evaluator:
         with self._autocast():
             for x, _ in self.batches():
                 self.model(x)
+
+    @torch.no_grad()
+    def evaluate_many(self, set_point: Callable[[int], None], k: int) -> list[EvalResult]:
+        """``k`` points in one pass over the data: for each batch, ``set_point(j)`` writes point j's parameters,
+        then a forward adds to point j's sums. The data is read once for all k points (streamed sets); each
+        point's sums see the same batches in the same order as :meth:`evaluate`, so the values are equal.
+
+        Example:
+            >>> from landscape.core.data import load_data
+            >>> from landscape.core.models import build_model
+            >>> tr, te = load_data("spiral", n_per_class=20)
+            >>> ev = Evaluator(build_model("mlp", tr.info(), depth=1, width=4), te, "cpu")
+            >>> ev.evaluate_many(lambda j: None, 2)[0] == ev.evaluate()
+            True
+        """
+        if self.model.training:
+            self.model.eval()
+        loss_sum = torch.zeros(k, device=self.device, dtype=torch.float64)
+        correct = torch.zeros(k, device=self.device, dtype=torch.int64)
+        classify = self.task != "regression"
+        with self._autocast():
+            for x, y in self.batches():
+                for j in range(k):
+                    set_point(j)
+                    out = self.model(x).float()
+                    loss_sum[j] += self._loss(out, y).double().sum()
+                    if classify:
+                        correct[j] += correct_count(out, y)
+        loss, hits = loss_sum.tolist(), correct.double().tolist()  # one host sync
+        return [EvalResult(lo / self.count, h / self.count if classify else math.nan, self.n)
+                for lo, h in zip(loss, hits)]
 
     @torch.no_grad()
     def evaluate(self, state: Mapping[str, torch.Tensor] | None = None) -> EvalResult:

@@ -44,7 +44,7 @@ class PlaneEvaluator:
     """Evaluates points of the plane θ* + α·d₁ + β·d₂ (d₂ may be None for a line)."""
 
     def __init__(self, evaluator: Evaluator, center: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor | None,
-                 points_per_batch: int | str = 1):
+                 points_per_batch: int | str = 1, points_per_pass: int = 8):
         self.ev = evaluator
         dev = evaluator.device
         spec = evaluator.spec
@@ -71,6 +71,12 @@ class PlaneEvaluator:
         self.expected_points: int | None = None  # points this evaluator will compute (the calibration's budget)
         self._stacking_checked = False
         self.batch_mode, self.points_per_batch = parse_points_per_batch(points_per_batch)
+        # streamed data: each batch is read once for a chunk of points_per_pass points (runners hand out whole
+        # chunks); the points are evaluated one after another on each batch
+        self.points_per_pass = max(1, int(points_per_pass)) if evaluator.stream is not None else 1
+        self.chunk_unit = self.points_per_pass
+        if evaluator.stream is not None:
+            self.auto, self.batch_mode, self.points_per_batch = False, "one", 1
         self._replicas: list[PlaneEvaluator] = []
         self._pool, self._pool_size = None, 0
 
@@ -182,6 +188,13 @@ class PlaneEvaluator:
         if self.batch_mode == "threads":
             return self._evaluate_threads(alphas, betas)
         loss, acc = np.empty(len(alphas)), np.empty(len(alphas))
+        if self.ev.stream is not None:
+            p = self.points_per_pass
+            for s in range(0, len(alphas), p):
+                a, b = alphas[s:s + p], betas[s:s + p]
+                rs = self.ev.evaluate_many(lambda j: self.set_point(a[j], b[j]), len(a))
+                loss[s:s + len(a)], acc[s:s + len(a)] = [r.loss for r in rs], [r.accuracy for r in rs]
+            return loss, acc
         step = self.points_per_batch
         for s in range(0, len(alphas), step):
             sl = slice(s, s + step)

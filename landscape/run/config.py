@@ -35,15 +35,18 @@ class ModelConfig:
 class DataConfig:
     """[data]: the data set and the subsets used for training and evaluation."""
 
-    name: str = _f("digits", doc="digits, spiral, sine, mnist, cifar10, torchvision:Name or module:callable")
-    root: typing.Optional[str] = _f(None, doc="local folder of mnist/cifar10/torchvision files")
+    name: str = _f("digits", doc="digits, spiral, sine, mnist, cifar10, pytext, text, tokens, imagefolder, arrays, "
+                                 "torchvision:Name or module:callable")
+    root: typing.Optional[str] = _f(None, doc="local folder of mnist/cifar10/torchvision files or of an image folder; "
+                                              "the text or token file")
     task: typing.Optional[str] = _f(None, choices=("classification", "regression", "language"),
                                     doc="default: from the data")
     train_subset: typing.Optional[int] = _f(None, min=1, doc="use N training samples")
     test_subset: typing.Optional[int] = _f(None, min=1, doc="use N evaluation samples")
     subset_mode: str = _f("first", choices=("first", "random"))
     subset_seed: int = _f(0)
-    kwargs: dict = _f({}, doc="keyword arguments of the loader (e.g. n_per_class for spiral)")
+    kwargs: dict = _f({}, doc="keyword arguments of the loader (e.g. n_per_class for spiral; resize, crop, mean, "
+                              "std, workers for imagefolder; x, y, train_x, train_y for arrays)")
 
 
 @dataclass
@@ -77,6 +80,13 @@ class EvalConfig:
     split: str = _f("test", choices=("train", "test"), doc="data split the analyses evaluate on")
     logits_budget_mb: float = _f(256.0, min=1, doc="language models: at most this many MiB of logits per "
                                                    "evaluation batch (fewer sequences per batch)")
+    resident_mb: typing.Optional[float] = _f(None, min=0, doc="streamed data sets up to this size are read once "
+                                                               "and kept resident; default: half the free GPU "
+                                                               "memory, a quarter of the available host memory")
+
+    def resident_bytes(self) -> typing.Optional[int]:
+        """``resident_mb`` in bytes (None: the device's default budget)."""
+        return None if self.resident_mb is None else int(self.resident_mb * 2**20)
 
 
 @dataclass
@@ -113,6 +123,8 @@ class SurfaceConfig:
     points_per_batch: typing.Union[int, str] = _f("auto", doc="'auto', N points stacked with vmap, or 'threads:N' "
                                                                  "(N points on concurrent CPU threads)")
     chunk: int = _f(0, min=0, doc="points per work chunk (0: adaptive, about 2 s of work per chunk)")
+    points_per_pass: int = _f(8, min=1, doc="streamed data (too large to keep resident): grid points evaluated "
+                                            "per read of the data (each batch is read once for them)")
     flush_every: int = _f(64, min=1, doc="flush results to the file every N points (and every 10 s)")
     output: str = _f("surface.h5", doc="file name inside the job's output folder (or an absolute path)")
 

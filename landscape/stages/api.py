@@ -76,7 +76,8 @@ def evaluate_checkpoint(job: JobConfig, checkpoint: str) -> EvalResult:
     apply_state(model, load_source(checkpoint, model), checkpoint)
     return Evaluator(model, evaluation_data(tr, te, job.data, job.evaluate.split), job.evaluate.device,
                      job.evaluate.batch_size, job.train.loss, job.evaluate.precision,
-                   logits_budget=int(job.evaluate.logits_budget_mb * 2**20)).evaluate()
+                   logits_budget=int(job.evaluate.logits_budget_mb * 2**20),
+                   max_resident_bytes=job.evaluate.resident_bytes()).evaluate()
 
 
 @dataclass
@@ -111,7 +112,8 @@ def reduce_filters(job: JobConfig, layer: str, source: str = "activations", thre
     src = checkpoint or f"{Path(job.output) / 'trajectory.h5'}:final"
     apply_state(model, load_source(src, model), src)
     before = Evaluator(model, data, job.evaluate.device, job.evaluate.batch_size, job.train.loss,
-                   logits_budget=int(job.evaluate.logits_budget_mb * 2**20)).evaluate()
+                   logits_budget=int(job.evaluate.logits_budget_mb * 2**20),
+                   max_resident_bytes=job.evaluate.resident_bytes()).evaluate()
     mods = dict(model.named_modules())
     if layer not in mods:
         raise ConfigError(f"--layer {layer!r} is not a layer of {job.model.name}")
@@ -120,7 +122,8 @@ def reduce_filters(job: JobConfig, layer: str, source: str = "activations", thre
     pairs = correlated_pairs(corr, threshold)
     merge_filters(model, layer, [(i, j) for i, j, _ in pairs])
     after = Evaluator(model, data, job.evaluate.device, job.evaluate.batch_size, job.train.loss,
-                   logits_budget=int(job.evaluate.logits_budget_mb * 2**20)).evaluate()
+                   logits_budget=int(job.evaluate.logits_budget_mb * 2**20),
+                   max_resident_bytes=job.evaluate.resident_bytes()).evaluate()
     if save:
         torch.save(model.state_dict(), save)
     return ReduceResult(layer, source, threshold, pairs, len(corr), dict(model.named_modules())[layer].out_channels,

@@ -93,7 +93,8 @@ def run_curvature(job: JobConfig, progress: bool = True) -> CurvatureResult:
     state, src = resolve_checkpoint(cc.center, model, out / "trajectory.h5", job.model.checkpoint)
     state = {name: state[name] for name in model_state(model)}
     ev = Evaluator(model, data, job.evaluate.device, job.evaluate.batch_size, job.train.loss,
-                   logits_budget=int(job.evaluate.logits_budget_mb * 2**20))
+                   logits_budget=int(job.evaluate.logits_budget_mb * 2**20),
+                   max_resident_bytes=job.evaluate.resident_bytes())
     ev.set_state(state)
     op = HessianOperator(ev, ignore=cc.ignore, dir_type=cc.dir_type)
     path = Path(cc.output) if Path(cc.output).is_absolute() else out / cc.output

@@ -166,7 +166,8 @@ def _train_and_evaluate(job: JobConfig, progress: bool) -> Path:
         log.info("\n%s", store.describe())
     ev = Evaluator(model, evaluation_data(tr, te, job.data, job.evaluate.split), job.evaluate.device,
                    job.evaluate.batch_size, job.train.loss, job.evaluate.precision,
-                   logits_budget=int(job.evaluate.logits_budget_mb * 2**20))
+                   logits_budget=int(job.evaluate.logits_budget_mb * 2**20),
+                   max_resident_bytes=job.evaluate.resident_bytes())
     res = ev.evaluate()
     result["final"] = {"split": job.evaluate.split, "loss": res.loss, "accuracy": res.accuracy, "n": res.n,
                        "device": str(resolve_device(job.evaluate.device))}

@@ -104,7 +104,8 @@ def run_paths_job(job: JobConfig, progress: bool = True, comm: Any | None = None
     items = path_items(model, pc.levels, pc.layers, pc.params_per_layer, pc.parameters, pc.seed)
     device = pick_device(comm, job.evaluate.device) if comm is not None else job.evaluate.device
     ev = Evaluator(model, data, device, job.evaluate.batch_size, job.train.loss, job.evaluate.precision,
-                   logits_budget=int(job.evaluate.logits_budget_mb * 2**20))
+                   logits_budget=int(job.evaluate.logits_budget_mb * 2**20),
+                   max_resident_bytes=job.evaluate.resident_bytes())
     alphas = parse_range(pc.alpha)
     grid = Grid(np.arange(len(items), dtype=np.float64), alphas)
     sums = [state_checksum(s) for s in states]

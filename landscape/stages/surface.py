@@ -87,7 +87,8 @@ def plan_directions(job: JobConfig, model: nn.Module, center: dict[str, torch.Te
     if sf.directions == "hessian":
         cc = job.curvature or CurvatureConfig()
         ev = Evaluator(model, data, job.evaluate.device, job.evaluate.batch_size, job.train.loss,
-                   logits_budget=int(job.evaluate.logits_budget_mb * 2**20))
+                   logits_budget=int(job.evaluate.logits_budget_mb * 2**20),
+                   max_resident_bytes=job.evaluate.resident_bytes())
         ev.set_state(center)
         return hessian_plane(ev, sf.hessian_pair, sf.ignore, sf.dir_type, count, cc.tol, cc.max_iter, cc.seed)
     return file_plane(sf.directions_file, center, count)
@@ -152,12 +153,13 @@ def run_surface_job(job: JobConfig, progress: bool = True, comm: Any | None = No
     plan = resolve_surface(job, sf)
     device = pick_device(comm, job.evaluate.device) if comm is not None else job.evaluate.device
     ev = Evaluator(plan.model, plan.data, device, job.evaluate.batch_size, job.train.loss, job.evaluate.precision,
-                   logits_budget=int(job.evaluate.logits_budget_mb * 2**20))
+                   logits_budget=int(job.evaluate.logits_budget_mb * 2**20),
+                   max_resident_bytes=job.evaluate.resident_bytes())
     agree(comm, "the centre and directions checksums",
           (plan.inputs["center_checksum"], plan.inputs["directions_checksum"]))
     store = on_root(comm, lambda: SurfaceStore.open(plan.path, plan.grid, plan.inputs, plan.attrs, plan.datasets,
                                                     flush_every=sf.flush_every))
-    plane = PlaneEvaluator(ev, ev.get_flat(), plan.d1, plan.d2, sf.points_per_batch)
+    plane = PlaneEvaluator(ev, ev.get_flat(), plan.d1, plan.d2, sf.points_per_batch, sf.points_per_pass)
     plane.expected_points = -(-plan.grid.size // (comm.Get_size() if comm is not None else 1))
     run_points(plane, store, plan.path, comm, progress, sf.chunk, str(ev.device))
     if sf.curvature:

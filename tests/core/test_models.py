@@ -17,8 +17,13 @@ def test_lenet5_layer_parameter_counts_match_thesis_table():
     assert layer_names(m) == ["conv1", "conv2", "fc1", "fc2", "fc3"]
 
 
-# resnet110 is the same code with more blocks (its block count is checked below)
-@pytest.mark.parametrize("name", sorted(n for n in MODELS if n != "mlp" and not n.startswith("resnet110")))
+# resnet110 is the same code with more blocks (its block count is checked below); gpt takes token ids
+# (tests/core/test_language.py); the ImageNet models have their own tests (tests/core/test_imagenet_models.py)
+IMAGENET = ("resnet18", "resnet50", "resnet18_noskip", "resnet50_noskip", "densenet121")
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODELS if n not in ("mlp", "gpt") + IMAGENET
+                                        and not n.startswith("resnet110")))
 @pytest.mark.parametrize("channels", [1, 3])
 def test_image_models_forward(name, channels):
     m = build_model(name, {"in_channels": channels, "num_classes": 7, "input_dim": channels * 1024})
