@@ -140,7 +140,7 @@ class ArrayPair(Dataset):
     def read(self, a: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows a..b-1 of both arrays: one slice each (contiguous reads)."""
         xs, ys = self._open()
-        x = torch.from_numpy(np.ascontiguousarray(xs[a:b], dtype=np.float32))
+        x = torch.from_numpy(np.array(xs[a:b], dtype=np.float32))  # a copy: memory maps are read-only
         y = np.asarray(ys[a:b])
         return x, torch.from_numpy(y.astype(np.float32) if self.y_float else y.astype(np.int64))
 
