@@ -128,3 +128,35 @@ def test_tiny_lm_job_runs_end_to_end(tmp_path):
     status = run_cli("status", str(out / "surface.h5"))
     assert status.returncode == 0 and "perplexity" in status.stdout
     assert (out / "surface_contour.png").is_file() and (out / "path_linear_layer.png").is_file()
+
+
+def test_imagenet_job_runs_end_to_end_on_a_generated_image_folder(tmp_path):
+    """The ImageNet job on a small generated folder in its layout, a torchvision-style checkpoint file as the
+    centre, the validation images streamed (resident_mb=0) through the surface."""
+    import torch
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(3):
+        folder = tmp_path / "imagenet" / "val" / f"n0000000{c}"
+        folder.mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 256, (40, 44, 3), dtype=np.uint8)).save(folder / f"ILSVRC_{i}.JPEG")
+    torch.manual_seed(0)
+    ckpt = tmp_path / "resnet50-0676ba61.pth"
+    torch.save(build_model("resnet50", {"num_classes": 3}).state_dict(), ckpt)
+    out = tmp_path / "out"
+    r = run_cli("run", str(ROOT / "jobs" / "imagenet_resnet50.toml"), f"data.root={tmp_path / 'imagenet'}",
+                f"model.checkpoint={ckpt}", "--output", str(out), "data.kwargs.resize=36", "data.kwargs.crop=32",
+                "data.kwargs.workers=2", "evaluate.precision=fp32", "evaluate.resident_mb=0", "evaluate.batch_size=5",
+                "surface.alpha=-1:1:3", "surface.beta=-1:1:3", "surface.points_per_pass=4", "--no-progress",
+                "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert "reading it in batches, once per chunk of points" in r.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["checkpoint"] == str(ckpt) and summary["final"]["n"] == 12
+    from landscape.io.surface_file import read_surface
+
+    s = read_surface(out / "surface.h5")
+    assert s.done.all() and s.loss[1, 1] == pytest.approx(summary["final"]["loss"], rel=1e-6)
+    assert (out / "surface.vtp").is_file() and (out / "surface_view.py").is_file() and (out / "report.html").is_file()
