@@ -21,8 +21,8 @@ import os
 import sys
 from typing import Sequence
 
-from ..core.errors import EXIT_INTERRUPTED, Interrupted, LandscapeError
-from ..core.signals import check_interrupted, interruptible
+from ..core.errors import EXIT_INTERRUPTED, LandscapeError
+from ..core.signals import check_interrupted, interruptible, interruption_in
 from ..core.version import __version__
 from ..io.hdf5 import write_failure
 from ..run.mpi import abort_if_parallel, check_launcher, exit_together, in_mpi_launch
@@ -99,30 +99,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_launcher()
             rc = args.handler(args)
             check_interrupted()  # a signal Python swallowed (in a finaliser) still ends the command as interrupted
-    except Interrupted as exc:
-        log.error("%s", exc)
-        rc = EXIT_INTERRUPTED
-    except LandscapeError as exc:
-        log.error("%s", exc)
-        abort_if_parallel(exc)  # an error on one rank alone must not leave the others waiting
-        rc = 2
     except KeyboardInterrupt:
         log.error("interrupted; rerun the same command to resume")
         return 130
-    except OSError as exc:  # a write refused by the file system (full, read-only) outside the stores' own checks
-        failure = write_failure(exc.filename or "a file", exc)
-        if failure is None:
-            raise
-        log.error("%s", failure)
-        abort_if_parallel(failure)
-        rc = 2
-    except Exception as exc:  # a bug or a library failure: under MPI, end every rank, not only this one
-        if in_mpi_launch():
-            log.exception("unexpected error on this rank; ending the whole job")
-            abort_if_parallel(exc)
-        raise
+    except Exception as exc:  # noqa: BLE001 - each kind is sorted out by _failure, which re-raises bugs
+        rc = _failure(exc)
     # under MPI, no rank ends while another still saves or works alone, and all exit with one status
     return exit_together(rc, timeout=None if rc == 0 else 60)
+
+
+def _failure(exc: Exception) -> int:
+    """The exit status of a command that raised ``exc``, logged; under MPI the other ranks are ended. A signal
+    that arrived inside a library's callback comes back wrapped (h5py: ``SystemError``): still an interruption."""
+    interrupted = interruption_in(exc)
+    if interrupted is not None:
+        log.error("%s", interrupted)
+        return EXIT_INTERRUPTED
+    if isinstance(exc, LandscapeError):
+        log.error("%s", exc)
+        abort_if_parallel(exc)  # an error on one rank alone must not leave the others waiting
+        return 2
+    failure = write_failure(exc.filename or "a file", exc) if isinstance(exc, OSError) else None
+    if failure is not None:  # a write refused by the file system (full, read-only) outside the stores' checks
+        log.error("%s", failure)
+        abort_if_parallel(failure)
+        return 2
+    if in_mpi_launch():  # a bug or a library failure: under MPI, end every rank, not only this one
+        log.exception("unexpected error on this rank; ending the whole job", exc_info=exc)
+        abort_if_parallel(exc)
+    raise exc
 
 
 if __name__ == "__main__":

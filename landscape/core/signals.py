@@ -18,10 +18,34 @@ from typing import Iterator
 
 from .errors import Interrupted
 
-__all__ = ["interruptible", "check_interrupted", "interrupt_pending", "stop_signals_ignored", "deferred"]
+__all__ = ["interruption_in", "interruptible", "check_interrupted", "interrupt_pending", "stop_signals_ignored", "deferred"]
 
 
 _SIGNAL: dict[str, int | None] = {"depth": 0, "signum": None}
+
+
+def interruption_in(exc: BaseException | None) -> Interrupted | None:
+    """The :class:`Interrupted` behind ``exc``, if a signal caused it: the handler raises wherever the main thread
+    is, and a library running Python callbacks (h5py iterating attributes, say) may report it as its own error
+    (``SystemError: ... returned a result with an exception set``) with the interruption as the cause.
+
+    Example:
+        >>> try:
+        ...     try:
+        ...         raise Interrupted("received signal SIGUSR1")
+        ...     except Interrupted as inner:
+        ...         raise SystemError("returned a result with an exception set") from inner
+        ... except SystemError as outer:
+        ...     str(interruption_in(outer))
+        'received signal SIGUSR1'
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, Interrupted):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _interrupted(signum: int) -> Interrupted:

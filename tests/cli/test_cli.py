@@ -153,3 +153,23 @@ def test_progress_lines_without_a_terminal(tmp_path):
     lines = [x for x in r.stderr.splitlines() if "landscape.progress: s.h5:" in x]
     assert len(lines) >= 10 and lines[-1].split(": ")[2].startswith("205/205 points (100%)"), r.stderr
     assert all("points/s" in x and "left" in x for x in lines)
+
+
+def test_a_signal_inside_a_library_callback_still_exits_as_interrupted(monkeypatch, tmp_path):
+    """SIGUSR1 raised inside h5py's attribute iteration came back as SystemError ("returned a result with an
+    exception set") and ended an MPI job with status 2 instead of 75 (seen at a stage boundary)."""
+    import landscape.cli.files as files
+    from landscape.cli import main
+    from landscape.core.errors import EXIT_INTERRUPTED, Interrupted
+
+    def wrapped(path):
+        try:
+            raise Interrupted("received signal SIGUSR1; results so far are saved")
+        except Interrupted as inner:
+            raise SystemError("<cyfunction FastRLock.__exit__> returned a result with an exception set") from inner
+
+    monkeypatch.setattr(files, "describe_file", wrapped)
+    assert main(["status", str(tmp_path / "s.h5")]) == EXIT_INTERRUPTED
+    monkeypatch.setattr(files, "describe_file", lambda path: (_ for _ in ()).throw(SystemError("a real bug")))
+    with pytest.raises(SystemError, match="a real bug"):
+        main(["status", str(tmp_path / "s.h5")])
