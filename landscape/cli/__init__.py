@@ -115,6 +115,9 @@ def _failure(exc: Exception) -> int:
     if interrupted is not None:
         log.error("%s", interrupted)
         return EXIT_INTERRUPTED
+    if interruption_in(exc, (KeyboardInterrupt,)) is not None:
+        log.error("interrupted; rerun the same command to resume")
+        return 130
     if isinstance(exc, LandscapeError):
         log.error("%s", exc)
         abort_if_parallel(exc)  # an error on one rank alone must not leave the others waiting

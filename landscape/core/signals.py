@@ -24,10 +24,12 @@ __all__ = ["interruption_in", "interruptible", "check_interrupted", "interrupt_p
 _SIGNAL: dict[str, int | None] = {"depth": 0, "signum": None}
 
 
-def interruption_in(exc: BaseException | None) -> Interrupted | None:
+def interruption_in(exc: BaseException | None, kinds: tuple[type[BaseException], ...] = (Interrupted,)
+                    ) -> BaseException | None:
     """The :class:`Interrupted` behind ``exc``, if a signal caused it: the handler raises wherever the main thread
     is, and a library running Python callbacks (h5py iterating attributes, say) may report it as its own error
-    (``SystemError: ... returned a result with an exception set``) with the interruption as the cause.
+    (``SystemError: ... returned a result with an exception set``) with the interruption as the cause. ``kinds``:
+    what counts (``KeyboardInterrupt`` for Ctrl-C).
 
     Example:
         >>> try:
@@ -41,7 +43,7 @@ def interruption_in(exc: BaseException | None) -> Interrupted | None:
     """
     seen = set()
     while exc is not None and id(exc) not in seen:
-        if isinstance(exc, Interrupted):
+        if isinstance(exc, kinds):
             return exc
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
