@@ -19,11 +19,13 @@ import torch
 from torch import nn
 
 from ..core.data import TensorData, load_data, subset
+from ..core.streams import StreamedData
 from ..core.errors import ConfigError
 from ..core.models import build_model
+from ..engine.evaluator import Evaluator
 from ..io.checkpoints import load_source, split_source
 from ..io.trajectory import TrajectoryStore
-from .config import DataConfig, ModelConfig
+from .config import DataConfig, JobConfig, ModelConfig
 
 __all__ = ["prepare_data", "prepare_model", "data_meta", "evaluation_data", "is_source", "resolve_checkpoint",
            "mid_fraction", "seed_reference", "seed_trajectory"]
@@ -64,6 +66,22 @@ def prepare_model(cfg: ModelConfig, data: TensorData, seed: int) -> nn.Module:
     """Build the model of ``[model]`` for ``data`` with its initialisation seeded by ``seed`` (``train.seed``)."""
     torch.manual_seed(seed)
     return build_model(cfg.name, data.info(), **cfg.kwargs)
+
+
+def job_evaluator(job: JobConfig, model: nn.Module, data: TensorData | StreamedData, device: str | None = None,
+                  autocast: bool = True) -> Evaluator:
+    """The evaluator of ``[evaluate]``: device (or ``device``), batch size, loss, precision (fp32 when not
+    ``autocast``: curvature differentiates twice), the logits budget of language models and the resident budget
+    of streamed data.
+
+    Example:
+        >>> job_evaluator.__name__
+        'job_evaluator'
+    """
+    ec = job.evaluate
+    return Evaluator(model, data, device or ec.device, ec.batch_size, job.train.loss,
+                     ec.precision if autocast else "fp32", max_resident_bytes=ec.resident_bytes(),
+                     logits_budget=int(ec.logits_budget_mb * 2**20))
 
 
 def data_meta(model: ModelConfig, data: DataConfig) -> dict[str, Any]:

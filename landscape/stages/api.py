@@ -22,10 +22,10 @@ import torch
 
 from ..analysis.dynamics import activation_correlation, correlated_pairs, filter_correlation, merge_filters
 from ..core.errors import ConfigError
-from ..engine.evaluator import EvalResult, Evaluator
+from ..engine.evaluator import EvalResult
 from ..io.checkpoints import apply_state, load_source
 from ..run.config import JobConfig
-from ..run.inputs import evaluation_data, prepare_data, prepare_model
+from ..run.inputs import job_evaluator, evaluation_data, prepare_data, prepare_model
 from ..run.jobfile import expand_sweep
 from .job import run_job
 from .summary import read_summary
@@ -74,10 +74,7 @@ def evaluate_checkpoint(job: JobConfig, checkpoint: str) -> EvalResult:
     tr, te = prepare_data(job.data)
     model = prepare_model(job.model, tr, job.train.seed)
     apply_state(model, load_source(checkpoint, model), checkpoint)
-    return Evaluator(model, evaluation_data(tr, te, job.data, job.evaluate.split), job.evaluate.device,
-                     job.evaluate.batch_size, job.train.loss, job.evaluate.precision,
-                   logits_budget=int(job.evaluate.logits_budget_mb * 2**20),
-                   max_resident_bytes=job.evaluate.resident_bytes()).evaluate()
+    return job_evaluator(job, model, evaluation_data(tr, te, job.data, job.evaluate.split)).evaluate()
 
 
 @dataclass
@@ -111,9 +108,7 @@ def reduce_filters(job: JobConfig, layer: str, source: str = "activations", thre
     model = prepare_model(job.model, tr, job.train.seed)
     src = checkpoint or f"{Path(job.output) / 'trajectory.h5'}:final"
     apply_state(model, load_source(src, model), src)
-    before = Evaluator(model, data, job.evaluate.device, job.evaluate.batch_size, job.train.loss,
-                   logits_budget=int(job.evaluate.logits_budget_mb * 2**20),
-                   max_resident_bytes=job.evaluate.resident_bytes()).evaluate()
+    before = job_evaluator(job, model, data, autocast=False).evaluate()
     mods = dict(model.named_modules())
     if layer not in mods:
         raise ConfigError(f"--layer {layer!r} is not a layer of {job.model.name}")
@@ -121,9 +116,7 @@ def reduce_filters(job: JobConfig, layer: str, source: str = "activations", thre
             else filter_correlation(mods[layer].weight))
     pairs = correlated_pairs(corr, threshold)
     merge_filters(model, layer, [(i, j) for i, j, _ in pairs])
-    after = Evaluator(model, data, job.evaluate.device, job.evaluate.batch_size, job.train.loss,
-                   logits_budget=int(job.evaluate.logits_budget_mb * 2**20),
-                   max_resident_bytes=job.evaluate.resident_bytes()).evaluate()
+    after = job_evaluator(job, model, data, autocast=False).evaluate()
     if save:
         torch.save(model.state_dict(), save)
     return ReduceResult(layer, source, threshold, pairs, len(corr), dict(model.named_modules())[layer].out_channels,

@@ -24,7 +24,7 @@ from ..engine.evaluator import Evaluator
 from ..engine.hessian import HessianOperator
 from ..io.curvature_file import describe_curvature, read_curvature, stored_curvature, write_curvature
 from ..run.config import CurvatureConfig, JobConfig, SurfaceConfig
-from ..run.inputs import evaluation_data, prepare_data, prepare_model, resolve_checkpoint
+from ..run.inputs import job_evaluator, evaluation_data, prepare_data, prepare_model, resolve_checkpoint
 from ..run.mpi import note_output
 from .checks import check_dependencies
 from .summary import summary
@@ -92,9 +92,7 @@ def run_curvature(job: JobConfig, progress: bool = True) -> CurvatureResult:
     out = Path(job.output)
     state, src = resolve_checkpoint(cc.center, model, out / "trajectory.h5", job.model.checkpoint)
     state = {name: state[name] for name in model_state(model)}
-    ev = Evaluator(model, data, job.evaluate.device, job.evaluate.batch_size, job.train.loss,
-                   logits_budget=int(job.evaluate.logits_budget_mb * 2**20),
-                   max_resident_bytes=job.evaluate.resident_bytes())
+    ev = job_evaluator(job, model, data, autocast=False)
     ev.set_state(state)
     op = HessianOperator(ev, ignore=cc.ignore, dir_type=cc.dir_type)
     path = Path(cc.output) if Path(cc.output).is_absolute() else out / cc.output

@@ -23,12 +23,11 @@ import torch
 from ..core.errors import ConfigError
 from ..core.signals import check_interrupted
 from ..engine.device import resolve_device
-from ..engine.evaluator import Evaluator
 from ..io.checkpoints import apply_state, load_source
 from ..io.surface_file import read_surface
 from ..io.trajectory import TrajectoryStore
 from ..run.config import JobConfig, SurfaceConfig
-from ..run.inputs import evaluation_data, prepare_data, prepare_model
+from ..run.inputs import job_evaluator, evaluation_data, prepare_data, prepare_model
 from ..run.jobfile import job_to_dict
 from ..run.mpi import note_output, on_root
 from ..run.training import train_job
@@ -164,10 +163,7 @@ def _train_and_evaluate(job: JobConfig, progress: bool) -> Path:
         model, store, (tr, te) = train_job(job, out, progress)
         result["outputs"]["trajectory"] = store.path.name
         log.info("\n%s", store.describe())
-    ev = Evaluator(model, evaluation_data(tr, te, job.data, job.evaluate.split), job.evaluate.device,
-                   job.evaluate.batch_size, job.train.loss, job.evaluate.precision,
-                   logits_budget=int(job.evaluate.logits_budget_mb * 2**20),
-                   max_resident_bytes=job.evaluate.resident_bytes())
+    ev = job_evaluator(job, model, evaluation_data(tr, te, job.data, job.evaluate.split))
     res = ev.evaluate()
     result["final"] = {"split": job.evaluate.split, "loss": res.loss, "accuracy": res.accuracy, "n": res.n,
                        "device": str(resolve_device(job.evaluate.device))}

@@ -34,14 +34,13 @@ from ..core.data import TensorData
 from ..core.grid import Grid, parse_range
 from ..core.params import state_checksum
 from ..engine.curve import batchnorm_layers
-from ..engine.evaluator import Evaluator
 from ..engine.path import PathEvaluator
 from ..io.hdf5 import PATH_SCHEMA
 from ..io.path_file import read_path
 from ..io.surface_file import SurfaceStore
 from ..run.config import JobConfig
 from ..run.curves import curve_file, load_curve, train_curve
-from ..run.inputs import (evaluation_data, mid_fraction, prepare_data, prepare_model, resolve_checkpoint,
+from ..run.inputs import (job_evaluator, evaluation_data, mid_fraction, prepare_data, prepare_model, resolve_checkpoint,
                           seed_reference, seed_trajectory)
 from ..run.mpi import agree, note_output, on_root, pick_device
 from ..run.runner import run_points
@@ -103,9 +102,7 @@ def run_paths_job(job: JobConfig, progress: bool = True, comm: Any | None = None
     states, sources = [s for s, _ in loaded], [src for _, src in loaded]
     items = path_items(model, pc.levels, pc.layers, pc.params_per_layer, pc.parameters, pc.seed)
     device = pick_device(comm, job.evaluate.device) if comm is not None else job.evaluate.device
-    ev = Evaluator(model, data, device, job.evaluate.batch_size, job.train.loss, job.evaluate.precision,
-                   logits_budget=int(job.evaluate.logits_budget_mb * 2**20),
-                   max_resident_bytes=job.evaluate.resident_bytes())
+    ev = job_evaluator(job, model, data, device)
     alphas = parse_range(pc.alpha)
     grid = Grid(np.arange(len(items), dtype=np.float64), alphas)
     sums = [state_checksum(s) for s in states]

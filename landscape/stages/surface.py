@@ -31,14 +31,13 @@ from ..core.errors import StoreError
 from ..core.grid import Grid
 from ..core.params import StateSpec, flatten_state, model_state, state_checksum
 from ..engine.curvature_map import CurvatureMap
-from ..engine.evaluator import Evaluator
 from ..engine.hessian import HessianOperator
 from ..engine.losses import loss_function
 from ..engine.plane import PlaneEvaluator
 from ..io.curvature_maps import open_maps
 from ..io.surface_file import SurfaceStore
 from ..run.config import CurvatureConfig, JobConfig, SurfaceConfig
-from ..run.inputs import evaluation_data, prepare_data, prepare_model, resolve_checkpoint
+from ..run.inputs import job_evaluator, evaluation_data, prepare_data, prepare_model, resolve_checkpoint
 from ..run.mpi import agree, note_output, on_root, pick_device
 from ..run.planes import (checkpoint_plane, file_plane, find_trajectory, grid_axis, hessian_plane, pca_plane,
                           random_plane)
@@ -86,9 +85,7 @@ def plan_directions(job: JobConfig, model: nn.Module, center: dict[str, torch.Te
         return checkpoint_plane(center, targets, params, sf.dir_type)
     if sf.directions == "hessian":
         cc = job.curvature or CurvatureConfig()
-        ev = Evaluator(model, data, job.evaluate.device, job.evaluate.batch_size, job.train.loss,
-                   logits_budget=int(job.evaluate.logits_budget_mb * 2**20),
-                   max_resident_bytes=job.evaluate.resident_bytes())
+        ev = job_evaluator(job, model, data, autocast=False)
         ev.set_state(center)
         return hessian_plane(ev, sf.hessian_pair, sf.ignore, sf.dir_type, count, cc.tol, cc.max_iter, cc.seed)
     return file_plane(sf.directions_file, center, count)
@@ -152,9 +149,7 @@ def run_surface_job(job: JobConfig, progress: bool = True, comm: Any | None = No
     note_output(job.output)
     plan = resolve_surface(job, sf)
     device = pick_device(comm, job.evaluate.device) if comm is not None else job.evaluate.device
-    ev = Evaluator(plan.model, plan.data, device, job.evaluate.batch_size, job.train.loss, job.evaluate.precision,
-                   logits_budget=int(job.evaluate.logits_budget_mb * 2**20),
-                   max_resident_bytes=job.evaluate.resident_bytes())
+    ev = job_evaluator(job, plan.model, plan.data, device)
     agree(comm, "the centre and directions checksums",
           (plan.inputs["center_checksum"], plan.inputs["directions_checksum"]))
     store = on_root(comm, lambda: SurfaceStore.open(plan.path, plan.grid, plan.inputs, plan.attrs, plan.datasets,
