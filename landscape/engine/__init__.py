@@ -4,7 +4,8 @@ its batch modes and calibration, the path evaluator and the learned-curve module
 from __future__ import annotations
 
 from .device import resolve_device, autocast_context
-from .losses import LOSSES, PER_SAMPLE, TASKS, IGNORE_INDEX, loss_function, per_sample_loss, target_count, correct_count
+from .losses import (
+    LOSSES, PER_SAMPLE, TASKS, IGNORE_INDEX, loss_function, per_sample_loss, target_count, correct_count, logits)
 from .evaluator import EvalResult, Evaluator, default_budget
 from .calibration import calibrate, parse_points_per_batch, cpu_threads, VMAP_MAX_NUMEL
 from .plane import PlaneEvaluator
@@ -15,7 +16,7 @@ from .curvature_map import CurvatureMap, MAPS
 
 __all__ = [
     "resolve_device", "autocast_context", "LOSSES", "PER_SAMPLE", "TASKS", "IGNORE_INDEX", "loss_function",
-    "per_sample_loss", "target_count", "correct_count", "EvalResult", "Evaluator", "default_budget", "calibrate",
-    "parse_points_per_batch", "cpu_threads", "VMAP_MAX_NUMEL", "PlaneEvaluator", "CurveModule", "bend_state",
-    "batchnorm_layers", "update_bn", "PathEvaluator", "HessianOperator", "CurvatureMap", "MAPS",
+    "per_sample_loss", "target_count", "correct_count", "logits", "EvalResult", "Evaluator", "default_budget",
+    "calibrate", "parse_points_per_batch", "cpu_threads", "VMAP_MAX_NUMEL", "PlaneEvaluator", "CurveModule",
+    "bend_state", "batchnorm_layers", "update_bn", "PathEvaluator", "HessianOperator", "CurvatureMap", "MAPS",
 ]

@@ -31,7 +31,7 @@ from ..core.streams import StreamedData
 from ..core.errors import CheckpointError, ConfigError
 from ..core.params import StateSpec, model_state
 from .device import autocast_context, resolve_device
-from .losses import correct_count, loss_function, per_sample_loss, target_count
+from .losses import correct_count, logits, loss_function, per_sample_loss, target_count
 
 __all__ = ["EvalResult", "Evaluator", "default_budget"]
 
@@ -221,7 +221,7 @@ class Evaluator:
             for x, y in self.batches():
                 for j in range(k):
                     set_point(j)
-                    out = self.model(x).float()
+                    out = logits(self.model(x)).float()
                     loss_sum[j] += self._loss(out, y).double().sum()
                     if classify:
                         correct[j] += correct_count(out, y)
@@ -242,7 +242,7 @@ class Evaluator:
         classify = self.task != "regression"
         with self._autocast():
             for x, y in self.batches():
-                out = self.model(x).float()
+                out = logits(self.model(x)).float()
                 loss_sum += self._loss(out, y).double().sum()
                 if classify:
                     correct += correct_count(out, y)

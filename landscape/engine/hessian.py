@@ -26,7 +26,7 @@ import torch
 from ..analysis.directions import movable_names
 from ..core.errors import ConfigError
 from .evaluator import Evaluator
-from .losses import per_sample_loss
+from .losses import logits, per_sample_loss
 
 __all__ = ["HessianOperator"]
 
@@ -68,7 +68,7 @@ class HessianOperator:
         out = torch.zeros(self.numel, dtype=torch.float64, device=self.device)
         with torch.enable_grad():
             for x, y in self.ev.batches():
-                loss = self._loss(self.ev.model(x).float(), y).sum()
+                loss = self._loss(logits(self.ev.model(x)).float(), y).sum()
                 grads = torch.autograd.grad(loss, self.params, create_graph=True)
                 dot = sum((g * w).sum() for g, w in zip(grads, vs))
                 hv = torch.autograd.grad(dot, self.params)
@@ -83,7 +83,7 @@ class HessianOperator:
         grad = torch.zeros(self.numel, dtype=torch.float64, device=self.device)
         with torch.enable_grad():
             for x, y in self.ev.batches():
-                loss = self._loss(self.ev.model(x).float(), y).sum()
+                loss = self._loss(logits(self.ev.model(x)).float(), y).sum()
                 g = torch.autograd.grad(loss, self.params)
                 grad += torch.cat([t.reshape(-1) for t in g]).double()
                 total += loss.detach().double()

@@ -17,7 +17,7 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ..core.errors import ConfigError
 
 __all__ = ["LOSSES", "PER_SAMPLE", "TASKS", "IGNORE_INDEX", "loss_function", "per_sample_loss", "target_count",
-           "correct_count"]
+           "correct_count", "logits"]
 
 #: the tasks a data set can have
 TASKS = ("classification", "regression", "language")
@@ -74,6 +74,24 @@ PER_SAMPLE: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "nll": _per_sequence(F.nll_loss),
     "mse": _mse_per_sample,
 }
+
+
+def logits(out: Any) -> torch.Tensor:
+    """A model's output as a tensor: ``out.logits`` for outputs that carry them (Hugging Face models' output
+    objects), the first element of a tuple, else ``out`` itself.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> logits(SimpleNamespace(logits=torch.ones(1))).tolist(), logits((torch.zeros(1), None)).tolist()
+        ([1.0], [0.0])
+    """
+    if isinstance(out, torch.Tensor):
+        return out
+    if hasattr(out, "logits"):
+        return out.logits
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    return out
 
 
 def target_count(y: torch.Tensor, task: str) -> int:

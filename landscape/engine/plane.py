@@ -32,7 +32,7 @@ from ..core.errors import LandscapeError
 from ..core.params import unflatten_state
 from ..core.signals import interrupt_pending
 from .calibration import calibrate, cpu_threads, parse_points_per_batch
-from .losses import correct_count
+from .losses import correct_count, logits
 from .evaluator import Evaluator
 
 __all__ = ["PlaneEvaluator"]
@@ -110,7 +110,7 @@ class PlaneEvaluator:
         model = ev.model
 
         def run(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-            return functional_call(model, params, (x,), strict=False)
+            return logits(functional_call(model, params, (x,), strict=False))
 
         batched = vmap(run, in_dims=(0, None))
         per_loss = vmap(ev._loss, in_dims=(0, None))

@@ -37,7 +37,7 @@ from ..core.progress import Progress
 from ..core.signals import check_interrupted
 from ..engine.device import resolve_device
 from ..engine.evaluator import Evaluator
-from ..engine.losses import IGNORE_INDEX, correct_count, loss_function, target_count
+from ..engine.losses import IGNORE_INDEX, correct_count, logits, loss_function, target_count
 from ..io.checkpoints import apply_state
 from ..io.locks import WriterLock
 from ..io.trajectory import TrajectoryStore
@@ -209,7 +209,7 @@ def _train(model: nn.Module, train_data: TensorData, test_data: TensorData, cfg:
             xb, yb = x.index_select(0, idx), y.index_select(0, idx)
             if cfg.augment == "crop_flip":
                 xb = _augment(xb, g_aug)
-            out = model(xb)
+            out = logits(model(xb))
             count = (yb != IGNORE_INDEX).sum().clamp_min(1) if language else len(idx)
             loss = loss_sum(out, yb) / count
             optimizer.zero_grad(set_to_none=True)

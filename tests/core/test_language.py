@@ -189,3 +189,30 @@ def test_hessian_vector_product_of_the_token_mean_loss():
     dot = sum((g * w.view_as(g)).sum() for g, w in zip(grads, vs))
     want = torch.cat([h.reshape(-1) for h in torch.autograd.grad(dot, params)]).double()
     torch.testing.assert_close(got, want, rtol=2e-4, atol=1e-6)
+
+
+class _ObjectOutput(torch.nn.Module):
+    """A user language model returning an object with .logits, as Hugging Face models do."""
+
+    def __init__(self, vocab=24, context=8):
+        super().__init__()
+        self.inner = build_model("gpt", {"vocab": vocab, "context": context}, n_layer=1, n_head=2, d_model=8)
+
+    def forward(self, idx):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(logits=self.inner(idx), past_key_values=None)
+
+
+def test_user_models_returning_an_object_with_logits():
+    data = small_lm(vocab=24, context=8, n=6)
+    torch.manual_seed(0)
+    wrapped = _ObjectOutput()
+    r = Evaluator(wrapped, data, "cpu").evaluate()
+    assert r == Evaluator(wrapped.inner, data, "cpu").evaluate()
+    ev = Evaluator(wrapped, data, "cpu")
+    c = ev.get_flat().cpu()
+    d = torch.randn(c.shape, generator=torch.Generator().manual_seed(0)) * 0.01
+    a = np.array([0.0, 1.0])
+    np.testing.assert_array_equal(PlaneEvaluator(ev, c, d, None, 2).evaluate_points(a, a * 0)[0],
+                                  PlaneEvaluator(ev, c, d, None, 1).evaluate_points(a, a * 0)[0])
