@@ -26,7 +26,6 @@ peak memory.
 from __future__ import annotations
 
 import argparse
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -109,17 +108,28 @@ def regression(root: Path, n: int, n_in: int, n_out: int, width: int) -> None:
                                                           "workers": 0}},
                     "evaluate": {"device": "cpu", "batch_size": 2048, "resident_mb": 256},
                     "surface": {"center": "final", "alpha": "-1:1:3", "beta": "-1:1:3", "points_per_pass": 9}}, [])
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t = time.perf_counter()
     path = run_surface_job(job, progress=False)
     sec = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     from landscape.io.surface_file import read_surface
 
     s = read_surface(path)
+    mem = memory()
     print(f"regression surface 3x3: {s.done.sum()} points in {sec:.1f} s ({s.done.sum() / sec:.3f} points/s), "
-          f"MSE {s.loss.min():.4g}..{s.loss.max():.4g}; peak memory {peak:.0f} MiB (before the surface "
-          f"{before:.0f} MiB; the arrays are {(n * (n_in + n_out) * 4) / 2**20:.0f} MiB)")
+          f"MSE {s.loss.min():.4g}..{s.loss.max():.4g}, streamed: {s.runs[-1].get('points')} points in one read; "
+          f"process memory after it: {mem.get('RssAnon', 0):.0f} MiB anonymous (the arrays are "
+          f"{(n * (n_in + n_out) * 4) / 2**20:.0f} MiB; pages of the memory-mapped files are the kernel's cache: "
+          f"{mem.get('RssFile', 0):.0f} MiB)")
+
+
+def memory() -> dict[str, float]:
+    """MiB of this process's resident memory by kind (Linux /proc/self/status)."""
+    out = {}
+    for line in open("/proc/self/status"):
+        key, _, value = line.partition(":")
+        if key in ("RssAnon", "RssFile", "VmHWM"):
+            out[key] = float(value.split()[0]) / 1024
+    return out
 
 
 def main() -> None:
