@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import re
 import shutil
@@ -249,3 +250,31 @@ def test_signal_to_rank_0_at_a_stage_boundary_stops_every_rank(tmp_path, marker)
     assert proc.returncode == 75, "".join(seen) + rest
     assert time.monotonic() - t < 60, rest
     assert "received signal SIGUSR1" in rest or "stopped" in rest
+
+
+@pytest.mark.mpi
+def test_language_model_surface_under_mpi_equals_serial(tmp_path):
+    """The language task goes through the same master/worker machinery: a GPT surface on 2 ranks equals the
+    serial file bitwise, and a rerun on the finished file computes nothing and changes nothing."""
+    from landscape.core.data import load_data
+
+    kw = ["data.kwargs.context=16", "data.kwargs.n_train=32", "data.kwargs.n_test=24", "data.kwargs.max_bytes=200000",
+          "model.kwargs.n_layer=1", "model.kwargs.n_head=2", "model.kwargs.d_model=16"]
+    _, test = load_data("pytext", context=16, n_train=32, n_test=24, max_bytes=200000)
+    torch.manual_seed(0)
+    torch.save(build_model("gpt", test.info(), n_layer=1, n_head=2, d_model=16).state_dict(), tmp_path / "c.pt")
+    files = {}
+    for n, name in ((None, "serial"), (2, "mpi")):
+        args = surface_args(tmp_path, f"{name}.h5", *kw, model="gpt", data="pytext", grid=("-1:1:5", "-1:1:3"))
+        args.remove("--subset"), args.remove("60")
+        r = (subprocess.run([sys.executable, *args], env=mpi_env(), capture_output=True, text=True, timeout=300)
+             if n is None else mpirun(n, args))
+        assert r.returncode == 0, r.stderr
+        files[name] = read_surface(tmp_path / f"{name}.h5")
+    assert files["mpi"].done.all() and files["mpi"].inputs == files["serial"].inputs
+    np.testing.assert_array_equal(files["mpi"].loss, files["serial"].loss)
+    np.testing.assert_array_equal(files["mpi"].accuracy, files["serial"].accuracy)
+    assert np.isfinite(files["serial"].loss).all() and files["serial"].loss.min() < math.log(256) + 1
+    r = mpirun(2, args)  # resuming a finished file: nothing left to compute, nothing changed
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(read_surface(tmp_path / "mpi.h5").loss, files["serial"].loss)
