@@ -5,6 +5,12 @@ import sys
 import time
 from pathlib import Path
 
+# OpenMP threads that wait passively: with the default (spinning) policy, torch's threads in every process of a
+# loaded machine (CI shares its 2 cores) spin against each other, and a job that takes 57 s alone took over 380 s
+# beside two busy loops (109 s with passive waits). Read by libgomp when torch loads, so set before importing it;
+# inherited by every command the tests start.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import h5py
 import numpy as np
 import pytest

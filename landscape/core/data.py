@@ -19,8 +19,6 @@ from typing import Any, Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from .errors import DataError, ModelError
 from .models import load_callable
@@ -109,11 +107,11 @@ def _standardise(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor,
 
 def digits(test_fraction: float = 0.2, split_seed: int = 0) -> tuple[TensorData, TensorData]:
     """scikit-learn's real 8×8 handwritten digits, resized to 1×32×32, fixed stratified split."""
-    d = load_digits()
+    d = require("sklearn.datasets").load_digits()  # imported when used: it takes a second to import
     x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
     x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
-    idx_tr, idx_te = train_test_split(np.arange(len(x)), test_size=test_fraction, random_state=split_seed,
-                                      stratify=d.target)
+    split = require("sklearn.model_selection").train_test_split
+    idx_tr, idx_te = split(np.arange(len(x)), test_size=test_fraction, random_state=split_seed, stratify=d.target)
     y = torch.tensor(d.target, dtype=torch.long)
     xtr, xte = _standardise(x[idx_tr], x[idx_te])
     return (TensorData(xtr.contiguous(), y[idx_tr], "classification", 10, "digits/train"),

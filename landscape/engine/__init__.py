@@ -7,7 +7,8 @@ from .device import resolve_device, autocast_context
 from .losses import (
     LOSSES, PER_SAMPLE, TASKS, IGNORE_INDEX, loss_function, per_sample_loss, target_count, correct_count, logits)
 from .evaluator import EvalResult, Evaluator, default_budget
-from .calibration import calibrate, parse_points_per_batch, cpu_threads, VMAP_MAX_NUMEL
+from .calibration import (
+    calibrate, parse_points_per_batch, cpu_threads, stable_ratio, batch_candidates, VMAP_MAX_NUMEL, MODE_NAMES)
 from .plane import PlaneEvaluator
 from .curve import CurveModule, bend_state, batchnorm_layers, update_bn
 from .path import PathEvaluator
@@ -17,6 +18,7 @@ from .curvature_map import CurvatureMap, MAPS
 __all__ = [
     "resolve_device", "autocast_context", "LOSSES", "PER_SAMPLE", "TASKS", "IGNORE_INDEX", "loss_function",
     "per_sample_loss", "target_count", "correct_count", "logits", "EvalResult", "Evaluator", "default_budget",
-    "calibrate", "parse_points_per_batch", "cpu_threads", "VMAP_MAX_NUMEL", "PlaneEvaluator", "CurveModule",
-    "bend_state", "batchnorm_layers", "update_bn", "PathEvaluator", "HessianOperator", "CurvatureMap", "MAPS",
+    "calibrate", "parse_points_per_batch", "cpu_threads", "stable_ratio", "batch_candidates", "VMAP_MAX_NUMEL",
+    "MODE_NAMES", "PlaneEvaluator", "CurveModule", "bend_state", "batchnorm_layers", "update_bn", "PathEvaluator",
+    "HessianOperator", "CurvatureMap", "MAPS",
 ]

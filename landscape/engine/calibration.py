@@ -1,7 +1,13 @@
-"""Choosing how many grid points the plane evaluator computes at once, and how.
+"""Choosing how the plane evaluator computes grid points: how many at once and how, and at which batch size.
 
 ``points_per_batch`` is ``"auto"`` (timed on probe points whose results are thrown away, see
 :func:`calibrate`), ``N`` (N points stacked with vmap) or ``"threads:N"`` (N points on concurrent CPU threads).
+With ``tune_batch`` the evaluator may also run at another batch size than the one configured, among those that
+give the configured batch size's values bitwise (on CPUs, convolutions round the same way from 64 samples up).
+
+Every candidate is timed against one point at a time in alternating rounds, repeated until their ratio is
+stable, so a drift of the machine (other work on its cores) hits both alike; the whole calibration spends at most
+``share`` of the expected work, and none at all on grids too small to repay it.
 
 Example:
     >>> parse_points_per_batch("threads:4")
@@ -10,20 +16,24 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
+import statistics
 import time
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from ..core.errors import ConfigError
 
-__all__ = ["calibrate", "parse_points_per_batch", "cpu_threads", "VMAP_MAX_NUMEL"]
+__all__ = ["calibrate", "parse_points_per_batch", "cpu_threads", "stable_ratio", "batch_candidates",
+           "VMAP_MAX_NUMEL", "MODE_NAMES"]
 
 log = logging.getLogger(__name__)
 
 # parameter-count limit under which the batched (vmap) mode is considered
 VMAP_MAX_NUMEL = 5_000_000
+MODE_NAMES = {"one": "one at a time", "vmap": "stacked with vmap", "threads": "concurrent threads"}
 
 
 def parse_points_per_batch(value: int | str) -> tuple[str, int]:
@@ -44,75 +54,193 @@ def parse_points_per_batch(value: int | str) -> tuple[str, int]:
                       f"(N points on concurrent CPU threads), got {value!r}")
 
 
-def _timed(plane: Any, alphas: np.ndarray, betas: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+def stable_ratio(time_a: Callable[[], float], time_b: Callable[[], float], deadline: Callable[[], bool],
+                 tol: float = 0.1, min_rounds: int = 4, max_rounds: int = 9,
+                 enough: Callable[[], bool] | None = None) -> float | None:
+    """How many times faster ``b`` is than ``a``: rounds alternate a and b (each callable returns the seconds of
+    one run), until the last ``min_rounds`` ratios lie within ``tol`` of their median, or ``enough()`` after
+    ``min_rounds`` rounds; the median of all rounds. None when ``deadline()`` is reached before ``min_rounds``.
+
+    Example:
+        >>> times = iter([1.0, 0.5] * 4)
+        >>> stable_ratio(lambda: next(times), lambda: next(times), lambda: False)
+        2.0
+    """
+    ratios: list[float] = []
+    while len(ratios) < max_rounds:
+        if deadline() and len(ratios) < min_rounds:
+            return None
+        ratios.append(time_a() / max(time_b(), 1e-12))
+        if len(ratios) >= min_rounds:
+            last = ratios[-min_rounds:]
+            mid = statistics.median(last)
+            if max(last) - min(last) <= tol * mid or deadline() or (enough is not None and enough()):
+                break
+    return statistics.median(ratios)
+
+
+def batch_candidates(n: int, configured: int, floor: int = 64) -> list[int]:
+    """Batch sizes to try besides ``configured`` for ``n`` samples: powers of two from ``floor`` below ``n``,
+    and ``n`` itself (one batch); none below ``floor`` (small batches take other kernels and round differently).
+
+    Example:
+        >>> batch_candidates(2000, 1024)
+        [64, 128, 256, 512, 2000]
+        >>> batch_candidates(360, 1024)
+        [64, 128, 256]
+    """
+    sizes = [b for b in (2 ** k for k in range(int(math.log2(floor)), 21)) if b < n] + [n]
+    last = configured if configured < n else n
+    return [b for b in sizes if b != last and b >= floor]
+
+
+def _timer(plane: Any, alphas: np.ndarray, betas: np.ndarray, clock: Callable[[], float]) -> Callable[[], float]:
     dev = plane.ev.device
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    t = time.perf_counter()
-    lo, ac = plane.evaluate_points(alphas, betas)
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    return time.perf_counter() - t, lo, ac
+
+    def run() -> float:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t = clock()
+        plane._evaluate(alphas, betas)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        return clock() - t
+
+    return run
 
 
 def calibrate(plane: Any, alphas: np.ndarray, betas: np.ndarray, expected: int | None = None,
-              share: float = 0.05, reference: int = 4) -> tuple[str, int]:
-    """Choose how ``plane`` (a :class:`~landscape.engine.plane.PlaneEvaluator`) evaluates several points at
-    once, by timing candidate modes on probe points at the given coordinates; the probes' results are thrown
-    away (the caller computes the points again in the chosen mode), so no stored value depends on timing.
+              share: float = 0.05, reference: int = 4, min_round: float = 0.02,
+              clock: Callable[[], float] = time.perf_counter) -> tuple[str, int]:
+    """Choose how ``plane`` (a :class:`~landscape.engine.plane.PlaneEvaluator`) evaluates points, by timing
+    candidates on probe points at the given coordinates; the probes' results are thrown away (the caller computes
+    the points again in the chosen way), so no stored value depends on timing.
 
-    One point at a time is timed first on ``reference`` points; its rate bounds the time calibration may take
-    to ``share`` of the expected work (``expected`` points). Then vmap stacks (small models) and concurrent CPU
-    threads are timed, each only if it fits that budget, and a mode is eligible only if it gives the reference
-    points' values bitwise: stacked convolutions round differently from single ones, so for most conv models
-    only threads qualify. The fastest eligible mode (at least 5 % faster than one at a time) is set on the
-    plane and returned as ``(mode, points)``.
+    One point at a time is timed first on ``reference`` points; its rate bounds the calibration to ``share`` of
+    the expected work (``expected`` points), and sets the probe size of a round (``min_round`` seconds, less on
+    small grids). Then, within that budget: vmap stacks (small models), concurrent CPU threads and, in the mode
+    chosen, other batch sizes (``plane.ev.tune_batch``). A candidate is eligible only if it gives the reference points' values bitwise (stacked
+    convolutions round differently from single ones, so for most conv models only threads qualify); each is timed
+    against one point at a time in alternating rounds until the ratio is stable (:func:`stable_ratio`). The
+    fastest (at least 5 % faster than one at a time) is set on the plane; returns ``(mode, points)``.
     """
     def probe(k: int) -> tuple[np.ndarray, np.ndarray]:  # k probe coordinates, repeated if too few are given
         return np.resize(np.asarray(alphas, np.float64), k), np.resize(np.asarray(betas, np.float64), k)
 
+    ev, dev = plane.ev, plane.ev.device
     plane.batch_mode, plane.points_per_batch = "one", 1
     plane._stacking_checked = True  # stacked modes are checked against the reference here
-    started = time.perf_counter()
-    _timed(plane, *probe(1))  # warm-up
-    seconds, ref_loss, ref_acc = _timed(plane, *probe(reference))
-    rate_one = reference / max(seconds, 1e-9)
+    started = clock()
+    plane._evaluate(*probe(1))  # warm-up
+    t = clock()
+    ref_loss, ref_acc = plane._evaluate(*probe(reference))
+    rate_one = reference / max(clock() - t, 1e-9)
     budget = share * (expected or len(alphas)) / rate_one
-    best, best_rate = ("one", 1), rate_one
-    dev = plane.ev.device
-    vmap_sizes = tuple(c for c in (2, 4, 8, 16, 32) if plane.numel_moved <= VMAP_MAX_NUMEL)
+    k_round = max(reference, math.ceil(min(min_round, budget / 40) * rate_one))
+
+    def over(seconds: float = 0.0) -> bool:
+        return clock() - started + seconds > budget
+
+    def cap(candidates_left: int) -> Callable[[], bool]:  # a candidate's share of the time left, past min_rounds
+        until = clock() + (budget - (clock() - started)) / max(2, candidates_left)
+        return lambda: clock() > until
+
+    def same(lo: np.ndarray, ac: np.ndarray) -> bool:
+        return (np.array_equal(lo[:reference], ref_loss, equal_nan=True)
+                and np.array_equal(ac[:reference], ref_acc, equal_nan=True))
+
+    one_timer = _timer(plane, *probe(k_round), clock)
+    one_rates: list[float] = []  # the one-point rate of every round: the calibrated rate's base
+
+    def set_mode(mode: tuple[str, int]) -> None:
+        plane.batch_mode, plane.points_per_batch = mode
+
+    best, best_ratio, best_timers = ("one", 1), 1.0, None
+    vmap_sizes = tuple(c for c in (2, 4, 8, 16, 32, 64, 128, 256) if plane.numel_moved * c <= VMAP_MAX_NUMEL * 8
+                       and plane.numel_moved <= VMAP_MAX_NUMEL)
     cores = cpu_threads() if dev.type == "cpu" else 1
     thread_sizes = tuple(t for t in (2, 4, 8, 16, 32, 64) if t <= cores)
     for family, sizes in (("vmap", vmap_sizes), ("threads", thread_sizes)):
         family_best = 0.0
         for p in sizes:
-            k = max(p, reference)
-            if time.perf_counter() - started + 2 * k / rate_one > budget:
-                break  # a warm-up and a timed round would exceed the calibration's share of the work
-            plane.batch_mode, plane.points_per_batch = family, p
+            k = max(p, k_round) // p * p
+            if over(10 * k / rate_one):  # a warm-up and four rounds of both, at the one-point rate
+                break
+            set_mode((family, p))
             try:
-                _timed(plane, *probe(k))  # warm-up (thread replicas, vmap tracing)
-                seconds, lo, ac = _timed(plane, *probe(k))
+                lo, ac = plane._evaluate(*probe(k))  # warm-up (thread replicas, vmap tracing) and check
             except (RuntimeError, NotImplementedError) as exc:  # no vmap rule, or out of memory
                 log.info("%s evaluation of %d points failed (%s)", family, p, str(exc)[:120])
                 if dev.type == "cuda":
                     torch.cuda.empty_cache()
                 break
-            if not (np.array_equal(lo[:reference], ref_loss, equal_nan=True)
-                    and np.array_equal(ac[:reference], ref_acc, equal_nan=True)):
+            if not same(lo, ac):
                 log.info("%s evaluation of %d points rounds differently from one point at a time; not used",
                          family, p)
                 break
-            rate = k / max(seconds, 1e-9)
-            if rate > best_rate * 1.05:
-                best, best_rate = (family, p), rate
-            if rate < family_best * 0.8:
+            cand = _timer(plane, *probe(k), clock)
+
+            def at_one(kk: int = k) -> float:
+                set_mode(("one", 1))
+                seconds = one_timer()
+                one_rates.append(k_round / max(seconds, 1e-12))
+                return seconds * kk / k_round
+
+            def at_cand(timer: Callable[[], float] = cand, mode: tuple[str, int] = (family, p)) -> float:
+                set_mode(mode)
+                return timer()
+
+            ratio = stable_ratio(at_one, at_cand, over, enough=cap(4))
+            log.debug("%s %d: %s one at a time", family, p, "no time to time it against" if ratio is None
+                      else f"{ratio:.3f}x")
+            if ratio is None:
                 break
-            family_best = max(family_best, rate)
-    plane.batch_mode, plane.points_per_batch = best
-    log.info("points per batch: %d (%s; %.1f points/s while calibrating, %.2f s spent)", best[1],
-             {"one": "one at a time", "vmap": "stacked with vmap", "threads": "concurrent threads"}[best[0]],
-             best_rate, time.perf_counter() - started)
+            if ratio > best_ratio * 1.05 and ratio > 1.05:
+                best, best_ratio, best_timers = (family, p), ratio, (at_one, at_cand)
+            if ratio < family_best * 0.8:
+                break  # larger sizes of this family only get slower
+            family_best = max(family_best, ratio)
+    if best != ("one", 1):  # the best of several noisy ratios is biased upwards: measure the winner again
+        again = stable_ratio(*best_timers, lambda: False, min_rounds=3, max_rounds=6, enough=cap(2))
+        log.debug("%s %d: %.3fx one at a time, again %.3fx", best[0], best[1], best_ratio, again)
+        best, best_ratio = (best, again) if again is not None and again > 1.03 else (("one", 1), 1.0)
+    set_mode(best)
+    # then batch sizes, in the mode chosen, each against the configured size, with the time left
+    configured, p = ev.batch_size, best[1]
+    k_batch = max(p, k_round) // p * p
+    if getattr(ev, "tune_batch", False) and ev.stream is None and ev.task != "language":
+        best_batch, batch_ratio = configured, 1.0
+        ref_timer = _timer(plane, *probe(k_batch), clock)
+        sizes = batch_candidates(ev.n, configured)
+        for i, b in enumerate(sizes):
+            if over(10 * k_batch / (rate_one * best_ratio)):
+                break
+            ev.set_batch_size(b)
+            if not same(*plane._evaluate(*probe(max(reference, p)))):
+                log.info("evaluation batch %d rounds differently from batch %d; not used", b, configured)
+                continue
+            cand = _timer(plane, *probe(k_batch), clock)
+
+            def at_ref(timer: Callable[[], float] = ref_timer) -> float:
+                ev.set_batch_size(configured)
+                return timer()
+
+            def at_size(timer: Callable[[], float] = cand, size: int = b) -> float:
+                ev.set_batch_size(size)
+                return timer()
+
+            ratio = stable_ratio(at_ref, at_size, over, enough=cap(len(sizes) - i))
+            log.debug("batch %d: %s batch %d", b, "no time" if ratio is None else f"{ratio:.3f}x", configured)
+            if ratio is not None and ratio > batch_ratio * 1.03 and ratio > 1.03:
+                best_batch, batch_ratio = b, ratio
+        ev.set_batch_size(best_batch)
+        if best_batch != configured:
+            best_ratio *= batch_ratio
+            log.info("evaluation batch %d (%.2fx the speed of batch %d, the same values)", best_batch, batch_ratio,
+                     configured)
+    plane.calibrated_rate = (statistics.median(one_rates) if one_rates else rate_one) * best_ratio
+    log.info("points per batch: %d (%s; %.2fx one at a time, %.1f points/s while calibrating, %.2f s spent)",
+             best[1], MODE_NAMES[best[0]], best_ratio, plane.calibrated_rate, clock() - started)
     return best
 
 

@@ -80,7 +80,7 @@ class Evaluator:
 
     def __init__(self, model: nn.Module, data: TensorData | StreamedData, device: str | torch.device = "auto",
                  batch_size: int = 1024, loss: str | None = None, precision: str = "fp32",
-                 max_resident_bytes: int | None = None, logits_budget: int = 256 << 20):
+                 max_resident_bytes: int | None = None, logits_budget: int = 256 << 20, tune_batch: bool = True):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.state = model_state(self.model, buffers=True)
@@ -101,6 +101,7 @@ class Evaluator:
                          logits_budget / 2**20, batch_size)
                 batch_size = rows
         self.batch_size = batch_size
+        self.tune_batch = tune_batch  # calibration may pick another batch size that gives the same values
         self.n = len(data)
         self.stream: StreamedData | None = None
         if isinstance(data, StreamedData):
@@ -127,6 +128,26 @@ class Evaluator:
             pin = self.device.type == "cuda"
             x = data.x.pin_memory() if pin else data.x
             y = data.y.pin_memory() if pin else data.y
+        self._x, self._y = x, y
+        self._batches = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, self.n, batch_size)]
+
+    def set_batch_size(self, batch_size: int) -> None:
+        """Evaluate in batches of ``batch_size`` from now on (views of the resident data, nothing copied).
+
+        Example:
+            >>> from landscape.core.data import load_data
+            >>> from landscape.core.models import build_model
+            >>> tr, te = load_data("spiral", n_per_class=20)
+            >>> ev = Evaluator(build_model("mlp", tr.info(), depth=1, width=4), te, "cpu", batch_size=16)
+            >>> ev.set_batch_size(60); len(ev._batches), ev.batch_size
+            (1, 60)
+        """
+        if self.stream is not None or batch_size == self.batch_size:
+            return
+        if batch_size < 1:
+            raise ConfigError(f"evaluation batch_size: expected >= 1, got {batch_size}")
+        x, y = self._x, self._y
+        self.batch_size = batch_size
         self._batches = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, self.n, batch_size)]
 
     def replica(self) -> "Evaluator":

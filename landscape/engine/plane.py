@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -79,6 +80,9 @@ class PlaneEvaluator:
             self.auto, self.batch_mode, self.points_per_batch = False, "one", 1
         self._replicas: list[PlaneEvaluator] = []
         self._pool, self._pool_size = None, 0
+        # the rate calibration measured for its choice; a sustained drop below it calibrates again (revisions)
+        self.calibrated_rate: float | None = None
+        self.points_done, self.revisions, self._slow = 0, 0, 0
 
     # -- one point at a time ----------------------------------------------------------------------
     @torch.no_grad()
@@ -142,6 +146,8 @@ class PlaneEvaluator:
                 self._pool.shutdown(wait=False)
             self._pool = ThreadPoolExecutor(self.points_per_batch, thread_name_prefix="landscape-point")
             self._pool_size = self.points_per_batch
+        for rep in self._replicas:  # the batch size calibration chose
+            rep.ev._batches, rep.ev.batch_size = self.ev._batches, self.ev.batch_size
         planes = [self] + self._replicas
         threads = max(1, cpu_threads() // p)
         loss, acc = np.empty(len(alphas)), np.empty(len(alphas))
@@ -182,9 +188,30 @@ class PlaneEvaluator:
         alphas, betas = np.asarray(alphas, np.float64), np.asarray(betas, np.float64)
         if self.auto:
             self.auto = False
-            calibrate(self, alphas, betas, self.expected_points)
+            left = None if self.expected_points is None else max(len(alphas), self.expected_points - self.points_done)
+            calibrate(self, alphas, betas, left)
         elif self.batch_mode == "vmap" and not self._stacking_checked and len(alphas):
             self._check_stacking(alphas[0], betas[0])
+        started = time.perf_counter()
+        loss, acc = self._evaluate(alphas, betas)
+        self._observe(len(alphas), time.perf_counter() - started)
+        return loss, acc
+
+    def _observe(self, points: int, seconds: float, drop: float = 0.7, patience: int = 2,
+                 max_revisions: int = 2) -> None:
+        """After calibration: ``patience`` calls in a row (of at least 0.5 s each) below ``drop`` times the
+        calibrated rate make the next call calibrate again, at most ``max_revisions`` times."""
+        self.points_done += points
+        if self.calibrated_rate is None or seconds < 0.5 or self.revisions >= max_revisions:
+            return
+        self._slow = self._slow + 1 if points / seconds < drop * self.calibrated_rate else 0
+        if self._slow >= patience:
+            log.info("%.1f points/s, below %.0f%% of the %.1f points/s calibrated: calibrating again",
+                     points / seconds, 100 * drop, self.calibrated_rate)
+            self.auto, self._slow, self.calibrated_rate = True, 0, None
+            self.revisions += 1
+
+    def _evaluate(self, alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.batch_mode == "threads":
             return self._evaluate_threads(alphas, betas)
         loss, acc = np.empty(len(alphas)), np.empty(len(alphas))

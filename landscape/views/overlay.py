@@ -21,8 +21,8 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from scipy.interpolate import RegularGridInterpolator
 
+from ..core.optional import require
 from ..io.surface_file import SurfaceData
 
 __all__ = ["path_to_draw", "surface_height", "MIN_SPAN", "PLANES_OF_THE_PATH"]
@@ -50,6 +50,7 @@ def path_to_draw(s: SurfaceData, traj: dict[str, np.ndarray] | None) -> tuple[di
 
 def surface_height(s: SurfaceData, values: np.ndarray, alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
     """``values`` (a grid array of ``s``) at the points (alpha, beta), linearly interpolated; NaN outside."""
-    f = RegularGridInterpolator((s.alpha, s.beta), np.asarray(values, dtype=np.float64), bounds_error=False,
-                                fill_value=np.nan)
+    grid_interpolator = require("scipy.interpolate").RegularGridInterpolator  # imported when used (slow import)
+    f = grid_interpolator((s.alpha, s.beta), np.asarray(values, dtype=np.float64), bounds_error=False,
+                          fill_value=np.nan)
     return f(np.stack([alpha, beta], 1))

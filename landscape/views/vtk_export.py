@@ -30,7 +30,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from scipy.interpolate import RegularGridInterpolator
 
 from ..core.errors import ConfigError, StoreError
 from ..core.optional import require
@@ -234,11 +233,12 @@ def resample_surface(s: SurfaceData, factor: int) -> SurfaceData:
         axes = (s.alpha, s.beta)
         a, b = np.meshgrid(alpha, beta, indexing="ij")
         pts, shape = np.stack([a.ravel(), b.ravel()], 1), a.shape
+    interpolator = require("scipy.interpolate").RegularGridInterpolator  # imported when used (slow import)
     out = {}
     for name in ("loss", "accuracy"):
-        f = RegularGridInterpolator(axes, getattr(s, name), method="linear")
+        f = interpolator(axes, getattr(s, name), method="linear")
         out[name] = f(pts).reshape(shape)
-    done = RegularGridInterpolator(axes, s.done.astype(float), method="nearest")(pts).reshape(shape)
+    done = interpolator(axes, s.done.astype(float), method="nearest")(pts).reshape(shape)
     return SurfaceData(s.path, alpha, beta, out["loss"], out["accuracy"], done.astype(np.uint8), s.attrs, s.inputs)
 
 

@@ -51,8 +51,8 @@ def test_calibration_results_are_thrown_away_and_its_share_is_bounded():
     ev, c, d1, d2 = plane_inputs("lenet5")
     plane = PlaneEvaluator(ev, c, d1, d2, 1)
     calls = []
-    original = plane.evaluate_points
-    plane.evaluate_points = lambda a, b: calls.append(len(a)) or original(a, b)
+    original = plane._evaluate
+    plane._evaluate = lambda a, b: calls.append(len(a)) or original(a, b)
     mode = calibrate(plane, np.linspace(-1, 1, 40), np.zeros(40), expected=10)
     assert mode == ("one", 1)  # 10 points of work leave no budget to try other modes
     assert sum(calls) == 5  # the warm-up point and the four reference points only

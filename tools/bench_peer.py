@@ -1,0 +1,117 @@
+"""landscape's default surface against the peers' loops, side by side in one run, whole processes.
+
+For each case (model, data) and grid (N x N) it runs, in interleaved rounds, as separate processes:
+
+- ours: ``landscape surface`` at its defaults (``points_per_batch = auto``, the evaluation batch tuned), on the
+  same arrays, with 1 and 2 MPI ranks (``mpiexec -n 2``);
+- reference: tomgoldstein/loss-landscape's loop (tools/peers.py ``reference``: θ on the host,
+  ``load_state_dict``, a DataLoader per point, a static split over the ranks, a full-array reduce and an HDF5
+  rewrite after every point), with 1 and 2 ranks;
+- snake: loss-landscapes' in-place snake walk (tools/peers.py ``snake``), one process.
+
+Wall time covers the whole process (imports, data, directions, the grid, the file); the peers' time leaves out
+the import of landscape's model factory, which they use only to build the same model. It prints the seconds of
+each and the ratios ours / peer (below 1: faster). 2 ranks on this 2-core machine share its cores: ours with 2
+ranks is compared with the reference with 2 ranks, and with ours and the snake walk on 1.
+
+    python tools/bench_peer.py                                      # mlp, lenet5 at 3, 11, 51; resnet20 at 3
+    python tools/bench_peer.py --cases lenet5 --grids 3 11 --repeats 3
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from benchlib import cifar_shaped, header
+
+from landscape.core.data import load_data
+from landscape.core.models import build_model
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = {  # name: (model, model kwargs, data, grids by default)
+    "mlp": ("mlp", {"depth": 5, "width": 20}, "spiral", (3, 11, 51)),
+    "lenet5": ("lenet5", {}, "digits", (3, 11, 51)),
+    "resnet20": ("resnet20", {}, "cifar-shaped", (3,)),
+}
+
+
+def fixtures(tmp: Path, name: str, n_cifar: int) -> dict:
+    model, kwargs, data, _ = CASES[name]
+    test = cifar_shaped(n_cifar) if data == "cifar-shaped" else load_data(data)[1]
+    x, y = test.x.contiguous(), test.y.contiguous()
+    torch.save((x, y), tmp / f"{name}_data.pt")
+    np.save(tmp / f"{name}_x.npy", x.numpy())
+    np.save(tmp / f"{name}_y.npy", y.numpy())
+    torch.manual_seed(0)
+    torch.save(build_model(model, test.info(), **kwargs).state_dict(), tmp / f"{name}_c.pt")
+    return {"n": len(y)}
+
+
+def commands(tmp: Path, name: str, grid: int, mpiexec: str) -> dict[str, list[str]]:
+    model, kwargs, _, _ = CASES[name]
+    kw = [f"model.kwargs.{k}={v}" for k, v in kwargs.items()]
+    ours = [sys.executable, "-m", "landscape", "surface", "--model", model, "--data", "arrays",
+            f"data.kwargs.x={tmp / f'{name}_x.npy'}", f"data.kwargs.y={tmp / f'{name}_y.npy'}",
+            "--center", str(tmp / f"{name}_c.pt"), "--alpha", f"-1:1:{grid}", "--beta", f"-1:1:{grid}",
+            "--out", str(tmp / "ours.h5"), "--no-progress", "--device", "cpu", *kw]
+    peer = [sys.executable, str(ROOT / "tools" / "peers.py"), "--model", model, "--kwargs", json.dumps(kwargs),
+            "--state", str(tmp / f"{name}_c.pt"), "--data", str(tmp / f"{name}_data.pt"), "--grid", str(grid)]
+    return {"ours 1 rank": ours, "ours 2 ranks": [mpiexec, "-n", "2", *ours],
+            "reference 1 rank": [*peer[:2], "reference", *peer[2:], "--out", str(tmp / "ref.h5")],
+            "reference 2 ranks": [mpiexec, "-n", "2", *peer[:2], "reference", *peer[2:], "--out", str(tmp / "ref.h5")],
+            "snake": [*peer[:2], "snake", *peer[2:], "--out", str(tmp / "snake.npy")]}
+
+
+def wall(cmd: list[str], tmp: Path, env: dict) -> float:
+    for f in ("ours.h5", "ours.h5.lock", "ref.h5"):
+        (tmp / f).unlink(missing_ok=True)
+    t = time.perf_counter()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - t
+    if r.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{r.stderr[-3000:]}")
+    if "peers.py" in " ".join(cmd):  # leave out the import of landscape's model factory
+        seconds -= json.loads(r.stdout.strip().splitlines()[-1])["import_landscape"]
+    return seconds
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--grids", nargs="+", type=int, help="grid sizes N (N x N); default: per case")
+    ap.add_argument("--repeats", type=int, default=2, help="interleaved rounds (the median is printed)")
+    ap.add_argument("--n-cifar", type=int, default=1000)
+    args = ap.parse_args()
+    print(header(torch.device("cpu")))
+    mpiexec = shutil.which("mpiexec") or str(Path(sys.executable).with_name("mpiexec"))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    tmp = Path(tempfile.mkdtemp())
+    print(f"{'case':<10} {'grid':>7} {'ours 1':>8} {'ours 2':>8} {'ref 1':>8} {'ref 2':>8} {'snake':>8} "
+          f"{'1/ref1':>7} {'2/ref2':>7} {'1/snake':>8} {'2/snake':>8}  (seconds, whole processes; ratios ours/peer)")
+    for name in args.cases:
+        fixtures(tmp, name, args.n_cifar)
+        for grid in args.grids or CASES[name][3]:
+            cmds = commands(tmp, name, grid, mpiexec)
+            times: dict[str, list[float]] = {k: [] for k in cmds}
+            for _ in range(args.repeats):
+                for k, cmd in cmds.items():
+                    times[k].append(wall(cmd, tmp, env))
+            t = {k: statistics.median(v) for k, v in times.items()}
+            print(f"{name:<10} {f'{grid}x{grid}':>7} {t['ours 1 rank']:>8.2f} {t['ours 2 ranks']:>8.2f} "
+                  f"{t['reference 1 rank']:>8.2f} {t['reference 2 ranks']:>8.2f} {t['snake']:>8.2f} "
+                  f"{t['ours 1 rank'] / t['reference 1 rank']:>7.2f} {t['ours 2 ranks'] / t['reference 2 ranks']:>7.2f} "
+                  f"{t['ours 1 rank'] / t['snake']:>8.2f} {t['ours 2 ranks'] / t['snake']:>8.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
