@@ -15,9 +15,9 @@ from .projection import projection_datasets, project_trajectory, project_onto
 from .training import train, train_job, make_optimizer, learning_rate, crop_flip
 from .curves import curve_train_config, train_curve, load_curve, curve_file
 from .mpi import (
-    check_launcher, mpi_comm, local_rank, pick_device, in_mpi_launch, RankFailed, on_root, agree, abort_if_parallel,
-    abort_job, note_output, exit_together, wait_for, share, gather, allgather, TAG_TO_MASTER, TAG_TO_WORKER,
-    TAG_EXIT)
+    check_launcher, mpi_comm, local_rank, pick_device, usable_cores, in_mpi_launch, RankFailed, on_root, agree,
+    abort_if_parallel, abort_job, note_output, exit_together, wait_for, share, gather, allgather, TAG_TO_MASTER,
+    TAG_TO_WORKER, TAG_EXIT)
 from .distributed import run_distributed, chunk_size
 from .runner import compute_surface, run_points
 from .slurm import SlurmOptions, parse_time, render_script, submit, watch_hint, SubmitError, PRESETS
@@ -30,8 +30,9 @@ __all__ = [
     "seed_trajectory", "random_plane", "checkpoint_plane", "pca_plane", "file_plane", "hessian_plane", "grid_axis",
     "find_trajectory", "projection_datasets", "project_trajectory", "project_onto", "train", "train_job",
     "make_optimizer", "learning_rate", "crop_flip", "curve_train_config", "train_curve", "load_curve", "curve_file",
-    "check_launcher", "mpi_comm", "local_rank", "pick_device", "in_mpi_launch", "RankFailed", "on_root", "agree",
-    "abort_if_parallel", "abort_job", "note_output", "exit_together", "wait_for", "share", "gather", "allgather",
-    "TAG_TO_MASTER", "TAG_TO_WORKER", "TAG_EXIT", "run_distributed", "chunk_size", "compute_surface", "run_points",
-    "SlurmOptions", "parse_time", "render_script", "submit", "watch_hint", "SubmitError", "PRESETS",
+    "check_launcher", "mpi_comm", "local_rank", "pick_device", "usable_cores", "in_mpi_launch", "RankFailed",
+    "on_root", "agree", "abort_if_parallel", "abort_job", "note_output", "exit_together", "wait_for", "share",
+    "gather", "allgather", "TAG_TO_MASTER", "TAG_TO_WORKER", "TAG_EXIT", "run_distributed", "chunk_size",
+    "compute_surface", "run_points", "SlurmOptions", "parse_time", "render_script", "submit", "watch_hint",
+    "SubmitError", "PRESETS",
 ]

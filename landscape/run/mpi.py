@@ -29,7 +29,7 @@ from ..core.errors import ConfigError, Interrupted, LandscapeError
 from ..core.optional import require
 from ..core.signals import check_interrupted, stop_signals_ignored
 
-__all__ = ["check_launcher", "mpi_comm", "local_rank", "pick_device", "in_mpi_launch", "RankFailed", "on_root",
+__all__ = ["check_launcher", "mpi_comm", "local_rank", "pick_device", "usable_cores", "in_mpi_launch", "RankFailed", "on_root",
            "agree", "abort_if_parallel", "abort_job", "note_output", "exit_together", "wait_for", "share", "gather",
            "allgather", "TAG_TO_MASTER", "TAG_TO_WORKER", "TAG_EXIT"]
 
@@ -148,11 +148,25 @@ def local_rank(comm: Any | None) -> tuple[int, int]:
     return 0, 1
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a Slurm allocation's, not the whole node's).
+
+    Example:
+        >>> usable_cores() >= 1
+        True
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def pick_device(comm: Any | None, requested: str = "auto") -> str:
     """The device of this rank: ``cuda:<local rank mod visible GPUs>`` for auto/cuda, else as requested.
 
     Honours ``CUDA_VISIBLE_DEVICES`` (Slurm's ``--gpus-per-task`` leaves one visible GPU per rank). On CPU,
-    each rank gets ``cores / ranks on the node`` torch threads unless OMP_NUM_THREADS is set. Logs
+    each rank gets ``cores / ranks on the node`` torch threads unless OMP_NUM_THREADS is set (also a single rank:
+    under MPICH's ``mpiexec`` torch would otherwise start with one thread). Logs
     rank -> host -> device.
 
     Example:
@@ -167,8 +181,8 @@ def pick_device(comm: Any | None, requested: str = "auto") -> str:
         torch.cuda.set_device(torch.device(device))
     elif requested == "auto":
         device = "cpu"
-    if device == "cpu" and "OMP_NUM_THREADS" not in os.environ and ln > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // ln))
+    if device == "cpu" and "OMP_NUM_THREADS" not in os.environ:  # MPICH's launcher leaves torch one thread
+        torch.set_num_threads(max(1, usable_cores() // ln))
     line = (f"rank {rank} (local {lr} of {ln}) on {socket.gethostname()} -> {device}"
             + (f" (CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']})" if "CUDA_VISIBLE_DEVICES" in os.environ
                else ""))
