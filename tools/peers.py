@@ -95,7 +95,7 @@ def reference(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, grid: int,
             f.flush()
     if f is not None:
         f.close()
-    return len(points)
+    return len(points) if rank == 0 else -1
 
 
 def snake(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, grid: int, out: str) -> int:
@@ -139,7 +139,9 @@ def main() -> None:
     net.load_state_dict(torch.load(args.state, weights_only=True))
     n = (reference(net, x, y, args.grid, args.out, args.batch) if args.loop == "reference"
          else snake(net, x, y, args.grid, args.out))
-    print(json.dumps({"points": n, "seconds": time.perf_counter() - T0, "import_landscape": IMPORT_LANDSCAPE}))
+    if n >= 0:  # rank 0 reports
+        print(json.dumps({"points": n, "seconds": time.perf_counter() - T0, "import_landscape": IMPORT_LANDSCAPE}),
+              flush=True)
 
 
 if __name__ == "__main__":

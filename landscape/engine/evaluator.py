@@ -79,7 +79,7 @@ class Evaluator:
     """
 
     def __init__(self, model: nn.Module, data: TensorData | StreamedData, device: str | torch.device = "auto",
-                 batch_size: int = 1024, loss: str | None = None, precision: str = "fp32",
+                 batch_size: int = 256, loss: str | None = None, precision: str = "fp32",
                  max_resident_bytes: int | None = None, logits_budget: int = 256 << 20, tune_batch: bool = True):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()

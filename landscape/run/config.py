@@ -75,7 +75,8 @@ class EvalConfig:
     """[evaluate]: where and how evaluations run."""
 
     device: str = _f("auto", doc="auto, cpu, cuda or cuda:N")
-    batch_size: int = _f(1024, min=1, doc="samples per evaluation batch; the values are those of this size")
+    batch_size: int = _f(256, min=1, doc="samples per evaluation batch (the values are those of this size); on CPUs "
+                         "larger batches of conv activations are page-faulted afresh on every use")
     tune_batch: bool = _f(True, doc="surfaces with points_per_batch = auto may run at another batch size (64 and up) "
                                     "that gives this batch size's values bitwise, when timing shows it is faster")
     precision: str = _f("fp32", choices=("fp32", "bf16", "fp16"), doc="bf16/fp16 autocast needs CUDA")

@@ -81,7 +81,7 @@ def _flat_ends(store: TrajectoryStore, start: Mapping[str, torch.Tensor], end: M
 
 def train_curve(model: nn.Module, kind: str, start: Mapping[str, torch.Tensor], end: Mapping[str, torch.Tensor],
                 train_data: TensorData, test_data: TensorData, cfg: CurveConfig, path: str | Path,
-                device: str | torch.device = "auto", eval_batch_size: int = 1024, loss: str | None = None,
+                device: str | torch.device = "auto", eval_batch_size: int = 256, loss: str | None = None,
                 meta: Mapping[str, Any] | None = None, progress: bool = True) -> Curve:
     """Train (or resume, or just read) the bend of a ``kind`` curve between ``start`` and ``end`` into the store
     ``path``; returns the learned :class:`~landscape.analysis.curves.Curve`. ``meta`` (model, data, sources) is

@@ -123,7 +123,7 @@ def _check_resumable(store: TrajectoryStore, cfg: TrainConfig, spec: StateSpec, 
 
 
 def train(model: nn.Module, train_data: TensorData, test_data: TensorData, cfg: TrainConfig,
-          store_path: str | Path, device: str | torch.device = "auto", eval_batch_size: int = 1024,
+          store_path: str | Path, device: str | torch.device = "auto", eval_batch_size: int = 256,
           meta: Mapping[str, Any] | None = None, resume: bool = True, progress: bool = True) -> TrajectoryStore:
     """Train ``model`` and record its trajectory in ``store_path``; resume if the store exists.
 
