@@ -15,6 +15,7 @@ Example:
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import statistics
@@ -94,10 +95,14 @@ def batch_candidates(n: int, configured: int, floor: int = 64) -> list[int]:
     return [b for b in sizes if b != last and b >= floor]
 
 
-def _timer(plane: Any, alphas: np.ndarray, betas: np.ndarray, clock: Callable[[], float]) -> Callable[[], float]:
+def _timer(plane: Any, alphas: np.ndarray, betas: np.ndarray, clock: Callable[[], float],
+           setup: Callable[[], None] | None = None) -> Callable[[], float]:
+    """Seconds of one evaluation of the probe points (``setup`` first puts the plane in the way being timed)."""
     dev = plane.ev.device
 
     def run() -> float:
+        if setup is not None:
+            setup()
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         t = clock()
@@ -119,8 +124,9 @@ def calibrate(plane: Any, alphas: np.ndarray, betas: np.ndarray, expected: int |
     One point at a time is timed first on ``reference`` points; its rate bounds the calibration to ``share`` of
     the expected work (``expected`` points), and sets the probe size of a round (``min_round`` seconds, less on
     small grids). Then, within that budget: vmap stacks (small models), concurrent CPU threads and, in the mode
-    chosen, other batch sizes (``plane.ev.tune_batch``). A candidate is eligible only if it gives the reference points' values bitwise (stacked
-    convolutions round differently from single ones, so for most conv models only threads qualify); each is timed
+    chosen, other batch sizes (``plane.ev.tune_batch``). A candidate is eligible only if it gives the reference
+    points' values bitwise (stacked convolutions round differently from single ones, so for most conv models only
+    threads qualify); each is timed
     against one point at a time in alternating rounds until the ratio is stable (:func:`stable_ratio`). The
     fastest (at least 5 % faster than one at a time) is set on the plane; returns ``(mode, points)``.
     """
@@ -178,17 +184,13 @@ def calibrate(plane: Any, alphas: np.ndarray, betas: np.ndarray, expected: int |
                 log.info("%s evaluation of %d points rounds differently from one point at a time; not used",
                          family, p)
                 break
-            cand = _timer(plane, *probe(k), clock)
+            at_cand = _timer(plane, *probe(k), clock, functools.partial(set_mode, (family, p)))
 
             def at_one(kk: int = k) -> float:
                 set_mode(("one", 1))
                 seconds = one_timer()
                 one_rates.append(k_round / max(seconds, 1e-12))
                 return seconds * kk / k_round
-
-            def at_cand(timer: Callable[[], float] = cand, mode: tuple[str, int] = (family, p)) -> float:
-                set_mode(mode)
-                return timer()
 
             ratio = stable_ratio(at_one, at_cand, over, enough=cap(4))
             log.debug("%s %d: %s one at a time", family, p, "no time to time it against" if ratio is None
@@ -208,9 +210,9 @@ def calibrate(plane: Any, alphas: np.ndarray, betas: np.ndarray, expected: int |
     # then batch sizes, in the mode chosen, each against the configured size, with the time left
     configured, p = ev.batch_size, best[1]
     k_batch = max(p, k_round) // p * p
-    if getattr(ev, "tune_batch", False) and ev.stream is None and ev.task != "language":
+    if ev.tune_batch and ev.stream is None and ev.task != "language":
         best_batch, batch_ratio = configured, 1.0
-        ref_timer = _timer(plane, *probe(k_batch), clock)
+        at_ref = _timer(plane, *probe(k_batch), clock, functools.partial(ev.set_batch_size, configured))
         sizes = batch_candidates(ev.n, configured)
         for i, b in enumerate(sizes):
             if over(10 * k_batch / (rate_one * best_ratio)):
@@ -219,16 +221,7 @@ def calibrate(plane: Any, alphas: np.ndarray, betas: np.ndarray, expected: int |
             if not same(*plane._evaluate(*probe(max(reference, p)))):
                 log.info("evaluation batch %d rounds differently from batch %d; not used", b, configured)
                 continue
-            cand = _timer(plane, *probe(k_batch), clock)
-
-            def at_ref(timer: Callable[[], float] = ref_timer) -> float:
-                ev.set_batch_size(configured)
-                return timer()
-
-            def at_size(timer: Callable[[], float] = cand, size: int = b) -> float:
-                ev.set_batch_size(size)
-                return timer()
-
+            at_size = _timer(plane, *probe(k_batch), clock, functools.partial(ev.set_batch_size, b))
             ratio = stable_ratio(at_ref, at_size, over, enough=cap(len(sizes) - i))
             log.debug("batch %d: %s batch %d", b, "no time" if ratio is None else f"{ratio:.3f}x", configured)
             if ratio is not None and ratio > batch_ratio * 1.03 and ratio > 1.03:

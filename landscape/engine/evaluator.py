@@ -129,7 +129,7 @@ class Evaluator:
             x = data.x.pin_memory() if pin else data.x
             y = data.y.pin_memory() if pin else data.y
         self._x, self._y = x, y
-        self._batches = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, self.n, batch_size)]
+        self._batches = self._split(batch_size)
 
     def set_batch_size(self, batch_size: int) -> None:
         """Evaluate in batches of ``batch_size`` from now on (views of the resident data, nothing copied).
@@ -146,9 +146,11 @@ class Evaluator:
             return
         if batch_size < 1:
             raise ConfigError(f"evaluation batch_size: expected >= 1, got {batch_size}")
+        self.batch_size, self._batches = batch_size, self._split(batch_size)
+
+    def _split(self, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         x, y = self._x, self._y
-        self.batch_size = batch_size
-        self._batches = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, self.n, batch_size)]
+        return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, self.n, batch_size)]
 
     def replica(self) -> "Evaluator":
         """Another evaluator of the same data (shared, not copied) with its own copy of the model, so that
