@@ -1,55 +1,115 @@
-"""Evaluation engine vs one pure forward pass, measured side by side in one run.
+"""Evaluation engine and its forward options vs the fastest pure forward pass, measured side by side in one run.
 
-For each case it prints the time of a pure forward pass over the evaluation set
-(``model(x)`` batch by batch under ``no_grad``, data already on the device), the
-time of one engine evaluation (parameters written in place, forward, loss and
-accuracy, one host sync) and their ratio. Target on CPU: ratio <= 1.10.
+For each model it first times a pure eager forward over the evaluation set (``model(x)`` batch by batch under
+``no_grad``, data resident) at several batch sizes, with the system time of each (allocator churn shows there),
+and takes the fastest as the limit. Then, interleaved, one engine evaluation (parameters written in place,
+forward, loss, accuracy, one host sync) at the default batch size, the tuned one, and with each forward option
+of ``[evaluate]``: ``fold_bn``, ``channels_last``, both, ``precision = "bf16"`` (with the centre's loss
+difference to fp32) and ``compile`` (with its compilation time and graph count). Every ratio is to the fastest
+pure forward; < 1 means the option moves the limit. Targets on CPU: engine <= 1.05 for resnet20 and lenet5.
 
-    python tools/bench_eval.py                 # resnet20 on 2000 CIFAR-shaped images, lenet5 on digits
-    python tools/bench_eval.py --device cuda --repeats 20
+    python tools/bench_eval.py                       # resnet20 / 2000 CIFAR-shaped images, lenet5 / digits, mlp
+    python tools/bench_eval.py --models resnet20 --no-compile --repeats 5
 """
 from __future__ import annotations
 
 import argparse
+import copy
+import resource
+import time
 
 import torch
 from benchlib import cifar_shaped, header, interleaved, pure_forward
 
 from landscape.core.data import TensorData, load_data
-from landscape.engine.device import resolve_device
-from landscape.engine.evaluator import Evaluator
 from landscape.core.models import build_model
+from landscape.engine.device import cpu_has_bf16, resolve_device
+from landscape.engine.evaluator import Evaluator
+
+DEFAULT_BATCH = 256
 
 
-def bench(name: str, model: torch.nn.Module, data: TensorData, device: torch.device, repeats: int,
-          batch_size: int) -> tuple[float, float]:
-    ev = Evaluator(model, data, device, batch_size)
-    state = {k: v.detach().clone() for k, v in ev.state.items()}
-    pure = pure_forward(ev)
+def cpu_seconds(fn, repeats: int = 3) -> tuple[float, float]:
+    """Median wall seconds of ``fn`` and the system seconds of one call (mean over the repeats)."""
+    fn()
+    walls, sys0 = [], resource.getrusage(resource.RUSAGE_SELF).ru_stime
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        walls.append(time.perf_counter() - t)
+    sys1 = resource.getrusage(resource.RUSAGE_SELF).ru_stime
+    return sorted(walls)[len(walls) // 2], (sys1 - sys0) / repeats
 
-    def engine() -> None:
-        ev.evaluate(state)
 
-    p, e = interleaved([pure, engine], device, repeats)
-    print(f"{name:<28} {len(data):>6} {p * 1e3:>12.2f} {e * 1e3:>12.2f} {e / p:>7.3f}")
-    return p, e
+def fastest_forward(model: torch.nn.Module, data: TensorData, dev: torch.device, repeats: int) -> tuple[int, float]:
+    """The batch size of the fastest pure eager forward and its seconds; prints every size it tried."""
+    best = (0, float("inf"))
+    for bs in (32, 64, 128, 256, 512, 1024):
+        if bs > 2 * len(data) and bs != 32:
+            break
+        ev = Evaluator(model, data, dev, bs)
+        wall, sys = cpu_seconds(pure_forward(ev), repeats)
+        print(f"  pure forward at batch {bs:>5}: {wall * 1e3:9.2f} ms (system {sys * 1e3:7.2f} ms)")
+        if wall < best[1]:
+            best = (bs, wall)
+    return best
+
+
+def bench(name: str, model: torch.nn.Module, data: TensorData, dev: torch.device, repeats: int,
+          compile_: bool) -> None:
+    print(f"\n{name}: {len(data)} samples, {sum(p.numel() for p in model.parameters()):,} parameters")
+    bs, limit = fastest_forward(model, data, dev, repeats)
+    print(f"  fastest pure forward: batch {bs}, {limit * 1e3:.2f} ms")
+    variants: dict[str, dict] = {"engine (defaults)": {}}
+    if bs != DEFAULT_BATCH:
+        variants[f"engine at batch {bs}"] = {"batch_size": bs}
+    variants.update({"fold_bn": {"fold_bn": True}, "channels_last": {"channels_last": True},
+                     "fold_bn + channels_last": {"fold_bn": True, "channels_last": True},
+                     "bf16": {"precision": "bf16"}})
+    if compile_:
+        variants["compile"] = {"compile": True}
+        variants["compile + fold_bn"] = {"compile": True, "fold_bn": True}
+    evs, notes = {}, {}
+    for label, kw in variants.items():
+        kw = {"batch_size": DEFAULT_BATCH, **kw}
+        evs[label] = ev = Evaluator(copy.deepcopy(model), data, dev, **kw)  # options change the model's layout
+        if "fold_bn" in kw and "fold_bn" not in ev.transforms():
+            notes[label] = "nothing to fold"
+        if kw.get("precision") == "bf16":
+            gap = ev.precision_gap()
+            notes[label] = f"loss {gap['bf16']:.6f} vs fp32 {gap['fp32']:.6f}: difference {gap['difference']:+.2e}" + \
+                ("" if dev.type == "cuda" or cpu_has_bf16() else " (no native bf16 on this CPU)")
+        if kw.get("compile"):
+            t = time.perf_counter()
+            ev.evaluate()
+            notes[label] = f"compiled in {time.perf_counter() - t:.1f} s, {ev.compiles} graphs"
+    states = {label: {k: v.detach().clone() for k, v in ev.state.items()} for label, ev in evs.items()}
+    fns = [(lambda ev=ev, s=states[label]: ev.evaluate(s)) for label, ev in evs.items()]
+    times = interleaved(fns, dev, repeats)
+    for (label, ev), t in zip(evs.items(), times):
+        recompiled = f", {ev.compiles} graphs after timing" if ev.compile else ""
+        print(f"  {label:<26} {t * 1e3:9.2f} ms  {t / limit:6.3f} x fastest forward  {notes.get(label, '')}"
+              f"{recompiled}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--n-cifar", type=int, default=2000)
+    ap.add_argument("--models", default="resnet20,lenet5,mlp")
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variants")
     args = ap.parse_args()
     dev = resolve_device(args.device)
-    torch.manual_seed(0)
-    cifar = cifar_shaped(args.n_cifar)
-    _, digits = load_data("digits")
     print(header(dev))
-    print(f"{'case':<28} {'n':>6} {'forward ms':>12} {'engine ms':>12} {'ratio':>7}")
-    bench("resnet20 / CIFAR-shaped", build_model("resnet20"), cifar, dev, args.repeats, args.batch_size)
-    bench("lenet5 / digits", build_model("lenet5"), digits, dev, args.repeats, args.batch_size)
+    cases = {"resnet20": lambda: ("resnet20 / CIFAR-shaped", build_model("resnet20"), cifar_shaped(args.n_cifar)),
+             "lenet5": lambda: ("lenet5 / digits", build_model("lenet5"), load_data("digits")[1]),
+             "mlp": lambda: ("mlp / spiral", build_model("mlp", load_data("spiral")[1].info()),
+                             load_data("spiral")[1])}
+    for key in args.models.split(","):
+        torch.manual_seed(0)
+        name, model, data = cases[key]()
+        bench(name, model, data, dev, args.repeats, not args.no_compile)
 
 
 if __name__ == "__main__":

@@ -136,6 +136,9 @@ def calibrate(plane: Any, alphas: np.ndarray, betas: np.ndarray, expected: int |
     ev, dev = plane.ev, plane.ev.device
     plane.batch_mode, plane.points_per_batch = "one", 1
     plane._stacking_checked = True  # stacked modes are checked against the reference here
+    if ev.compile:  # other batch sizes and thread replicas would each compile anew; stacks are not compiled
+        log.info("points per batch: 1 (compiled forward: one graph per batch shape, no other mode tried)")
+        return "one", 1
     started = clock()
     plane._evaluate(*probe(1))  # warm-up
     t = clock()
@@ -163,7 +166,7 @@ def calibrate(plane: Any, alphas: np.ndarray, betas: np.ndarray, expected: int |
 
     best, best_ratio, best_timers = ("one", 1), 1.0, None
     vmap_sizes = tuple(c for c in (2, 4, 8, 16, 32, 64, 128, 256) if plane.numel_moved * c <= VMAP_MAX_NUMEL * 8
-                       and plane.numel_moved <= VMAP_MAX_NUMEL)
+                       and plane.numel_moved <= VMAP_MAX_NUMEL and not ev.transforms().get("fold_bn"))
     cores = cpu_threads() if dev.type == "cpu" else 1
     thread_sizes = tuple(t for t in (2, 4, 8, 16, 32, 64) if t <= cores)
     for family, sizes in (("vmap", vmap_sizes), ("threads", thread_sizes)):

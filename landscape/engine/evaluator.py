@@ -16,12 +16,13 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
 import os
 from dataclasses import dataclass
-from typing import Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -30,7 +31,9 @@ from ..core.data import TensorData, resident
 from ..core.streams import StreamedData
 from ..core.errors import CheckpointError, ConfigError
 from ..core.params import StateSpec, model_state
+from .compiled import CompiledNet
 from .device import autocast_context, resolve_device
+from .folding import FoldedNet
 from .losses import correct_count, logits, loss_function, per_sample_loss, target_count
 
 __all__ = ["EvalResult", "Evaluator", "default_budget"]
@@ -76,14 +79,23 @@ class Evaluator:
     half the free memory on CUDA); beyond it batches stream from pinned host memory. For sequence data
     (``language``) a batch holds at most as many sequences as keep its logits (T × V floats each) within
     ``logits_budget`` bytes, so a 50,257-token vocabulary never needs the logits of the whole batch at once.
+    ``fold_bn`` evaluates with conv–BatchNorm pairs folded (:mod:`landscape.engine.folding`),
+    ``channels_last`` with conv weights and image batches in NHWC layout, ``compile`` through
+    ``torch.compile`` (:mod:`landscape.engine.compiled`); each may change values by float32 rounding, so
+    :meth:`transforms` names them for a file's inputs.
     """
 
     def __init__(self, model: nn.Module, data: TensorData | StreamedData, device: str | torch.device = "auto",
                  batch_size: int = 256, loss: str | None = None, precision: str = "fp32",
-                 max_resident_bytes: int | None = None, logits_budget: int = 256 << 20, tune_batch: bool = True):
+                 max_resident_bytes: int | None = None, logits_budget: int = 256 << 20, tune_batch: bool = True,
+                 fold_bn: bool = False, channels_last: bool = False, compile: bool = False):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
+        self.channels_last, self.fold_bn, self.compile = bool(channels_last), bool(fold_bn), bool(compile)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.state = model_state(self.model, buffers=True)
+        self._build_net()
         self.spec = StateSpec.from_state(self.state)
         self.task = data.task
         self.loss_name = loss_function(loss, data.task)[0]
@@ -128,8 +140,69 @@ class Evaluator:
             pin = self.device.type == "cuda"
             x = data.x.pin_memory() if pin else data.x
             y = data.y.pin_memory() if pin else data.y
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)  # batches are views: they keep the layout
         self._x, self._y = x, y
         self._batches = self._split(batch_size)
+
+    def _build_net(self) -> None:
+        """What a forward runs: the model, with its BatchNorms folded (``fold_bn``), compiled (``compile``)."""
+        self._folded = FoldedNet.build(self.model) if self.fold_bn else None
+        if self._folded is not None:
+            log.info("BatchNorm folded into the convolution before it: %d pair(s)", self._folded.pairs)
+        net = self._folded if self._folded is not None else self.model
+        self._compiled = CompiledNet(net) if self.compile else None
+        self._net = self._compiled if self._compiled is not None else net
+
+    @property
+    def compiles(self) -> int:
+        """Graphs ``torch.compile`` has compiled for this evaluator (0 without ``compile``)."""
+        return self._compiled.compiles if self._compiled is not None else 0
+
+    def transforms(self) -> dict[str, Any]:
+        """The options that change how a forward is computed (and may change values by rounding), for a
+        file's inputs: only those that are on, so that files written without them still compare equal.
+
+        Example:
+            >>> from landscape.core.data import load_data
+            >>> from landscape.core.models import build_model
+            >>> tr, te = load_data("spiral", n_per_class=20)
+            >>> Evaluator(build_model("mlp", tr.info(), depth=1, width=4), te, "cpu", channels_last=True).transforms()
+            {'channels_last': True}
+        """
+        out: dict[str, Any] = {}
+        if self._folded is not None:
+            out["fold_bn"] = self._folded.pairs
+        if self.channels_last:
+            out["channels_last"] = True
+        if self.compile:
+            out["compile"] = True
+        return out
+
+    def precision_gap(self) -> dict[str, float]:
+        """Loss at the current parameters in this evaluator's precision and in fp32, and their difference
+        (what reduced precision costs, stored beside a surface computed in it).
+
+        Example:
+            >>> from landscape.core.data import load_data
+            >>> from landscape.core.models import build_model
+            >>> tr, te = load_data("spiral", n_per_class=20)
+            >>> gap = Evaluator(build_model("mlp", tr.info(), depth=1, width=4), te, "cpu", precision="bf16").precision_gap()
+            >>> sorted(gap), abs(gap["difference"]) < 0.05
+            (['bf16', 'difference', 'fp32'], True)
+        """
+        reduced = self.evaluate().loss
+        autocast, self._autocast = self._autocast, contextlib.nullcontext
+        try:
+            full = self.evaluate().loss
+        finally:
+            self._autocast = autocast
+        return {self.precision: reduced, "fp32": full, "difference": reduced - full}
+
+    def _prepare(self) -> None:
+        """Before a forward at newly written parameters: fold them again where BatchNorms are folded."""
+        if self._folded is not None:
+            self._folded.refresh()
 
     def set_batch_size(self, batch_size: int) -> None:
         """Evaluate in batches of ``batch_size`` from now on (views of the resident data, nothing copied).
@@ -168,6 +241,7 @@ class Evaluator:
         other = copy.copy(self)
         other.model = copy.deepcopy(self.model)
         other.state = model_state(other.model, buffers=True)
+        other._build_net()
         return other
 
     # -- parameters -------------------------------------------------------------------------------
@@ -205,7 +279,10 @@ class Evaluator:
         """The evaluation set's (inputs, targets) batches on the device, always in the same order."""
         if self.stream is not None:
             for x, y in self.stream.batches(self.batch_size, pin=self.device.type == "cuda"):
-                yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                x = x.to(self.device, non_blocking=True)
+                if self.channels_last and x.dim() == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                yield x, y.to(self.device, non_blocking=True)
             return
         for x, y in self._batches:
             if not self.resident:
@@ -217,9 +294,10 @@ class Evaluator:
         """One pure forward pass over the evaluation set (no loss); the baseline of the benchmarks."""
         if self.model.training:
             self.model.eval()
+        self._prepare()
         with self._autocast():
             for x, _ in self.batches():
-                self.model(x)
+                self._net(x)
 
     @torch.no_grad()
     def evaluate_many(self, set_point: Callable[[int], None], k: int) -> list[EvalResult]:
@@ -244,7 +322,8 @@ class Evaluator:
             for x, y in self.batches():
                 for j in range(k):
                     set_point(j)
-                    out = logits(self.model(x)).float()
+                    self._prepare()
+                    out = logits(self._net(x)).float()
                     loss_sum[j] += self._loss(out, y).double().sum()
                     if classify:
                         correct[j] += correct_count(out, y)
@@ -260,12 +339,13 @@ class Evaluator:
             self.model.eval()
         if state is not None:
             self.set_state(state)
+        self._prepare()
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
         classify = self.task != "regression"
         with self._autocast():
             for x, y in self.batches():
-                out = logits(self.model(x)).float()
+                out = logits(self._net(x)).float()
                 loss_sum += self._loss(out, y).double().sum()
                 if classify:
                     correct += correct_count(out, y)

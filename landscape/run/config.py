@@ -79,7 +79,13 @@ class EvalConfig:
                          "larger batches of conv activations are page-faulted afresh on every use")
     tune_batch: bool = _f(True, doc="surfaces with points_per_batch = auto may run at another batch size (64 and up) "
                                     "that gives this batch size's values bitwise, when timing shows it is faster")
-    precision: str = _f("fp32", choices=("fp32", "bf16", "fp16"), doc="bf16/fp16 autocast needs CUDA")
+    precision: str = _f("fp32", choices=("fp32", "bf16", "fp16"), doc="bf16 autocast (CUDA, or CPUs; native on "
+                        "AVX-512 BF16/AMX ones) or fp16 (CUDA); surfaces store the centre's loss difference to fp32")
+    fold_bn: bool = _f(False, doc="fold each eval-mode BatchNorm into the convolution before it (values equal up to "
+                                  "float32 rounding; see the README's Performance section for where it pays)")
+    channels_last: bool = _f(False, doc="convolution weights and image batches in channels-last (NHWC) layout")
+    compile: bool = _f(False, doc="torch.compile the forward once per run (one graph per batch shape; on CPU it "
+                                  "needs a C++ compiler); pays on long runs of convolution models")
     split: str = _f("test", choices=("train", "test"), doc="data split the analyses evaluate on")
     logits_budget_mb: float = _f(256.0, min=1, doc="language models: at most this many MiB of logits per "
                                                    "evaluation batch (fewer sequences per batch)")

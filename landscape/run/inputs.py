@@ -81,7 +81,8 @@ def job_evaluator(job: JobConfig, model: nn.Module, data: TensorData | StreamedD
     ec = job.evaluate
     return Evaluator(model, data, device or ec.device, ec.batch_size, job.train.loss,
                      ec.precision if autocast else "fp32", max_resident_bytes=ec.resident_bytes(),
-                     logits_budget=int(ec.logits_budget_mb * 2**20), tune_batch=ec.tune_batch)
+                     logits_budget=int(ec.logits_budget_mb * 2**20), tune_batch=ec.tune_batch,
+                     fold_bn=ec.fold_bn, channels_last=ec.channels_last, compile=ec.compile and autocast)
 
 
 def data_meta(model: ModelConfig, data: DataConfig) -> dict[str, Any]:

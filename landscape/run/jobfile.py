@@ -203,8 +203,8 @@ def _cross_checks(job: JobConfig) -> list[str]:
     ex = job.export
     if ex is not None and ex.vmin is not None and ex.vmax is not None and ex.vmin >= ex.vmax:
         out.append(f"export.vmin/vmax: expected vmin < vmax, got {ex.vmin} and {ex.vmax}")
-    if job.evaluate.precision != "fp32" and dev == "cpu":
-        out.append(f"evaluate.precision: {job.evaluate.precision} autocast needs CUDA, the device is cpu; use fp32")
+    if job.evaluate.precision == "fp16" and dev == "cpu":
+        out.append("evaluate.precision: fp16 autocast needs CUDA, the device is cpu; use fp32 or bf16")
     for sf in (job.surface, job.pca):
         if sf is None:
             continue

@@ -130,7 +130,7 @@ def run_paths_job(job: JobConfig, progress: bool = True, comm: Any | None = None
                   "split": job.evaluate.split, "subset": pc.subset, "kind": kind, "t_mid": t_mid,
                   "start": sources[0], "mid": sources[1] if kind == "quadratic" else None, "end": sources[2],
                   "checksums": checks, "items": [i.name for i in items], "loss": ev.loss_name,
-                  "precision": job.evaluate.precision, **extra}
+                  "precision": job.evaluate.precision, **ev.transforms(), **extra}
         attrs = {"model": job.model.name, "kind": kind, "t_mid": t_mid if t_mid is not None else float("nan"),
                  "start": sources[0], "end": sources[2], "loss_name": ev.loss_name, "task": ev.task}
         datasets = {"items/name": np.array([i.name for i in items], dtype=object),

@@ -150,6 +150,13 @@ def run_surface_job(job: JobConfig, progress: bool = True, comm: Any | None = No
     plan = resolve_surface(job, sf)
     device = pick_device(comm, job.evaluate.device) if comm is not None else job.evaluate.device
     ev = job_evaluator(job, plan.model, plan.data, device)
+    plan.inputs.update(ev.transforms())  # folding, layout, compilation: they may change values by rounding
+    if ev.precision != "fp32" and (comm is None or comm.Get_rank() == 0):
+        gap = ev.precision_gap()
+        log.info("centre loss in %s %.7g, in fp32 %.7g (difference %.3g)", ev.precision, gap[ev.precision],
+                 gap["fp32"], gap["difference"])
+        plan.attrs["precision_loss_difference"] = gap["difference"]
+        plan.attrs["precision_center_loss"] = json.dumps(gap)
     agree(comm, "the centre and directions checksums",
           (plan.inputs["center_checksum"], plan.inputs["directions_checksum"]))
     store = on_root(comm, lambda: SurfaceStore.open(plan.path, plan.grid, plan.inputs, plan.attrs, plan.datasets,

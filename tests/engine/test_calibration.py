@@ -22,9 +22,13 @@ class FakeEvaluator:
     device = torch.device("cpu")
     stream = None
     task = "classification"
+    compile = False
 
     def __init__(self, n=2000, batch=1024, tune=False):
         self.n, self.batch_size, self.tune_batch = n, batch, tune
+
+    def transforms(self):
+        return {}
 
     def set_batch_size(self, b):
         self.batch_size = b

@@ -96,7 +96,7 @@ def test_device_and_precision_checks(digits_test):
         with pytest.raises(ConfigError, match="CUDA is not available"):
             resolve_device("cuda:0")
     with pytest.raises(ConfigError, match="needs a CUDA device"):
-        Evaluator(build_model("lenet5"), digits_test, "cpu", precision="bf16")
+        Evaluator(build_model("lenet5"), digits_test, "cpu", precision="fp16")
 
 
 @pytest.mark.gpu
@@ -126,3 +126,29 @@ def test_evaluate_uses_eval_mode_even_if_a_training_loop_left_train_mode():
     model.train()
     assert ev.evaluate() == expected
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_channels_last_layout_gives_the_same_values_up_to_rounding(digits_test):
+    torch.manual_seed(3)
+    m = build_model("resnet20", digits_test.info())
+    ref = Evaluator(m, digits_test, "cpu", batch_size=100).evaluate()
+    ev = Evaluator(m, digits_test, "cpu", batch_size=100, channels_last=True)
+    conv = next(p for p in ev.model.parameters() if p.dim() == 4 and p.shape[1] > 1)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert ev._batches[0][0].is_contiguous(memory_format=torch.channels_last)
+    r = ev.evaluate()
+    assert r.loss == pytest.approx(ref.loss, rel=1e-5) and r.accuracy == ref.accuracy
+    assert ev.transforms() == {"channels_last": True}
+    flat = ev.get_flat()  # the flat state is in logical order whatever the layout
+    ev.set_flat(flat)
+    assert torch.equal(ev.get_flat(), flat) and torch.equal(flat, Evaluator(m, digits_test, "cpu").get_flat())
+
+
+def test_bf16_autocast_on_cpu_reports_its_difference_to_fp32(digits_test):
+    torch.manual_seed(4)
+    m = build_model("lenet5", digits_test.info())
+    ev = Evaluator(m, digits_test, "cpu", precision="bf16")
+    gap = ev.precision_gap()
+    fp32 = Evaluator(m, digits_test, "cpu").evaluate().loss
+    assert gap["fp32"] == fp32 and gap["bf16"] == ev.evaluate().loss
+    assert gap["difference"] == gap["bf16"] - fp32 and 0 < abs(gap["difference"]) < 0.02 * fp32

@@ -32,7 +32,7 @@ def test_overrides_types_and_nesting():
 def test_all_problems_reported_at_once(tmp_path):
     p = tmp_path / "bad.toml"
     p.write_text('[train]\nepochs = 0\noptimiser = "sgd"\nlr = "fast"\n[plots]\nx = 1\n[data]\nname = "mnist"\n'
-                 '[evaluate]\nprecision = "bf16"\ndevice = "cpu"\n')
+                 '[evaluate]\nprecision = "fp16"\ndevice = "cpu"\n')
     with pytest.raises(ConfigError) as info:
         load_job(p, ["train.batch_size=-1", "bogus"])
     text = str(info.value)
@@ -42,7 +42,7 @@ def test_all_problems_reported_at_once(tmp_path):
     probs = info.value.problems
     for needle in ("train.epochs: expected a value >= 1, got 0", "train.optimiser: unknown key",
                    "train.lr: expected float, got 'fast'", "[plots]: unknown section", "train.batch_size",
-                   "data.root", "bf16 autocast needs CUDA"):
+                   "data.root", "fp16 autocast needs CUDA"):
         assert any(needle in q for q in probs), (needle, probs)
     assert len(probs) == 7
 

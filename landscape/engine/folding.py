@@ -1,0 +1,129 @@
+"""BatchNorm folded into the convolution before it, for evaluation at parameter points written in place.
+
+In eval mode a BatchNorm after a convolution is an affine map per channel, so the pair is one convolution
+with weight ``W·s`` and bias ``(b − μ)·s + β``, ``s = γ / √(σ² + ε)``. :func:`fold_conv_bn` is that map;
+:class:`FoldedNet` traces a model with ``torch.fx``, replaces each convolution whose only user is a
+BatchNorm (with running statistics) by a folded copy and drops the BatchNorm. The original model keeps its
+parameters, where the engine writes each point; :meth:`FoldedNet.refresh` folds them again (a few
+element-wise ops per pair, nothing next to a forward pass) before each evaluation. Values equal the
+unfolded model's up to float32 rounding.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU()).eval()
+    >>> folded = FoldedNet.build(net)
+    >>> folded.pairs
+    1
+    >>> x = torch.randn(4, 1, 5, 5)
+    >>> bool(torch.allclose(folded.refresh()(x), net(x), atol=1e-6))
+    True
+"""
+from __future__ import annotations
+
+import copy
+import logging
+
+import torch
+from torch import nn
+
+__all__ = ["fold_conv_bn", "FoldedNet"]
+
+log = logging.getLogger(__name__)
+
+_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def fold_conv_bn(weight: torch.Tensor, bias: torch.Tensor | None, mean: torch.Tensor, var: torch.Tensor,
+                 eps: float, gamma: torch.Tensor | None, beta: torch.Tensor | None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of the convolution that equals convolution (``weight``, ``bias``) followed by an
+    eval-mode BatchNorm (running ``mean``/``var``, ``eps``, affine ``gamma``/``beta`` or None), computed in
+    float64 and returned in the weight's dtype.
+
+    Example:
+        >>> w, b = fold_conv_bn(torch.tensor([[2.0]]), torch.tensor([1.0]), torch.tensor([3.0]),
+        ...                     torch.tensor([4.0]), 0.0, torch.tensor([0.5]), torch.tensor([10.0]))
+        >>> w.tolist(), b.tolist()  # s = 0.5 / 2 = 0.25: w = 2·0.25, b = (1 - 3)·0.25 + 10
+        ([[0.5]], [9.5])
+    """
+    scale = torch.rsqrt(var.double() + eps)
+    if gamma is not None:
+        scale = scale * gamma.double()
+    shift = -mean.double() * scale if bias is None else (bias.double() - mean.double()) * scale
+    if beta is not None:
+        shift = shift + beta.double()
+    w = weight.double() * scale.reshape((-1,) + (1,) * (weight.dim() - 1))
+    return w.to(weight.dtype), shift.to(weight.dtype)
+
+
+class FoldedNet(nn.Module):
+    """A traced copy of a model with its conv–BatchNorm pairs folded (see the module docstring); every other
+    module is the original's own, so parameters written into the original are seen without copying."""
+
+    def __init__(self, graph_module: nn.Module, pairs: list[tuple[nn.Module, nn.Module, nn.Module]]):
+        super().__init__()
+        self.net = graph_module
+        self._pairs = pairs  # (original conv, original BatchNorm, folded conv)
+
+    @property
+    def pairs(self) -> int:
+        """How many BatchNorms are folded."""
+        return len(self._pairs)
+
+    @classmethod
+    def build(cls, model: nn.Module) -> "FoldedNet | None":
+        """The folded net of ``model``, or None when it cannot be traced or has no foldable pair.
+
+        Example:
+            >>> FoldedNet.build(nn.Linear(2, 2)) is None
+            True
+        """
+        try:
+            gm = torch.fx.symbolic_trace(model)
+        except Exception as exc:  # untraceable control flow: evaluate the model as it is
+            log.info("BatchNorm folding: %s cannot be traced (%s: %s); evaluating it unfolded",
+                     type(model).__name__, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+            return None
+        modules = dict(gm.named_modules())
+        pairs = []
+        for node in list(gm.graph.nodes):
+            bn = modules.get(node.target) if node.op == "call_module" else None
+            if not isinstance(bn, _BN) or not bn.track_running_stats or bn.running_mean is None:
+                continue
+            prev = node.args[0] if node.args else None
+            conv = modules.get(prev.target) if isinstance(prev, torch.fx.Node) and prev.op == "call_module" else None
+            if not isinstance(conv, _CONV) or conv.transposed or len(prev.users) != 1 or len(node.args) != 1:
+                continue
+            folded = copy.deepcopy(conv)
+            if folded.bias is None:
+                folded.bias = nn.Parameter(torch.zeros(conv.out_channels, dtype=conv.weight.dtype,
+                                                       device=conv.weight.device))
+            folded.requires_grad_(False)
+            name = f"_folded_{len(pairs)}"
+            gm.add_submodule(name, folded)
+            with gm.graph.inserting_after(prev):
+                new = gm.graph.call_module(name, prev.args, prev.kwargs)
+            node.replace_all_uses_with(new)
+            gm.graph.erase_node(node)
+            gm.graph.erase_node(prev)
+            pairs.append((conv, bn, folded))
+        if not pairs:
+            return None
+        gm.graph.lint()
+        gm.recompile()
+        return cls(gm, pairs).eval()
+
+    @torch.no_grad()
+    def refresh(self) -> "FoldedNet":
+        """Fold the original parameters and statistics as they are now into the folded convolutions."""
+        for conv, bn, folded in self._pairs:
+            w, b = fold_conv_bn(conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps,
+                                bn.weight if bn.affine else None, bn.bias if bn.affine else None)
+            folded.weight.copy_(w)
+            folded.bias.copy_(b)
+        return self
+
+    def forward(self, *args, **kwargs):
+        return self.net(*args, **kwargs)
