@@ -30,7 +30,7 @@ from ..io.surface_file import SurfaceData, read_projected_path, read_projections
 from .mpl import pyplot, savefig
 from .overlay import path_to_draw, surface_height
 
-__all__ = ["plot_surface", "plot_problems", "axis_labels", "levels", "color_norm", "plain_ticks", "plain_number", "log_tick_values",
+__all__ = ["plot_surface", "plot_problems", "cell_extent", "axis_labels", "levels", "color_norm", "plain_ticks", "plain_number", "log_tick_values",
            "FIGURES"]
 
 _log = logging.getLogger(__name__)
@@ -195,6 +195,31 @@ def levels(values: np.ndarray, log: bool, n: int = 20, vmin: float | None = None
     return np.linspace(lo, hi, n)
 
 
+def cell_extent(axis: np.ndarray) -> tuple[float, float] | None:
+    """The outer edges of the cells centred on an evenly spaced ``axis`` (half a step beyond each end), or None
+    when it is not evenly spaced.
+
+    Example:
+        >>> cell_extent(np.array([0.0, 1.0, 2.0])), cell_extent(np.array([0.0, 1.0, 3.0]))
+        ((-0.5, 2.5), None)
+    """
+    steps = np.diff(axis)
+    if len(axis) < 2 or not np.allclose(steps, steps[0], rtol=1e-6, atol=0):
+        return None
+    return float(axis[0] - steps[0] / 2), float(axis[-1] + steps[0] / 2)
+
+
+def _heatmap(ax: Any, s: SurfaceData, vals: np.ndarray, norm: Any) -> Any:
+    """One cell per grid point: an image on evenly spaced grids (a million cells draw in a second and stay one
+    embedded image in a PDF), else a mesh, rasterised when large."""
+    ex, ey = cell_extent(s.alpha), cell_extent(s.beta)
+    if ex is not None and ey is not None:
+        return ax.imshow(np.ma.asarray(vals).T, origin="lower", aspect="auto", interpolation="nearest",
+                         extent=(*ex, *ey), norm=norm, cmap="viridis")
+    A, B = np.meshgrid(s.alpha, s.beta, indexing="ij")
+    return ax.pcolormesh(A, B, vals, shading="nearest", norm=norm, cmap="viridis", rasterized=vals.size > 10_000)
+
+
 def plot_problems(formats: Sequence[str] = ("png",), zmax: float | None = None, vmin: float | None = None,
                   vmax: float | None = None, n_levels: int = 20) -> list[str]:
     """What is wrong with plot options, all at once.
@@ -305,8 +330,7 @@ def plot_surface(path: str | Path, out_dir: str | Path | None = None, formats: S
                                  extend=ext)
                 plain_ticks(fig.colorbar(cs, ax=ax, label=name))
             else:
-                im = ax.pcolormesh(A, B, vals, shading="nearest", norm=color_norm(vals, lg, None, lo, hi),
-                                   cmap="viridis")
+                im = _heatmap(ax, s, vals, color_norm(vals, lg, None, lo, hi))
                 plain_ticks(fig.colorbar(im, ax=ax, label=f"{name}{' (log scale)' if lg else ''}"))
             ax.set_xlabel(xl)
             ax.set_ylabel(yl)
