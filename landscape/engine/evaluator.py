@@ -32,7 +32,7 @@ from ..core.streams import StreamedData
 from ..core.errors import CheckpointError, ConfigError
 from ..core.params import StateSpec, model_state
 from .compiled import CompiledNet
-from .device import autocast_context, resolve_device
+from .device import autocast_context, keep_freed_memory, resolve_device
 from .folding import FoldedNet
 from .losses import correct_count, logits, loss_function, per_sample_loss, target_count
 
@@ -90,8 +90,11 @@ class Evaluator:
                  max_resident_bytes: int | None = None, logits_budget: int = 256 << 20, tune_batch: bool = True,
                  fold_bn: bool = False, channels_last: bool = False, compile: bool = False):
         self.device = resolve_device(device)
+        keep_freed_memory()  # no page faults for every batch's activations (host memory; once per process)
         self.model = model.to(self.device).eval()
-        self.channels_last, self.fold_bn, self.compile = bool(channels_last), bool(fold_bn), bool(compile)
+        # channels-last only where it means something: a model with 2-D convolution weights
+        self.channels_last = bool(channels_last) and any(p.dim() == 4 for p in self.model.parameters())
+        self.fold_bn, self.compile = bool(fold_bn), bool(compile)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.state = model_state(self.model, buffers=True)
@@ -166,9 +169,12 @@ class Evaluator:
         Example:
             >>> from landscape.core.data import load_data
             >>> from landscape.core.models import build_model
-            >>> tr, te = load_data("spiral", n_per_class=20)
-            >>> Evaluator(build_model("mlp", tr.info(), depth=1, width=4), te, "cpu", channels_last=True).transforms()
+            >>> te = load_data("digits")[1]
+            >>> Evaluator(build_model("lenet5", te.info()), te, "cpu", channels_last=True).transforms()
             {'channels_last': True}
+            >>> tr, te = load_data("spiral", n_per_class=20)  # no convolution: nothing to change
+            >>> Evaluator(build_model("mlp", tr.info(), depth=1, width=4), te, "cpu", channels_last=True).transforms()
+            {}
         """
         out: dict[str, Any] = {}
         if self._folded is not None:

@@ -80,6 +80,8 @@ class FoldedNet(nn.Module):
             >>> FoldedNet.build(nn.Linear(2, 2)) is None
             True
         """
+        if not any(isinstance(m, _BN) for m in model.modules()):
+            return None  # nothing to fold: not even traced
         try:
             gm = torch.fx.symbolic_trace(model)
         except Exception as exc:  # untraceable control flow: evaluate the model as it is

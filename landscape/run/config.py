@@ -81,9 +81,10 @@ class EvalConfig:
                                     "that gives this batch size's values bitwise, when timing shows it is faster")
     precision: str = _f("fp32", choices=("fp32", "bf16", "fp16"), doc="bf16 autocast (CUDA, or CPUs; native on "
                         "AVX-512 BF16/AMX ones) or fp16 (CUDA); surfaces store the centre's loss difference to fp32")
-    fold_bn: bool = _f(False, doc="fold each eval-mode BatchNorm into the convolution before it (values equal up to "
-                                  "float32 rounding; see the README's Performance section for where it pays)")
-    channels_last: bool = _f(False, doc="convolution weights and image batches in channels-last (NHWC) layout")
+    fold_bn: bool = _f(True, doc="fold each eval-mode BatchNorm into the convolution before it (values equal up to "
+                                 "float32 rounding; models without such pairs are evaluated as they are)")
+    channels_last: bool = _f(True, doc="convolution weights and image batches in channels-last (NHWC) layout "
+                                       "(models with 2-D convolutions only)")
     compile: bool = _f(False, doc="torch.compile the forward once per run (one graph per batch shape; on CPU it "
                                   "needs a C++ compiler); pays on long runs of convolution models")
     split: str = _f("test", choices=("train", "test"), doc="data split the analyses evaluate on")

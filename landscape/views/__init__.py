@@ -5,8 +5,8 @@ from __future__ import annotations
 from .mpl import pyplot, save_figure, savefig
 from .overlay import path_to_draw, surface_height, MIN_SPAN, PLANES_OF_THE_PATH
 from .surface_plots import (
-    plot_surface, plot_problems, axis_labels, levels, color_norm, plain_ticks, plain_number, log_tick_values,
-    FIGURES)
+    plot_surface, plot_problems, cell_extent, axis_labels, levels, color_norm, plain_ticks, plain_number,
+    log_tick_values, FIGURES)
 from .path_plots import plot_paths, distance_opacity, loss_limits, KIND_LABELS, Y_SCALES
 from .figures import plot_files
 from .animation import animate_path
@@ -24,10 +24,10 @@ from .paraview import surface_script, filters_script, write_script, contour_leve
 
 __all__ = [
     "pyplot", "save_figure", "savefig", "path_to_draw", "surface_height", "MIN_SPAN", "PLANES_OF_THE_PATH",
-    "plot_surface", "plot_problems", "axis_labels", "levels", "color_norm", "plain_ticks", "plain_number",
-    "log_tick_values", "FIGURES", "plot_paths", "distance_opacity", "loss_limits", "KIND_LABELS", "Y_SCALES",
-    "plot_files", "animate_path", "surface_polydata", "surface_structured", "trajectory_polydata", "write_vtk",
-    "write_pvd", "export_surface", "export_files", "resample_surface", "height_problems", "Z_ARRAYS",
+    "plot_surface", "plot_problems", "cell_extent", "axis_labels", "levels", "color_norm", "plain_ticks",
+    "plain_number", "log_tick_values", "FIGURES", "plot_paths", "distance_opacity", "loss_limits", "KIND_LABELS",
+    "Y_SCALES", "plot_files", "animate_path", "surface_polydata", "surface_structured", "trajectory_polydata",
+    "write_vtk", "write_pvd", "export_surface", "export_files", "resample_surface", "height_problems", "Z_ARRAYS",
     "field_values", "export_filter_evolution", "plot_norms", "plot_weight_walk", "plot_correlation", "sqrt_fit",
     "convexity_ratio", "plot_curvature_maps", "plot_spectrum", "surface_section", "paths_section",
     "trajectory_section", "curvature_section", "correlation_section", "jsonable", "log_ticks", "MAX_SIDE",

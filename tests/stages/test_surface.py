@@ -356,17 +356,19 @@ def test_forward_options_are_recorded_and_a_resume_with_other_options_is_refused
     common = ["data.name=digits", "data.test_subset=60", "model.name=resnet20", "model.kwargs.width=4",
               f"output={tmp_path}", f"model.checkpoint={str(tmp_path / 'c.pt')!r}", "surface.alpha=-1:1:3",
               "surface.beta=-1:1:3", f"surface.center={str(tmp_path / 'c.pt')!r}", "surface.points_per_batch=1"]
-    folded = read_surface(run_surface_job(load_job(None, common + ["evaluate.fold_bn=true",
-                                                                   "surface.output=f.h5"]), progress=False))
-    plain = read_surface(run_surface_job(load_job(None, common + ["surface.output=p.h5"]), progress=False))
-    assert folded.inputs["fold_bn"] == 21 and "fold_bn" not in plain.inputs
+    folded = read_surface(run_surface_job(load_job(None, common + ["surface.output=f.h5"]), progress=False))
+    plain = read_surface(run_surface_job(load_job(None, common + ["evaluate.fold_bn=false",
+                                                                  "evaluate.channels_last=false",
+                                                                  "surface.output=p.h5"]), progress=False))
+    assert folded.inputs["fold_bn"] == 21 and folded.inputs["channels_last"] is True  # the defaults
+    assert "fold_bn" not in plain.inputs and "channels_last" not in plain.inputs
     np.testing.assert_allclose(folded.loss, plain.loss, rtol=1e-5)
     with pytest.raises(StoreError, match="fold_bn"):
-        run_surface_job(load_job(None, common + ["surface.output=f.h5"]), progress=False)
+        run_surface_job(load_job(None, common + ["surface.output=f.h5", "evaluate.fold_bn=false"]), progress=False)
     assert read_surface(tmp_path / "f.h5").done.all()
     bf16 = read_surface(run_surface_job(load_job(None, common + ["evaluate.precision=bf16", "surface.output=b.h5"]),
                                         progress=False))
     with h5py.File(tmp_path / "b.h5") as f:
         gap = float(f.attrs["precision_loss_difference"])
     assert bf16.inputs["precision"] == "bf16" and gap != 0 and abs(gap) < 0.05 * plain.loss[1, 1]
-    assert abs(bf16.loss[1, 1] - plain.loss[1, 1]) == pytest.approx(abs(gap), rel=1e-6)
+    assert bf16.loss[1, 1] - folded.loss[1, 1] == pytest.approx(gap, rel=1e-6)  # the same forward options
