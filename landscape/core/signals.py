@@ -1,4 +1,5 @@
-"""Stop signals: SIGTERM and SIGUSR1 (Slurm's time-limit warning) turned into :class:`Interrupted`.
+"""Stop signals: SIGTERM and SIGUSR1 (Slurm's time-limit warning) turned into :class:`Interrupted`, and
+Ctrl-C (SIGINT) into ``KeyboardInterrupt``, each remembered so that a raise Python swallowed is raised again.
 
 Long loops call :func:`check_interrupted`; worker threads, which cannot raise in the main thread, poll
 :func:`interrupt_pending`. The end of a run that has already saved ignores them
@@ -50,7 +51,9 @@ def interruption_in(exc: BaseException | None, kinds: tuple[type[BaseException],
     return None
 
 
-def _interrupted(signum: int) -> Interrupted:
+def _interrupted(signum: int) -> BaseException:
+    if signum == signal.SIGINT:
+        return KeyboardInterrupt()
     return Interrupted(f"received signal {signal.Signals(signum).name}; results so far are saved, "
                        "rerun the same command to resume")
 
@@ -58,9 +61,9 @@ def _interrupted(signum: int) -> Interrupted:
 @contextlib.contextmanager
 def interruptible() -> Iterator[None]:
     """Turn SIGTERM and SIGUSR1 (Slurm's time-limit warning, ``--signal=USR1@N``) into :class:`Interrupted`
-    raised in the main thread; in other threads it changes nothing. The signal is also remembered until the
-    outermost block ends, so :func:`check_interrupted` raises it again where Python swallowed the first raise
-    (a signal that lands inside a finaliser or a weakref callback).
+    raised in the main thread, and SIGINT into ``KeyboardInterrupt``; in other threads it changes nothing. The
+    signal is also remembered until the outermost block ends, so :func:`check_interrupted` raises it again where
+    Python swallowed the first raise (a signal that lands inside a finaliser or a weakref callback).
 
     Example:
         >>> import os
@@ -79,7 +82,7 @@ def interruptible() -> Iterator[None]:
         _SIGNAL["signum"] = signum
         raise _interrupted(signum)
 
-    with _stop_signals_to(handler):
+    with _stop_signals_to(handler, (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)):
         _SIGNAL["depth"] += 1
         try:
             yield
@@ -90,12 +93,13 @@ def interruptible() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _stop_signals_to(handler: object) -> Iterator[None]:
-    """Send SIGTERM and SIGUSR1 to ``handler`` inside the block (main thread only), then restore."""
+def _stop_signals_to(handler: object, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGUSR1)
+                     ) -> Iterator[None]:
+    """Send ``signals`` (SIGTERM and SIGUSR1) to ``handler`` inside the block (main thread only), then restore."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGUSR1)}
+    old = {s: signal.signal(s, handler) for s in signals}
     try:
         yield
     finally:
@@ -117,14 +121,14 @@ def stop_signals_ignored() -> contextlib.AbstractContextManager:
 
 
 def interrupt_pending() -> bool:
-    """True once SIGTERM/SIGUSR1 arrived inside :func:`interruptible` (for worker threads, which cannot raise
-    it themselves)."""
+    """True once SIGTERM/SIGUSR1/SIGINT arrived inside :func:`interruptible` (for worker threads, which cannot
+    raise it themselves)."""
     return _SIGNAL["signum"] is not None
 
 
 def check_interrupted() -> None:
-    """Raise :class:`Interrupted` if a signal arrived inside :func:`interruptible` (long loops call this, so a
-    raise that Python swallowed still stops the run).
+    """Raise :class:`Interrupted` (``KeyboardInterrupt`` for SIGINT) if a signal arrived inside
+    :func:`interruptible` (long loops call this, so a raise that Python swallowed still stops the run).
 
     Example:
         >>> check_interrupted()  # nothing arrived
@@ -161,7 +165,7 @@ def deferred(raise_after: bool = True) -> Iterator[None]:
 
     _SIGNAL["held"] = 1
     try:
-        with _stop_signals_to(hold):
+        with _stop_signals_to(hold, (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)):
             yield
     finally:
         _SIGNAL["held"] = 0

@@ -80,7 +80,7 @@ class Evaluator:
     (``language``) a batch holds at most as many sequences as keep its logits (T × V floats each) within
     ``logits_budget`` bytes, so a 50,257-token vocabulary never needs the logits of the whole batch at once.
     ``fold_bn`` evaluates with conv–BatchNorm pairs folded (:mod:`landscape.engine.folding`),
-    ``channels_last`` with conv weights and image batches in NHWC layout, ``compile`` through
+    ``channels_last`` with image batches in NHWC layout (convolutions follow their input's layout), ``compile`` through
     ``torch.compile`` (:mod:`landscape.engine.compiled`); each may change values by float32 rounding, so
     :meth:`transforms` names them for a file's inputs.
     """
@@ -92,11 +92,11 @@ class Evaluator:
         self.device = resolve_device(device)
         keep_freed_memory()  # no page faults for every batch's activations (host memory; once per process)
         self.model = model.to(self.device).eval()
-        # channels-last only where it means something: a model with 2-D convolution weights
+        # channels-last only where it means something: a model with 2-D convolution weights. Only the image
+        # batches change layout: convolutions then run channels-last (bitwise as with NHWC weights, as fast),
+        # and the parameters stay contiguous, so flat views of them (paths) and training are unaffected
         self.channels_last = bool(channels_last) and any(p.dim() == 4 for p in self.model.parameters())
         self.fold_bn, self.compile = bool(fold_bn), bool(compile)
-        if self.channels_last:
-            self.model.to(memory_format=torch.channels_last)
         self.state = model_state(self.model, buffers=True)
         self._build_net()
         self.spec = StateSpec.from_state(self.state)

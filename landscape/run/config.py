@@ -83,8 +83,8 @@ class EvalConfig:
                         "AVX-512 BF16/AMX ones) or fp16 (CUDA); surfaces store the centre's loss difference to fp32")
     fold_bn: bool = _f(True, doc="fold each eval-mode BatchNorm into the convolution before it (values equal up to "
                                  "float32 rounding; models without such pairs are evaluated as they are)")
-    channels_last: bool = _f(True, doc="convolution weights and image batches in channels-last (NHWC) layout "
-                                       "(models with 2-D convolutions only)")
+    channels_last: bool = _f(True, doc="image batches in channels-last (NHWC) layout, so that convolutions run in "
+                                       "it (models with 2-D convolutions only)")
     compile: bool = _f(False, doc="torch.compile the forward once per run (one graph per batch shape; on CPU it "
                                   "needs a C++ compiler); pays on long runs of convolution models")
     split: str = _f("test", choices=("train", "test"), doc="data split the analyses evaluate on")

@@ -133,8 +133,7 @@ def test_channels_last_layout_gives_the_same_values_up_to_rounding(digits_test):
     m = build_model("resnet20", digits_test.info())
     ref = Evaluator(m, digits_test, "cpu", batch_size=100).evaluate()
     ev = Evaluator(m, digits_test, "cpu", batch_size=100, channels_last=True)
-    conv = next(p for p in ev.model.parameters() if p.dim() == 4 and p.shape[1] > 1)
-    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert all(p.is_contiguous() for p in ev.model.parameters())  # flat views of the parameters stay valid
     assert ev._batches[0][0].is_contiguous(memory_format=torch.channels_last)
     r = ev.evaluate()
     assert r.loss == pytest.approx(ref.loss, rel=1e-5) and r.accuracy == ref.accuracy
