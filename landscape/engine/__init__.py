@@ -3,7 +3,7 @@ its batch modes and calibration, the path evaluator and the learned-curve module
 """
 from __future__ import annotations
 
-from .device import resolve_device, autocast_context, cpu_has_bf16, keep_freed_memory
+from .device import resolve_device, autocast_context, cpu_has_bf16, keep_freed_memory, available_memory
 from .losses import (
     LOSSES, PER_SAMPLE, TASKS, IGNORE_INDEX, loss_function, per_sample_loss, target_count, correct_count, logits)
 from .evaluator import EvalResult, Evaluator, default_budget
@@ -18,10 +18,10 @@ from .compiled import CompiledNet
 from .folding import fold_conv_bn, FoldedNet
 
 __all__ = [
-    "resolve_device", "autocast_context", "cpu_has_bf16", "keep_freed_memory", "LOSSES", "PER_SAMPLE", "TASKS",
-    "IGNORE_INDEX", "loss_function", "per_sample_loss", "target_count", "correct_count", "logits", "EvalResult",
-    "Evaluator", "default_budget", "calibrate", "parse_points_per_batch", "cpu_threads", "stable_ratio",
-    "batch_candidates", "VMAP_MAX_NUMEL", "MODE_NAMES", "PlaneEvaluator", "CurveModule", "bend_state",
-    "batchnorm_layers", "update_bn", "PathEvaluator", "HessianOperator", "CurvatureMap", "MAPS", "CompiledNet",
-    "fold_conv_bn", "FoldedNet",
+    "resolve_device", "autocast_context", "cpu_has_bf16", "keep_freed_memory", "available_memory", "LOSSES",
+    "PER_SAMPLE", "TASKS", "IGNORE_INDEX", "loss_function", "per_sample_loss", "target_count", "correct_count",
+    "logits", "EvalResult", "Evaluator", "default_budget", "calibrate", "parse_points_per_batch", "cpu_threads",
+    "stable_ratio", "batch_candidates", "VMAP_MAX_NUMEL", "MODE_NAMES", "PlaneEvaluator", "CurveModule",
+    "bend_state", "batchnorm_layers", "update_bn", "PathEvaluator", "HessianOperator", "CurvatureMap", "MAPS",
+    "CompiledNet", "fold_conv_bn", "FoldedNet",
 ]

@@ -16,7 +16,7 @@ import torch
 
 from ..core.errors import ConfigError
 
-__all__ = ["resolve_device", "autocast_context", "cpu_has_bf16", "keep_freed_memory"]
+__all__ = ["resolve_device", "autocast_context", "cpu_has_bf16", "keep_freed_memory", "available_memory"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,26 @@ def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 1 <<
     _allocator_tuned = ok
     log.debug("allocator: freed memory kept for reuse (%s)", "in effect" if ok else "refused by mallopt")
     return ok
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes a new allocation can take on ``device`` now: CUDA's free memory, or the host's ``MemAvailable``
+    (Linux; 0 where it cannot be read, so that callers keep nothing).
+
+    Example:
+        >>> available_memory(torch.device("cpu")) >= 0
+        True
+    """
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:

@@ -7,6 +7,12 @@ statistics are buffers, not parameters, and never take part). The model stays in
 the moved parameters in the evaluator's state order; :meth:`HessianOperator.embed` places them in the whole
 state (``StateSpec`` order, zeros elsewhere), as surface directions are stored.
 
+The first product at a point builds each batch's gradient graph (forward, then backward with
+``create_graph``); when those graphs fit in memory (a quarter of what the device has free, measured on the
+first batch; ``keep_graph``), they are kept, and every further product at the same parameters is one backward
+through them — what Lanczos, Hutchinson and the spectral density pay per iteration. Writing any parameter or
+buffer (the engine's in-place moves, :meth:`HessianOperator.set`) drops them: tensors' version counters say so.
+
 Example:
     >>> from landscape.core.data import load_data
     >>> from landscape.core.models import build_model
@@ -19,24 +25,52 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Iterable
+import contextlib
+import logging
+from typing import Iterable, Iterator
 
 import torch
 
 from ..analysis.directions import movable_names
 from ..core.errors import ConfigError
+from .device import available_memory
 from .evaluator import Evaluator
 from .losses import logits, per_sample_loss
 
 __all__ = ["HessianOperator"]
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _saved_bytes(exclude: set[int]) -> Iterator[list[int]]:
+    """Count the bytes autograd saves for backward inside the block (distinct tensors, not ``exclude``'s
+    data pointers: parameters and buffers, which are not new memory)."""
+    seen: set[tuple[int, int]] = set()
+    total = [0]
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        key = (t.data_ptr(), t.numel() * t.element_size())
+        if key[0] not in exclude and key not in seen:
+            seen.add(key)
+            total[0] += key[1]
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        yield total
 
 
 class HessianOperator:
     """H·v, the loss and its gradient at the evaluator's current parameters, over the moved parameters."""
 
     def __init__(self, evaluator: Evaluator, names: Iterable[str] | None = None, ignore: str = "biasbn",
-                 dir_type: str = "weights"):
+                 dir_type: str = "weights", keep_graph: bool | None = None, memory_fraction: float = 0.25):
         self.ev = evaluator
+        self.keep_graph, self.memory_fraction = keep_graph, float(memory_fraction)
+        self._graphs: list[tuple[torch.Tensor, ...]] | None = None
+        self._key: tuple[int, ...] | None = None
+        self._bytes_per_sample: float | None = None
+        self.graph_builds = 0
         params = dict(evaluator.model.named_parameters())
         if names is None:
             names = movable_names(evaluator.state, params, dir_type, ignore) & set(params)
@@ -61,20 +95,64 @@ class HessianOperator:
         for p in self.params:
             p.requires_grad_(True)
 
+    def _state_key(self) -> tuple[int, ...]:
+        return tuple(t._version for t in self.ev.state.values()) + (id(self.ev.model),)
+
+    @property
+    def graph_kept(self) -> bool:
+        """Whether the gradient graphs of the current parameters are held (further products are cheaper)."""
+        return self._graphs is not None and self._key == self._state_key()
+
+    def release(self) -> None:
+        """Drop the kept gradient graphs (their memory is freed)."""
+        self._graphs, self._key = None, None
+
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         """H·v (float64, flat over :attr:`names`) of the mean loss at the current parameters."""
         self._eval_mode()
         vs = self._split(v)
         out = torch.zeros(self.numel, dtype=torch.float64, device=self.device)
         with torch.enable_grad():
-            for x, y in self.ev.batches():
-                loss = self._loss(logits(self.ev.model(x)).float(), y).sum()
-                grads = torch.autograd.grad(loss, self.params, create_graph=True)
-                dot = sum((g * w).sum() for g, w in zip(grads, vs))
-                hv = torch.autograd.grad(dot, self.params)
-                out += torch.cat([h.reshape(-1) for h in hv]).double()
+            if self.graph_kept:
+                for grads in self._graphs:
+                    hv = torch.autograd.grad(grads, self.params, grad_outputs=vs, retain_graph=True)
+                    out += torch.cat([h.reshape(-1) for h in hv]).double()
+            else:
+                self.release()
+                key = self._state_key()
+                graphs = self._build(vs, out)
+                self._graphs, self._key = graphs, (key if graphs is not None else None)
         self.matvecs += 1
         return out / self.ev.count
+
+    def _fits(self) -> bool:
+        need = self._bytes_per_sample * self.ev.count
+        free = available_memory(self.device)
+        ok = need <= self.memory_fraction * free
+        (log.info if self.graph_builds == 0 else log.debug)("Hessian-vector products: gradient graphs need %.0f MB, %.0f MB free: %s", need / 2**20,
+                 free / 2**20, "kept between products" if ok else "rebuilt for every product")
+        return ok
+
+    def _build(self, vs: list[torch.Tensor], out: torch.Tensor) -> list[tuple[torch.Tensor, ...]] | None:
+        """One product, batch by batch, into ``out``; returns the batches' gradient graphs when they are kept."""
+        keep = self.keep_graph is not False and (self.keep_graph or self._bytes_per_sample is None
+                                                 or self._fits())
+        exclude = {t.data_ptr() for t in self.ev.state.values()}
+        graphs: list[tuple[torch.Tensor, ...]] = []
+        for x, y in self.ev.batches():
+            measure = keep and self._bytes_per_sample is None
+            with _saved_bytes(exclude) if measure else contextlib.nullcontext() as saved:
+                loss = self._loss(logits(self.ev.model(x)).float(), y).sum()
+                grads = torch.autograd.grad(loss, self.params, create_graph=True)
+            if measure:
+                self._bytes_per_sample = (saved[0] + 4 * self.numel) / max(len(y), 1)
+                keep = bool(self.keep_graph) or self._fits()
+            hv = torch.autograd.grad(grads, self.params, grad_outputs=vs, retain_graph=keep)
+            out += torch.cat([h.reshape(-1) for h in hv]).double()
+            if keep:
+                graphs.append(grads)
+        self.graph_builds += 1
+        return graphs if keep else None
 
     def loss_and_gradient(self) -> tuple[float, torch.Tensor]:
         """The mean loss and its gradient (float64, flat over :attr:`names`) at the current parameters."""
@@ -99,7 +177,8 @@ class HessianOperator:
 
     @torch.no_grad()
     def set(self, flat: torch.Tensor) -> None:
-        """Write flat values into the moved parameters in place."""
+        """Write flat values into the moved parameters in place (kept gradient graphs are dropped)."""
+        self.release()
         for p, c in zip(self.params, self._split(flat)):
             p.copy_(c)
 

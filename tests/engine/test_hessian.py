@@ -80,3 +80,40 @@ def test_loss_gradient_embed_and_restrict(small):
     before = op.get()
     op.set(before + 1.0)
     assert torch.allclose(op.get(), before + 1.0)
+
+
+def test_kept_gradient_graphs_give_the_same_products_and_follow_every_write(small):
+    model, te = small
+    ev = Evaluator(copy.deepcopy(model), te, "cpu", batch_size=37)
+    op = HessianOperator(ev, ignore="none")
+    fresh = HessianOperator(Evaluator(copy.deepcopy(model), te, "cpu", batch_size=37), ignore="none",
+                            keep_graph=False)
+    g = torch.Generator().manual_seed(3)
+    vs = [torch.randn(op.numel, generator=g, dtype=torch.float64) for _ in range(3)]
+    first = op.matvec(vs[0])
+    assert op.graph_kept and op.graph_builds == 1
+    for v in vs:  # products through the kept graphs: bitwise those of a rebuilt graph
+        assert torch.equal(op.matvec(v), fresh.matvec(v))
+    assert op.graph_builds == 1 and fresh.graph_builds == 3 and not fresh.graph_kept
+    assert torch.equal(op.matvec(vs[0]), first)
+    # a write through the operator, and one the engine makes in place, both drop the graphs
+    op.set(op.get() * 1.01)
+    fresh.set(fresh.get() * 1.01)
+    assert not op.graph_kept
+    assert torch.equal(op.matvec(vs[1]), fresh.matvec(vs[1])) and op.graph_builds == 2
+    flat = ev.get_flat()
+    ev.set_flat(flat * 0.99)
+    fresh.ev.set_flat(fresh.ev.get_flat() * 0.99)
+    assert not op.graph_kept
+    assert torch.equal(op.matvec(vs[2]), fresh.matvec(vs[2])) and op.graph_builds == 3
+    op.release()
+    assert not op.graph_kept
+
+
+def test_graphs_are_not_kept_when_they_do_not_fit(small):
+    model, te = small
+    op = HessianOperator(Evaluator(copy.deepcopy(model), te, "cpu"), memory_fraction=0.0)
+    v = torch.ones(op.numel, dtype=torch.float64)
+    a = op.matvec(v)
+    assert not op.graph_kept and op._bytes_per_sample > 0
+    assert torch.equal(op.matvec(v), a) and op.graph_builds == 2
