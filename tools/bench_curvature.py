@@ -3,7 +3,8 @@
 1. One Hessian-vector product (double backward, float64 accumulation) against one forward + backward over the
    same data: the ratio (target <= 2.5), for a further product at the same parameters (one backward through
    the kept gradient graphs: what each Lanczos/Hutchinson iteration pays) and for the first one at a point
-   (the graphs built too), and the products with graphs never kept.
+   (the graphs built too), and the products with graphs never kept. The baseline is the model's own forward +
+   backward, as it is (no BatchNorm folded; the products fold eval-mode BatchNorms inside their forward).
 2. Time to λmax at tol 1e-3: our Lanczos (full reorthogonalisation) against the reference implementation's
    method, scipy's ``eigsh`` (ARPACK) over an HVP operator, cold-started, on the same model and data.
 3. A 9x9 λmax map: warm starts along each row against a cold start at every point.
@@ -50,7 +51,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="lenet5", help="lenet5 (digits) or resnet20 (CIFAR-shaped images)")
     p.add_argument("--samples", type=int, default=360)
-    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--batch-size", type=int, default=256, help="the evaluation batch (the default of job files)")
     p.add_argument("--device", default="auto")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--grid", type=int, default=9)
@@ -71,12 +72,13 @@ def main() -> None:
 
     v = torch.randn(op.numel, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     rebuilt = HessianOperator(ev, keep_graph=False)
+    plain = HessianOperator(ev, fold_bn=False)
 
     def first() -> None:
         op.release()
         op.matvec(v)
 
-    fb, further, cold, never = interleaved([op.forward_backward, lambda: op.matvec(v), first,
+    fb, further, cold, never = interleaved([plain.forward_backward, lambda: op.matvec(v), first,
                                             lambda: rebuilt.matvec(v)], dev, args.repeats)
     log.info("1. forward+backward %.4f s; Hessian-vector product at the same parameters %.4f s, first at a point "
              "%.4f s, graphs never kept %.4f s: HVP / (forward+backward) = %.2f (first %.2f, never kept %.2f)",

@@ -6,7 +6,9 @@ with weight ``W·s`` and bias ``(b − μ)·s + β``, ``s = γ / √(σ² + ε)`
 BatchNorm (with running statistics) by a folded copy and drops the BatchNorm. The original model keeps its
 parameters, where the engine writes each point; :meth:`FoldedNet.refresh` folds them again (a few
 element-wise ops per pair, nothing next to a forward pass) before each evaluation. Values equal the
-unfolded model's up to float32 rounding.
+unfolded model's up to float32 rounding. ``FoldedNet.build(model, differentiable=True)`` folds inside the
+forward instead (:class:`GraphFold`), so gradients and Hessian-vector products reach the original parameters
+without a BatchNorm backward (or its costly double backward).
 
 Example:
     >>> import torch
@@ -27,7 +29,7 @@ import logging
 import torch
 from torch import nn
 
-__all__ = ["fold_conv_bn", "FoldedNet"]
+__all__ = ["fold_conv_bn", "FoldedNet", "GraphFold"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,33 @@ def fold_conv_bn(weight: torch.Tensor, bias: torch.Tensor | None, mean: torch.Te
     return w.to(weight.dtype), shift.to(weight.dtype)
 
 
+class GraphFold(nn.Module):
+    """A convolution and the eval-mode BatchNorm after it, run as one convolution whose weight and bias are
+    folded from the originals' parameters inside the forward (differentiable; float32 throughout).
+
+    Example:
+        >>> pair = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)).eval()
+        >>> x = torch.randn(2, 1, 4, 4)
+        >>> bool(torch.allclose(GraphFold(pair[0], pair[1])(x), pair(x), atol=1e-6))
+        True
+    """
+
+    def __init__(self, conv: nn.Module, bn: nn.Module):
+        super().__init__()
+        self.conv, self.bn = conv, bn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv, bn = self.conv, self.bn
+        scale = torch.rsqrt(bn.running_var + bn.eps)
+        if bn.affine:
+            scale = scale * bn.weight
+        shift = -bn.running_mean * scale if conv.bias is None else (conv.bias - bn.running_mean) * scale
+        if bn.affine:
+            shift = shift + bn.bias
+        weight = conv.weight * scale.reshape((-1,) + (1,) * (conv.weight.dim() - 1))
+        return conv._conv_forward(x, weight, shift)
+
+
 class FoldedNet(nn.Module):
     """A traced copy of a model with its conv–BatchNorm pairs folded (see the module docstring); every other
     module is the original's own, so parameters written into the original are seen without copying."""
@@ -73,8 +102,9 @@ class FoldedNet(nn.Module):
         return len(self._pairs)
 
     @classmethod
-    def build(cls, model: nn.Module) -> "FoldedNet | None":
-        """The folded net of ``model``, or None when it cannot be traced or has no foldable pair.
+    def build(cls, model: nn.Module, differentiable: bool = False) -> "FoldedNet | None":
+        """The folded net of ``model``, or None when it cannot be traced or has no foldable pair;
+        ``differentiable`` folds inside the forward (:class:`GraphFold`, no :meth:`refresh` needed).
 
         Example:
             >>> FoldedNet.build(nn.Linear(2, 2)) is None
@@ -98,11 +128,14 @@ class FoldedNet(nn.Module):
             conv = modules.get(prev.target) if isinstance(prev, torch.fx.Node) and prev.op == "call_module" else None
             if not isinstance(conv, _CONV) or conv.transposed or len(prev.users) != 1 or len(node.args) != 1:
                 continue
-            folded = copy.deepcopy(conv)
-            if folded.bias is None:
-                folded.bias = nn.Parameter(torch.zeros(conv.out_channels, dtype=conv.weight.dtype,
-                                                       device=conv.weight.device))
-            folded.requires_grad_(False)
+            if differentiable:
+                folded = GraphFold(conv, bn)
+            else:
+                folded = copy.deepcopy(conv)
+                if folded.bias is None:
+                    folded.bias = nn.Parameter(torch.zeros(conv.out_channels, dtype=conv.weight.dtype,
+                                                           device=conv.weight.device))
+                folded.requires_grad_(False)
             name = f"_folded_{len(pairs)}"
             gm.add_submodule(name, folded)
             with gm.graph.inserting_after(prev):
@@ -121,6 +154,8 @@ class FoldedNet(nn.Module):
     def refresh(self) -> "FoldedNet":
         """Fold the original parameters and statistics as they are now into the folded convolutions."""
         for conv, bn, folded in self._pairs:
+            if isinstance(folded, GraphFold):
+                continue
             w, b = fold_conv_bn(conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps,
                                 bn.weight if bn.affine else None, bn.bias if bn.affine else None)
             folded.weight.copy_(w)

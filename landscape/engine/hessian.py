@@ -12,6 +12,9 @@ The first product at a point builds each batch's gradient graph (forward, then b
 first batch; ``keep_graph``), they are kept, and every further product at the same parameters is one backward
 through them — what Lanczos, Hutchinson and the spectral density pay per iteration. Writing any parameter or
 buffer (the engine's in-place moves, :meth:`HessianOperator.set`) drops them: tensors' version counters say so.
+Eval-mode BatchNorms after convolutions are folded into them inside the forward (``fold_bn``,
+:class:`~landscape.engine.folding.GraphFold`): the same function of the same parameters, without BatchNorm's
+double backward.
 
 Example:
     >>> from landscape.core.data import load_data
@@ -35,6 +38,7 @@ from ..analysis.directions import movable_names
 from ..core.errors import ConfigError
 from .device import available_memory
 from .evaluator import Evaluator
+from .folding import FoldedNet
 from .losses import logits, per_sample_loss
 
 __all__ = ["HessianOperator"]
@@ -64,8 +68,10 @@ class HessianOperator:
     """H·v, the loss and its gradient at the evaluator's current parameters, over the moved parameters."""
 
     def __init__(self, evaluator: Evaluator, names: Iterable[str] | None = None, ignore: str = "biasbn",
-                 dir_type: str = "weights", keep_graph: bool | None = None, memory_fraction: float = 0.25):
+                 dir_type: str = "weights", keep_graph: bool | None = None, memory_fraction: float = 0.25,
+                 fold_bn: bool = True):
         self.ev = evaluator
+        self._net = (FoldedNet.build(evaluator.model, differentiable=True) if fold_bn else None) or evaluator.model
         self.keep_graph, self.memory_fraction = keep_graph, float(memory_fraction)
         self._graphs: list[tuple[torch.Tensor, ...]] | None = None
         self._key: tuple[int, ...] | None = None
@@ -142,7 +148,7 @@ class HessianOperator:
         for x, y in self.ev.batches():
             measure = keep and self._bytes_per_sample is None
             with _saved_bytes(exclude) if measure else contextlib.nullcontext() as saved:
-                loss = self._loss(logits(self.ev.model(x)).float(), y).sum()
+                loss = self._loss(logits(self._net(x)).float(), y).sum()
                 grads = torch.autograd.grad(loss, self.params, create_graph=True)
             if measure:
                 self._bytes_per_sample = (saved[0] + 4 * self.numel) / max(len(y), 1)
@@ -161,7 +167,7 @@ class HessianOperator:
         grad = torch.zeros(self.numel, dtype=torch.float64, device=self.device)
         with torch.enable_grad():
             for x, y in self.ev.batches():
-                loss = self._loss(logits(self.ev.model(x)).float(), y).sum()
+                loss = self._loss(logits(self._net(x)).float(), y).sum()
                 g = torch.autograd.grad(loss, self.params)
                 grad += torch.cat([t.reshape(-1) for t in g]).double()
                 total += loss.detach().double()

@@ -117,3 +117,30 @@ def test_graphs_are_not_kept_when_they_do_not_fit(small):
     a = op.matvec(v)
     assert not op.graph_kept and op._bytes_per_sample > 0
     assert torch.equal(op.matvec(v), a) and op.graph_builds == 2
+
+
+def test_batchnorm_folded_inside_the_forward_gives_the_exact_hessian():
+    from torch import nn
+    from landscape.core.data import subset
+    from test_folding import randomise_statistics
+    _, te = load_data("digits")
+    data = subset(te, 64)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2), nn.BatchNorm2d(2), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(3), nn.Flatten(), nn.Linear(18, 10))
+    randomise_statistics(model).eval()
+    folded = HessianOperator(Evaluator(copy.deepcopy(model), data, "cpu", batch_size=40), ignore="none")
+    plain = HessianOperator(Evaluator(copy.deepcopy(model), data, "cpu", batch_size=40), ignore="none",
+                            fold_bn=False)
+    assert folded.names == plain.names and "1.weight" in folded.names  # BatchNorm's γ moves too
+    assert folded._net.pairs == 1 and plain._net is plain.ev.model
+    h = exact_hessian(model, data, folded.names)
+    g = torch.Generator().manual_seed(2)
+    for _ in range(3):
+        v = torch.randn(folded.numel, generator=g, dtype=torch.float64)
+        exact = (h @ v).numpy()
+        for op in (folded, plain):
+            np.testing.assert_allclose(op.matvec(v).numpy(), exact, rtol=1e-4, atol=1e-5 * float(h.abs().max()))
+    loss, grad = folded.loss_and_gradient()
+    loss0, grad0 = plain.loss_and_gradient()
+    assert loss == pytest.approx(loss0, rel=1e-6) and torch.allclose(grad, grad0, rtol=1e-4, atol=1e-6)
