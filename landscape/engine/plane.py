@@ -104,28 +104,44 @@ class PlaneEvaluator:
         return unflatten_state(v.cpu(), self.ev.spec)
 
     # -- several points at once -------------------------------------------------------------------
+    def _stack(self, alphas: np.ndarray, betas: np.ndarray) -> dict[str, torch.Tensor]:
+        """The moved tensors of ``len(alphas)`` points, stacked, each point formed as :meth:`set_point` forms it:
+        ``addcmul`` is the same fused multiply-add as ``add_(…, alpha=α)``, here one op per tensor for all the
+        points; a point whose α or β is 0 (where set_point skips that add) is formed its way."""
+        p, dev = len(alphas), self.ev.device
+        coords: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}
+        stacked = {}
+        for name, c, a, b in zip(self.names, self.c, self.a, self.b):
+            if c.dtype not in coords:
+                coords[c.dtype] = (torch.as_tensor(alphas, dtype=c.dtype).to(dev),
+                                   torch.as_tensor(betas, dtype=c.dtype).to(dev))
+            al, be = (t.view((p,) + (1,) * c.dim()) for t in coords[c.dtype])
+            stacked[name] = torch.addcmul(c.unsqueeze(0), al, a.unsqueeze(0)).addcmul_(be, b.unsqueeze(0))
+        for k in np.flatnonzero((np.asarray(alphas) == 0) | (np.asarray(betas) == 0)):
+            self._form([stacked[name][k] for name in self.names], alphas[k], betas[k])
+        return stacked
+
     @torch.no_grad()
     def _evaluate_batched(self, alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ev, dev = self.ev, self.ev.device
         p = len(alphas)
-        stacked = {name: torch.empty((p,) + c.shape, dtype=c.dtype, device=dev) for name, c in zip(self.names, self.c)}
-        for k in range(p):  # each point formed exactly as set_point forms it, so the values are the same
-            self._form([stacked[name][k] for name in self.names], alphas[k], betas[k])
+        stacked = self._stack(alphas, betas)
         model = ev.model
 
         def run(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
             return logits(functional_call(model, params, (x,), strict=False))
 
         batched = vmap(run, in_dims=(0, None))
-        per_loss = vmap(ev._loss, in_dims=(0, None))
         loss_sum = torch.zeros(p, device=dev, dtype=torch.float64)
         correct = torch.zeros(p, device=dev, dtype=torch.int64)
         classify = ev.task != "regression"
         with ev._autocast():
             for x, y in ev.batches():
                 out = batched(stacked, x).float()
-                per_sample = per_loss(out, y)
-                loss_sum += torch.stack([row.double().sum() for row in per_sample])  # as one point reduces
+                # the per-sample loss of the p·B rows at once (row by row, as one point computes its own), then
+                # each point's sum over its B rows
+                rows = ev._loss(out.flatten(0, 1), y.expand(p, *y.shape).flatten(0, 1))
+                loss_sum += rows.view(p, -1).double().sum(dim=1)
                 if classify:
                     correct += correct_count(out, y)
         loss = (loss_sum / ev.count).cpu().numpy()

@@ -79,6 +79,28 @@ def test_a_mode_that_rounds_differently_is_never_chosen(monkeypatch):
     assert calibrate(plane, np.linspace(-1, 1, 50), np.zeros(50), expected=100_000, clock=clock) == ("threads", 2)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_large_stacks_are_found_without_timing_the_small_ones(seed, monkeypatch):
+    """A tiny model: a stack's forward costs about as much as one point's, so stacks gain with size up to a
+    point, and stacks of 2 or 4 lose to one at a time (their stacking costs more than it spreads)."""
+    monkeypatch.setattr("landscape.engine.calibration.cpu_threads", lambda: 2)
+    rates = {("one", 1): 100.0, ("vmap", 2): 50.0, ("vmap", 4): 90.0, ("vmap", 8): 150.0, ("vmap", 16): 200.0,
+             ("vmap", 32): 300.0, ("vmap", 64): 350.0, ("vmap", 128): 250.0, ("threads", 2): 110.0}
+    clock = Clock()
+    plane = FakePlane(rates, clock, noise=0.1, seed=seed)
+    tried = []
+    real = plane._evaluate
+
+    def spy(a, b):
+        tried.append((plane.batch_mode, plane.points_per_batch))
+        return real(a, b)
+
+    plane._evaluate = spy
+    mode = calibrate(plane, np.linspace(-1, 1, 50), np.zeros(50), expected=100_000, clock=clock)
+    assert rates[mode] >= 0.9 * 350.0, mode
+    assert not {("vmap", 2), ("vmap", 4), ("vmap", 8)} & set(tried)
+
+
 def test_small_grids_skip_it():
     clock = Clock()
     plane = FakePlane(RATES, clock, noise=0.0)

@@ -59,3 +59,19 @@ def test_calibration_results_are_thrown_away_and_its_share_is_bounded():
     calls.clear()
     mode = calibrate(plane, np.linspace(-1, 1, 40), np.zeros(40), expected=100_000)
     assert mode[0] in ("one", "threads") and sum(calls) > 5  # stacking rounds differently: never chosen
+
+
+def test_stacked_points_are_formed_bitwise_as_one_point_is():
+    ev, c, d1, d2 = plane_inputs("mlp")
+    plane = PlaneEvaluator(ev, c, d1, d2, 1)
+    # zero coordinates (where one point skips an add), negatives, values that are not float32-exact
+    a = np.array([0.0, -0.3, 0.1, 0.0, 1 / 3, -1.0, 0.7])
+    b = np.array([0.25, 0.0, -2 / 7, 0.0, 0.6, 1e-8, -0.05])
+    stacked = plane._stack(a, b)
+    for k in range(len(a)):
+        plane.set_point(a[k], b[k])
+        for name, t in zip(plane.names, plane.targets):
+            assert torch.equal(stacked[name][k], t), (k, name)
+    one = plane._evaluate(a, b)
+    plane.batch_mode, plane.points_per_batch = "vmap", len(a)
+    assert np.array_equal(plane._evaluate(a, b)[0], one[0]) and np.array_equal(plane._evaluate(a, b)[1], one[1])
