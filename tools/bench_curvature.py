@@ -83,7 +83,6 @@ def main() -> None:
     log.info("1. forward+backward %.4f s; Hessian-vector product at the same parameters %.4f s, first at a point "
              "%.4f s, graphs never kept %.4f s: HVP / (forward+backward) = %.2f (first %.2f, never kept %.2f)",
              fb, further, cold, never, further / fb, cold / fb, never / fb)
-    op.matvec(v)
 
     scipy_la = __import__("scipy.sparse.linalg", fromlist=["eigsh"])
     count = {"n": 0}

@@ -175,8 +175,10 @@ def calibrate(plane: Any, alphas: np.ndarray, betas: np.ndarray, expected: int |
     for family, passes in (("vmap", (vmap_up, vmap_down)), ("threads", (thread_sizes,))):
         family_best, family_best_p, stop = 0.0, None, False
         for n_pass, sizes in enumerate(passes):
-            if stop or n_pass and family_best_p is not None and family_best_p != passes[0][0]:
+            if stop:
                 break
+            if n_pass and family_best_p is not None and family_best_p != passes[0][0]:
+                break  # a larger size than the first beat it: smaller ones will not
             for p in sizes:
                 k = max(p, k_round) // p * p
                 if over(10 * k / rate_one):  # a warm-up and four rounds of both, at the one-point rate

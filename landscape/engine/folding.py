@@ -38,11 +38,11 @@ _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
 def fold_conv_bn(weight: torch.Tensor, bias: torch.Tensor | None, mean: torch.Tensor, var: torch.Tensor,
-                 eps: float, gamma: torch.Tensor | None, beta: torch.Tensor | None
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+                 eps: float, gamma: torch.Tensor | None, beta: torch.Tensor | None,
+                 compute: torch.dtype | None = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
     """Weight and bias of the convolution that equals convolution (``weight``, ``bias``) followed by an
     eval-mode BatchNorm (running ``mean``/``var``, ``eps``, affine ``gamma``/``beta`` or None), computed in
-    float64 and returned in the weight's dtype.
+    ``compute`` (float64; None: the weight's dtype) and returned in the weight's dtype. Differentiable.
 
     Example:
         >>> w, b = fold_conv_bn(torch.tensor([[2.0]]), torch.tensor([1.0]), torch.tensor([3.0]),
@@ -50,19 +50,21 @@ def fold_conv_bn(weight: torch.Tensor, bias: torch.Tensor | None, mean: torch.Te
         >>> w.tolist(), b.tolist()  # s = 0.5 / 2 = 0.25: w = 2·0.25, b = (1 - 3)·0.25 + 10
         ([[0.5]], [9.5])
     """
-    scale = torch.rsqrt(var.double() + eps)
+    dt = compute or weight.dtype
+    scale = torch.rsqrt(var.to(dt) + eps)
     if gamma is not None:
-        scale = scale * gamma.double()
-    shift = -mean.double() * scale if bias is None else (bias.double() - mean.double()) * scale
+        scale = scale * gamma.to(dt)
+    shift = -mean.to(dt) * scale if bias is None else (bias.to(dt) - mean.to(dt)) * scale
     if beta is not None:
-        shift = shift + beta.double()
-    w = weight.double() * scale.reshape((-1,) + (1,) * (weight.dim() - 1))
+        shift = shift + beta.to(dt)
+    w = weight.to(dt) * scale.reshape((-1,) + (1,) * (weight.dim() - 1))
     return w.to(weight.dtype), shift.to(weight.dtype)
 
 
 class GraphFold(nn.Module):
     """A convolution and the eval-mode BatchNorm after it, run as one convolution whose weight and bias are
-    folded from the originals' parameters inside the forward (differentiable; float32 throughout).
+    folded from the originals' parameters by :func:`fold_conv_bn` inside the forward (differentiable, in the
+    parameters' own dtype).
 
     Example:
         >>> pair = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)).eval()
@@ -77,14 +79,9 @@ class GraphFold(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv, bn = self.conv, self.bn
-        scale = torch.rsqrt(bn.running_var + bn.eps)
-        if bn.affine:
-            scale = scale * bn.weight
-        shift = -bn.running_mean * scale if conv.bias is None else (conv.bias - bn.running_mean) * scale
-        if bn.affine:
-            shift = shift + bn.bias
-        weight = conv.weight * scale.reshape((-1,) + (1,) * (conv.weight.dim() - 1))
-        return conv._conv_forward(x, weight, shift)
+        weight, bias = fold_conv_bn(conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps,
+                                    bn.weight if bn.affine else None, bn.bias if bn.affine else None, compute=None)
+        return conv._conv_forward(x, weight, bias)
 
 
 class FoldedNet(nn.Module):

@@ -102,7 +102,7 @@ class HessianOperator:
             p.requires_grad_(True)
 
     def _state_key(self) -> tuple[int, ...]:
-        return tuple(t._version for t in self.ev.state.values()) + (id(self.ev.model),)
+        return tuple(t._version for t in self.ev.state.values())
 
     @property
     def graph_kept(self) -> bool:
@@ -118,31 +118,37 @@ class HessianOperator:
         self._eval_mode()
         vs = self._split(v)
         out = torch.zeros(self.numel, dtype=torch.float64, device=self.device)
+        key = self._state_key()
         with torch.enable_grad():
-            if self.graph_kept:
+            if self._graphs is not None and self._key == key:
                 for grads in self._graphs:
-                    hv = torch.autograd.grad(grads, self.params, grad_outputs=vs, retain_graph=True)
-                    out += torch.cat([h.reshape(-1) for h in hv]).double()
+                    self._add_product(out, grads, vs, keep=True)
             else:
                 self.release()
-                key = self._state_key()
                 graphs = self._build(vs, out)
                 self._graphs, self._key = graphs, (key if graphs is not None else None)
         self.matvecs += 1
         return out / self.ev.count
 
+    def _add_product(self, out: torch.Tensor, grads: tuple[torch.Tensor, ...], vs: list[torch.Tensor],
+                     keep: bool) -> None:
+        """One batch's H·v, the backward of its gradient ``grads`` along ``vs``, added to ``out`` in float64."""
+        hv = torch.autograd.grad(grads, self.params, grad_outputs=vs, retain_graph=keep)
+        out += torch.cat([h.reshape(-1) for h in hv]).double()
+
     def _fits(self) -> bool:
         need = self._bytes_per_sample * self.ev.count
         free = available_memory(self.device)
         ok = need <= self.memory_fraction * free
-        (log.info if self.graph_builds == 0 else log.debug)("Hessian-vector products: gradient graphs need %.0f MB, %.0f MB free: %s", need / 2**20,
-                 free / 2**20, "kept between products" if ok else "rebuilt for every product")
+        (log.info if self.graph_builds == 0 else log.debug)(
+            "Hessian-vector products: gradient graphs need %.0f MB, %.0f MB free: %s", need / 2**20, free / 2**20,
+            "kept between products" if ok else "rebuilt for every product")
         return ok
 
     def _build(self, vs: list[torch.Tensor], out: torch.Tensor) -> list[tuple[torch.Tensor, ...]] | None:
         """One product, batch by batch, into ``out``; returns the batches' gradient graphs when they are kept."""
-        keep = self.keep_graph is not False and (self.keep_graph or self._bytes_per_sample is None
-                                                 or self._fits())
+        # forced either way, or measured on this build's first batch, or known from an earlier build
+        keep = self.keep_graph if self.keep_graph is not None else (self._bytes_per_sample is None or self._fits())
         exclude = {t.data_ptr() for t in self.ev.state.values()}
         graphs: list[tuple[torch.Tensor, ...]] = []
         for x, y in self.ev.batches():
@@ -153,8 +159,7 @@ class HessianOperator:
             if measure:
                 self._bytes_per_sample = (saved[0] + 4 * self.numel) / max(len(y), 1)
                 keep = bool(self.keep_graph) or self._fits()
-            hv = torch.autograd.grad(grads, self.params, grad_outputs=vs, retain_graph=keep)
-            out += torch.cat([h.reshape(-1) for h in hv]).double()
+            self._add_product(out, grads, vs, keep)
             if keep:
                 graphs.append(grads)
         self.graph_builds += 1
