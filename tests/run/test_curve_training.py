@@ -56,6 +56,9 @@ def test_curve_between_identical_models_at_a_minimum_stays_there(regression, tmp
 
 
 def test_curve_endpoints_stay_fixed_and_the_loss_drops(tmp_path):
+    # seeded: from one random pair of end points in about twelve, six epochs do not lower the held-out loss at
+    # t = 0.5, and the global generator's state depended on which tests ran before this one
+    torch.manual_seed(0)
     tr, te = load_data("spiral", n_per_class=40)
     model = build_model("mlp", tr.info(), depth=1, width=16)
     s0, s1 = ({k: v + torch.randn_like(v) for k, v in model.state_dict().items()} for _ in range(2))
