@@ -30,5 +30,5 @@ setup(
     package_data={"landscape": ["resources/*.toml"]},
     install_requires=["torch>=2.1", "numpy", "scipy", "h5py", "scikit-learn", "tqdm"],
     extras_require=extras,
-    entry_points={"console_scripts": ["landscape=landscape.cli:main"]},
+    entry_points={"console_scripts": ["landscape=landscape.cli:console"]},
 )

@@ -12,6 +12,12 @@ Example:
     >>> 0 <= ls.Evaluator(model, test, device="cpu").evaluate().accuracy <= 1
     True
 """
+import gc as _gc
+
+# importing torch creates about a million long-lived objects, and the cyclic garbage collector would scan them
+# again and again while they pile up (0.15 s of every process here): it is paused while the package is imported
+_collecting = _gc.isenabled()
+_gc.disable()
 from .core.data import TensorData, load_data, subset
 from .core.errors import (EXIT_INTERRUPTED, CheckpointError, ConfigError, DataError, DependencyError, Interrupted,
                           LandscapeError, ModelError, StoreError)
@@ -38,6 +44,10 @@ from .views.animation import animate_path
 from .views.figures import plot_files
 from .views.report import write_report
 from .views.vtk_export import export_files
+
+if _collecting:
+    _gc.enable()
+del _gc, _collecting
 
 __all__ = [
     "__version__", "apply_state", "check_state", "load_source", "load_state_file",

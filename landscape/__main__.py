@@ -1,6 +1,6 @@
 """``python -m landscape``: the command line."""
 import sys
 
-from .cli import main
+from .cli import console
 
-sys.exit(main())
+sys.exit(console())

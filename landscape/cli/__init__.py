@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import gc
 import logging
 import os
 import sys
@@ -29,7 +30,7 @@ from ..run.mpi import abort_if_parallel, check_launcher, exit_together, in_mpi_l
 from . import compute, files, jobs  # noqa: F401 - importing registers the subcommands
 from .common import COMMANDS
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "console", "build_parser"]
 
 log = logging.getLogger("landscape")
 
@@ -90,8 +91,15 @@ def _setup_logging(args: argparse.Namespace) -> None:
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
 
 
+def console() -> int:
+    """Entry point of the ``landscape`` console script and of ``python -m landscape``: :func:`main` in a process
+    of its own, whose modules live as long as it does, so the garbage collector is told not to scan them."""
+    gc.freeze()
+    return main()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``landscape`` console script."""
+    """The command line, from a Python caller (the tests call it so): ``main(["status", "surface.h5"])``."""
     args = _parse(argv)
     _setup_logging(args)
     try:

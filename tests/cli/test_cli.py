@@ -173,3 +173,18 @@ def test_a_signal_inside_a_library_callback_still_exits_as_interrupted(monkeypat
     monkeypatch.setattr(files, "describe_file", lambda path: (_ for _ in ()).throw(SystemError("a real bug")))
     with pytest.raises(SystemError, match="a real bug"):
         main(["status", str(tmp_path / "s.h5")])
+
+
+def test_importing_the_package_leaves_the_garbage_collector_as_it_found_it():
+    """The collector is paused while torch and the package are imported, and left as the caller had it; the
+    console entry freezes what was imported (objects the collector would otherwise scan again and again)."""
+    code = ("import gc, sys; was = gc.isenabled(); {pre}; import landscape, landscape.cli; "
+            "print(was, gc.isenabled(), gc.get_freeze_count())")
+    for pre, expected in (("pass", "True True 0"), ("gc.disable()", "True False 0")):
+        r = subprocess.run([sys.executable, "-c", code.format(pre=pre)], capture_output=True, text=True,
+                           cwd=ROOT, timeout=300)
+        assert r.returncode == 0 and r.stdout.split() == expected.split(), (pre, r.stdout, r.stderr[-2000:])
+    probe = ("import gc, sys, landscape.cli as c; c.main = lambda: print(gc.get_freeze_count() > 10000) or 0; "
+             "sys.exit(c.console())")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "True", r.stderr[-2000:]
