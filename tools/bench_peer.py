@@ -11,8 +11,10 @@ For each case (model, data) and grid (N x N) it runs, in interleaved rounds, as 
 
 Wall time covers the whole process (imports, data, directions, the grid, the file); the peers' time leaves out
 the import of landscape's model factory, which they use only to build the same model. It prints the seconds of
-each and the ratios ours / peer (below 1: faster). 2 ranks on this 2-core machine share its cores: ours with 2
-ranks is compared with the reference with 2 ranks, and with ours and the snake walk on 1.
+each and the ratios ours / peer (below 1: faster), then the points/s of the grid alone (ours: the run
+record's, calibration and the file's writes included; the peers': their loops) and their ratios (above 1:
+faster). 2 ranks on this 2-core machine share its cores: ours with 2 ranks is compared with the reference with
+2 ranks, and with ours and the snake walk on 1.
 
     python tools/bench_peer.py                                      # mlp, lenet5 at 3, 11, 51; resnet20 at 3
     python tools/bench_peer.py --cases lenet5 --grids 3 11 --repeats 3
@@ -31,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import torch
 from benchlib import cifar_shaped, header
@@ -73,7 +76,9 @@ def commands(tmp: Path, name: str, grid: int, mpiexec: str) -> dict[str, list[st
             "snake": [*peer[:2], "snake", *peer[2:], "--out", str(tmp / "snake.npy")]}
 
 
-def wall(cmd: list[str], tmp: Path, env: dict) -> float:
+def wall(cmd: list[str], tmp: Path, env: dict) -> tuple[float, float]:
+    """Seconds of the whole process, and the seconds of its grid alone (ours: the run record's, which include
+    calibration and the file's writes; a peer's: its loop, directions included)."""
     for f in ("ours.h5", "ours.h5.lock", "ref.h5"):
         (tmp / f).unlink(missing_ok=True)
     t = time.perf_counter()
@@ -82,8 +87,10 @@ def wall(cmd: list[str], tmp: Path, env: dict) -> float:
     if r.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{r.stderr[-3000:]}")
     if "peers.py" in " ".join(cmd):  # leave out the import of landscape's model factory
-        seconds -= json.loads(re.findall(r"\{[^{}]*\}", r.stdout)[-1])["import_landscape"]
-    return seconds
+        report = json.loads(re.findall(r"\{[^{}]*\}", r.stdout)[-1])
+        return seconds - report["import_landscape"], report["grid_seconds"]
+    with h5py.File(tmp / "ours.h5", "r") as f:
+        return seconds, float(json.loads(f.attrs["last_run"])["seconds"])
 
 
 def main() -> None:
@@ -109,14 +116,24 @@ def main() -> None:
         for grid in args.grids or CASES[name][3]:
             cmds = commands(tmp, name, grid, mpiexec)
             times: dict[str, list[float]] = {k: [] for k in cmds}
+            grids: dict[str, list[float]] = {k: [] for k in cmds}
             for _ in range(args.repeats):
                 for k, cmd in cmds.items():
-                    times[k].append(wall(cmd, tmp, env))
+                    whole, alone = wall(cmd, tmp, env)
+                    times[k].append(whole)
+                    grids[k].append(alone)
             t = {k: statistics.median(v) for k, v in times.items()}
+            g = {k: statistics.median(v) for k, v in grids.items()}
             print(f"{name:<10} {f'{grid}x{grid}':>7} {t['ours 1 rank']:>8.2f} {t['ours 2 ranks']:>8.2f} "
                   f"{t['reference 1 rank']:>8.2f} {t['reference 2 ranks']:>8.2f} {t['snake']:>8.2f} "
                   f"{t['ours 1 rank'] / t['reference 1 rank']:>7.2f} {t['ours 2 ranks'] / t['reference 2 ranks']:>7.2f} "
                   f"{t['ours 1 rank'] / t['snake']:>8.2f} {t['ours 2 ranks'] / t['snake']:>8.2f}", flush=True)
+            rates = {k: grid * grid / max(v, 1e-9) for k, v in g.items()}
+            print(f"{'':<10} {'grid':>7} " + " ".join(f"{rates[k]:>8.0f}" for k in cmds)
+                  + f" {rates['ours 1 rank'] / rates['reference 1 rank']:>7.2f}"
+                  f" {rates['ours 2 ranks'] / rates['reference 2 ranks']:>7.2f}"
+                  f" {rates['ours 1 rank'] / rates['snake']:>8.2f} {rates['ours 2 ranks'] / rates['snake']:>8.2f}"
+                  "  (points/s of the grid alone; ratios ours/peer, above 1 is faster)", flush=True)
 
 
 if __name__ == "__main__":

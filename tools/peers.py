@@ -10,7 +10,8 @@
   evaluation set as one batch with ``.item()`` per point; a single process.
 
 The model is built by landscape's own factory (the same module as ours, weights from the same file); the time
-that importing landscape takes is measured and reported so that the bench can leave it out of the peers' wall time.
+that importing landscape takes is measured and reported so that the bench can leave it out of the peers' wall time,
+and so is the time of the loop itself (directions and the grid, ``grid_seconds``).
 
     python tools/peers.py reference --model lenet5 --state c.pt --data d.pt --grid 11 --out ref.h5
 """
@@ -137,11 +138,12 @@ def main() -> None:
             "input_dim": int(x.shape[1]) if x.dim() == 2 else None}
     net = build_model(args.model, info, **json.loads(args.kwargs))
     net.load_state_dict(torch.load(args.state, weights_only=True))
+    t = time.perf_counter()
     n = (reference(net, x, y, args.grid, args.out, args.batch) if args.loop == "reference"
          else snake(net, x, y, args.grid, args.out))
     if n >= 0:  # rank 0 reports
-        print(json.dumps({"points": n, "seconds": time.perf_counter() - T0, "import_landscape": IMPORT_LANDSCAPE}),
-              flush=True)
+        print(json.dumps({"points": n, "seconds": time.perf_counter() - T0, "import_landscape": IMPORT_LANDSCAPE,
+                          "grid_seconds": time.perf_counter() - t}), flush=True)
 
 
 if __name__ == "__main__":

@@ -296,13 +296,16 @@ class Evaluator:
             yield x, y
 
     @torch.no_grad()
-    def forward(self) -> None:
-        """One pure forward pass over the evaluation set (no loss); the baseline of the benchmarks."""
+    def forward(self, batches: int | None = None) -> None:
+        """One pure forward pass over the evaluation set (no loss), or over its first ``batches`` batches; the
+        baseline of the benchmarks."""
         if self.model.training:
             self.model.eval()
         self._prepare()
         with self._autocast():
-            for x, _ in self.batches():
+            for i, (x, _) in enumerate(self.batches()):
+                if batches is not None and i >= batches:
+                    break
                 self._net(x)
 
     @torch.no_grad()

@@ -3,8 +3,8 @@
 :class:`PlaneEvaluator` keeps θ*, d₁ and d₂ on the device and forms each point in place with
 fused multi-tensor ops. Several points can be evaluated at once: stacked with ``torch.func.vmap`` over
 stacked parameters (small models), or concurrently on CPU threads, one model replica each
-(``points_per_batch``; ``"auto"`` times probe points, throws their results away and keeps the fastest way
-that gives one point's values bitwise, see :mod:`landscape.engine.calibration`). It knows nothing of files, jobs or MPI.
+(``points_per_batch``; ``"auto"`` times the ways that give one point's values bitwise on the first points
+and keeps the fastest, see :mod:`landscape.engine.calibration`). It knows nothing of files, jobs or MPI.
 
 Example:
     >>> import torch
@@ -84,6 +84,24 @@ class PlaneEvaluator:
         self.calibrated_rate: float | None = None
         self.points_done, self.revisions, self._slow = 0, 0, 0
 
+    def calibration_chunk(self, target: float = 2.0, least: int = 96, most: int = 1024) -> int:
+        """Points for the first chunk of an ``auto`` run, on which calibration times its candidates (computing
+        them): about ``target`` seconds of work at the rate that one forward over the first batch suggests (a
+        first forward, so rather fewer), from ``least`` to ``most``.
+
+        Example:
+            >>> pe = PlaneEvaluator(ev, c, d1, d2, "auto")
+            >>> 96 <= pe.calibration_chunk() <= 1024
+            True
+        """
+        ev = self.ev
+        if ev.stream is not None:
+            return least
+        started = time.perf_counter()
+        ev.forward(batches=1)
+        per_point = (time.perf_counter() - started) * len(ev._batches)
+        return int(min(most, max(least, target / max(per_point, 1e-9))))
+
     # -- one point at a time ----------------------------------------------------------------------
     @torch.no_grad()
     def set_point(self, alpha: float, beta: float) -> None:
@@ -91,7 +109,7 @@ class PlaneEvaluator:
         self._form(self.targets, alpha, beta)
 
     def _form(self, targets: list[torch.Tensor], alpha: float, beta: float) -> None:
-        """θ* + α·d₁ + β·d₂ into ``targets`` (the moved tensors, in order), by the same fused ops for every mode."""
+        """θ* + α·d₁ + β·d₂ into ``targets`` (the moved tensors, in order), by the same fused ops in every mode."""
         torch._foreach_copy_(targets, self.c)
         if alpha:
             torch._foreach_add_(targets, self.a, alpha=float(alpha))
@@ -199,14 +217,22 @@ class PlaneEvaluator:
 
     def evaluate_points(self, alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Loss and accuracy at each (alpha[k], beta[k]), ``points_per_batch`` at a time (stacked with vmap,
-        or concurrently on CPU threads); with ``"auto"`` the first call first times probe points in several ways
-        (see :func:`~landscape.engine.calibration.calibrate`) and keeps the fastest that gives the same values."""
+        or concurrently on CPU threads); with ``"auto"`` the first call times its first points in each way that
+        gives the same values and keeps the fastest (see :func:`~landscape.engine.calibration.calibrate`)."""
         alphas, betas = np.asarray(alphas, np.float64), np.asarray(betas, np.float64)
-        if self.auto:
+        if self.auto and len(alphas):
             self.auto = False
             left = None if self.expected_points is None else max(len(alphas), self.expected_points - self.points_done)
-            calibrate(self, alphas, betas, left)
-        elif self.batch_mode == "vmap" and not self._stacking_checked and len(alphas):
+            loss, acc, done = np.empty(len(alphas)), np.empty(len(alphas)), np.zeros(len(alphas), bool)
+            calibrate(self, alphas, betas, left, out=(loss, acc, done))  # it computes some of the points
+            self.points_done += int(done.sum())
+            rest = np.flatnonzero(~done)
+            started = time.perf_counter()
+            if len(rest):
+                loss[rest], acc[rest] = self._evaluate(alphas[rest], betas[rest])
+            self._observe(len(rest), time.perf_counter() - started)
+            return loss, acc
+        if self.batch_mode == "vmap" and not self._stacking_checked and len(alphas):
             self._check_stacking(alphas[0], betas[0])
         started = time.perf_counter()
         loss, acc = self._evaluate(alphas, betas)

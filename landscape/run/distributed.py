@@ -69,7 +69,10 @@ def _worker(comm: Any, plane: Any) -> None:
     kind = "ready"
     try:
         with interruptible():
-            comm.send(("ready", None), dest=0, tag=TAG_TO_MASTER)
+            # the size of its first chunk, the points its auto calibration times its candidates on (a rank
+            # measures its own speed, so that no rank waits for another's)
+            first = plane.calibration_chunk() if plane.auto else None
+            comm.send(("ready", first), dest=0, tag=TAG_TO_MASTER)
             while True:
                 wait_for(comm, 0, TAG_TO_WORKER)
                 kind, payload = comm.recv(source=0, tag=TAG_TO_WORKER)
@@ -165,6 +168,7 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
     in_flight: dict[int, np.ndarray] = {}
     active = set(range(1, size))
     minimum = 1 if plane is None or plane.auto else plane.points_per_batch
+    firsts: dict[int, int] = {}  # each rank's first chunk, which its auto calibration times its candidates on
     unit = getattr(plane, "chunk_unit", 1)  # chunks of whole rows when a point depends on its row's previous
     total, computed = store.grid.size, 0
     bar = Progress(total, total - len(pending), f"{store.path.name} on {size} ranks", "points", progress)
@@ -173,7 +177,8 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
     def take(rank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         if not pending:
             return None
-        n = chunk_size(len(pending), ranks, rates.get(rank), minimum, chunk, target_seconds, unit=unit)
+        n = chunk_size(len(pending), ranks, rates.get(rank), minimum, chunk, target_seconds,
+                       firsts.get(rank, 64), unit)
         idx = np.array([pending.pop() for _ in range(min(n, len(pending)))], dtype=np.int64)
         in_flight[rank] = idx
         a, b = store.grid.coords(idx)
@@ -199,6 +204,8 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
     try:
         with interruptible():
             if worker is not None:
+                if plane.auto:
+                    firsts[0] = plane.calibration_chunk()
                 worker.start()
                 feed_local()
             while active or (worker is not None and worker.busy):
@@ -216,6 +223,8 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
                         continue
                     if kind == "result":
                         record(rank, payload)
+                    elif kind == "ready" and payload:
+                        firsts[rank] = int(payload)
                     work = take(rank)
                     comm.send(("stop", None) if work is None else ("work", work), dest=rank, tag=TAG_TO_WORKER)
                     if work is None:

@@ -54,8 +54,8 @@ def compute_surface(plane: Any, store: SurfaceStore, progress: bool = True,
                 unit = getattr(plane, "chunk_unit", 1)  # whole rows when a point depends on its row's previous
                 if chunk:
                     n = chunk
-                elif rate is None:  # the first chunk: enough points for the auto calibration
-                    n = 96 if plane.auto else ppb
+                elif rate is None:  # the first chunk: the points the auto calibration times its candidates on
+                    n = plane.calibration_chunk() if plane.auto else ppb
                 else:  # about 2 s of work in whole batches, so an interruption loses little
                     n = max(ppb, min(256, int(rate * 2.0) // ppb * ppb))
                 n = max(unit, n // unit * unit)

@@ -1,6 +1,7 @@
 """Calibration's choices on a simulated plane whose modes have known speeds and noisy timings (a fake clock):
-it finds the fastest mode that gives the same values, its cost stays within its share of the work, small grids
-skip it, and a sustained drop of the measured rate makes the plane calibrate again."""
+it finds the fastest mode that gives the same values, keeps the points it computes only from such modes, its
+cost stays within its share of the work, small grids skip it, and a sustained drop of the measured rate makes the
+plane calibrate again."""
 import numpy as np
 import pytest
 import torch
@@ -60,7 +61,7 @@ RATES = {("one", 1): 100.0, ("vmap", 2): 150.0, ("vmap", 4): 240.0, ("vmap", 8):
          ("vmap", 32): 120.0, ("threads", 2): 170.0}
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(40))
 def test_finds_the_fastest_mode_under_noisy_timings_within_its_share(seed, monkeypatch):
     monkeypatch.setattr("landscape.engine.calibration.cpu_threads", lambda: 2)
     clock = Clock()
@@ -104,8 +105,50 @@ def test_large_stacks_are_found_without_timing_the_small_ones(seed, monkeypatch)
 def test_small_grids_skip_it():
     clock = Clock()
     plane = FakePlane(RATES, clock, noise=0.0)
-    assert calibrate(plane, np.linspace(-1, 1, 9), np.zeros(9), expected=9, clock=clock) == ("one", 1)
-    assert plane.evaluated == 5  # the warm-up point and the four reference points only
+    a = np.linspace(-1, 1, 9)
+    out = np.zeros(9), np.zeros(9), np.zeros(9, bool)
+    assert calibrate(plane, a, np.zeros(9), expected=9, clock=clock, out=out) == ("one", 1)
+    assert plane.evaluated == 5  # the warm-up point and the four reference points only, and they are kept
+    assert out[2].tolist() == [True] * 5 + [False] * 4 and np.array_equal(out[0][:5], a[:5])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_points_it_computes_are_kept_only_from_ways_that_give_the_same_values(seed, monkeypatch):
+    """The chunk's points are computed by the timed evaluations: those of a way that rounds differently (here
+    every stack) are thrown away, the others kept, and each point is computed once unless thrown away."""
+    monkeypatch.setattr("landscape.engine.calibration.cpu_threads", lambda: 2)
+    clock = Clock()
+    plane = FakePlane(RATES, clock, noise=0.1, seed=seed, rounds_off=[("vmap", p) for p in (2, 4, 8, 16, 32)])
+    a, b = np.linspace(-1, 1, 400), np.linspace(0.5, -0.5, 400)
+    out = np.full(400, np.nan), np.full(400, np.nan), np.zeros(400, bool)
+    assert calibrate(plane, a, b, expected=400, clock=clock, out=out) == ("threads", 2)
+    loss, _, done = out
+    assert 40 < done.sum() < 400
+    np.testing.assert_array_equal(loss[done], (a + b)[done])  # exact: one point's values, none of a stack's
+    assert np.isnan(loss[~done]).all()
+
+
+def test_fast_stacks_do_not_pay_for_slower_candidates(monkeypatch):
+    """Stacks 4x as fast as one at a time: the time they save is no budget for threads, which on two cores
+    cannot be more than twice as fast, nor for larger stacks and batch sizes, whose points count at the best
+    speed found; what it costs beyond that speed stays within its share."""
+    monkeypatch.setattr("landscape.engine.calibration.cpu_threads", lambda: 2)
+    clock = Clock()
+    rates = {("one", 1): 100.0, ("vmap", 16): 400.0, ("vmap", 32): 420.0, ("threads", 2): 30.0}
+    plane = FakePlane(rates, clock, noise=0.05, batch_rates={1024: 1.0, 64: 0.3})
+    tried = []
+    real = plane._evaluate
+
+    def spy(a, b):
+        tried.append((plane.batch_mode, plane.ev.batch_size))
+        return real(a, b)
+
+    plane._evaluate = spy
+    out = np.zeros(600), np.zeros(600), np.zeros(600, bool)
+    mode = calibrate(plane, np.linspace(-1, 1, 600), np.zeros(600), expected=600, clock=clock, out=out)
+    assert mode[0] == "vmap" and ("threads", 1024) not in tried and ("vmap", 1024) in tried
+    # what it cost beyond the chosen way's time for the points it computed: within its share
+    assert clock.now - out[2].sum() / rates[mode] <= 0.05 * 600 / 100.0 * 1.5
 
 
 def test_slower_modes_are_not_chosen_by_a_lucky_timing(monkeypatch):
