@@ -280,8 +280,10 @@ def _calibrate(plane: Any, points: _Points, expected: int, share: float, referen
             for p in sizes:
                 k = max(p, k_round) // p * p
                 # a check and four rounds of both: past the chunk's points (slower candidates: twice the time),
-                # the rounds of one point at a time, and the candidate's at its family's best speed so far
-                if over(2 * beyond(5 * k + 4 * k_round) + slower(4 * k_round) + slower(5 * k, max(1.0, family_best))):
+                # the check as if its time were all overhead (it warms the candidate up: thread replicas, vmap
+                # tracing), the rounds of one point at a time, and the candidate's at its family's best speed
+                if over(2 * beyond(5 * k + 4 * k_round) + k / rate_one + slower(4 * k_round)
+                        + slower(4 * k, max(1.0, family_best))):
                     stop = True
                     break
                 set_mode((family, p))
@@ -347,17 +349,20 @@ def _calibrate(plane: Any, points: _Points, expected: int, share: float, referen
         at_ref = _timer(plane, points, k_batch, clock, functools.partial(ev.set_batch_size, configured))
         sizes = batch_candidates(ev.n, configured)
         for i, b in enumerate(sizes):
-            n_trial = max(reference, p) + 4 * k_batch
-            if over(2 * beyond(n_trial + 4 * k_batch, rate_one * best_ratio) + slower(n_trial, best_ratio)):
+            n_trial = max(reference, p) + 4 * k_batch  # as for the modes: a check, four rounds of both
+            if over(2 * beyond(n_trial + 4 * k_batch, rate_one * best_ratio) + max(reference, p) / rate_one
+                    + slower(n_trial, best_ratio)):
                 break
             ev.set_batch_size(b)
             if checked(max(reference, p)) is None:
                 log.info("evaluation batch %d rounds differently from batch %d; not used", b, configured)
                 continue
             at_size = _timer(plane, points, k_batch, clock, functools.partial(ev.set_batch_size, b))
-            ratio = stable_ratio(at_ref, at_size, over, enough=cap(len(sizes) - i))
+            bar = max(batch_ratio * 1.03, 1.03)
+            ratio = stable_ratio(at_ref, at_size, over, enough=cap(len(sizes) - i),
+                                 clear=lambda last, bar=bar: max(last) < bar / 1.15)
             log.debug("batch %d: %s batch %d", b, "no time" if ratio is None else f"{ratio:.3f}x", configured)
-            if ratio is not None and ratio > batch_ratio * 1.03 and ratio > 1.03:
+            if ratio is not None and ratio > bar:
                 best_batch, batch_ratio = b, ratio
         ev.set_batch_size(best_batch)
         if best_batch != configured:
