@@ -261,6 +261,24 @@ def _calibrate(plane: Any, points: _Points, expected: int, share: float, referen
     def set_mode(mode: tuple[str, int]) -> None:
         plane.batch_mode, plane.points_per_batch = mode
 
+    def stacks_round_alike() -> bool:
+        """Two reference points stacked give their values bitwise (where two do not, as for most convolutions,
+        no stack is tried: a stack of 16 would cost 16 points to find out)."""
+        if over(2 / rate_one):
+            return False
+        set_mode(("vmap", 2))
+        try:
+            lo, ac = plane._evaluate(ref_a[:2], ref_b[:2])
+        except (RuntimeError, NotImplementedError) as exc:  # no vmap rule for some operation
+            log.info("stacked evaluation failed (%s)", str(exc)[:120])
+            return False
+        finally:
+            set_mode(("one", 1))
+        if np.array_equal(lo, ref_loss[:2], equal_nan=True) and np.array_equal(ac, ref_acc[:2], equal_nan=True):
+            return True
+        log.info("stacked evaluation rounds differently from one point at a time; no stack is used")
+        return False
+
     vmap_ok = plane.numel_moved <= VMAP_MAX_NUMEL and not ev.transforms().get("fold_bn")
     # stacks pay by spreading a forward's fixed cost over many points: from 16 up, and below 16 only where
     # 16 is the best of the larger ones
@@ -271,6 +289,8 @@ def _calibrate(plane: Any, points: _Points, expected: int, share: float, referen
     for family, passes in (("vmap", (vmap_up, vmap_down)), ("threads", (thread_sizes,))):
         if family == "threads" and best_ratio >= min(cores, max(thread_sizes, default=1)):
             break  # T threads on C cores are at most min(T, C) times as fast as one point at a time
+        if family == "vmap" and vmap_up and not stacks_round_alike():
+            continue
         family_best, family_best_p, stop = 0.0, None, False
         for n_pass, sizes in enumerate(passes):
             if stop:
