@@ -199,21 +199,21 @@ def calibrate(plane: Any, alphas: np.ndarray, betas: np.ndarray, expected: int |
 
 
 def _calibrate(plane: Any, points: _Points, expected: int, share: float, reference: int, min_round: float,
-               clock: Callable[[], float]) -> tuple[str, int]:
+               clock: Callable[[], float], overhead_bound: float = 1e-3) -> tuple[str, int]:
     ev, dev = plane.ev, plane.ev.device
     plane.batch_mode, plane.points_per_batch = "one", 1
     plane._stacking_checked = True  # stacked modes are checked against the reference here
     if ev.compile:  # other batch sizes and thread replicas would each compile anew; stacks are not compiled
         log.info("points per batch: 1 (compiled forward: one graph per batch shape, no other mode tried)")
         return "one", 1
-    started = clock()
 
     def run(a: np.ndarray, b: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         loss, acc = plane._evaluate(a, b)
         points.keep(idx, loss, acc)
         return loss, acc
 
-    run(*points.take(1))  # warm-up
+    run(*points.take(1))  # warm-up (a cold first point, which any way of evaluating pays)
+    started = clock()
     ref_a, ref_b, ref_idx = points.take(reference)
     t = clock()
     ref_loss, ref_acc = run(ref_a, ref_b, ref_idx)
@@ -228,7 +228,7 @@ def _calibrate(plane: Any, points: _Points, expected: int, share: float, referen
     # (one point at a time until another way beats it), so that the time a fast way saves never pays for trying
     # slower ones, nor for the rounds of one point at a time that every comparison needs
     def spent() -> float:
-        return clock() - started - points.kept / (rate_one * best_ratio * batch_ratio)
+        return clock() - started - (points.kept - 1) / (rate_one * best_ratio * batch_ratio)
 
     def over(seconds: float = 0.0) -> bool:
         return spent() + seconds > budget
@@ -261,11 +261,17 @@ def _calibrate(plane: Any, points: _Points, expected: int, share: float, referen
     def set_mode(mode: tuple[str, int]) -> None:
         plane.batch_mode, plane.points_per_batch = mode
 
+    def affordable(k: int, family_best: float) -> bool:
+        """Whether a candidate's check and four rounds of both fit in the time left: past the chunk's points
+        (slower candidates: twice the time), the check as if its time were all overhead (it warms the candidate
+        up: thread replicas, vmap tracing), the rounds of one point at a time, and the candidate's at its
+        family's best speed so far."""
+        return not over(2 * beyond(5 * k + 4 * k_round) + k / rate_one + slower(4 * k_round)
+                        + slower(4 * k, max(1.0, family_best)))
+
     def stacks_round_alike() -> bool:
         """Two reference points stacked give their values bitwise (where two do not, as for most convolutions,
         no stack is tried: a stack of 16 would cost 16 points to find out)."""
-        if over(2 / rate_one):
-            return False
         set_mode(("vmap", 2))
         try:
             lo, ac = plane._evaluate(ref_a[:2], ref_b[:2])
@@ -285,12 +291,16 @@ def _calibrate(plane: Any, points: _Points, expected: int, share: float, referen
     vmap_up, vmap_down = ([c for c in sizes if vmap_ok and plane.numel_moved * c <= VMAP_MAX_NUMEL * 8]
                           for sizes in ((16, 32, 64, 128, 256), (8, 4, 2)))
     cores = cpu_threads() if dev.type == "cpu" else 1
-    thread_sizes = [t for t in (2, 4, 8, 16, 32, 64) if t <= cores]
+    # a point shorter than ``overhead_bound`` is mostly python's overhead per operation: concurrent points, which
+    # pay only where the time is spent in kernels (they release the GIL), and smaller batches (more operations)
+    # cannot gain there
+    overhead_bound_point = 1 / rate_one < overhead_bound
+    thread_sizes = [] if overhead_bound_point else [t for t in (2, 4, 8, 16, 32, 64) if t <= cores]
     for family, passes in (("vmap", (vmap_up, vmap_down)), ("threads", (thread_sizes,))):
         if family == "threads" and best_ratio >= min(cores, max(thread_sizes, default=1)):
             break  # T threads on C cores are at most min(T, C) times as fast as one point at a time
-        if family == "vmap" and vmap_up and not stacks_round_alike():
-            continue
+        if family == "vmap" and vmap_up and affordable(max(vmap_up[0], k_round), 0.0) and not stacks_round_alike():
+            continue  # (not affordable: the loop below stops at once)
         family_best, family_best_p, stop = 0.0, None, False
         for n_pass, sizes in enumerate(passes):
             if stop:
@@ -299,11 +309,7 @@ def _calibrate(plane: Any, points: _Points, expected: int, share: float, referen
                 break  # a larger size than the first beat it: smaller ones will not
             for p in sizes:
                 k = max(p, k_round) // p * p
-                # a check and four rounds of both: past the chunk's points (slower candidates: twice the time),
-                # the check as if its time were all overhead (it warms the candidate up: thread replicas, vmap
-                # tracing), the rounds of one point at a time, and the candidate's at its family's best speed
-                if over(2 * beyond(5 * k + 4 * k_round) + k / rate_one + slower(4 * k_round)
-                        + slower(4 * k, max(1.0, family_best))):
+                if not affordable(k, family_best):
                     stop = True
                     break
                 set_mode((family, p))
@@ -367,7 +373,8 @@ def _calibrate(plane: Any, points: _Points, expected: int, share: float, referen
     if ev.tune_batch and ev.stream is None and ev.task != "language":
         best_batch = configured
         at_ref = _timer(plane, points, k_batch, clock, functools.partial(ev.set_batch_size, configured))
-        sizes = batch_candidates(ev.n, configured)
+        sizes = [b for b in batch_candidates(ev.n, configured)
+                 if not overhead_bound_point or b > min(configured, ev.n)]
         for i, b in enumerate(sizes):
             n_trial = max(reference, p) + 4 * k_batch  # as for the modes: a check, four rounds of both
             if over(2 * beyond(n_trial + 4 * k_batch, rate_one * best_ratio) + max(reference, p) / rate_one

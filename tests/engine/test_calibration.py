@@ -199,3 +199,20 @@ def test_a_sustained_drop_calibrates_again():
     ref = PlaneEvaluator(ev, c, d1, d2, 1).evaluate_points(a, b)
     np.testing.assert_array_equal(plane.evaluate_points(a, b)[0], ref[0])  # calibrated again: the same values
     assert plane.calibrated_rate is not None
+
+
+def test_points_shorter_than_a_millisecond_are_not_tried_on_threads_or_smaller_batches(monkeypatch):
+    """Such points are python's overhead per operation mostly, which concurrent threads share under the GIL and
+    smaller batches multiply; a larger batch (one for all 2,000 samples) is still tried."""
+    monkeypatch.setattr("landscape.engine.calibration.cpu_threads", lambda: 2)
+    for rate, short in ((5000.0, True), (500.0, False)):
+        clock = Clock()
+        plane = FakePlane({("one", 1): rate, ("threads", 2): 1.5 * rate}, clock, noise=0.05,
+                          batch_rates={1024: 1.0, 512: 1.2, 2000: 1.1})
+        modes = []
+        real = plane._evaluate
+        plane._evaluate = lambda a, b: modes.append((plane.batch_mode, plane.ev.batch_size)) or real(a, b)
+        calibrate(plane, np.linspace(-1, 1, 50), np.zeros(50), expected=10 ** 6, clock=clock)
+        batches = {b for _, b in modes}
+        assert any(m == "threads" for m, _ in modes) != short, rate
+        assert 2000 in batches and (512 in batches) != short, (rate, batches)
