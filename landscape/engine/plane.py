@@ -86,8 +86,8 @@ class PlaneEvaluator:
 
     def calibration_chunk(self, target: float = 2.0, least: int = 96, most: int = 1024) -> int:
         """Points for the first chunk of an ``auto`` run, on which calibration times its candidates (computing
-        them): about ``target`` seconds of work at the rate that one forward over the first batch suggests (a
-        first forward, so rather fewer), from ``least`` to ``most``.
+        them): about ``target`` seconds of work at the rate that a forward over the first batch suggests (the
+        second of two: the first in a process pays one-time costs), from ``least`` to ``most``.
 
         Example:
             >>> pe = PlaneEvaluator(ev, c, d1, d2, "auto")
@@ -97,6 +97,7 @@ class PlaneEvaluator:
         ev = self.ev
         if ev.stream is not None:
             return least
+        ev.forward(batches=1)
         started = time.perf_counter()
         ev.forward(batches=1)
         per_point = (time.perf_counter() - started) * len(ev._batches)
