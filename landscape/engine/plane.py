@@ -90,7 +90,12 @@ class PlaneEvaluator:
         second of two: the first in a process pays one-time costs), from ``least`` to ``most``.
 
         Example:
-            >>> pe = PlaneEvaluator(ev, c, d1, d2, "auto")
+            >>> from landscape.core.data import load_data
+            >>> from landscape.core.models import build_model
+            >>> _, te = load_data("spiral", n_per_class=30)
+            >>> ev = Evaluator(build_model("mlp", te.info()), te, "cpu")
+            >>> c = ev.get_flat()
+            >>> pe = PlaneEvaluator(ev, c, torch.randn_like(c), torch.randn_like(c), "auto")
             >>> 96 <= pe.calibration_chunk() <= 1024
             True
         """
