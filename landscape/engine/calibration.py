@@ -243,9 +243,9 @@ def _calibrate(plane: Any, points: _Points, expected: int, share: float, referen
         until = spent() + (budget - spent()) / max(2, candidates_left)
         return lambda: spent() > until
 
-    def same(lo: np.ndarray, ac: np.ndarray) -> bool:
-        return (np.array_equal(lo[:reference], ref_loss, equal_nan=True)
-                and np.array_equal(ac[:reference], ref_acc, equal_nan=True))
+    def same(lo: np.ndarray, ac: np.ndarray, n: int = reference) -> bool:  # the first n reference points' values
+        return (np.array_equal(lo[:n], ref_loss[:n], equal_nan=True)
+                and np.array_equal(ac[:n], ref_acc[:n], equal_nan=True))
 
     def checked(k: int) -> tuple[np.ndarray, np.ndarray] | None:  # k points led by the reference ones, if equal
         a, b, idx = points.take(k, first=(ref_a, ref_b))
@@ -280,7 +280,7 @@ def _calibrate(plane: Any, points: _Points, expected: int, share: float, referen
             return False
         finally:
             set_mode(("one", 1))
-        if np.array_equal(lo, ref_loss[:2], equal_nan=True) and np.array_equal(ac, ref_acc[:2], equal_nan=True):
+        if same(lo, ac, 2):
             return True
         log.info("stacked evaluation rounds differently from one point at a time; no stack is used")
         return False

@@ -226,23 +226,19 @@ class PlaneEvaluator:
         or concurrently on CPU threads); with ``"auto"`` the first call times its first points in each way that
         gives the same values and keeps the fastest (see :func:`~landscape.engine.calibration.calibrate`)."""
         alphas, betas = np.asarray(alphas, np.float64), np.asarray(betas, np.float64)
+        loss, acc, done = np.empty(len(alphas)), np.empty(len(alphas)), np.zeros(len(alphas), bool)
         if self.auto and len(alphas):
             self.auto = False
             left = None if self.expected_points is None else max(len(alphas), self.expected_points - self.points_done)
-            loss, acc, done = np.empty(len(alphas)), np.empty(len(alphas)), np.zeros(len(alphas), bool)
             calibrate(self, alphas, betas, left, out=(loss, acc, done))  # it computes some of the points
             self.points_done += int(done.sum())
-            rest = np.flatnonzero(~done)
-            started = time.perf_counter()
-            if len(rest):
-                loss[rest], acc[rest] = self._evaluate(alphas[rest], betas[rest])
-            self._observe(len(rest), time.perf_counter() - started)
-            return loss, acc
-        if self.batch_mode == "vmap" and not self._stacking_checked and len(alphas):
+        elif self.batch_mode == "vmap" and not self._stacking_checked and len(alphas):
             self._check_stacking(alphas[0], betas[0])
+        rest = np.flatnonzero(~done)
         started = time.perf_counter()
-        loss, acc = self._evaluate(alphas, betas)
-        self._observe(len(alphas), time.perf_counter() - started)
+        if len(rest):
+            loss[rest], acc[rest] = self._evaluate(alphas[rest], betas[rest])
+        self._observe(len(rest), time.perf_counter() - started)
         return loss, acc
 
     def _observe(self, points: int, seconds: float, drop: float = 0.7, patience: int = 2,

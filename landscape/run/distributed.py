@@ -204,7 +204,7 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
     try:
         with interruptible():
             if worker is not None:
-                if plane.auto:
+                if plane.auto and not chunk:
                     firsts[0] = plane.calibration_chunk()
                 worker.start()
                 feed_local()
