@@ -22,6 +22,7 @@ import torch
 
 from ..core.errors import ConfigError
 from ..core.models import layer_names
+from ..core.params import model_state, tied_aliases
 from .curves import CURVE_KINDS, curve_weights
 
 __all__ = ["lagrange_weights", "linear_weights", "path_weights", "PathItem", "path_items", "KINDS", "LEVELS"]
@@ -79,7 +80,8 @@ def path_items(model: torch.nn.Module, levels: Sequence[str], layers: Sequence[s
     bad = [lv for lv in levels if lv not in LEVELS]
     if bad:
         raise ConfigError(f"path levels: expected any of {list(LEVELS)}, got {bad}")
-    state = dict(model.state_dict())
+    state = model_state(model)  # tied weights once, under the name model_state keeps
+    alias = tied_aliases(model)
     floats = {n: t for n, t in state.items() if t.is_floating_point()}
     all_layers = layer_names(model)
     unknown = [lay for lay in layers if lay not in all_layers]
@@ -92,7 +94,7 @@ def path_items(model: torch.nn.Module, levels: Sequence[str], layers: Sequence[s
         mod = modules[layer]
         names = [f"{layer}.{n}" for n, _ in mod.named_parameters(recurse=False)]
         names += [f"{layer}.{n}" for n, b in mod.named_buffers(recurse=False) if b.is_floating_point()]
-        return names
+        return list(dict.fromkeys(alias.get(n, n) for n in names))
 
     items: list[PathItem] = []
     if "model" in levels:

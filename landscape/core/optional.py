@@ -21,6 +21,9 @@ EXTRAS = {
     "matplotlib": "plot",
     "plotly": "plot",
     "transformers": "hf",
+    "safetensors": "hf",
+    "xarray": "xarray",
+    "lightning": "lightning",
 }
 #: modules in no extra, with how to install them instead
 HINTS = {

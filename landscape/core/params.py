@@ -21,7 +21,8 @@ import torch
 
 from .errors import CheckpointError
 
-__all__ = ["StateSpec", "model_state", "flatten_state", "unflatten_state", "state_checksum", "is_bn_name"]
+__all__ = ["StateSpec", "model_state", "flatten_state", "unflatten_state", "state_checksum", "is_bn_name",
+           "tied_aliases"]
 
 
 def is_bn_name(name: str) -> bool:
@@ -47,6 +48,27 @@ def model_state(model: torch.nn.Module, buffers: bool = True) -> dict[str, torch
         for name, buf in model.named_buffers():
             state[name] = buf
     return state
+
+
+def tied_aliases(model: torch.nn.Module) -> dict[str, str]:
+    """Names under which ``state_dict()`` repeats a tensor it already holds under an earlier name (tied weights,
+    e.g. GPT-2's ``lm_head.weight`` and ``transformer.wte.weight``): alias -> the name :func:`model_state` keeps.
+
+    Example:
+        >>> m = torch.nn.Sequential(torch.nn.Embedding(5, 3), torch.nn.Linear(3, 5, bias=False))
+        >>> m[1].weight = m[0].weight
+        >>> tied_aliases(m), list(model_state(m))
+        ({'1.weight': '0.weight'}, ['0.weight'])
+    """
+    seen: dict[int, str] = {}
+    out: dict[str, str] = {}
+    for name, t in model.state_dict(keep_vars=True).items():
+        key = id(t)
+        if key in seen:
+            out[name] = seen[key]
+        else:
+            seen[key] = name
+    return out
 
 
 @dataclass(frozen=True)

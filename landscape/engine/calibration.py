@@ -285,7 +285,7 @@ def _calibrate(plane: Any, points: _Points, expected: int, share: float, referen
         log.info("stacked evaluation rounds differently from one point at a time; no stack is used")
         return False
 
-    vmap_ok = plane.numel_moved <= VMAP_MAX_NUMEL and not ev.transforms().get("fold_bn")
+    vmap_ok = plane.numel_moved <= VMAP_MAX_NUMEL and not ev.transforms().get("fold_bn") and ev.objective is None
     # stacks pay by spreading a forward's fixed cost over many points: from 16 up, and below 16 only where
     # 16 is the best of the larger ones
     vmap_up, vmap_down = ([c for c in sizes if vmap_ok and plane.numel_moved * c <= VMAP_MAX_NUMEL * 8]

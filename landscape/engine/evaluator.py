@@ -34,7 +34,8 @@ from ..core.params import StateSpec, model_state
 from .compiled import CompiledNet
 from .device import autocast_context, keep_freed_memory, resolve_device
 from .folding import FoldedNet
-from .losses import correct_count, logits, loss_function, per_sample_loss, target_count
+from .losses import IGNORE_INDEX, correct_count, logits, loss_function, per_sample_loss, target_count
+from .objective import OBJECTIVE_LOSSES, Objective
 
 __all__ = ["EvalResult", "Evaluator", "default_budget"]
 
@@ -88,8 +89,14 @@ class Evaluator:
     def __init__(self, model: nn.Module, data: TensorData | StreamedData, device: str | torch.device = "auto",
                  batch_size: int = 256, loss: str | None = None, precision: str = "fp32",
                  max_resident_bytes: int | None = None, logits_budget: int = 256 << 20, tune_batch: bool = True,
-                 fold_bn: bool = False, channels_last: bool = False, compile: bool = False):
+                 fold_bn: bool = False, channels_last: bool = False, compile: bool = False,
+                 fields: Mapping[str, torch.Tensor] | None = None):
         self.device = resolve_device(device)
+        # callable losses, steps, next-token losses and dict batches: see landscape.engine.objective
+        custom = fields is not None or callable(loss) or loss in OBJECTIVE_LOSSES
+        self.objective = Objective(loss, data.task, fields).to(self.device) if custom else None
+        if custom:
+            fold_bn = compile = False  # folded and compiled nets take one tensor
         keep_freed_memory()  # no page faults for every batch's activations (host memory; once per process)
         self.model = model.to(self.device).eval()
         # channels-last only where it means something: a model with 2-D convolution weights. Only the image
@@ -101,8 +108,11 @@ class Evaluator:
         self._build_net()
         self.spec = StateSpec.from_state(self.state)
         self.task = data.task
-        self.loss_name = loss_function(loss, data.task)[0]
-        self._loss = per_sample_loss(self.loss_name)
+        if self.objective is None:
+            self.loss_name = loss_function(loss, data.task)[0]
+            self._loss = per_sample_loss(self.loss_name)
+        else:
+            self.loss_name = self.objective.name
         self.precision = precision
         self._autocast = lambda: autocast_context(self.device, precision)
         autocast_context(self.device, precision)  # validate now, not at the first evaluation
@@ -131,6 +141,11 @@ class Evaluator:
                     target_count(y, "language") for _, y in data.batches(batch_size))
                 return
         self.count = target_count(data.y, data.task)  # what means divide by: samples or target tokens
+        if self.objective is not None:
+            if self.objective.counts_samples:
+                self.count = self.n
+            elif self.loss_name == "token_cross_entropy":
+                self.count = int((data.y[:, 1:] != IGNORE_INDEX).sum())
         nbytes = data.x.element_size() * data.x.numel() + data.y.element_size() * data.y.numel()
         if max_resident_bytes is None:
             max_resident_bytes = (torch.cuda.mem_get_info(self.device)[0] // 2
@@ -147,6 +162,8 @@ class Evaluator:
             x = x.contiguous(memory_format=torch.channels_last)  # batches are views: they keep the layout
         self._x, self._y = x, y
         self._batches = self._split(batch_size)
+        if self.objective is not None and self.objective.step is not None:
+            self.count = self._run_objective(1, lambda j: None)[0][1]  # what the step's counts add up to
 
     def _build_net(self) -> None:
         """What a forward runs: the model, with its BatchNorms folded (``fold_bn``), compiled (``compile``)."""
@@ -306,7 +323,10 @@ class Evaluator:
             for i, (x, _) in enumerate(self.batches()):
                 if batches is not None and i >= batches:
                     break
-                self._net(x)
+                if self.objective is not None:
+                    self.objective.terms(self._net, x, _)
+                else:
+                    self._net(x)
 
     @torch.no_grad()
     def evaluate_many(self, set_point: Callable[[int], None], k: int) -> list[EvalResult]:
@@ -324,6 +344,8 @@ class Evaluator:
         """
         if self.model.training:
             self.model.eval()
+        if self.objective is not None:
+            return [self._result(*r) for r in self._run_objective(k, set_point)]
         loss_sum = torch.zeros(k, device=self.device, dtype=torch.float64)
         correct = torch.zeros(k, device=self.device, dtype=torch.int64)
         classify = self.task != "regression"
@@ -349,6 +371,8 @@ class Evaluator:
         if state is not None:
             self.set_state(state)
         self._prepare()
+        if self.objective is not None:
+            return self._result(*self._run_objective(1, lambda j: None)[0])
         loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
         classify = self.task != "regression"
@@ -361,3 +385,36 @@ class Evaluator:
         vals = torch.stack([loss_sum, correct.double()]).tolist()  # one host sync
         acc = vals[1] / self.count if classify else math.nan
         return EvalResult(vals[0] / self.count, acc, self.n)
+
+    @torch.no_grad()
+    def _run_objective(self, k: int, set_point: Callable[[int], None]) -> list[tuple[float, float, float]]:
+        """(loss sum, count, correct or NaN) of ``k`` points through the :class:`Objective` (one pass over the
+        data, ``set_point(j)`` before point j's forward on each batch), with one host sync."""
+        obj = self.objective
+        loss_sum = torch.zeros(k, device=self.device, dtype=torch.float64)
+        counts = torch.zeros(k, device=self.device, dtype=torch.float64)
+        correct = torch.zeros(k, device=self.device, dtype=torch.float64)
+        hits = True
+        with self._autocast():
+            for x, y in self.batches():
+                for j in range(k):
+                    set_point(j)
+                    self._prepare()
+                    lo, c, h = obj.terms(self._net, x, y)
+                    loss_sum[j] += lo.detach().double()
+                    counts[j] += torch.as_tensor(c, dtype=torch.float64, device=self.device)
+                    if h is None:
+                        hits = False
+                    else:
+                        correct[j] += h
+        vals = torch.stack([loss_sum, counts, correct]).tolist()  # one host sync
+        return [(lo, c, h if hits else math.nan) for lo, c, h in zip(*vals)]
+
+    def _result(self, loss_sum: float, count: float, correct: float) -> EvalResult:
+        """The mean loss and accuracy of sums over ``count`` (steps) or over the set's count."""
+        count = count if self.objective is not None and self.objective.step is not None else self.count
+        if not count:
+            raise CheckpointError("the loss was summed over no targets (count 0): the step returned zero counts or "
+                                  "every target is padding (-100)")
+        acc = correct / count if self.task != "regression" and not math.isnan(correct) else math.nan
+        return EvalResult(loss_sum / count, acc, self.n)

@@ -71,6 +71,7 @@ class HessianOperator:
                  dir_type: str = "weights", keep_graph: bool | None = None, memory_fraction: float = 0.25,
                  fold_bn: bool = True):
         self.ev = evaluator
+        fold_bn = fold_bn and evaluator.objective is None  # an objective's forward may take dict batches
         self._net = (FoldedNet.build(evaluator.model, differentiable=True) if fold_bn else None) or evaluator.model
         self.keep_graph, self.memory_fraction = keep_graph, float(memory_fraction)
         self._graphs: list[tuple[torch.Tensor, ...]] | None = None
@@ -89,8 +90,14 @@ class HessianOperator:
         self.sizes = [p.numel() for p in self.params]
         self.numel = sum(self.sizes)
         self.device = evaluator.device
-        self._loss = per_sample_loss(evaluator.loss_name)
+        self._loss = per_sample_loss(evaluator.loss_name) if evaluator.objective is None else None
         self.matvecs = 0
+
+    def _batch_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One batch's summed loss, differentiable."""
+        if self.ev.objective is not None:
+            return self.ev.objective.terms(self._net, x, y)[0].float()
+        return self._loss(logits(self._net(x)).float(), y).sum()
 
     def _split(self, v: torch.Tensor) -> list[torch.Tensor]:
         return [c.view_as(p).to(p.dtype) for c, p in zip(torch.split(v.to(self.device), self.sizes), self.params)]
@@ -154,7 +161,7 @@ class HessianOperator:
         for x, y in self.ev.batches():
             measure = keep and self._bytes_per_sample is None
             with _saved_bytes(exclude) if measure else contextlib.nullcontext() as saved:
-                loss = self._loss(logits(self._net(x)).float(), y).sum()
+                loss = self._batch_loss(x, y)
                 grads = torch.autograd.grad(loss, self.params, create_graph=True)
             if measure:
                 self._bytes_per_sample = (saved[0] + 4 * self.numel) / max(len(y), 1)
@@ -172,7 +179,7 @@ class HessianOperator:
         grad = torch.zeros(self.numel, dtype=torch.float64, device=self.device)
         with torch.enable_grad():
             for x, y in self.ev.batches():
-                loss = self._loss(logits(self._net(x)).float(), y).sum()
+                loss = self._batch_loss(x, y)
                 g = torch.autograd.grad(loss, self.params)
                 grad += torch.cat([t.reshape(-1) for t in g]).double()
                 total += loss.detach().double()

@@ -78,6 +78,8 @@ class PlaneEvaluator:
         self.chunk_unit = self.points_per_pass
         if evaluator.stream is not None:
             self.auto, self.batch_mode, self.points_per_batch = False, "one", 1
+        if evaluator.objective is not None and self.batch_mode == "vmap":  # the objective's forward is not stacked
+            self.batch_mode, self.points_per_batch = "one", 1
         self._replicas: list[PlaneEvaluator] = []
         self._pool, self._pool_size = None, 0
         # the rate calibration measured for its choice; a sustained drop below it calibrates again (revisions)

@@ -24,9 +24,15 @@ import torch
 from torch import nn
 
 from ..core.errors import CheckpointError
+from ..core.optional import require
+from ..core.params import tied_aliases
 from .trajectory import TrajectoryStore
 
-__all__ = ["load_state_file", "check_state", "load_source", "apply_state", "split_source"]
+__all__ = ["load_state_file", "check_state", "load_source", "apply_state", "split_source", "complete_state",
+           "WEIGHT_FILES"]
+
+#: the weight files of a Hugging Face model directory, in the order they are looked for
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 _H5 = re.compile(r"^(.*\.(?:h5|hdf5))(?::(.*))?$", re.IGNORECASE)
 
@@ -35,7 +41,16 @@ def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a state dict from a checkpoint file (``weights_only=True``), unwrapping common layouts."""
     path = Path(path)
     if path.is_dir():
-        raise CheckpointError(f"checkpoint {str(path)!r} is a folder; give the path of a .pt file (or run.h5:NAME)")
+        found = [path / f for f in WEIGHT_FILES if (path / f).is_file()]
+        if not found:
+            raise CheckpointError(f"checkpoint {str(path)!r} is a folder without {' or '.join(WEIGHT_FILES)}; give "
+                                  "the path of a .pt file, a model directory, or run.h5:NAME")
+        path = found[0]
+    if path.suffix == ".safetensors" and path.is_file():
+        try:
+            return dict(require("safetensors.torch", "hf").load_file(str(path)))
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
     if not path.is_file():
         raise CheckpointError(f"checkpoint file {str(path)!r} does not exist")
     if path.stat().st_size == 0:
@@ -76,7 +91,9 @@ def check_state(model: nn.Module, state: Mapping[str, torch.Tensor], origin: str
         ...
         landscape.core.errors.CheckpointError: checkpoint does not fit the model: missing keys ['bias']; mis-shaped ...
     """
-    expected = model.state_dict()
+    aliases = tied_aliases(model)  # tied weights: a state may hold them once, or under every name
+    expected = {k: v for k, v in model.state_dict().items() if k not in aliases}
+    state = {k: v for k, v in state.items() if k not in aliases}
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     misshaped = [f"{k} (model {tuple(expected[k].shape)}, {origin} {tuple(state[k].shape)})"
@@ -120,6 +137,8 @@ def load_source(source: str, model: nn.Module | None = None) -> dict[str, torch.
                         if k.endswith(".num_batches_tracked") and k not in state}, **state}
     if model is not None:
         check_state(model, state, origin=source)
+        aliases = tied_aliases(model)  # each tied tensor once, under the name model_state keeps
+        state = {k: v for k, v in state.items() if k not in aliases}
     return state
 
 
@@ -127,5 +146,22 @@ def load_source(source: str, model: nn.Module | None = None) -> dict[str, torch.
 def apply_state(model: nn.Module, state: Mapping[str, torch.Tensor], origin: str = "checkpoint") -> nn.Module:
     """Check and load ``state`` into ``model`` in place; returns the model."""
     check_state(model, state, origin)
-    model.load_state_dict(dict(state))
+    model.load_state_dict(complete_state(model, state))
     return model
+
+
+def complete_state(model: nn.Module, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with every tied alias of ``model`` filled from the tensor it shares (``load_state_dict`` wants
+    each name), e.g. a trajectory's GPT-2 state, which holds ``wte.weight`` once.
+
+    Example:
+        >>> m = torch.nn.Sequential(torch.nn.Embedding(5, 3), torch.nn.Linear(3, 5, bias=False))
+        >>> m[1].weight = m[0].weight
+        >>> sorted(complete_state(m, {"0.weight": torch.zeros(5, 3)}))
+        ['0.weight', '1.weight']
+    """
+    out = dict(state)
+    for alias, name in tied_aliases(model).items():
+        if name in out:
+            out[alias] = out[name]
+    return out

@@ -110,7 +110,8 @@ def is_source(ref: str) -> bool:
         (True, True, False)
     """
     _, name = split_source(ref)
-    return name is not None or Path(ref).suffix in (".pt", ".pth", ".bin") or Path(ref).is_file()
+    return (name is not None or Path(ref).suffix in (".pt", ".pth", ".bin", ".safetensors") or Path(ref).is_file()
+            or Path(ref).is_dir())
 
 
 def resolve_checkpoint(ref: str, model: nn.Module, trajectory: str | Path, given: str | None = None

@@ -23,7 +23,7 @@ import torch
 from ..core.errors import ConfigError
 from ..core.signals import check_interrupted
 from ..engine.device import resolve_device
-from ..io.checkpoints import apply_state, load_source
+from ..io.checkpoints import apply_state, complete_state, load_source
 from ..io.surface_file import read_surface
 from ..io.trajectory import TrajectoryStore
 from ..run.config import JobConfig, SurfaceConfig
@@ -127,7 +127,7 @@ def decision_regions(job: JobConfig) -> tuple[Regions, tuple[np.ndarray, np.ndar
     mesh = torch.tensor(np.stack([xx.ravel(), yy.ravel()], 1), dtype=torch.float32)
 
     def regions(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        model.load_state_dict(store.state(k))
+        model.load_state_dict(complete_state(model, store.state(k)))
         with torch.no_grad():
             return xx, yy, model(mesh).argmax(1).reshape(xx.shape).numpy()
 

@@ -34,6 +34,7 @@ from ..engine.curvature_map import CurvatureMap
 from ..engine.hessian import HessianOperator
 from ..engine.losses import loss_function
 from ..engine.plane import PlaneEvaluator
+from ..io.checkpoints import complete_state
 from ..io.curvature_maps import open_maps
 from ..io.surface_file import SurfaceStore
 from ..run.config import CurvatureConfig, JobConfig, SurfaceConfig
@@ -101,7 +102,7 @@ def resolve_surface(job: JobConfig, sf: SurfaceConfig) -> SurfacePlan:
     state, center_src = resolve_checkpoint(sf.center, model, trajectory, job.model.checkpoint)
     state = {name: state[name] for name in model_state(model)}  # the evaluator's order: parameters, then buffers
     d1, d2, dir_info = plan_directions(job, model, state, sf, data)
-    model.load_state_dict(state)
+    model.load_state_dict(complete_state(model, state))
     spec = StateSpec.from_state(state)
     cvec = flatten_state(state, spec)
     # the training path in the plane: every checkpoint of the trajectory, projected
