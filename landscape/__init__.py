@@ -30,12 +30,17 @@ from .io.checkpoints import apply_state, check_state, load_source, load_state_fi
 from .io.status import describe_file
 from .io.trajectory import TrajectoryStore
 from .run.config import DataConfig, EvalConfig, JobConfig, ModelConfig, TrainConfig
+from .run.callbacks import hf_recorder, lightning_recorder
 from .run.curves import load_curve
+from .run.recorder import Recorder
 from .run.jobfile import load_job
 from .run.projection import project_onto
 from .run.slurm import SlurmOptions, render_script, submit
 from .run.training import train, train_job
 from .stages.api import evaluate_checkpoint, reduce_filters, run_sweep
+from .stages.given_paths import CurvatureSummary, PathResult, curvature, curve, path
+from .stages.given_surface import Surface, surface
+from .engine.objective import Step
 from .stages.curvature import run_curvature
 from .stages.job import run_job
 from .stages.paths import run_paths
@@ -50,6 +55,9 @@ if _collecting:
 del _gc, _collecting
 
 __all__ = [
+    # functions on model objects (README: Your model)
+    "surface", "Surface", "path", "PathResult", "curve", "curvature", "CurvatureSummary", "Step",
+    "Recorder", "lightning_recorder", "hf_recorder",
     "__version__", "apply_state", "check_state", "load_source", "load_state_file",
     "DataConfig", "EvalConfig", "JobConfig", "ModelConfig", "TrainConfig", "load_job",
     "TensorData", "load_data", "subset",

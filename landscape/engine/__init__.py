@@ -16,6 +16,7 @@ from .hessian import HessianOperator
 from .curvature_map import CurvatureMap, MAPS
 from .compiled import CompiledNet
 from .folding import fold_conv_bn, FoldedNet, GraphFold
+from .objective import Step, Objective, is_step, OBJECTIVE_LOSSES
 
 __all__ = [
     "resolve_device", "autocast_context", "cpu_has_bf16", "keep_freed_memory", "available_memory", "LOSSES",
@@ -23,5 +24,5 @@ __all__ = [
     "logits", "EvalResult", "Evaluator", "default_budget", "calibrate", "parse_points_per_batch", "cpu_threads",
     "stable_ratio", "batch_candidates", "VMAP_MAX_NUMEL", "MODE_NAMES", "PlaneEvaluator", "CurveModule",
     "bend_state", "batchnorm_layers", "update_bn", "PathEvaluator", "HessianOperator", "CurvatureMap", "MAPS",
-    "CompiledNet", "fold_conv_bn", "FoldedNet", "GraphFold",
+    "CompiledNet", "fold_conv_bn", "FoldedNet", "GraphFold", "Step", "Objective", "is_step", "OBJECTIVE_LOSSES",
 ]

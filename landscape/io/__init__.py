@@ -14,7 +14,8 @@ from .surface_file import (
     read_projected_path, read_projections)
 from .path_file import read_path
 from .trajectory import TrajectoryStore, SCHEMA, SCHEMA_VERSION, METRICS
-from .checkpoints import load_state_file, check_state, load_source, apply_state, split_source
+from .checkpoints import (
+    load_state_file, check_state, load_source, apply_state, split_source, complete_state, WEIGHT_FILES)
 from .status import describe_file, describe_path, describe_correlation, describe_sweep
 from .curvature_file import write_curvature, read_curvature, describe_curvature, stored_curvature
 from .curvature_maps import open_maps
@@ -26,6 +27,6 @@ __all__ = [
     "SurfaceStore", "SurfaceData", "read_surface", "open_checked", "diff_inputs", "axis_text", "MAP_NAMES",
     "CURVATURE_DONE", "read_projected_path", "read_projections", "read_path", "TrajectoryStore", "SCHEMA",
     "SCHEMA_VERSION", "METRICS", "load_state_file", "check_state", "load_source", "apply_state", "split_source",
-    "describe_file", "describe_path", "describe_correlation", "describe_sweep", "write_curvature", "read_curvature",
-    "describe_curvature", "stored_curvature", "open_maps",
+    "complete_state", "WEIGHT_FILES", "describe_file", "describe_path", "describe_correlation", "describe_sweep",
+    "write_curvature", "read_curvature", "describe_curvature", "stored_curvature", "open_maps",
 ]

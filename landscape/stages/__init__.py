@@ -10,12 +10,19 @@ from .paths import PathsResult, run_paths_job, run_paths, write_report
 from .dynamics import run_dynamics, correlation_report
 from .curvature import CurvatureResult, run_curvature, curvature_inputs
 from .job import run_job, demo_job_path, export_job, decision_regions
+from .given import (
+    working_copy, as_state, axis_values, given_evaluator, data_checksum, model_label, scratch_path,
+    progress_default)
+from .given_surface import Surface, surface
+from .given_paths import PathResult, CurvatureSummary, path, curve, curvature
 from .api import SweepRun, run_sweep, evaluate_checkpoint, ReduceResult, reduce_filters
 
 __all__ = [
     "read_summary", "write_summary", "summary", "check_dependencies", "SurfacePlan", "resolve_surface",
     "plan_directions", "run_surface_job", "PathsResult", "run_paths_job", "run_paths", "write_report",
     "run_dynamics", "correlation_report", "CurvatureResult", "run_curvature", "curvature_inputs", "run_job",
-    "demo_job_path", "export_job", "decision_regions", "SweepRun", "run_sweep", "evaluate_checkpoint",
+    "demo_job_path", "export_job", "decision_regions", "working_copy", "as_state", "axis_values", "given_evaluator",
+    "data_checksum", "model_label", "scratch_path", "progress_default", "Surface", "surface", "PathResult",
+    "CurvatureSummary", "path", "curve", "curvature", "SweepRun", "run_sweep", "evaluate_checkpoint",
     "ReduceResult", "reduce_filters",
 ]

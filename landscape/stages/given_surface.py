@@ -7,7 +7,7 @@ Example:
     >>> model = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
     >>> x, y = torch.randn(64, 2), torch.randint(0, 3, (64,))
     >>> s = surface(model, (x, y), alpha=(-1, 1, 5), beta=(-1, 1, 3), progress=False)
-    >>> s.loss.shape, bool(s.loss[2, 1] > 0), s.done.all()
+    >>> s.loss.shape, bool(s.loss[2, 1] > 0), bool(s.done.all())
     ((5, 3), True, True)
 """
 from __future__ import annotations

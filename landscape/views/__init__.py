@@ -21,6 +21,7 @@ from .report_data import (
     MAX_SIDE, MAX_PARAMETER_LINES)
 from .report import write_report, build_report, REPORT_NAME
 from .paraview import surface_script, filters_script, write_script, contour_levels
+from .inline import surface_figure, surface_xarray, INLINE_KINDS
 
 __all__ = [
     "pyplot", "save_figure", "savefig", "path_to_draw", "surface_height", "MIN_SPAN", "PLANES_OF_THE_PATH",
@@ -32,5 +33,5 @@ __all__ = [
     "convexity_ratio", "plot_curvature_maps", "plot_spectrum", "surface_section", "paths_section",
     "trajectory_section", "curvature_section", "correlation_section", "jsonable", "log_ticks", "MAX_SIDE",
     "MAX_PARAMETER_LINES", "write_report", "build_report", "REPORT_NAME", "surface_script", "filters_script",
-    "write_script", "contour_levels",
+    "write_script", "contour_levels", "surface_figure", "surface_xarray", "INLINE_KINDS",
 ]
