@@ -170,4 +170,5 @@ class Objective:
             raise ModelError(f"the model's outputs {tuple(z.shape)} do not match the targets {tuple(y.shape)}")
         z = z.float()
         count = (y != IGNORE_INDEX).sum() if self.task == "language" else y.shape[0]
-        return per_sample_loss(self.name)(z, y).sum(), count, correct_count(z, y) if classify else None
+        # per-sample losses summed in float64, as the evaluator's own path sums them: the same values bitwise
+        return per_sample_loss(self.name)(z, y).double().sum(), count, correct_count(z, y) if classify else None

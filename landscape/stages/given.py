@@ -36,7 +36,7 @@ from ..engine.device import resolve_device
 from ..engine.evaluator import Evaluator
 from ..run.mpi import pick_device
 
-__all__ = ["working_copy", "as_state", "axis_values", "given_evaluator", "data_checksum", "model_label",
+__all__ = ["working_copy", "as_state", "axis_values", "given_evaluator", "check_forward", "data_checksum", "model_label",
            "scratch_path", "progress_default"]
 
 log = logging.getLogger(__name__)
@@ -126,8 +126,28 @@ def given_evaluator(model: nn.Module, data: GivenData, device: str, comm: Any | 
         device = pick_device(comm, device)
     elif device == "auto" and where is not None and where.type == "cuda":
         device = str(where)
-    return Evaluator(model, data.data, resolve_device(device), batch_size, loss, precision, tune_batch=False,
-                     fields=data.fields)
+    ev = Evaluator(model, data.data, resolve_device(device), batch_size, loss, precision, tune_batch=False,
+                   fields=data.fields)
+    check_forward(ev, data)
+    return ev
+
+
+def check_forward(ev: Evaluator, data: GivenData) -> None:
+    """One forward over the first batch, so that a model that does not accept the data says so with the shapes
+    (instead of a traceback from inside the model, later)."""
+    try:
+        ev.forward(batches=1)
+    except ModelError:
+        raise
+    except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+        if data.fields is not None:
+            shapes = ", ".join(f"{k} {tuple(v.shape[1:])}" for k, v in data.fields.items())
+        else:
+            shapes = f"inputs {tuple(data.data.x.shape) if isinstance(data.data, TensorData) else '?'}"
+        raise ModelError(f"the model does not accept the data ({shapes}; targets "
+                         f"{tuple(data.data.y.shape) if isinstance(data.data, TensorData) else '?'}): "
+                         f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}. Check the data's shapes "
+                         "against the model's first layer") from exc
 
 
 def data_checksum(data: GivenData) -> str:
