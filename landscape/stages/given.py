@@ -59,7 +59,24 @@ def working_copy(model: nn.Module) -> Iterator[nn.Module]:
     except Exception as exc:  # noqa: BLE001 - models holding handles that cannot be copied
         raise ModelError(f"the model cannot be copied ({type(exc).__name__}: {exc}); landscape evaluates a copy so "
                          "that your model is left as it was. Give a model without open handles") from exc
+    eager_attention(work)
     yield work
+
+
+def eager_attention(model: nn.Module) -> None:
+    """Hugging Face models (and their submodules) attend with plain matmuls ("eager"): fused attention kernels
+    have no double backward (curvature) and round differently when points are stacked."""
+    for m in model.modules():
+        config = getattr(m, "config", None)
+        if config is None or getattr(config, "_attn_implementation", "eager") == "eager":
+            continue
+        try:
+            if hasattr(m, "set_attn_implementation"):
+                m.set_attn_implementation("eager")
+            else:
+                config._attn_implementation = "eager"
+        except (ValueError, AttributeError, TypeError) as exc:
+            log.warning("could not switch %s to eager attention (%s); curvature may fail", type(m).__name__, exc)
 
 
 def as_state(obj: Any, reference: nn.Module, what: str) -> dict[str, torch.Tensor]:
