@@ -11,7 +11,7 @@ from .dynamics import run_dynamics, correlation_report
 from .curvature import CurvatureResult, run_curvature, curvature_inputs
 from .job import run_job, demo_job_path, export_job, decision_regions
 from .given import (
-    working_copy, as_state, axis_values, given_evaluator, data_checksum, model_label, scratch_path,
+    working_copy, as_state, axis_values, given_evaluator, check_forward, data_checksum, model_label, scratch_path,
     progress_default)
 from .given_surface import Surface, surface
 from .given_paths import PathResult, CurvatureSummary, path, curve, curvature
@@ -22,7 +22,7 @@ __all__ = [
     "plan_directions", "run_surface_job", "PathsResult", "run_paths_job", "run_paths", "write_report",
     "run_dynamics", "correlation_report", "CurvatureResult", "run_curvature", "curvature_inputs", "run_job",
     "demo_job_path", "export_job", "decision_regions", "working_copy", "as_state", "axis_values", "given_evaluator",
-    "data_checksum", "model_label", "scratch_path", "progress_default", "Surface", "surface", "PathResult",
-    "CurvatureSummary", "path", "curve", "curvature", "SweepRun", "run_sweep", "evaluate_checkpoint",
+    "check_forward", "data_checksum", "model_label", "scratch_path", "progress_default", "Surface", "surface",
+    "PathResult", "CurvatureSummary", "path", "curve", "curvature", "SweepRun", "run_sweep", "evaluate_checkpoint",
     "ReduceResult", "reduce_filters",
 ]

@@ -124,7 +124,8 @@ def path(start: Any, end: Any, mid: Any = None, *, data: Any, model: nn.Module |
         plane = PathEvaluator(ev, [s0, sm, s1], items, kind, t_mid)
         sums = [state_checksum(s) for s in ([s0, sm, s1] if kind == "quadratic" else [s0, s1])]
         agree(comm, "the checkpoints' checksums", sums)
-        inputs = {"model": model_label(ref), "data": data_facts(given), "data_checksum": data_checksum(given),
+        inputs = {"model": model_label(ref), "data": data_facts(given), "split": f"{len(given.data)} samples",
+                  "data_checksum": data_checksum(given),
                   "kind": kind, "t_mid": t_mid if kind == "quadratic" else None, "checksums": sums,
                   "items": [i.name for i in items], "loss": loss_label(loss) or ev.loss_name, "precision": "fp32"}
         attrs = {"model": inputs["model"], "kind": kind, "t_mid": t_mid if kind == "quadratic" else float("nan"),
@@ -252,7 +253,8 @@ def curvature(model: nn.Module, data: Any, *, top_k: int = 1, bottom_k: int = 0,
             grid, dens = slq_density(op.matvec, op.numel, seed=seed, device=ev.device)
             arrays.update({"density/grid": grid, "density/values": dens})
         state = model_state(work)
-        inputs = {"model": model_label(model), "data": data_facts(given), "data_checksum": data_checksum(given),
+        inputs = {"model": model_label(model), "data": data_facts(given), "split": f"{len(given.data)} samples",
+                  "data_checksum": data_checksum(given),
                   "center": "given model", "center_checksum": state_checksum(state), "loss": loss_label(loss),
                   "moved": op.names, "parameters": op.numel, "top_k": n_top, "bottom_k": n_bottom, "tol": tol,
                   "max_iter": max_iter, "trace": trace, "trace_samples": trace_samples, "seed": seed,

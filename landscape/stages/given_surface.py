@@ -32,7 +32,9 @@ from ..core.userdata import given_data
 from ..engine.plane import PlaneEvaluator
 from ..io.surface_file import SurfaceData, SurfaceStore, read_surface
 from ..run.mpi import agree, on_root
-from ..run.planes import random_plane
+from ..io.trajectory import TrajectoryStore
+from ..run.planes import grid_axis, pca_plane, random_plane
+from ..run.projection import project_trajectory
 from ..run.runner import run_points
 from ..views.inline import surface_figure, surface_xarray
 from .given import (as_state, axis_values, data_checksum, data_facts, directions_given, given_evaluator, loss_label,
@@ -98,12 +100,17 @@ class Surface:
 
 
 def _directions(given: Any, work: nn.Module, center: dict[str, torch.Tensor], count: int, seed: int, norm: str,
-                ignore: str, dir_type: str) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
+                ignore: str, dir_type: str, store: TrajectoryStore | None, pca_checkpoints: str
+                ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, Any]]:
     explicit = directions_given(given, count)
     params = [n for n, _ in work.named_parameters()]
     if explicit is None:
+        if given == "pca":
+            if store is None:
+                raise ConfigError("directions='pca' needs trajectory= (a trajectory store, e.g. one ls.Recorder wrote)")
+            return pca_plane(store, center, params, ignore, dir_type, pca_checkpoints, count)
         if given != "random":
-            raise ConfigError(f"directions: expected 'random' or explicit directions, got {given!r}")
+            raise ConfigError(f"directions: expected 'random', 'pca' or explicit directions, got {given!r}")
         return random_plane(center, params, seed, norm, ignore, dir_type, count)
     spec = StateSpec.from_state(center)
     flat = []
@@ -119,16 +126,27 @@ def _directions(given: Any, work: nn.Module, center: dict[str, torch.Tensor], co
     return flat[0], flat[1] if count == 2 else None, {"directions": "given"}
 
 
+def _axis(axis: Any, name: str, projected: dict[str, np.ndarray] | None, key: str) -> np.ndarray | None:
+    if isinstance(axis, str) and axis.startswith("auto"):
+        if projected is None:
+            raise ConfigError(f"{name}={axis!r} covers the projected training path: give trajectory=")
+        return grid_axis(axis, projected[key])
+    return axis_values(axis, name)
+
+
 def surface(model: nn.Module, data: Any, alpha: Any = (-1, 1, 25), beta: Any = (-1, 1, 25), *,
             directions: Any = "random", norm: str = "filter", ignore: str = "biasbn", seed: int = 0,
             loss: Any = None, out: str | Path | None = None, comm: Any | None = None, device: str = "auto",
             batch_size: int = 256, points_per_batch: int | str = "auto", dir_type: str = "weights",
-            task: str | None = None, precision: str = "fp32", progress: bool | None = None) -> Surface:
+            trajectory: str | Path | None = None, pca_checkpoints: str = "epochs", task: str | None = None,
+            precision: str = "fp32", progress: bool | None = None) -> Surface:
     """The loss surface θ* + α·d₁ + β·d₂ of ``model`` (θ* its current parameters) on ``data``.
 
     ``alpha``/``beta``: ``(min, max, num)``, ``"MIN:MAX:NUM"`` or values; ``beta=None`` gives a line. ``directions``:
     ``"random"`` (seeded Gaussian, ``norm``-normalised, ``ignore="biasbn"`` leaves 1-D tensors at θ*) or two
-    directions (models, state dicts or flat tensors). ``loss``: a name (``cross_entropy``, ``mse``, ``nll``,
+    directions (models, state dicts or flat tensors), or ``"pca"``: the top principal components of the checkpoints
+    of ``trajectory`` (a trajectory store, e.g. written by :class:`~landscape.run.recorder.Recorder`; its checkpoints
+    are also projected onto the plane and drawn on the figures, and ``"auto:NUM"`` axes cover them). ``loss``: a name (``cross_entropy``, ``mse``, ``nll``,
     ``token_cross_entropy``), a callable ``(outputs, targets) -> summed loss`` or a ``step(model, batch) ->
     (loss_sum, count)``. ``out``: the file to write as it goes (a rerun computes only missing points; other
     inputs are refused); without it a temporary file (``Surface.save`` keeps it). ``comm``: an MPI communicator
@@ -142,16 +160,26 @@ def surface(model: nn.Module, data: Any, alpha: Any = (-1, 1, 25), beta: Any = (
         ((3,), True)
     """
     given = given_data(data, task)
-    grid = Grid(axis_values(alpha, "alpha"), axis_values(beta, "beta"))
+    store_t = TrajectoryStore(trajectory) if trajectory is not None else None
     path = Path(out) if out is not None else scratch_path("surface.h5")
-    count = 1 if grid.beta is None else 2
+    count = 1 if beta is None else 2
     with working_copy(model) as work:
         center = {k: v.detach().cpu().clone() for k, v in model_state(work).items()}
-        d1, d2, info = _directions(directions, work, center, count, seed, norm, ignore, dir_type)
-        ev = given_evaluator(work, given, device, comm, loss, batch_size, precision)
+        d1, d2, info = _directions(directions, work, center, count, seed, norm, ignore, dir_type, store_t,
+                                   pca_checkpoints)
         spec = StateSpec.from_state(center)
+        projected = None
+        if store_t is not None:
+            if store_t.spec != spec:
+                raise ConfigError(f"trajectory {store_t.path}: recorded from a model of another layout; give the "
+                                  "trajectory of this model")
+            projected = project_trajectory(store_t, flatten_state(center, spec), d1, d2)
+        grid = Grid(_axis(alpha, "alpha", projected, "trajectory/alpha"),
+                    _axis(beta, "beta", projected, "trajectory/beta"))
+        ev = given_evaluator(work, given, device, comm, loss, batch_size, precision)
         dir_sum = state_checksum(torch.cat([d1] + ([d2] if d2 is not None else [])))
-        inputs = {"model": model_label(model), "data": data_facts(given), "data_checksum": data_checksum(given),
+        inputs = {"model": model_label(model), "data": data_facts(given), "split": f"{len(given.data)} samples",
+                  "data_checksum": data_checksum(given),
                   "center": "given model", "center_checksum": state_checksum(center),
                   "directions_checksum": dir_sum, "loss": loss_label(loss) or ev.loss_name, "precision": precision,
                   **info, **ev.transforms()}
@@ -165,6 +193,11 @@ def surface(model: nn.Module, data: Any, alpha: Any = (-1, 1, 25), beta: Any = (
         datasets = {"directions/d1": d1.numpy(), "directions/center": flatten_state(center, spec).numpy()}
         if d2 is not None:
             datasets["directions/d2"] = d2.numpy()
+        if projected is not None:
+            datasets.update(projected)
+            inputs["trajectory"] = str(store_t.path.name)
+        if "explained_variance" in info:
+            attrs["explained_variance"] = json.dumps(info["explained_variance"])
         agree(comm, "the centre and directions checksums", (inputs["center_checksum"], dir_sum))
         store = on_root(comm, lambda: SurfaceStore.open(path, grid, inputs, attrs, datasets))
         plane = PlaneEvaluator(ev, ev.get_flat(), d1, d2, points_per_batch)
