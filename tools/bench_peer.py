@@ -9,6 +9,12 @@ For each case (model, data) and grid (N x N) it runs, in interleaved rounds, as 
   rewrite after every point), with 1 and 2 ranks;
 - snake: loss-landscapes' in-place snake walk (tools/peers.py ``snake``), one process.
 
+The case ``objects`` times the functions on objects in one process, in interleaved rounds: ``ls.surface(model,
+loader)`` (a DataLoader of the digits test set, LeNet-5) against the real loss-landscapes package's
+``random_plane(model, Loss(...), steps=N)`` on the same model object and data (``pip install --no-deps
+loss-landscapes``), as the package documents it and inside ``torch.no_grad()``; whole calls (data, directions, the
+grid; ours also its HDF5 file), median of the rounds.
+
 Wall time covers the whole process (imports, data, directions, the grid, the file); the peers' time leaves out
 the import of landscape's model factory, which they use only to build the same model. It prints the seconds of
 each and the ratios ours / peer (below 1: faster), then the points/s of the grid alone (ours: the run
@@ -18,6 +24,7 @@ faster). 2 ranks on this 2-core machine share its cores: ours with 2 ranks is co
 
     python tools/bench_peer.py                                      # mlp, lenet5 at 3, 11, 51; resnet20 at 3
     python tools/bench_peer.py --cases lenet5 --grids 3 11 --repeats 3
+    python tools/bench_peer.py --cases objects --grids 25 51          # ls.surface vs loss-landscapes
 """
 from __future__ import annotations
 
@@ -46,7 +53,60 @@ CASES = {  # name: (model, model kwargs, data, grids by default)
     "mlp": ("mlp", {"depth": 5, "width": 20}, "spiral", (3, 11, 51)),
     "lenet5": ("lenet5", {}, "digits", (3, 11, 51)),
     "resnet20": ("resnet20", {}, "cifar-shaped", (3,)),
+    "objects": ("lenet5", {}, "digits", (25, 51)),  # in one process: ls.surface against loss-landscapes
 }
+
+
+def objects_call(way: str, n: int) -> float:
+    """One whole call in this process (a fresh one): ``ours`` is ``ls.surface(model, loader)``, ``peer`` and
+    ``peer-no-grad`` loss-landscapes' ``random_plane`` as documented and inside ``torch.no_grad()``; the model and
+    the data are built first and not timed. Returns the call's seconds."""
+    import logging
+
+    import landscape as ls
+    logging.getLogger("landscape").setLevel(logging.WARNING)
+    _, test = load_data("digits")
+    torch.manual_seed(0)
+    model = build_model("lenet5", test.info()).eval()
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(test.x, test.y), batch_size=128)
+    if way == "ours":
+        t = time.perf_counter()
+        ls.surface(model, loader, alpha=(-1, 1, n), beta=(-1, 1, n), progress=False)
+        return time.perf_counter() - t
+    import loss_landscapes
+    import loss_landscapes.metrics
+    t = time.perf_counter()
+    x, y = next(iter(torch.utils.data.DataLoader(loader.dataset, batch_size=len(loader.dataset))))
+    metric = loss_landscapes.metrics.Loss(torch.nn.CrossEntropyLoss(), x, y)
+    with torch.no_grad() if way == "peer-no-grad" else torch.enable_grad():
+        loss_landscapes.random_plane(model, metric, distance=2, steps=n, normalization="filter", deepcopy_model=True)
+    return time.perf_counter() - t
+
+
+def objects_case(grids: list[int], repeats: int, env: dict) -> None:
+    """``ls.surface(model, loader)`` against loss-landscapes' ``random_plane`` on the same model and data, each
+    call in a process of its own (neither inherits the other's process state), in interleaved rounds."""
+    try:
+        import loss_landscapes  # noqa: F401
+    except ImportError:
+        raise SystemExit("the objects case needs the real package: pip install --no-deps loss-landscapes")
+    ways = ("ours", "peer", "peer-no-grad")
+    print(f"\n{'objects':<10} {'grid':>7} " + " ".join(f"{k:>22}" for k in ways)
+          + "   (seconds of the whole call, lenet5/digits, median (min-max) of interleaved rounds)")
+    for n in grids:
+        times: dict[str, list[float]] = {k: [] for k in ways}
+        for _ in range(repeats):
+            for k in ways:
+                r = subprocess.run([sys.executable, __file__, "--objects-call", k, str(n)], env=env,
+                                   capture_output=True, text=True)
+                if r.returncode:
+                    raise SystemExit(f"{k} {n} failed:\n{r.stderr[-3000:]}")
+                times[k].append(float(r.stdout.split()[-1]))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        print(f"{'objects':<10} {f'{n}x{n}':>7} " + " ".join(
+            f"{med[k]:.2f} ({min(times[k]):.2f}-{max(times[k]):.2f})".rjust(22) for k in ways), flush=True)
+        print(f"{'':<10} {'ratio':>7} ours / loss-landscapes {med['ours'] / med['peer']:.2f}, "
+              f"in no_grad {med['ours'] / med['peer-no-grad']:.2f}  (below 1: faster)", flush=True)
 
 
 def fixtures(tmp: Path, name: str, n_cifar: int) -> dict:
@@ -99,7 +159,11 @@ def main() -> None:
     ap.add_argument("--grids", nargs="+", type=int, help="grid sizes N (N x N); default: per case")
     ap.add_argument("--repeats", type=int, default=2, help="interleaved rounds (the median is printed)")
     ap.add_argument("--n-cifar", type=int, default=1000)
+    ap.add_argument("--objects-call", nargs=2, metavar=("WAY", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.objects_call:
+        print(f"{objects_call(args.objects_call[0], int(args.objects_call[1])):.6f}")
+        return
     print(header(torch.device("cpu")))
     mpiexec = shutil.which("mpiexec") or str(Path(sys.executable).with_name("mpiexec"))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
@@ -112,6 +176,9 @@ def main() -> None:
     print(f"{'case':<10} {'grid':>7} {'ours 1':>8} {'ours 2':>8} {'ref 1':>8} {'ref 2':>8} {'snake':>8} "
           f"{'1/ref1':>7} {'2/ref2':>7} {'1/snake':>8} {'2/snake':>8}  (seconds, whole processes; ratios ours/peer)")
     for name in args.cases:
+        if name == "objects":
+            objects_case(args.grids or list(CASES[name][3]), max(args.repeats, 3), env)
+            continue
         fixtures(tmp, name, args.n_cifar)
         for grid in args.grids or CASES[name][3]:
             cmds = commands(tmp, name, grid, mpiexec)

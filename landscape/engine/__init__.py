@@ -17,6 +17,7 @@ from .curvature_map import CurvatureMap, MAPS
 from .compiled import CompiledNet
 from .folding import fold_conv_bn, FoldedNet, GraphFold
 from .objective import Step, Objective, is_step, OBJECTIVE_LOSSES
+from .fastpool import strided_max_pool2d, exact_pooling, ExactPooling
 
 __all__ = [
     "resolve_device", "autocast_context", "cpu_has_bf16", "keep_freed_memory", "available_memory", "LOSSES",
@@ -25,4 +26,5 @@ __all__ = [
     "stable_ratio", "batch_candidates", "VMAP_MAX_NUMEL", "MODE_NAMES", "PlaneEvaluator", "CurveModule",
     "bend_state", "batchnorm_layers", "update_bn", "PathEvaluator", "HessianOperator", "CurvatureMap", "MAPS",
     "CompiledNet", "fold_conv_bn", "FoldedNet", "GraphFold", "Step", "Objective", "is_step", "OBJECTIVE_LOSSES",
+    "strided_max_pool2d", "exact_pooling", "ExactPooling",
 ]

@@ -285,7 +285,8 @@ def _calibrate(plane: Any, points: _Points, expected: int, share: float, referen
         log.info("stacked evaluation rounds differently from one point at a time; no stack is used")
         return False
 
-    vmap_ok = plane.numel_moved <= VMAP_MAX_NUMEL and not ev.transforms().get("fold_bn") and ev.objective is None
+    vmap_ok = plane.numel_moved <= VMAP_MAX_NUMEL and not ev.transforms().get("fold_bn") \
+        and getattr(ev, "objective", None) is None
     # stacks pay by spreading a forward's fixed cost over many points: from 16 up, and below 16 only where
     # 16 is the best of the larger ones
     vmap_up, vmap_down = ([c for c in sizes if vmap_ok and plane.numel_moved * c <= VMAP_MAX_NUMEL * 8]
@@ -367,6 +368,8 @@ def _calibrate(plane: Any, points: _Points, expected: int, share: float, referen
         log.debug("%s %d: %.3fx one at a time, again %.3fx", best[0], best[1], best_ratio, again)
         best, best_ratio = (best, again) if again is not None and again > 1.03 else (("one", 1), 1.0)
     set_mode(best)
+    if best[0] != "threads" and hasattr(plane, "release_threads"):
+        plane.release_threads()  # the threads tried (and their OpenMP teams, their model replicas) are let go
     # then batch sizes, in the mode chosen, each against the configured size, with the time left
     p = best[1]
     k_batch = max(p, k_round) // p * p

@@ -208,6 +208,12 @@ class PlaneEvaluator:
             f.result()
         return loss, acc
 
+    def release_threads(self) -> None:
+        """Let the point threads and their model replicas go (calibration tried them and chose another way)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+        self._pool, self._pool_size, self._replicas = None, 0, []
+
     def _check_stacking(self, alpha: float, beta: float) -> None:
         """A stacked (vmap) evaluation must give one point's values bitwise; where it does not (most convolution
         models: stacked convolutions round differently), evaluate one point at a time instead."""
