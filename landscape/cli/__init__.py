@@ -95,7 +95,22 @@ def console() -> int:
     """Entry point of the ``landscape`` console script and of ``python -m landscape``: :func:`main` in a process
     of its own, whose modules live as long as it does, so the garbage collector is told not to scan them."""
     gc.freeze()
-    return main()
+    try:
+        rc = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # `landscape status F | head`: the reader has gone; not an error of the command
+        rc = 0
+    if not _stdout_open():
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second BrokenPipeError at exit
+    return rc
+
+
+def _stdout_open() -> bool:
+    try:
+        sys.stdout.flush()
+        return True
+    except (BrokenPipeError, ValueError):
+        return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -110,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted; rerun the same command to resume")
         return 130
+    except BrokenPipeError:
+        raise  # the output's reader has gone (console() ends quietly)
     except Exception as exc:  # noqa: BLE001 - each kind is sorted out by _failure, which re-raises bugs
         rc = _failure(exc)
     # under MPI, no rank ends while another still saves or works alone, and all exit with one status

@@ -66,6 +66,9 @@ def describe_sweep(path: str | Path) -> str:
         tasks = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise StoreError(f"{path}: not a readable sweep.json ({exc})") from exc
+    if not isinstance(tasks, list) or not all(isinstance(t, dict) and "output" in t and "task" in t for t in tasks):
+        raise StoreError(f"{path}: not a sweep.json (expected the list of combinations a [sweep] writes, each with "
+                         "task, output and settings); status reads result files (.h5) and a sweep's sweep.json")
     lines = [f"sweep {path} ({len(tasks)} combinations)"]
     sharp = []
     for t in tasks:
@@ -101,4 +104,7 @@ def describe_file(path: str | Path) -> str:
         return describe_correlation(path)
     if kind == CURVATURE_SCHEMA:
         return describe_curvature(path)
-    return read_surface(path).describe()  # a surface, or a missing or foreign file: the reader's clear error
+    if not path.exists():
+        raise StoreError(f"{path}: no such file; status and info read result files (surface, path, trajectory, "
+                         "curvature, correlation .h5 files) and a sweep's sweep.json")
+    return read_surface(path).describe()  # a surface, or a foreign file: the reader's clear error

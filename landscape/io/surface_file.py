@@ -156,8 +156,8 @@ class SurfaceData:
             where = f"alpha={self.alpha[idx[0]]:g}" + (f", beta={self.beta[idx[1]]:g}" if self.beta is not None else "")
             ppl = (f", perplexity {np.exp(min(float(self.loss[idx]), 700.0)):.4g}"
                    if self.attrs.get("task") == "language" else "")
-            lines.append(f"  min loss  {self.loss[idx]:.6g} at {where} (index {tuple(int(i) for i in idx)}), "
-                         f"accuracy {self.accuracy[idx]:.4g}{ppl}")
+            acc = f", accuracy {self.accuracy[idx]:.4g}" if np.isfinite(self.accuracy[idx]) else ""  # regression: none
+            lines.append(f"  min loss  {self.loss[idx]:.6g} at {where} (index {tuple(int(i) for i in idx)}){acc}{ppl}")
         if "last_run" in self.attrs:
             lr = json.loads(self.attrs["last_run"])
             lines.append(f"  last run  {lr['points']} points in {lr['seconds']:.1f} s ({lr['points_per_second']:.1f}/s) "

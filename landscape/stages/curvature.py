@@ -44,6 +44,9 @@ class CurvatureResult:
     data: dict[str, Any]
     text: str
 
+    def __repr__(self) -> str:  # the summary, not whole eigenvector arrays
+        return f"CurvatureResult({str(self.path)!r}, lambda_max={self.data.get('attrs', {}).get('lambda_max')!r})"
+
 
 def curvature_inputs(job: JobConfig, cc: CurvatureConfig, center_src: str, center_sum: str, n: int,
                      names: list[str], numel: int) -> dict[str, Any]:
