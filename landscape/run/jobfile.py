@@ -48,6 +48,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override {text!r}: expected key=value, e.g. train.epochs=5")
     key, raw = text.split("=", 1)
     raw = raw.strip()
+    if not key.strip() or any(not k.strip() for k in key.split(".")):
+        raise ConfigError(f"override {text!r}: expected key=value with a dotted key such as train.epochs=5; the key "
+                          "is empty")
     if raw.lower() in ("none", "null"):
         value: Any = None
     else:
@@ -157,7 +160,10 @@ def load_job(source: str | Path | Mapping[str, Any] | None = None, overrides: It
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
     doc = apply_overrides(doc, overrides)
-    problems: list[str] = []
+    problems: list[str] = [f"{key} = {value!r}: a job file holds tables ([job], [model], ...) at the top level, "
+                           f"not values; put it under its section (e.g. [job] name = ...)"
+                           for key, value in doc.items() if not isinstance(value, Mapping)]
+    doc = {k: v for k, v in doc.items() if isinstance(v, Mapping)}
     job_table = doc.get("job", {})
     job = JobConfig()
     for key, value in (job_table.items() if isinstance(job_table, Mapping) else []):

@@ -124,6 +124,9 @@ class SlurmOptions:
             if v is not None and ('"' in v or "\n" in v):
                 out.append(f"--{name.replace('_', '-')}: double quotes and newlines cannot appear in an "
                            f"#SBATCH line, got {v!r}")
+        if self.mem is not None and not re.fullmatch(r"\d+([KMGT]B?)?", str(self.mem), re.IGNORECASE):
+            out.append(f"--mem: expected a size Slurm reads, such as 16G, 4000M or 32000 (megabytes), got "
+                       f"{self.mem!r}")
         for d in self.sbatch:
             if not d.startswith("--") or "\n" in d:
                 out.append(f"--sbatch: expected a long sbatch option like --constraint=a100, got {d!r}")

@@ -52,3 +52,16 @@ def test_bad_files():
         load_job("/no/such/job.toml")
     with pytest.raises(ConfigError, match="choices|expected one of"):
         load_job(None, ["train.optimizer=lbfgs"])
+
+
+def test_top_level_values_empty_override_keys_and_bad_mem_are_refused(tmp_path):
+    from landscape.run.slurm import SlurmOptions
+
+    p = tmp_path / "j.toml"
+    p.write_text("job = 5\n")
+    with pytest.raises(ConfigError, match=r"job = 5: a job file holds tables"):
+        load_job(p)
+    with pytest.raises(ConfigError, match="the key is empty"):
+        parse_override("=5")
+    assert any("--mem" in m for m in SlurmOptions(mem="abc").problems())
+    assert not any("--mem" in m for m in SlurmOptions(mem="16G").problems())
