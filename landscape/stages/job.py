@@ -152,7 +152,6 @@ def _train_and_evaluate(job: JobConfig, progress: bool) -> Path:
     t0 = time.perf_counter()
     out = Path(job.output)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "job.json").write_text(json.dumps(job_to_dict(job), indent=2))
     result: dict[str, Any] = {"job": job.name, "outputs": {}}
     if job.model.checkpoint:
         tr, te = prepare_data(job.data)
@@ -176,6 +175,8 @@ def _train_and_evaluate(job: JobConfig, progress: bool) -> Path:
         log.info("final model on %s split: loss %.4f accuracy %.4f (%d samples)", job.evaluate.split, res.loss,
                  res.accuracy, res.n)
     result["seconds"] = round(time.perf_counter() - t0, 2)
+    # written once the job has run (a rejected run leaves an earlier run's job.json, or none, as it was)
+    (out / "job.json").write_text(json.dumps(job_to_dict(job), indent=2))
     write_summary(out, result)
     return out
 

@@ -65,3 +65,17 @@ def test_top_level_values_empty_override_keys_and_bad_mem_are_refused(tmp_path):
         parse_override("=5")
     assert any("--mem" in m for m in SlurmOptions(mem="abc").problems())
     assert not any("--mem" in m for m in SlurmOptions(mem="16G").problems())
+
+
+def test_a_rejected_run_leaves_job_json_as_it_was(tmp_path):
+    from conftest import run_cli
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "job.json").write_text('{"earlier": true}')
+    r = run_cli("run", str(ROOT / "jobs" / "mnist_lenet5.toml"), f"output={out}", f"data.root={tmp_path / 'none'}")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert (out / "job.json").read_text() == '{"earlier": true}'
+    fresh = tmp_path / "fresh"
+    r = run_cli("run", str(ROOT / "jobs" / "mnist_lenet5.toml"), f"output={fresh}", f"data.root={tmp_path / 'none'}")
+    assert r.returncode == 2 and not (fresh / "job.json").exists()
