@@ -221,8 +221,11 @@ def build_model(name: str, data_info: Mapping[str, Any] | None = None, **kwargs:
         raise ModelError(f"model {name!r} does not take argument(s) {unknown}; it takes {sorted(accepted)}")
     try:
         model = factory(**args, **kwargs)
-    except TypeError as exc:
-        raise ModelError(f"model {name!r} could not be built with {dict(args, **kwargs)}: {exc}") from exc
+    except (TypeError, ValueError, RuntimeError, AssertionError, ZeroDivisionError) as exc:
+        # e.g. n_head=5 that does not divide d_model, a negative width: the arguments, not a bug
+        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"model {name!r} could not be built with {dict(args, **kwargs)}: {type(exc).__name__}: "
+                         f"{reason}. Check model.kwargs") from exc
     if not isinstance(model, nn.Module):
         raise ModelError(f"model factory {name!r} returned {type(model).__name__}, expected a torch.nn.Module")
     return model

@@ -191,7 +191,8 @@ class StreamedData:
 
     def nbytes(self) -> int:
         """The size of the whole set in memory (inputs as float32), from the first sample."""
-        return len(self) * (4 * int(self._x0.numel()) + 8 * max(1, int(self._y0.numel())))
+        target = 4 if self.task == "regression" else 8  # float32 targets, int64 classes
+        return len(self) * (4 * int(self._x0.numel()) + target * max(1, int(self._y0.numel())))
 
     def take(self, rows: np.ndarray) -> "StreamedData":
         """The subset of the given rows (positions in this set), in order."""

@@ -87,7 +87,9 @@ class TrajectoryStore:
                 self.spec = StateSpec.from_json(json.loads(f.attrs["state_spec"]))
                 self.attrs = {k: f.attrs[k] for k in f.attrs}
         except FileNotFoundError:
-            raise StoreError(f"{self.path}: trajectory file does not exist; train first (landscape train)") from None
+            raise StoreError(f"{self.path}: trajectory file does not exist; train first (landscape train, or landscape "
+                             "run JOB), or give the centre as a checkpoint file: --center my.pt (surface.center = "
+                             "\"my.pt\")") from None
         except OSError as exc:
             raise unreadable(self.path, exc, "train again") from exc
 
