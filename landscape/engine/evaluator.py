@@ -89,7 +89,7 @@ class Evaluator:
 
     def __init__(self, model: nn.Module, data: TensorData | StreamedData, device: str | torch.device = "auto",
                  batch_size: int = 256, loss: str | None = None, precision: str = "fp32",
-                 max_resident_bytes: int | None = None, logits_budget: int = 256 << 20, tune_batch: bool = True,
+                 max_resident_bytes: int | None = None, logits_budget: int = 256 << 20, tune_batch: bool = False,
                  fold_bn: bool = False, channels_last: bool = False, compile: bool = False,
                  fields: Mapping[str, torch.Tensor] | None = None):
         self.device = resolve_device(device)

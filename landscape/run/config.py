@@ -77,8 +77,9 @@ class EvalConfig:
     device: str = _f("auto", doc="auto, cpu, cuda or cuda:N")
     batch_size: int = _f(256, min=1, doc="samples per evaluation batch (the values are those of this size); on CPUs "
                          "larger batches of conv activations are page-faulted afresh on every use")
-    tune_batch: bool = _f(True, doc="surfaces with points_per_batch = auto may run at another batch size (64 and up) "
-                                    "that gives this batch size's values bitwise, when timing shows it is faster")
+    tune_batch: bool = _f(False, doc="surfaces with points_per_batch = auto may run at another batch size (64 and "
+                                     "up) when timing shows it is faster; off by default: another size can round "
+                                     "other points differently (in the last bit) than the reference points checked")
     precision: str = _f("fp32", choices=("fp32", "bf16", "fp16"), doc="bf16 autocast (CUDA, or CPUs; native on "
                         "AVX-512 BF16/AMX ones) or fp16 (CUDA); surfaces store the centre's loss difference to fp32")
     fold_bn: bool = _f(True, doc="fold each eval-mode BatchNorm into the convolution before it (values equal up to "

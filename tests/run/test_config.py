@@ -79,3 +79,16 @@ def test_a_rejected_run_leaves_job_json_as_it_was(tmp_path):
     fresh = tmp_path / "fresh"
     r = run_cli("run", str(ROOT / "jobs" / "mnist_lenet5.toml"), f"output={fresh}", f"data.root={tmp_path / 'none'}")
     assert r.returncode == 2 and not (fresh / "job.json").exists()
+
+
+def test_the_evaluation_batch_is_never_changed_by_default():
+    """A batch size that gives the reference points' values can round other points differently (1 ulp at 10 of
+    121 lenet5 points between 64 and 256): calibration keeps the configured size unless asked."""
+    from landscape.core.data import load_data
+    from landscape.core.models import build_model
+    from landscape.run.inputs import job_evaluator
+
+    job = load_job(None, ["data.name=spiral", "model.name=mlp"])
+    assert job.evaluate.tune_batch is False
+    te = load_data("spiral", n_per_class=10)[1]
+    assert job_evaluator(job, build_model("mlp", te.info()), te, "cpu").tune_batch is False
