@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping
 import torch
 import torch.nn.functional as F
 
-from ..core.errors import ConfigError, DataError, ModelError
+from ..core.errors import ConfigError, ModelError
 from .losses import IGNORE_INDEX, LOSSES, correct_count, logits, per_sample_loss
 
 __all__ = ["Step", "Objective", "is_step", "OBJECTIVE_LOSSES"]

@@ -12,7 +12,7 @@ from .curvature import CurvatureResult, run_curvature, curvature_inputs
 from .job import run_job, demo_job_path, export_job, decision_regions
 from .given import (
     working_copy, as_state, axis_values, given_evaluator, check_forward, data_checksum, model_label, scratch_path,
-    progress_default)
+    progress_default, copy_file)
 from .given_surface import Surface, surface
 from .given_paths import PathResult, CurvatureSummary, path, curve, curvature
 from .api import SweepRun, run_sweep, evaluate_checkpoint, ReduceResult, reduce_filters
@@ -22,7 +22,7 @@ __all__ = [
     "plan_directions", "run_surface_job", "PathsResult", "run_paths_job", "run_paths", "write_report",
     "run_dynamics", "correlation_report", "CurvatureResult", "run_curvature", "curvature_inputs", "run_job",
     "demo_job_path", "export_job", "decision_regions", "working_copy", "as_state", "axis_values", "given_evaluator",
-    "check_forward", "data_checksum", "model_label", "scratch_path", "progress_default", "Surface", "surface",
-    "PathResult", "CurvatureSummary", "path", "curve", "curvature", "SweepRun", "run_sweep", "evaluate_checkpoint",
-    "ReduceResult", "reduce_filters",
+    "check_forward", "data_checksum", "model_label", "scratch_path", "progress_default", "copy_file", "Surface",
+    "surface", "PathResult", "CurvatureSummary", "path", "curve", "curvature", "SweepRun", "run_sweep",
+    "evaluate_checkpoint", "ReduceResult", "reduce_filters",
 ]

@@ -18,6 +18,7 @@ import contextlib
 import copy
 import hashlib
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -37,7 +38,7 @@ from ..engine.evaluator import Evaluator
 from ..run.mpi import pick_device
 
 __all__ = ["working_copy", "as_state", "axis_values", "given_evaluator", "check_forward", "data_checksum", "model_label",
-           "scratch_path", "progress_default"]
+           "scratch_path", "progress_default", "copy_file"]
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +199,15 @@ def model_label(model: nn.Module) -> str:
     """What a file calls a given model: its class, with the Hugging Face model type when it has one."""
     kind = getattr(getattr(model, "config", None), "model_type", None)
     return type(model).__name__ + (f" ({kind})" if kind else "")
+
+
+def copy_file(source: Path, target: str | Path) -> Path:
+    """A result's file copied to ``target`` (its folder made; nothing done when it is the same file)."""
+    target = Path(target)
+    if target.resolve() != Path(source).resolve():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    return target
 
 
 def scratch_path(name: str) -> Path:

@@ -42,7 +42,7 @@ from ..run.config import CurveConfig
 from ..run.curves import train_curve
 from ..run.mpi import agree, on_root
 from ..run.runner import run_points
-from .given import (as_state, axis_values, data_checksum, data_facts, given_evaluator, loss_label, model_label,
+from .given import (copy_file, as_state, axis_values, data_checksum, data_facts, given_evaluator, loss_label, model_label,
                     progress_default, scratch_path, working_copy)
 
 __all__ = ["PathResult", "CurvatureSummary", "path", "curve", "curvature"]
@@ -66,11 +66,7 @@ class PathResult:
 
     def save(self, path: str | Path) -> Path:
         """Copy the path file to ``path``; returns it."""
-        path = Path(path)
-        if path.resolve() != self.path.resolve():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self.path, path)
-        return path
+        return copy_file(self.path, path)
 
     def __repr__(self) -> str:
         return f"PathResult({self.kind}, {len(self.names)} item(s) x {len(self.alpha)} points, file {str(self.path)!r})"

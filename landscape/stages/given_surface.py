@@ -37,7 +37,7 @@ from ..run.planes import grid_axis, pca_plane, random_plane
 from ..run.projection import project_trajectory
 from ..run.runner import run_points
 from ..views.inline import surface_figure, surface_xarray
-from .given import (as_state, axis_values, data_checksum, data_facts, directions_given, given_evaluator, loss_label,
+from .given import (copy_file, as_state, axis_values, data_checksum, data_facts, directions_given, given_evaluator, loss_label,
                     model_label, progress_default, scratch_path, working_copy)
 
 __all__ = ["Surface", "surface"]
@@ -78,11 +78,7 @@ class Surface:
 
     def save(self, path: str | Path) -> Path:
         """Copy the surface's file to ``path`` (``landscape status/plot/export/report`` read it); returns it."""
-        path = Path(path)
-        if path.resolve() != self.path.resolve():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(self.path, path)
-        return path
+        return copy_file(self.path, path)
 
     def plot(self, kind: str = "contour", log: bool = False, ax: Any = None) -> Any:
         """A matplotlib figure of the surface (``contour``, ``filled``, ``heatmap`` or ``3d``; a line plot for a
