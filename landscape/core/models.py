@@ -219,10 +219,13 @@ def build_model(name: str, data_info: Mapping[str, Any] | None = None, **kwargs:
     unknown = [k for k in kwargs if accepted and k not in accepted and not takes_any]
     if unknown:
         raise ModelError(f"model {name!r} does not take argument(s) {unknown}; it takes {sorted(accepted)}")
+    # a built-in model's ValueError/RuntimeError is its arguments' fault (n_head=5 that does not divide d_model, a
+    # negative width); a user factory's may be a bug in it, which keeps its traceback
+    bad_args = (TypeError,) if ":" in name else (TypeError, ValueError, RuntimeError, AssertionError,
+                                                 ZeroDivisionError)
     try:
         model = factory(**args, **kwargs)
-    except (TypeError, ValueError, RuntimeError, AssertionError, ZeroDivisionError) as exc:
-        # e.g. n_head=5 that does not divide d_model, a negative width: the arguments, not a bug
+    except bad_args as exc:
         reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"model {name!r} could not be built with {dict(args, **kwargs)}: {type(exc).__name__}: "
                          f"{reason}. Check model.kwargs") from exc

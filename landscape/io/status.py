@@ -105,6 +105,6 @@ def describe_file(path: str | Path) -> str:
     if kind == CURVATURE_SCHEMA:
         return describe_curvature(path)
     if not path.exists():
-        raise StoreError(f"{path}: no such file; status and info read result files (surface, path, trajectory, "
+        raise StoreError(f"{path}: file does not exist; status and info read result files (surface, path, trajectory, "
                          "curvature, correlation .h5 files) and a sweep's sweep.json")
     return read_surface(path).describe()  # a surface, or a foreign file: the reader's clear error

@@ -40,7 +40,7 @@ def test_status_into_a_closed_pipe_and_of_wrong_files_ends_cleanly(tmp_path):
     err = p.stderr.read().decode()
     assert p.wait(timeout=120) == 0 and "Traceback" not in err and "Exception ignored" not in err, err
     (tmp_path / "summary.json").write_text('{"outputs": {}}')
-    for bad, words in ((tmp_path / "summary.json", "not a sweep.json"), (tmp_path / "missing.h5", "no such file")):
+    for bad, words in ((tmp_path / "summary.json", "not a sweep.json"), (tmp_path / "missing.h5", "file does not exist")):
         r = subprocess.run([sys.executable, "-m", "landscape", "status", str(bad)], capture_output=True, text=True,
                            env=env, timeout=120)
         assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
