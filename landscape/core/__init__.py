@@ -9,6 +9,7 @@ from .errors import (
     EXIT_INTERRUPTED)
 from .signals import (
     interruption_in, interruptible, check_interrupted, interrupt_pending, stop_signals_ignored, deferred)
+from .threads import fixed_threads, DEFAULT_STAGE_THREADS
 from .optional import require, package_file, EXTRAS, HINTS
 from .progress import Progress, format_seconds
 from .params import StateSpec, model_state, flatten_state, unflatten_state, state_checksum, is_bn_name, tied_aliases
@@ -27,7 +28,7 @@ from .userdata import GivenData, given_data, infer_task, DATA_KINDS
 __all__ = [
     "__version__", "LandscapeError", "ConfigError", "DataError", "ModelError", "CheckpointError", "StoreError",
     "DependencyError", "Interrupted", "EXIT_INTERRUPTED", "interruption_in", "interruptible", "check_interrupted",
-    "interrupt_pending", "stop_signals_ignored", "deferred", "require", "package_file", "EXTRAS", "HINTS",
+    "interrupt_pending", "stop_signals_ignored", "deferred", "fixed_threads", "DEFAULT_STAGE_THREADS", "require", "package_file", "EXTRAS", "HINTS",
     "Progress", "format_seconds", "StateSpec", "model_state", "flatten_state", "unflatten_state", "state_checksum",
     "is_bn_name", "tied_aliases", "parse_range", "Grid", "chunked", "MAX_POINTS", "LeNet5", "MLP", "CifarResNet",
     "DenseNet", "MODELS", "build_model", "load_callable", "layer_names", "TensorData", "load_data", "subset",

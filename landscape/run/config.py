@@ -68,6 +68,9 @@ class TrainConfig:
     checkpoint_every_steps: int = _f(0, min=0, doc="also checkpoint every N optimiser steps (0: off)")
     norms_every: int = _f(0, min=0, doc="record per-layer weight and gradient L2 norms every N steps (0: off)")
     loss: typing.Optional[str] = _f(None, choices=("cross_entropy", "nll", "mse"))
+    threads: int = _f(2, min=0, doc="CPU threads of the training run, fixed so that the trajectory is the same "
+                                    "however the job is launched (serial, mpiexec, Slurm); 0: the launch's count "
+                                    "(the trajectory then depends on it)")
 
 
 @dataclass
@@ -206,6 +209,9 @@ class CurvatureConfig:
     dir_type: str = _f("weights", choices=("weights", "states"), doc="only parameters are differentiated")
     subset: typing.Optional[int] = _f(None, min=1, doc="use N samples of the evaluation split")
     seed: int = _f(0, doc="seed of the start vectors and probes")
+    threads: int = _f(2, min=0, doc="CPU threads of Hessian products (spectra, maps, Hessian directions), fixed so "
+                                    "that the values are the same however the job is launched; 0: the launch's "
+                                    "count (the values then depend on it)")
     output: str = _f("curvature.h5", doc="file name inside the job's output folder (or an absolute path)")
 
 

@@ -35,6 +35,7 @@ from ..core.errors import ConfigError, StoreError
 from ..core.params import StateSpec, model_state
 from ..core.progress import Progress
 from ..core.signals import check_interrupted
+from ..core.threads import fixed_threads
 from ..engine.device import resolve_device
 from ..engine.evaluator import Evaluator
 from ..engine.losses import IGNORE_INDEX, correct_count, logits, loss_function, target_count
@@ -131,7 +132,7 @@ def train(model: nn.Module, train_data: TensorData, test_data: TensorData, cfg: 
     ``meta`` (model and data descriptions) is stored as attributes and must match on resume. The run is the
     store's only writer while it trains (a second run on the same file is refused at once).
     """
-    with WriterLock(store_path):
+    with WriterLock(store_path), fixed_threads(cfg.threads):  # the trajectory's bits depend on the thread count
         return _train(model, train_data, test_data, cfg, Path(store_path), device, eval_batch_size, meta, resume,
                       progress)
 

@@ -20,6 +20,7 @@ import torch
 from ..analysis.sharpness import basin_width, epsilon_sharpness
 from ..analysis.spectrum import extreme_eigenpairs, hutchinson_trace, slq_density
 from ..core.params import model_state, state_checksum
+from ..core.threads import fixed_threads
 from ..engine.evaluator import Evaluator
 from ..engine.hessian import HessianOperator
 from ..io.curvature_file import describe_curvature, read_curvature, stored_curvature, write_curvature
@@ -85,10 +86,16 @@ def _basin(job: JobConfig, model: Any, state: dict, ev: Evaluator) -> list[dict[
 
 def run_curvature(job: JobConfig, progress: bool = True) -> CurvatureResult:
     """Compute (or read back) the job's ``[curvature]`` at its centre; returns the file and its summary. A file
-    computed from the same inputs is not computed again; one from other inputs is refused."""
+    computed from the same inputs is not computed again; one from other inputs is refused. Hessian products run
+    with ``curvature.threads`` CPU threads (their bits depend on the count), recorded with the settings."""
     check_dependencies(job)
     note_output(job.output)
     cc = job.curvature or CurvatureConfig()
+    with fixed_threads(cc.threads):
+        return _run_curvature(job, cc)
+
+
+def _run_curvature(job: JobConfig, cc: CurvatureConfig) -> CurvatureResult:
     tr, te = prepare_data(job.data)
     data = evaluation_data(tr, te, job.data, job.evaluate.split, cc.subset)
     model = prepare_model(job.model, tr, job.train.seed)

@@ -31,6 +31,7 @@ from ..core.data import TensorData
 from ..core.errors import ConfigError, DataError
 from ..core.grid import Grid
 from ..core.params import model_state, state_checksum
+from ..core.threads import DEFAULT_STAGE_THREADS, fixed_threads
 from ..core.userdata import given_data
 from ..engine.hessian import HessianOperator
 from ..engine.path import PathEvaluator
@@ -211,11 +212,12 @@ def curvature(model: nn.Module, data: Any, *, top_k: int = 1, bottom_k: int = 0,
               trace_samples: int = 30, trace_method: str = "hutchinson", density: bool = False, tol: float = 1e-3,
               max_iter: int = 100, ignore: str = "none", seed: int = 0, loss: Any = None,
               out: str | Path | None = None, device: str = "auto", batch_size: int = 256,
-              task: str | None = None) -> CurvatureSummary:
+              task: str | None = None, threads: int = DEFAULT_STAGE_THREADS) -> CurvatureSummary:
     """The Hessian of the mean loss of ``model`` on ``data`` at its current parameters: ``top_k`` largest and
     ``bottom_k`` smallest eigenvalues (Lanczos to ``tol``), the trace (``trace_samples`` Hutchinson/Hutch++
     probes) and the SLQ spectral density. ``ignore="biasbn"`` leaves biases and BatchNorm weights out (as surface
-    directions do); by default every parameter counts. Exact double-backward products, float64 accumulation.
+    directions do); by default every parameter counts. Exact double-backward products, float64 accumulation, on
+    ``threads`` CPU threads (2, as the job's ``curvature.threads``: the bits depend on the count; 0: the current).
 
     Example:
         >>> import torch
@@ -227,7 +229,7 @@ def curvature(model: nn.Module, data: Any, *, top_k: int = 1, bottom_k: int = 0,
     """
     given = given_data(data, task)
     out_path = Path(out) if out is not None else scratch_path("curvature.h5")
-    with working_copy(model) as work:
+    with working_copy(model) as work, fixed_threads(threads):
         ev = given_evaluator(work, given, device, None, loss, batch_size)
         op = HessianOperator(ev, ignore=ignore)
         n_top = min(int(top_k), op.numel)
@@ -254,7 +256,7 @@ def curvature(model: nn.Module, data: Any, *, top_k: int = 1, bottom_k: int = 0,
                   "center": "given model", "center_checksum": state_checksum(state), "loss": loss_label(loss),
                   "moved": op.names, "parameters": op.numel, "top_k": n_top, "bottom_k": n_bottom, "tol": tol,
                   "max_iter": max_iter, "trace": trace, "trace_samples": trace_samples, "seed": seed,
-                  "ignore": ignore}
+                  "ignore": ignore, "threads": threads}
         lam_min = float(eig.values[n_top]) if n_bottom else float("nan")
         attrs = {"model": inputs["model"], "lanczos_tol": tol, "lanczos_iterations": eig.iterations,
                  "converged": eig.converged, "seed": seed, "lambda_max": float(eig.values[0]), "lambda_min": lam_min,

@@ -30,6 +30,7 @@ from ..core.data import TensorData
 from ..core.errors import StoreError
 from ..core.grid import Grid
 from ..core.params import StateSpec, flatten_state, model_state, state_checksum
+from ..core.threads import fixed_threads
 from ..engine.curvature_map import CurvatureMap
 from ..engine.hessian import HessianOperator
 from ..engine.losses import loss_function
@@ -88,7 +89,10 @@ def plan_directions(job: JobConfig, model: nn.Module, center: dict[str, torch.Te
         cc = job.curvature or CurvatureConfig()
         ev = job_evaluator(job, model, data, autocast=False)
         ev.set_state(center)
-        return hessian_plane(ev, sf.hessian_pair, sf.ignore, sf.dir_type, count, cc.tol, cc.max_iter, cc.seed)
+        with fixed_threads(cc.threads):  # the Lanczos vectors' bits depend on the thread count
+            d1, d2, info = hessian_plane(ev, sf.hessian_pair, sf.ignore, sf.dir_type, count, cc.tol, cc.max_iter,
+                                         cc.seed)
+        return d1, d2, {**info, "threads": cc.threads}
     return file_plane(sf.directions_file, center, count)
 
 
@@ -180,9 +184,11 @@ def _curvature_maps(job: JobConfig, sf: SurfaceConfig, plan: SurfacePlan, plane:
                         cc.seed)
     inputs = {"tol": cc.tol, "max_iter": cc.max_iter, "trace_samples": cc.trace_samples,
               "trace_method": cc.trace_method, "seed": cc.seed, "ignore": cc.ignore, "dir_type": cc.dir_type,
-              "parameters": op.numel, "warm_start": "along each row (beta ascending), rows start cold"}
+              "parameters": op.numel, "warm_start": "along each row (beta ascending), rows start cold",
+              "threads": cc.threads}
     store = on_root(comm, lambda: open_maps(plan.path, sf.curvature, inputs))
-    run_points(cmap, store, plan.path, comm, progress, 0, str(plane.ev.device))
+    with fixed_threads(cc.threads):  # Hessian products' bits depend on the thread count: fixed, not the launch's
+        run_points(cmap, store, plan.path, comm, progress, 0, str(plane.ev.device))
     if cmap.iterations:
         log.info("curvature maps: %.1f Lanczos iterations per point on this rank (%d points)",
                  float(np.mean(cmap.iterations)), len(cmap.iterations))

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -278,3 +279,53 @@ def test_language_model_surface_under_mpi_equals_serial(tmp_path):
     r = mpirun(2, args)  # resuming a finished file: nothing left to compute, nothing changed
     assert r.returncode == 0, r.stderr
     np.testing.assert_array_equal(read_surface(tmp_path / "mpi.h5").loss, files["serial"].loss)
+
+
+_THREADS_JOB = """
+[model]
+name = "lenet5"
+[data]
+name = "digits"
+train_subset = 256
+test_subset = 48
+[train]
+epochs = 1
+batch_size = 128
+[surface]
+alpha = "-1:1:3"
+beta = "-1:1:2"
+curvature = ["lambda_max"]
+[curvature]
+top_k = 1
+bottom_k = 0
+trace_samples = 2
+max_iter = 8
+sharpness = false
+[export]
+vtk = []
+plots = []
+report = false
+"""
+
+
+@pytest.mark.mpi
+def test_a_job_writes_the_same_files_serially_and_under_mpi_at_default_threads(tmp_path):
+    """Serial (all cores' threads) and mpiexec -n 2 (cores / 2 threads per rank), as users launch them: the
+    trajectory, the curvature file and the surface's curvature map are the same bitwise."""
+    (tmp_path / "job.toml").write_text(_THREADS_JOB)
+    env = mpi_env()
+    env.pop("OMP_NUM_THREADS")  # each launch keeps its own thread count
+    files = {}
+    for name, pre in (("serial", []), ("mpi", [MPIEXEC, "-n", "2"])):
+        out = tmp_path / name
+        r = subprocess.run(pre + [sys.executable, "-m", "landscape", "run", str(tmp_path / "job.toml"), "--output",
+                                  str(out), "--no-progress"], env=env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        files[name] = out
+    with h5py.File(files["serial"] / "trajectory.h5") as a, h5py.File(files["mpi"] / "trajectory.h5") as b:
+        np.testing.assert_array_equal(a["states"][...], b["states"][...])
+    s, m = (read_surface(files[k] / "surface.h5") for k in ("serial", "mpi"))
+    np.testing.assert_array_equal(s.loss, m.loss)
+    np.testing.assert_array_equal(s.maps["lambda_max"], m.maps["lambda_max"])
+    with h5py.File(files["serial"] / "curvature.h5") as a, h5py.File(files["mpi"] / "curvature.h5") as b:
+        np.testing.assert_array_equal(a["eigenvalues"][...], b["eigenvalues"][...])

@@ -222,3 +222,39 @@ def test_a_resume_record_cut_short_leaves_the_one_before(spiral, tmp_path):
     assert TrajectoryStore(tmp_path / "part.h5").load_resume()["epoch"] == 1
     resumed = run(spiral, tmp_path / "part.h5", cfg)
     assert torch.equal(resumed.vector("final"), full.vector("final"))
+
+
+def _lenet_trajectory(tmp_path, name, launch_threads, threads):
+    """The final weights of a short lenet5/digits run started under ``launch_threads`` torch threads."""
+    from landscape.core.data import subset
+    tr, te = load_data("digits")
+    tr, te = subset(tr, 256), subset(te, 64)
+    torch.manual_seed(0)
+    model = build_model("lenet5", tr.info())
+    before = torch.get_num_threads()
+    torch.set_num_threads(launch_threads)  # what mpiexec -n 2 or Slurm's --cpus-per-task would leave
+    try:
+        store = train(model, tr, te, TrainConfig(epochs=1, batch_size=128, threads=threads), tmp_path / name,
+                      "cpu", progress=False)
+        assert torch.get_num_threads() == launch_threads  # the launch's count is given back
+    finally:
+        torch.set_num_threads(before)
+    return store.state("final"), store
+
+
+def test_training_is_the_same_at_any_launch_thread_count(tmp_path):
+    one, _ = _lenet_trajectory(tmp_path, "t1.h5", 1, TrainConfig().threads)
+    three, store = _lenet_trajectory(tmp_path, "t3.h5", 3, TrainConfig().threads)
+    for k in one:
+        assert torch.equal(one[k], three[k]), k
+    assert '"threads": 2' in store.attrs["train"]  # recorded with the settings
+    with pytest.raises(StoreError, match="train.threads"):  # a resume at another count would change the run
+        train(build_model("lenet5", load_data("digits")[0].info()), *load_data("digits"),
+              TrainConfig(epochs=2, batch_size=128, threads=1), tmp_path / "t3.h5", "cpu", progress=False)
+
+
+def test_the_launch_count_changes_training_so_it_is_fixed(tmp_path):
+    """Why train.threads exists: at the launch's count (0) the bits follow the launch."""
+    one, _ = _lenet_trajectory(tmp_path, "a.h5", 1, 0)
+    three, _ = _lenet_trajectory(tmp_path, "b.h5", 3, 0)
+    assert any(not torch.equal(one[k], three[k]) for k in one)

@@ -205,6 +205,29 @@ def test_curvature_of_a_given_model_matches_the_exact_hessian(spiral):
     assert abs(c.trace - float(exact.sum())) < 4 * c.trace_stderr + 1e-9
 
 
+def test_curvature_is_the_same_at_any_launch_thread_count():
+    """Hessian products round by the thread count: at the launch's count (threads=0) 1 and 3 threads give other
+    bits; at the fixed default they give the same."""
+    from landscape.core.data import load_data, subset
+    from landscape.core.models import build_model
+    te = subset(load_data("digits")[1], 64)
+    torch.manual_seed(0)
+    model = build_model("lenet5", te.info())
+    before = torch.get_num_threads()
+    got = {}
+    try:
+        for threads in (0, 2):
+            for launch in (1, 3):
+                torch.set_num_threads(launch)
+                c = ls.curvature(model, (te.x, te.y), top_k=1, trace_samples=2, max_iter=12, threads=threads)
+                got[threads, launch] = (c.top[0], c.trace)
+                assert torch.get_num_threads() == launch
+    finally:
+        torch.set_num_threads(before)
+    assert got[2, 1] == got[2, 3]
+    assert got[0, 1] != got[0, 3]
+
+
 def test_curve_trains_between_two_models_with_fixed_ends(spiral):
     tr, te = spiral
     a, b = _mlp(0), _mlp(1)
