@@ -87,11 +87,20 @@ def extreme_eigenpairs(matvec: MatVec, n: int, top_k: int = 1, bottom_k: int = 0
     eigenvector of a neighbouring point); else a seeded Gaussian start. ``check_every``: iterations between
     convergence checks (each an eigen-decomposition of the small tridiagonal T, cheap next to one H·v).
 
+    Repeated eigenvalues are returned as often as they occur: one Krylov space holds one vector of each
+    eigenspace, so where two or more pairs are wanted on a side, further runs in the complement of the pairs found
+    (deflation by locking) look for more, until a run finds none better (by more than the tolerance) than the
+    pairs kept: one more run per side in the usual case of distinct values. ``iterations`` counts the products of
+    all runs.
+
     Example:
         >>> d = torch.arange(1.0, 11.0, dtype=torch.float64)
         >>> r = extreme_eigenpairs(lambda v: d * v, 10, top_k=2, tol=1e-9)
         >>> [round(x, 6) for x in r.values.tolist()]
         [10.0, 9.0]
+        >>> d = torch.tensor([3.0, 3.0, 1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+        >>> [round(x, 6) + 0.0 for x in extreme_eigenpairs(lambda v: d * v, 6, 2, 2, tol=1e-9).values.tolist()]
+        [3.0, 3.0, 0.0, 0.0]
     """
     if top_k < 0 or bottom_k < 0 or top_k + bottom_k < 1 or top_k + bottom_k > n:
         raise ConfigError(f"eigenpairs: expected 1 <= top_k + bottom_k <= {n} (the operator's size), got "
@@ -101,40 +110,86 @@ def extreme_eigenpairs(matvec: MatVec, n: int, top_k: int = 1, bottom_k: int = 0
     # a warm start keeps a little of every direction, or an exact eigenvector would hide the others
     q = _unit(noise if v0 is None or float(v0.norm()) == 0.0 else
               _unit(v0.to(device, torch.float64)) + 1e-2 * _unit(noise))
+    limit = max(min(max_iter, n), top_k + bottom_k)
+    vals, vecs, iters, res, done = _krylov(matvec, n, top_k, bottom_k, tol, limit, q, g, check_every, None)
+    top = [(float(vals[i]), vecs[i], float(res[i])) for i in range(top_k)]
+    bottom = [(float(vals[top_k + i]), vecs[top_k + i], float(res[top_k + i])) for i in range(bottom_k)]
+    found = list(vecs)  # every pair found stays locked: a later run never finds it again
+    scale = max([abs(v) for v, _, _ in top + bottom] + [1e-300])
+    # a run that spanned the whole space saw every eigenvalue as often as it occurs
+    while (top_k >= 2 or bottom_k >= 2) and len(found) < n and iters < n:
+        more_top, more_bottom = int(top_k >= 2), int(bottom_k >= 2)  # the best remaining pair of each side
+        free = n - len(found)
+        more_top, more_bottom = min(more_top, free), min(more_bottom, max(free - more_top, 0))
+        if more_top + more_bottom == 0:
+            break
+        locked = torch.stack(found)
+        start = torch.randn(n, generator=g, dtype=torch.float64).to(device)
+        for _ in range(2):
+            start = start - locked.T @ (locked @ start)
+        limit = max(min(max_iter, free), more_top + more_bottom)
+        v2, q2, it2, r2, d2 = _krylov(matvec, n, more_top, more_bottom, tol, limit, _unit(start), g, check_every,
+                                      locked)
+        iters += it2
+        found += list(q2)
+        margin = tol * scale
+        new_top = [(float(v2[i]), q2[i], float(r2[i])) for i in range(more_top)]
+        new_bottom = [(float(v2[more_top + i]), q2[more_top + i], float(r2[more_top + i])) for i in range(more_bottom)]
+        entered = False
+        if new_top and new_top[0][0] > top[-1][0] + margin:
+            top = sorted(top + [p for p in new_top if p[0] > top[-1][0] + margin], key=lambda p: -p[0])[:top_k]
+            entered, done = True, done and d2
+        if new_bottom and new_bottom[0][0] < bottom[-1][0] - margin:
+            bottom = sorted(bottom + [p for p in new_bottom if p[0] < bottom[-1][0] - margin],
+                            key=lambda p: p[0])[:bottom_k]
+            entered, done = True, done and d2
+        if not entered:
+            break
+    pairs = top + bottom
+    return Eigenpairs(np.array([p[0] for p in pairs]), torch.stack([p[1] for p in pairs]), iters,
+                      np.array([p[2] for p in pairs]), tol, bool(done))
+
+
+def _krylov(matvec: MatVec, n: int, top_k: int, bottom_k: int, tol: float, limit: int, q: torch.Tensor,
+            g: torch.Generator, check_every: int, locked: torch.Tensor | None
+            ) -> tuple[np.ndarray, torch.Tensor, int, np.ndarray, bool]:
+    """One Lanczos run from the unit vector ``q`` in the complement of the ``locked`` vectors (kept orthogonal to
+    them): the wanted Ritz values (top descending, then bottom ascending), their unit vectors, the iterations,
+    the residuals and whether all met the tolerance."""
     k = top_k + bottom_k
+    size = n - (0 if locked is None else len(locked))
     basis, alpha, beta = [q], [], []
-    limit = max(min(max_iter, n), k)
     for j in range(limit):
         w = matvec(q).to(torch.float64)
         a = float(torch.dot(w, q))
         alpha.append(a)
         w = w - a * q - (beta[-1] * basis[-2] if beta else 0.0)
-        stack = torch.stack(basis)
-        for _ in range(2):  # full reorthogonalisation against every earlier vector
+        stack = torch.stack(basis) if locked is None else torch.cat([locked, torch.stack(basis)])
+        for _ in range(2):  # full reorthogonalisation against every earlier (and every locked) vector
             w = w - stack.T @ (stack @ w)
         b = float(w.norm())
         m = len(alpha)
         invariant = b <= 1e-12 * max(max(abs(x) for x in alpha), 1e-300)
-        last = j == limit - 1 or m == n
+        last = j == limit - 1 or m == size
         if m >= k and (m % check_every == 0 or last):
             theta, s = np.linalg.eigh(np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1))
             want = list(range(m - 1, m - 1 - top_k, -1)) + list(range(bottom_k))
             res = np.zeros(k) if invariant else np.abs(b * s[-1, want])
             # an invariant subspace may still miss directions (a repeated eigenvalue): only the whole space ends it
-            done = (res <= tol * max(float(np.abs(theta).max()), 1e-300)).all() and (not invariant or m == n)
+            done = (res <= tol * max(float(np.abs(theta).max()), 1e-300)).all() and (not invariant or m == size)
             if done or last:
                 break
         if invariant:  # the Krylov space is exhausted: continue from a fresh orthogonal vector
-            w = torch.randn(n, generator=g, dtype=torch.float64).to(device)
+            w = torch.randn(n, generator=g, dtype=torch.float64).to(q.device)
             for _ in range(2):
                 w = w - stack.T @ (stack @ w)
             b, w = 0.0, _unit(w)
         beta.append(b)
         q = w / b if b else w
         basis.append(q)
-    vecs = torch.from_numpy(s[:, want].T.copy()).to(stack) @ torch.stack(basis[:m])
+    vecs = torch.from_numpy(s[:, want].T.copy()).to(q) @ torch.stack(basis[:m])
     vecs = vecs / vecs.norm(dim=1, keepdim=True)
-    return Eigenpairs(theta[want], vecs, m, res, tol, bool(done))
+    return theta[want], vecs, m, res, bool(done)
 
 
 @dataclass

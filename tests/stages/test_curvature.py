@@ -60,7 +60,7 @@ def test_spectrum_trace_and_vectors_match_the_exact_hessian(trained):
         assert float((h @ v - value * v).norm()) < 1e-4 * abs(lam).max()
     a = c["attrs"]
     assert a["lambda_max"] == c["eigenvalues"][0] and a["lambda_min"] == c["eigenvalues"][3] == min(c["eigenvalues"])
-    assert a["converged"] and a["lanczos_tol"] == 1e-9 and a["lanczos_iterations"] <= op.numel
+    assert a["converged"] and a["lanczos_tol"] == 1e-9 and a["lanczos_iterations"] <= 2 * op.numel  # with repeats looked for
     assert np.trapezoid(c["density/values"], c["density/grid"]) == pytest.approx(1.0, abs=1e-6)
     assert a["eps_sharpness"] > 0 and len(c["basin"]) == 2
     assert all(b["minus"] > 0 and b["plus"] > 0 for b in c["basin"])

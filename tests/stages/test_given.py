@@ -228,6 +228,19 @@ def test_curvature_is_the_same_at_any_launch_thread_count():
     assert got[0, 1] != got[0, 3]
 
 
+def test_curvature_returns_the_multiplicities_of_an_exact_spectrum():
+    """A linear model under mse: H = I_out ⊗ 2XᵀX/(N·out). With rank-3 inputs in 6 dimensions and 4 outputs each
+    of XᵀX's eigenvalues is 4-fold and zero is 12-fold."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 3, generator=g) @ torch.randn(3, 6, generator=g)
+    model = torch.nn.Linear(6, 4, bias=False)
+    y = torch.zeros(40, 4)
+    exact = np.sort(np.linalg.eigvalsh((2 * x.T.double() @ x.double() / (40 * 4)).numpy()))[::-1]
+    c = ls.curvature(model, (x, y), top_k=5, bottom_k=3, loss="mse", trace=False, tol=1e-7, max_iter=12)
+    np.testing.assert_allclose(c.top, [exact[0]] * 4 + [exact[1]], rtol=1e-5)
+    np.testing.assert_allclose(c.bottom, [0.0] * 3, atol=1e-5 * exact[0])
+
+
 def test_curve_trains_between_two_models_with_fixed_ends(spiral):
     tr, te = spiral
     a, b = _mlp(0), _mlp(1)
