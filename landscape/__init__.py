@@ -13,7 +13,19 @@ Example:
     True
 """
 import gc as _gc
+import signal as _signal
+import sys as _sys
 
+# the command line (the `landscape` script, `python -m landscape`) holds SIGTERM and SIGUSR1 (Slurm's time-limit
+# warning) from its first line: torch's import takes seconds under load, and a signal then would kill the process
+# (status 138/143) instead of ending it as interrupted (75); the command delivers what arrived once its handlers
+# are in place (cli.main). A library import (a notebook) leaves the handlers alone.
+_startup_signals: list[int] = []
+if _sys.argv[:1] == ["-m"] or _sys.argv[0].replace("\\", "/").rsplit("/", 1)[-1] in ("landscape", "landscape.exe"):
+    for _s in (_signal.SIGTERM, _signal.SIGUSR1):
+        if _signal.getsignal(_s) is _signal.SIG_DFL:
+            _signal.signal(_s, lambda signum, _frame: _startup_signals.append(signum))
+    del _s
 # importing torch creates about a million long-lived objects, and the cyclic garbage collector would scan them
 # again and again while they pile up (0.15 s of every process here): it is paused while the package is imported
 _collecting = _gc.isenabled()

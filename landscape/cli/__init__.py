@@ -27,6 +27,7 @@ from ..core.signals import check_interrupted, interruptible, interruption_in
 from ..core.version import __version__
 from ..io.hdf5 import write_failure
 from ..run.mpi import abort_if_parallel, check_launcher, exit_together, in_mpi_launch
+from .. import _startup_signals
 from . import compute, files, jobs  # noqa: F401 - importing registers the subcommands
 from .common import COMMANDS
 
@@ -88,7 +89,19 @@ def _setup_logging(args: argparse.Namespace) -> None:
         fmt = f"%(levelname)s [rank {rank}] %(name)s: %(message)s"
         if rank != 0 and args.verbose < 2:
             level = max(level, logging.WARNING)
-    logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+    handler = _StderrHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(fmt))
+    logging.basicConfig(level=level, handlers=[handler])
+
+
+class _StderrHandler(logging.StreamHandler):
+    """The command's log on stderr. A stop signal that lands while a line is written stops the command as it
+    would anywhere else, instead of being reported (and swallowed) as a "--- Logging error ---"."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        if interruption_in(sys.exc_info()[1]) is not None:
+            raise  # noqa: PLE0704 - re-raises the interruption being handled
+        super().handleError(record)
 
 
 def console() -> int:
@@ -119,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args)
     try:
         with interruptible():  # SIGTERM/SIGUSR1 anywhere: save, stop, exit EXIT_INTERRUPTED
+            _deliver_startup_signals()
             check_launcher()
             rc = args.handler(args)
             check_interrupted()  # a signal Python swallowed (in a finaliser) still ends the command as interrupted
@@ -133,12 +147,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return exit_together(rc, timeout=None if rc == 0 else 60)
 
 
+def _deliver_startup_signals() -> None:
+    """A stop signal that arrived while the package was imported (held by ``landscape/__init__``) is raised now,
+    under the command's handlers: the command ends as interrupted (75) before it starts any work."""
+    if _startup_signals:
+        os.kill(os.getpid(), _startup_signals[0])
+        check_interrupted()
+
+
 def _failure(exc: Exception) -> int:
     """The exit status of a command that raised ``exc``, logged; under MPI the other ranks are ended. A signal
     that arrived inside a library's callback comes back wrapped (h5py: ``SystemError``): still an interruption."""
     interrupted = interruption_in(exc)
-    if interrupted is not None:
-        log.error("%s", interrupted)
+    if interrupted is not None:  # a requeue (Slurm's warning) is no error: a warning, and status 75
+        log.warning("%s", interrupted)
         return EXIT_INTERRUPTED
     if interruption_in(exc, (KeyboardInterrupt,)) is not None:
         log.error("interrupted; rerun the same command to resume")

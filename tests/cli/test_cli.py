@@ -5,11 +5,12 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
-from landscape.core.errors import EXIT_INTERRUPTED
+from landscape.core.errors import EXIT_INTERRUPTED, Interrupted
 from landscape.io.trajectory import TrajectoryStore
 
 from conftest import ROOT, TESTS, run_cli
@@ -188,3 +189,52 @@ def test_importing_the_package_leaves_the_garbage_collector_as_it_found_it():
              "sys.exit(c.console())")
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0 and r.stdout.strip() == "True", r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM])
+def test_a_signal_while_torch_is_imported_exits_as_interrupted(tmp_path, sig):
+    """Slurm's warning can land at any instant after the process starts, also while torch is imported (seconds
+    under load): the command ends as interrupted (75) and writes nothing, instead of dying of the signal."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT)]))
+    out = tmp_path / "t.h5"
+    proc = subprocess.Popen([sys.executable, "-m", "landscape", "train", "--model", "mlp", "--data", "spiral",
+                             "--epochs", "1", "--no-progress", "--out", str(out)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    maps = Path(f"/proc/{proc.pid}/maps")
+    t = time.time()
+    while proc.poll() is None and "libtorch" not in maps.read_text():  # torch's libraries load: its import runs
+        assert time.time() - t < 120
+        time.sleep(0.002)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == EXIT_INTERRUPTED and sig.name in err, (proc.returncode, err)
+    assert not out.exists() and "Traceback" not in err
+    assert "ERROR" not in err and "WARNING" in err  # a requeue is no error
+
+
+def test_a_signal_during_a_log_write_stops_the_command_without_a_logging_error(capsys):
+    """The handler raises Interrupted wherever the main thread is, also inside a log line's write: the command
+    stops (75) instead of logging printing "--- Logging error ---" and carrying on."""
+    import logging
+
+    from landscape.cli import _StderrHandler
+
+    class Cut:
+        def write(self, text):
+            raise Interrupted("received signal SIGTERM; results so far are saved")
+
+        def flush(self):
+            pass
+
+    logger = logging.getLogger("landscape.test_log_write")
+    logger.propagate = False
+    for handler, stops in ((logging.StreamHandler(Cut()), False), (_StderrHandler(Cut()), True)):
+        logger.handlers = [handler]
+        if stops:
+            with pytest.raises(Interrupted):
+                logger.warning("a line")
+            assert "Logging error" not in capsys.readouterr().err
+        else:  # logging's own handler swallows it: what the command's handler prevents
+            logger.warning("a line")
+            assert "--- Logging error ---" in capsys.readouterr().err
+    logger.handlers = []

@@ -176,6 +176,28 @@ def test_ranks_exit_together_with_the_highest_status(tmp_path, busy_cores):
     assert r.returncode == 0 and r.stdout.count(" rc 0 ") == 2, r.stdout + r.stderr
 
 
+_LATE_SIGNAL_SCRIPT = """
+import os, signal, sys, time
+sys.argv = ["landscape", "list"]  # as the console script starts
+from landscape.cli import console
+from mpi4py import MPI
+rc = console()
+if MPI.COMM_WORLD.Get_rank() == 1:  # its work is done and every rank agreed on the status
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.2)
+print(f"rank {MPI.COMM_WORLD.Get_rank()} exits {rc}", flush=True)
+sys.exit(rc)
+"""
+
+
+@pytest.mark.mpi
+def test_a_signal_to_a_rank_after_the_command_ended_changes_no_status(tmp_path):
+    """SIGTERM to a worker after the ranks agreed on the exit status (a job ending as Slurm cancels it) no longer
+    kills it with status 15: the launcher reports the command's status."""
+    r = mpirun(2, ["-c", _LATE_SIGNAL_SCRIPT], timeout=120)
+    assert r.returncode == 0 and r.stdout.count(" exits 0") == 2, (r.returncode, r.stdout + r.stderr)
+
+
 @pytest.mark.mpi
 def test_unexpected_exception_on_one_rank_ends_the_job(tmp_path, busy_cores):
     """An error that is not a landscape error (a bug, a CUDA failure) on one rank, while the others wait in a
