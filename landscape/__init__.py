@@ -13,8 +13,10 @@ Example:
     True
 """
 import gc as _gc
+import os as _os
 import signal as _signal
 import sys as _sys
+import time as _time
 
 # the command line (the `landscape` script, `python -m landscape`) holds SIGTERM and SIGUSR1 (Slurm's time-limit
 # warning) from its first line: torch's import takes seconds under load, and a signal then would kill the process
@@ -26,6 +28,40 @@ if _sys.argv[:1] == ["-m"] or _sys.argv[0].replace("\\", "/").rsplit("/", 1)[-1]
         if _signal.getsignal(_s) is _signal.SIG_DFL:
             _signal.signal(_s, lambda signum, _frame: _startup_signals.append(signum))
     del _s
+
+
+def _others_running() -> float:
+    """Processes running on the machine now besides this one: the median of a few reads of /proc/loadavg's
+    runnable count over 10 ms (the load averages lag by a minute and count this job's own previous steps)."""
+    counts = []
+    for i in range(5):
+        with open("/proc/loadavg", encoding="ascii") as f:
+            counts.append(int(f.read().split()[3].split("/")[0]) - 1)
+        if i < 4:
+            _time.sleep(0.002)
+    return float(sorted(counts)[2])
+
+
+def _wait_policy() -> str:
+    """torch's OpenMP threads spin while they wait for work (fast on idle cores); on cores other processes use,
+    the spinning takes their time slices (a demo took 13.5 min instead of 5 on a shared machine). Chosen here,
+    before torch's OpenMP runtime reads it: passive when other processes run on half the usable cores or more,
+    the runtime's default otherwise; ``OMP_WAIT_POLICY`` set by the user is left as it is. Measured by
+    ``tools/bench_wait_policy.py``."""
+    if "OMP_WAIT_POLICY" in _os.environ or "torch" in _sys.modules:
+        return _os.environ.get("OMP_WAIT_POLICY", "as set before torch was imported").lower()
+    try:
+        cores = len(_os.sched_getaffinity(0))
+        others = _others_running()
+    except (AttributeError, OSError, ValueError, IndexError):
+        return "default"
+    if others >= 0.5 * cores:
+        _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        return f"passive ({others:.0f} other processes running, {cores} cores)"
+    return f"default ({others:.0f} other processes running, {cores} cores)"
+
+
+_omp_wait = _wait_policy()
 # importing torch creates about a million long-lived objects, and the cyclic garbage collector would scan them
 # again and again while they pile up (0.15 s of every process here): it is paused while the package is imported
 _collecting = _gc.isenabled()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -87,6 +88,24 @@ def overrides(args: argparse.Namespace, mapping: dict[str, str]) -> list[str]:
     extra = [f"{key}={json.dumps(v) if isinstance(v, str) else v}" for attr, key in mapping.items()
              if (v := getattr(args, attr, None)) is not None]
     return list(getattr(args, "overrides", [])) + extra
+
+
+def out_file(args: argparse.Namespace, key: str) -> list[str]:
+    """The overrides of ``--out FILE`` (``key``: the section's output, e.g. ``surface.output``), alike for every
+    command: the file is written where given, and the job's folder (``--output``, the job's ``[job] output``) is
+    still where the trajectory and the other inputs are found. With neither a job nor ``--output``, FILE's folder
+    is the output folder (nothing else is created).
+
+    Example:
+        >>> out_file(argparse.Namespace(out="/r/s.h5", job=None, output=None), "surface.output")
+        ['output="/r"', 'surface.output="/r/s.h5"']
+    """
+    if not getattr(args, "out", None):
+        return []
+    path = Path(args.out).absolute()
+    in_job = getattr(args, "job", None) or getattr(args, "output", None)
+    over = [] if in_job else [f"output={json.dumps(str(path.parent))}"]
+    return over + [f"{key}={json.dumps(str(path))}"]
 
 
 def progress(args: argparse.Namespace) -> bool:

@@ -22,7 +22,7 @@ from ..stages.curvature import run_curvature
 from ..stages.paths import run_paths
 from ..stages.surface import run_surface_job
 from .common import COMMANDS  # noqa: F401 - the doctest lists the registry
-from .common import FLAGS, command, common_flags, is_root, job_flags, overrides, progress
+from .common import FLAGS, command, common_flags, is_root, job_flags, out_file, overrides, progress
 
 __all__: list[str] = []
 
@@ -80,9 +80,7 @@ def surface(args: argparse.Namespace) -> int:
     if args.points_per_batch:
         ppb = args.points_per_batch
         over.append(f"surface.points_per_batch={ppb if ppb.isdigit() else json.dumps(ppb)}")
-    if args.out:
-        out = Path(args.out)
-        over += [f"output={json.dumps(str(out.parent))}", f"surface.output={json.dumps(out.name)}"]
+    over += out_file(args, "surface.output")
     job = load_job(args.job, over)
     job.surface = job.surface or SurfaceConfig()  # no [surface] in the job and no surface.* override: defaults
     comm = mpi_comm()
@@ -225,9 +223,7 @@ def curvature(args: argparse.Namespace) -> int:
         over.append(f"curvature.trace={'false' if args.no_trace else 'true'}")
     if args.density:
         over.append("curvature.density=true")
-    if args.out:
-        out = Path(args.out)
-        over.append(f"curvature.output={json.dumps(str(out.resolve()))}")
+    over += out_file(args, "curvature.output")
     job = load_job(args.job, over)
     job.curvature = job.curvature or CurvatureConfig()
     comm = mpi_comm()

@@ -67,22 +67,40 @@ class ImageFolder(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         image_mod = require("PIL.Image", "plot")
         path, label = self.files[i]
-        with image_mod.open(path) as im:
-            im = im.convert("RGB")
-            if self.resize:
-                w, h = im.size
-                s = self.resize / min(w, h)
-                im = im.resize((max(1, round(w * s)), max(1, round(h * s))), image_mod.BILINEAR)
-            if self.crop:
-                w, h = im.size
-                left, top = (w - self.crop) // 2, (h - self.crop) // 2
-                im = im.crop((left, top, left + self.crop, top + self.crop))
-            x = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
+        try:
+            with image_mod.open(path) as im:
+                im = im.convert("RGB")  # decodes: a truncated file fails here
+        except (OSError, SyntaxError, ValueError) as exc:  # PIL: UnidentifiedImageError, "image file is truncated"
+            raise DataError(f"image {path}: cannot be read ({type(exc).__name__}: {exc}); it is truncated or not an "
+                            f"image: replace or remove it (image {i + 1} of {len(self.files)} in {self.root})"
+                            ) from None
+        if self.resize:
+            w, h = im.size
+            s = self.resize / min(w, h)
+            im = im.resize((max(1, round(w * s)), max(1, round(h * s))), image_mod.BILINEAR)
+        if self.crop:
+            w, h = im.size
+            left, top = (w - self.crop) // 2, (h - self.crop) // 2
+            im = im.crop((left, top, left + self.crop, top + self.crop))
+        x = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
         if self.mean is not None:
             x = x - self.mean
         if self.std is not None:
             x = x / self.std
         return x, label
+
+
+def _worker_message(text: str) -> str:
+    """The error's own message out of the text a DataLoader worker's error carries (its traceback included).
+
+    Example:
+        >>> _worker_message("Caught DataError in DataLoader worker process 0.\\nOriginal Traceback (most recent "
+        ...                 "call last):\\n  File ...\\nlandscape.core.errors.DataError: image a.jpg: cannot be read")
+        'image a.jpg: cannot be read'
+    """
+    marker = f"\n{DataError.__module__}.DataError: "
+    at = text.find(marker) if "Original Traceback" in text else -1
+    return text[at + len(marker):].strip() if at >= 0 else text
 
 
 def open_array(ref: str) -> Any:
@@ -203,8 +221,11 @@ class StreamedData:
         loader = DataLoader(_Batches(self.dataset, self.index, batch_size), batch_size=None, shuffle=False,
                             num_workers=self.workers, pin_memory=pin,
                             persistent_workers=False, prefetch_factor=4 if self.workers else None)
-        for x, y in loader:
-            yield x, (y.float() if self.task == "regression" else y.long())
+        try:
+            for x, y in loader:
+                yield x, (y.float() if self.task == "regression" else y.long())
+        except DataError as exc:  # from a worker: torch puts the worker's traceback into the message
+            raise DataError(_worker_message(str(exc))) from None
 
     @property
     def x(self) -> torch.Tensor:

@@ -63,7 +63,8 @@ def windows(stream: np.ndarray, context: int, count: int, seed: int) -> torch.Te
     starts = np.arange(0, len(stream) - context, context)
     if count > len(starts):
         raise DataError(f"the token stream of {len(stream):,} tokens holds {len(starts):,} windows of "
-                        f"{context + 1} tokens; asked for {count:,} (lower n_train/n_test or context)")
+                        f"{context + 1} tokens; asked for {count:,} (lower n_train/n_test or context; "
+                        "n_train = 0 leaves the training split empty, for a surface or path on the test split)")
     pick = np.random.default_rng(seed).permutation(len(starts))[:count]
     return torch.from_numpy(np.stack([np.asarray(stream[s:s + context + 1], dtype=np.int64) for s in starts[pick]]))
 
@@ -72,9 +73,11 @@ def text_windows(name: str, root: str | None = None, context: int = 64, n_train:
                  seed: int = 0, vocab: int | None = None, max_bytes: int = 4_000_000
                  ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Train and test windows (int64, (n, context + 1)) of ``pytext``, a ``text`` file or a ``tokens`` ``.npy``
-    file, and the vocabulary size."""
-    if context < 1 or n_train < 1 or n_test < 1:
-        raise DataError(f"{name}: expected context, n_train and n_test >= 1, got {context}, {n_train}, {n_test}")
+    file, and the vocabulary size. ``n_train = 0``: no training windows (a file too short for both splits can
+    still be evaluated on)."""
+    if context < 1 or n_train < 0 or n_test < 1:
+        raise DataError(f"{name}: expected context >= 1, n_train >= 0 (0: the test split alone) and n_test >= 1, got "
+                        f"{context}, {n_train}, {n_test}")
     if name == "pytext":
         stream, v = stdlib_corpus(max_bytes), 256
     elif name in ("text", "tokens"):

@@ -4,7 +4,7 @@ the trajectory store, checkpoints, and file summaries.
 from __future__ import annotations
 
 from .hdf5 import (
-    open_hdf5, file_schema, unreadable, label_dimension, ensure_space, write_failure, writes_to, WRITE_ERRNOS,
+    open_hdf5, file_schema, unreadable, label_dimension, ensure_space, write_failure, writes_to, replaced_atomically, WRITE_ERRNOS,
     SURFACE_SCHEMA, PATH_SCHEMA, SURFACE_VERSION, TRAJECTORY_SCHEMA, TRAJECTORY_VERSION, CORRELATION_SCHEMA,
     CURVATURE_SCHEMA, CURVATURE_VERSION)
 from .locks import WriterLock
@@ -21,7 +21,7 @@ from .curvature_file import write_curvature, read_curvature, describe_curvature,
 from .curvature_maps import open_maps
 
 __all__ = [
-    "open_hdf5", "file_schema", "unreadable", "label_dimension", "ensure_space", "write_failure", "writes_to",
+    "open_hdf5", "file_schema", "unreadable", "label_dimension", "ensure_space", "write_failure", "writes_to", "replaced_atomically",
     "WRITE_ERRNOS", "SURFACE_SCHEMA", "PATH_SCHEMA", "SURFACE_VERSION", "TRAJECTORY_SCHEMA", "TRAJECTORY_VERSION",
     "CORRELATION_SCHEMA", "CURVATURE_SCHEMA", "CURVATURE_VERSION", "WriterLock", "append_run", "batch_context",
     "SurfaceStore", "SurfaceData", "read_surface", "open_checked", "diff_inputs", "axis_text", "MAP_NAMES",

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
+import os
 import re
 import shutil
 import time
@@ -24,6 +26,7 @@ import numpy as np
 from ..core.errors import StoreError
 
 __all__ = ["open_hdf5", "file_schema", "unreadable", "label_dimension", "ensure_space", "write_failure", "writes_to",
+           "replaced_atomically",
            "WRITE_ERRNOS", "SURFACE_SCHEMA", "PATH_SCHEMA", "SURFACE_VERSION", "TRAJECTORY_SCHEMA",
            "TRAJECTORY_VERSION", "CORRELATION_SCHEMA", "CURVATURE_SCHEMA", "CURVATURE_VERSION"]
 
@@ -193,3 +196,42 @@ def writes_to(path: str | Path) -> Iterator[None]:
         if failure is None:
             raise
         raise failure from exc
+
+
+@contextlib.contextmanager
+def replaced_atomically(path: str | Path) -> Iterator[Path]:
+    """Write ``path`` through a temporary file beside it (``.NAME.<pid>.tmp``, yielded), moved into place when the
+    block ends: a reader never sees half a file, and a write that fails (a full disk) leaves neither a partial
+    file nor the temporary one behind (the error names ``path``). Temporary files of processes that no longer run
+    (killed mid-write) are removed on the way.
+
+    Example:
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp())
+        >>> with replaced_atomically(d / "a.txt") as tmp:
+        ...     _ = tmp.write_text("done")
+        >>> sorted(p.name for p in d.iterdir()), (d / "a.txt").read_text()
+        (['a.txt'], 'done')
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    for old in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = old.name[len(path.name) + 2:-4]
+        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
+            old.unlink(missing_ok=True)
+    try:
+        with writes_to(path):
+            yield tmp
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

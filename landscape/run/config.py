@@ -15,8 +15,9 @@ __all__ = ["ModelConfig", "DataConfig", "TrainConfig", "EvalConfig", "SurfaceCon
            "CurvatureConfig", "DynamicsConfig", "ExportConfig", "JobConfig", "SECTIONS", "PCA_DEFAULTS"]
 
 
-def _f(default: Any, *, choices: Iterable[Any] | None = None, min: float | None = None, doc: str = "") -> Any:
-    meta = {"choices": tuple(choices) if choices else None, "min": min, "doc": doc}
+def _f(default: Any, *, choices: Iterable[Any] | None = None, min: float | None = None, max: float | None = None,
+       doc: str = "") -> Any:
+    meta = {"choices": tuple(choices) if choices else None, "min": min, "max": max, "doc": doc}
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -60,7 +61,7 @@ class TrainConfig:
     weight_decay: float = _f(0.0, min=0.0)
     lr_milestones: list = _f([], doc="multiply the learning rate by lr_gamma at each of these epochs (step decay)")
     lr_gamma: float = _f(0.1, min=0.0, doc="factor of each learning-rate step")
-    epochs: int = _f(15, min=1)
+    epochs: int = _f(15, min=1, max=100_000)
     batch_size: int = _f(64, min=1)
     seed: int = _f(0)
     augment: str = _f("none", choices=("none", "crop_flip"), doc="crop_flip: random 4-pixel-padded crops and "
@@ -192,10 +193,11 @@ class CurvatureConfig:
     at a centre, and the settings of curvature maps and Hessian planes."""
 
     center: str = _f("final", doc="checkpoint, file.pt or run.h5:NAME (as surface.center)")
-    top_k: int = _f(5, min=1, doc="largest eigenpairs")
-    bottom_k: int = _f(1, min=0, doc="smallest eigenpairs (λmin < 0: a saddle direction)")
+    top_k: int = _f(5, min=1, max=1000, doc="largest eigenpairs (Lanczos keeps a float64 vector of the parameters "
+                                             "per iteration: hundreds of pairs already take minutes and GBs)")
+    bottom_k: int = _f(1, min=0, max=1000, doc="smallest eigenpairs (λmin < 0: a saddle direction)")
     tol: float = _f(1e-3, min=0.0, doc="Lanczos stops when every wanted Ritz residual <= tol·max|θ|")
-    max_iter: int = _f(100, min=2, doc="Lanczos iterations at most")
+    max_iter: int = _f(100, min=2, max=10_000, doc="Lanczos iterations at most")
     trace: bool = _f(True, doc="estimate tr(H) with its standard error")
     trace_method: str = _f("hutchinson", choices=("hutchinson", "hutch++"))
     trace_samples: int = _f(30, min=2, doc="Hessian-vector products for the trace")

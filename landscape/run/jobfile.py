@@ -135,12 +135,37 @@ def _build(cls: type, section: str, values: Mapping[str, Any], problems: list[st
         if low is not None and value is not None and value < low:
             problems.append(f"{section}.{key}: expected a value >= {low}, got {value!r}")
             continue
+        high = f.metadata.get("max")
+        if high is not None and value is not None and value > high:
+            problems.append(f"{section}.{key}: expected a value <= {high:,}, got {value!r}")
+            continue
+        if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**63:
+            problems.append(f"{section}.{key}: expected a whole number that fits in 64 bits, got {value!r}")
+            continue
         kwargs[key] = value
     return cls(**kwargs)
 
 
+MAX_JOB_BYTES = 1 << 20  # job files are TOML text of a few KiB (jobs/); a larger file is no job file
+
+
 def load_job(source: str | Path | Mapping[str, Any] | None = None, overrides: Iterable[str] = ()) -> JobConfig:
-    """Load and validate a job from a TOML file (or a dict) with ``key=value`` overrides."""
+    """Load and validate a job from a TOML file (or a dict) with ``key=value`` overrides.
+
+    Example:
+        >>> load_job(None, ["train.epochs=3"]).train.epochs
+        3
+    """
+    try:
+        return _load_job(source, overrides)
+    except RecursionError:  # the parser and the checks recurse once per level of nested tables or arrays
+        where = "the overrides" if source is None or isinstance(source, Mapping) else str(source)
+        raise ConfigError(f"{where}: tables or arrays nested too deeply (hundreds of levels) to be a job; a job "
+                          "file holds sections ([model], [train], ...) with values and small tables (see jobs/)"
+                          ) from None
+
+
+def _load_job(source: str | Path | Mapping[str, Any] | None, overrides: Iterable[str]) -> JobConfig:
     if source is None:
         doc: dict[str, Any] = {}
     elif isinstance(source, Mapping):
@@ -152,6 +177,10 @@ def load_job(source: str | Path | Mapping[str, Any] | None = None, overrides: It
                               "jobs/demo.toml)")
         if not path.is_file():
             raise ConfigError(f"job file {str(path)!r} does not exist")
+        size = path.stat().st_size
+        if size > MAX_JOB_BYTES:
+            raise ConfigError(f"{path}: {size / 2**20:.1f} MiB, not a job file (job files are TOML text of a few "
+                              f"KiB, at most {MAX_JOB_BYTES >> 20} MiB; see jobs/): give the job's .toml file")
         try:
             doc = tomllib.loads(path.read_text(encoding="utf-8"))
         except UnicodeDecodeError as exc:
@@ -239,6 +268,15 @@ def _cross_checks(job: JobConfig) -> list[str]:
             out.append("surface.target1: directions=checkpoints needs target1 (and target2 for a plane)")
         if sf.directions == "checkpoints" and sf.beta is not None and not sf.target2:
             out.append("surface.target2: a 2-D plane from checkpoints needs target2 (or set surface.beta=none)")
+        if sf.directions == "pca" and not sf.trajectory and not job.model.checkpoint:
+            count = 1 if sf.beta is None else 2  # PCA axes of the job's own training run, whose rows are known now
+            rows = 1 + job.train.epochs
+            if rows < count + 1 and not (sf.pca_checkpoints == "all" and job.train.checkpoint_every_steps):
+                section = "pca" if sf is job.pca else "surface"
+                out.append(f"[{section}] directions = 'pca': {count} axes need at least {count + 1} checkpoints, "
+                           f"the job's training records {rows} (init and {job.train.epochs} epoch(s)); set "
+                           f"train.epochs >= {count}, or train.checkpoint_every_steps with {section}.pca_checkpoints "
+                           "= 'all'")
         if (isinstance(sf.alpha, str) and sf.alpha.startswith("auto")) and sf.directions != "pca":
             out.append("surface.alpha: auto ranges follow the projected path; use them with directions=pca")
         bad = [c for c in sf.curvature if c not in MAPS] if isinstance(sf.curvature, list) else [1]

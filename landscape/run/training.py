@@ -31,7 +31,7 @@ from torch import nn
 
 from ..analysis.dynamics import LayerNorms
 from ..core.data import TensorData
-from ..core.errors import ConfigError, StoreError
+from ..core.errors import ConfigError, DataError, StoreError
 from ..core.params import StateSpec, model_state
 from ..core.progress import Progress
 from ..core.signals import check_interrupted
@@ -132,6 +132,10 @@ def train(model: nn.Module, train_data: TensorData, test_data: TensorData, cfg: 
     ``meta`` (model and data descriptions) is stored as attributes and must match on resume. The run is the
     store's only writer while it trains (a second run on the same file is refused at once).
     """
+    if len(train_data) == 0:
+        raise DataError(f"{train_data.name}: the training split is empty (data.kwargs.n_train = 0 leaves it so, for "
+                        "evaluations on the test split); give the job a centre checkpoint (surface.center = "
+                        "\"my.pt\", or model.checkpoint) or training data")
     with WriterLock(store_path), fixed_threads(cfg.threads):  # the trajectory's bits depend on the thread count
         return _train(model, train_data, test_data, cfg, Path(store_path), device, eval_batch_size, meta, resume,
                       progress)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..core.optional import require
-from ..io.hdf5 import writes_to
+from ..io.hdf5 import replaced_atomically
 
 __all__ = ["pyplot", "save_figure", "savefig"]
 
@@ -37,6 +37,7 @@ def save_figure(fig: Any, out_dir: str | Path, name: str, formats: Sequence[str]
 
 def savefig(fig: Any, path: str | Path, dpi: int = 150) -> Path:
     """``fig.savefig(path)``; a full or read-only disk gives a clear error naming the file."""
-    with writes_to(path):
-        fig.savefig(path, dpi=dpi)
-    return Path(path)
+    path = Path(path)
+    with replaced_atomically(path) as tmp:  # a failed write (a full disk) leaves no partial figure
+        fig.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or None)
+    return path

@@ -18,7 +18,6 @@ from __future__ import annotations
 import html
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,7 +25,7 @@ from ..core.errors import ConfigError, LandscapeError
 from ..core.optional import package_file
 from ..core.version import __version__
 from ..io.hdf5 import (CORRELATION_SCHEMA, CURVATURE_SCHEMA, PATH_SCHEMA, SURFACE_SCHEMA, TRAJECTORY_SCHEMA,
-                       file_schema, writes_to)
+                       file_schema, replaced_atomically)
 from .report_data import (correlation_section, curvature_section, paths_section, surface_section,
                           trajectory_section)
 
@@ -240,9 +239,7 @@ def write_report(out_dir: str | Path, out: str | Path | None = None) -> Path:
     so a report open in a browser is never half written."""
     target = Path(out) if out else Path(out_dir) / REPORT_NAME
     text = build_report(out_dir)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    with writes_to(tmp):
+    with replaced_atomically(target) as tmp:  # a failed write (a full disk) leaves no temporary file behind
         tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, target)
     _log.info("wrote %s", target)
     return target

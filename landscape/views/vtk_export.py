@@ -35,7 +35,7 @@ from ..core.errors import ConfigError, StoreError
 from ..core.optional import require
 from ..core.version import __version__
 from ..engine.curvature_map import MAPS
-from ..io.hdf5 import ensure_space
+from ..io.hdf5 import ensure_space, replaced_atomically
 from ..io.surface_file import CURVATURE_DONE, SurfaceData, read_projected_path, read_surface
 from .overlay import path_to_draw, surface_height
 from .paraview import surface_script, write_script
@@ -199,13 +199,15 @@ def write_vtk(data: Any, path: str | Path) -> Path:
     vtk = _vtk()
     path = Path(path)
     writer = vtk.vtkXMLPolyDataWriter() if isinstance(data, vtk.vtkPolyData) else vtk.vtkXMLStructuredGridWriter()
-    writer.SetFileName(str(path))
     writer.SetInputData(data)
     writer.SetDataModeToAppended()
     writer.EncodeAppendedDataOff()
-    if not writer.Write():
-        ensure_space(path, 0)  # a full disk is the usual cause: say so
-        raise StoreError(f"cannot write {path}: vtk's writer failed; check that the folder exists and is writable")
+    with replaced_atomically(path) as tmp:  # a failed write (a full disk) leaves no empty or partial file
+        writer.SetFileName(str(tmp))
+        if not writer.Write():
+            ensure_space(path, 0)  # a full disk is the usual cause: say so
+            raise StoreError(f"cannot write {path}: vtk's writer failed; check that the folder exists and is "
+                             "writable")
     return path
 
 
@@ -213,8 +215,9 @@ def write_pvd(entries: Sequence[tuple[float, Path]], path: str | Path) -> Path:
     """A ParaView collection (.pvd) listing files by timestep (relative paths)."""
     path = Path(path)
     rows = "\n".join(f'    <DataSet timestep="{t:g}" group="" part="0" file="{Path(f).name}"/>' for t, f in entries)
-    path.write_text('<?xml version="1.0"?>\n<VTKFile type="Collection" version="0.1" byte_order="LittleEndian">\n'
-                    f"  <Collection>\n{rows}\n  </Collection>\n</VTKFile>\n")
+    with replaced_atomically(path) as tmp:
+        tmp.write_text('<?xml version="1.0"?>\n<VTKFile type="Collection" version="0.1" byte_order="LittleEndian">\n'
+                       f"  <Collection>\n{rows}\n  </Collection>\n</VTKFile>\n")
     return path
 
 

@@ -23,6 +23,8 @@ def work(tmp_path_factory):
                 "--alpha", "-1:1:5", "--beta", "-1:1:3", "--out", str(w / "s.h5"), "--no-progress")
     assert r.returncode == 0, r.stderr
     (w / "binary.toml").write_bytes(b"\xff\xfe\x00job = 1\x80\x81")
+    (w / "deep.toml").write_text("[" + ".".join(["t"] * 5000) + "]\nx = 1\n")  # 5,000 nested tables
+    (w / "big.toml").write_text("[model]\n" + "# padding of a file that is no job file\n" * 60_000)  # 2.3 MiB
     (w / "empty.pt").write_bytes(b"")
     torch.save({"model": torch.nn.Linear(2, 3)}, w / "pickled.pt")  # a whole module, not a state dict
     (w / "folder").mkdir()
@@ -54,6 +56,14 @@ CASES = [
     ("huge grid", SURFACE + ["--alpha", "-1:1:1000000", "--beta", "-1:1:1000000", "--out", "{w}/huge.h5"],
      "a grid of 1,000,000,000,000 points"),
     ("binary job file", ["run", "{w}/binary.toml"], "not a text file in UTF-8"),
+    ("5000 nested tables", ["run", "{w}/deep.toml"], "nested too deeply"),
+    ("2 MiB job file", ["run", "{w}/big.toml"], "not a job file (job files are TOML text of a few KiB"),
+    ("epochs beyond 64 bits", ["train", "--model", "mlp", "--data", "spiral", "--out", "{w}/t2.h5",
+                               "train.epochs=9223372036854775808"], "train.epochs: expected a value <= 100,000"),
+    ("top_k of a million", ["curvature", "--model", "mlp", "--data", "spiral", "--center", "{w}/trajectory.h5:final",
+                            "--top-k", "1000000", "--out", "{w}/c.h5"], "curvature.top_k: expected a value <= 1,000"),
+    ("seed beyond 64 bits", ["train", "--model", "mlp", "--data", "spiral", "--out", "{w}/t2.h5",
+                             "train.seed=99999999999999999999"], "fits in 64 bits"),
     ("folder as job file", ["run", "{w}/folder"], "is a folder; give the path of a TOML job file"),
     ("folder as checkpoint", ["evaluate", "{w}/folder", "--model", "mlp", "--data", "spiral"], "is a folder"),
     ("folder as output file", SURFACE + ["--out", "{w}/folder"], "is a folder, not a surface file"),

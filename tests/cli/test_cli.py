@@ -238,3 +238,23 @@ def test_a_signal_during_a_log_write_stops_the_command_without_a_logging_error(c
             logger.warning("a line")
             assert "--- Logging error ---" in capsys.readouterr().err
     logger.handlers = []
+
+
+def test_out_elsewhere_finds_the_jobs_trajectory_for_surface_and_curvature_alike(tmp_path, capsys):
+    """--out FILE writes FILE where given; the job's folder is still where its trajectory is (surface used to look
+    beside FILE, curvature in the job's folder)."""
+    from landscape.cli import main
+
+    job = tmp_path / "job.toml"
+    job.write_text(f'[job]\noutput = "{tmp_path / "run"}"\n[model]\nname = "mlp"\nkwargs = {{depth = 1, width = 4}}\n'
+                   '[data]\nname = "spiral"\n[train]\nepochs = 1\n')
+    assert main(["train", "--job", str(job), "--out", str(tmp_path / "run" / "trajectory.h5"), "--no-progress"]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert main(["surface", "--job", str(job), "--alpha", "-1:1:3", "--beta", "-1:1:2", "--out",
+                 str(elsewhere / "s.h5"), "--no-progress"]) == 0
+    assert main(["curvature", "--job", str(job), "--top-k", "1", "--no-trace", "--out", str(elsewhere / "c.h5"),
+                 "--no-progress"]) == 0
+    assert (elsewhere / "s.h5").exists() and (elsewhere / "c.h5").exists()
+    assert not (elsewhere / "trajectory.h5").exists() and (tmp_path / "run" / "trajectory.h5").exists()
+    capsys.readouterr()

@@ -91,8 +91,26 @@ def test_embedded_corpus_and_user_text_and_memory_mapped_tokens(tmp_path):
     assert ((row[1:] - row[:-1]) % 997 == 1).all()  # consecutive ids, read from the memory-mapped array
     with pytest.raises(DataError, match="data.root"):
         load_data("tokens", None)
-    with pytest.raises(DataError, match="windows"):
+    with pytest.raises(DataError, match="windows.*n_train = 0 leaves the training split empty"):
         load_data("tokens", str(tmp_path / "ids.npy"), context=10, n_train=600, n_test=5)
+
+
+def test_a_text_too_short_for_the_training_windows_still_gives_its_test_split(tmp_path):
+    """A surface on the test split alone needs no training windows: n_train = 0 (a short file cannot hold the
+    default 2,048)."""
+    from landscape.run.config import TrainConfig
+    from landscape.run.training import train
+
+    text = tmp_path / "short.txt"
+    text.write_text("a short text of a few hundred bytes, far from 2,048 windows. " * 6)
+    with pytest.raises(DataError, match="asked for 2,304"):
+        load_data("text", str(text), context=8)
+    tr, te = load_data("text", str(text), context=8, n_train=0, n_test=16)
+    assert len(tr) == 0 and len(te) == 16
+    model = build_model("gpt", te.info(), n_layer=1, d_model=8, n_head=2, context=8)
+    assert math.isfinite(Evaluator(model, te, "cpu").evaluate().loss)
+    with pytest.raises(DataError, match="training split is empty"):
+        train(model, tr, te, TrainConfig(epochs=1), tmp_path / "t.h5", "cpu", progress=False)
 
 
 def test_logits_memory_stays_within_the_budget_for_gpt2s_vocabulary():

@@ -124,3 +124,23 @@ def test_user_datasets_and_iterables():
     assert ev_s.evaluate() == ev_r.evaluate()
     tr, te = load_data("test_streams:user_iterable")
     assert isinstance(te, TensorData) and len(te) == 12 and te.num_classes == 3
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_truncated_or_corrupt_image_is_named(tmp_path, workers):
+    """A truncated JPEG (Pillow: OSError without the file's name) and a file that is no image
+    (UnidentifiedImageError) give a DataError naming the file, also from the loader's worker processes."""
+    make_image_folder(tmp_path, per_class=2, splits=("val",))
+    _, te = load_data("imagefolder", str(tmp_path), workers=workers)
+    bad = [p for p, _ in te.dataset.files if p.suffix == ".JPEG"]
+    data = bad[0].read_bytes()
+    bad[0].write_bytes(data[:len(data) // 2])
+    with pytest.raises(DataError) as got:
+        list(te.batches(4))
+    message = str(got.value)
+    assert str(bad[0]) in message and "truncated" in message and "Traceback" not in message, message
+    bad[0].write_bytes(data)
+    bad[1].write_bytes(b"not an image at all")
+    with pytest.raises(DataError, match=f"image {bad[1]}: cannot be read .UnidentifiedImageError") as got:
+        list(te.batches(4))
+    assert "Traceback" not in str(got.value)

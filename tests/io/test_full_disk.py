@@ -71,9 +71,19 @@ def test_surface_paths_and_exports_on_a_full_disk(small_fs, tmp_path):
     filler.unlink()
     r = run_cli(*surface)
     assert r.returncode == 0, r.stderr
-    fill(0)
+    filler = fill(0)
     clear_failure(run_cli("export", str(mnt / "s.h5")), "s.vtp")
+    clear_failure(run_cli("export", str(mnt / "s.h5"), "--format", "vts"), "s.vts")
     clear_failure(run_cli("plot", str(mnt / "s.h5"), "--formats", "png"), "s_")
+    clear_failure(run_cli("report", str(mnt)), "report.html")
+    left = sorted(p.name for p in mnt.iterdir())
+    assert left == ["filler", "s.h5"], left  # no empty .vts, partial figure or .report.html.<pid>.tmp
+    filler.unlink()
+    (mnt / ".s.vtp.999999999.tmp").write_bytes(b"x" * 1000)  # of a run killed mid-write
+    r = run_cli("export", str(mnt / "s.h5"))
+    assert r.returncode == 0 and (mnt / "s.vtp").stat().st_size > 0, r.stderr
+    assert not list(mnt.glob(".*.tmp"))  # a later successful write removes what dead runs left
+    filler = fill(0)
     r = run_cli("path", "--model", "lenet5", "--data", "digits", "--output", str(mnt), "--start",
                 f"{tmp_path / 'trajectory.h5'}:init", "--mid", f"{tmp_path / 'trajectory.h5'}:mid", "--end",
                 f"{tmp_path / 'trajectory.h5'}:final", "--kind", "linear", "--alpha", "0:1:3", "--no-plots",

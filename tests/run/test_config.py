@@ -92,3 +92,27 @@ def test_the_evaluation_batch_is_never_changed_by_default():
     assert job.evaluate.tune_batch is False
     te = load_data("spiral", n_per_class=10)[1]
     assert job_evaluator(job, build_model("mlp", te.info()), te, "cpu").tune_batch is False
+
+
+def test_a_pca_plane_the_training_cannot_give_is_refused_before_it_trains(tmp_path):
+    """Two checkpoints (init and one epoch) give one PCA axis: the job used to train and plot, then fail."""
+    with pytest.raises(ConfigError, match=r"\[pca\] directions = 'pca': 2 axes need at least 3 checkpoints, the "
+                                          r"job's training records 2"):
+        load_job(None, ["train.epochs=1", "pca.alpha=\"auto:5\""])
+    assert load_job(None, ["train.epochs=2", "pca.alpha=\"auto:5\""]).pca is not None
+    assert load_job(None, ["train.epochs=1", "pca.alpha=\"auto:5\"", "pca.beta=none"]).pca is not None  # one axis
+    with_steps = ["train.epochs=1", "train.checkpoint_every_steps=5", "pca.pca_checkpoints=\"all\""]
+    assert load_job(None, with_steps + ["pca.alpha=\"auto:5\""]).pca is not None
+
+
+def test_huge_nested_and_out_of_range_inputs_are_refused_quickly(tmp_path):
+    deep = tmp_path / "deep.toml"
+    deep.write_text("[model]\nkwargs = " + "{a = " * 5000 + "1" + "}" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_job(deep)
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_job(None, ["model.kwargs.a=" + "[" * 5000 + "]" * 5000])
+    with pytest.raises(ConfigError, match=r"train.epochs: expected a value <= 100,000, got 9223372036854775808"):
+        load_job(None, ["train.epochs=9223372036854775808"])
+    with pytest.raises(ConfigError, match="curvature.top_k: expected a value <= 1,000"):
+        load_job(None, ["curvature.top_k=1000000"])
