@@ -93,6 +93,13 @@ def check_state(model: nn.Module, state: Mapping[str, torch.Tensor], origin: str
     """
     aliases = tied_aliases(model)  # tied weights: a state may hold them once, or under every name
     expected = {k: v for k, v in model.state_dict().items() if k not in aliases}
+    untied = [f"{alias} (differs from {name} by up to {float((state[alias] - state[name]).abs().max()):.3g})"
+              for alias, name in aliases.items() if alias in state and name in state
+              and state[alias].shape == state[name].shape and not torch.equal(state[alias], state[name])]
+    if untied:  # the model holds one tensor for both: loading would drop one of them without a word
+        raise CheckpointError(f"{origin} holds different values for weights the model ties together: "
+                              f"{untied[:5]}. The checkpoint is of an untied model: build the model untied "
+                              "(Hugging Face: model.kwargs.tie_word_embeddings = false) or give a tied checkpoint")
     state = {k: v for k, v in state.items() if k not in aliases}
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]

@@ -67,3 +67,27 @@ def test_trajectory_sources(tmp_path):
     assert torch.equal(s["net.1.weight"], store.state("epoch 1")["net.1.weight"])
     with pytest.raises(CheckpointError, match="does not fit"):
         load_source(f"{tmp_path}/run.h5:init", build_model("mlp", tr.info(), width=7))
+
+
+def test_tied_weights_load_from_a_full_state_and_differing_values_are_refused(tmp_path):
+    """A tied model's full state_dict (both names, as torch.save writes a tied Hugging Face model) loads; one
+    whose tied tensors differ is of an untied model: refused by name, not loaded with one of them dropped."""
+    def tied():
+        torch.manual_seed(0)
+        m = torch.nn.Sequential(torch.nn.Embedding(5, 3), torch.nn.Linear(3, 5, bias=False))
+        m[1].weight = m[0].weight
+        return m
+
+    full = tied().state_dict()
+    assert set(full) == {"0.weight", "1.weight"}
+    torch.save(full, tmp_path / "full.pt")
+    torch.save({k: v.clone() for k, v in full.items()}, tmp_path / "copies.pt")  # equal, no longer shared
+    for name in ("full.pt", "copies.pt"):
+        m = tied()
+        apply_state(m, load_source(str(tmp_path / name), m))
+        assert torch.equal(m[1].weight, full["0.weight"]) and m[1].weight is m[0].weight
+    bad = {"0.weight": full["0.weight"].clone(), "1.weight": full["0.weight"] + 0.5}
+    torch.save(bad, tmp_path / "untied.pt")
+    m = tied()
+    with pytest.raises(CheckpointError, match=r"1.weight \(differs from 0.weight by up to 0.5\).*untied"):
+        load_source(str(tmp_path / "untied.pt"), m)
