@@ -14,13 +14,15 @@ extras = {
     "hf": ["transformers>=4.40"],
     "hf-trainer": ["transformers>=4.40", "accelerate>=1.1"],
     "xarray": ["xarray"],
+    "topology": ["gudhi>=3.8"],
     "lightning": ["lightning>=2.0"],
 }
 # torchvision is in no extra: pip would replace the torch installed first (a CPU or a chosen CUDA build) with the
 # newest one. Install the torchvision build that matches your torch by hand (README: Install).
 extras["test"] = (["pytest>=7", "pytest-timeout", "h5netcdf"] + extras["mpi"] + extras["vtk"] + extras["plot"]
-                  + extras["hf-trainer"] + extras["xarray"] + extras["lightning"])
-extras["all"] = sorted({d for k in ("mpi", "vtk", "plot", "hf-trainer", "xarray", "lightning") for d in extras[k]})
+                  + extras["hf-trainer"] + extras["xarray"] + extras["lightning"] + extras["topology"])
+extras["all"] = sorted({d for k in ("mpi", "vtk", "plot", "hf-trainer", "xarray", "lightning", "topology")
+                        for d in extras[k]})
 
 setup(
     name="landscape",

@@ -18,6 +18,7 @@ from .sharpness import epsilon_box, epsilon_sharpness, basin_width
 from .spectrum import (
     MatVec, Eigenpairs, lanczos, extreme_eigenpairs, TraceEstimate, hutchinson_trace, slq_density, TRACE_METHODS)
 
+from .topology import Basin, Topology, persistence, diagram_distance, DISTANCES, MERGE_TREE_BASINS
 __all__ = [
     "NORMS", "IGNORES", "DIR_TYPES", "movable_names", "random_direction", "normalize_direction",
     "direction_between", "cosine", "random_directions", "pca_directions", "project", "PROJECTIONS", "CURVE_KINDS",
@@ -26,4 +27,5 @@ __all__ = [
     "layer_report", "LayerNorms", "filter_correlation", "activation_correlation", "correlated_pairs",
     "merge_filters", "layer_kind", "epsilon_box", "epsilon_sharpness", "basin_width", "MatVec", "Eigenpairs",
     "lanczos", "extreme_eigenpairs", "TraceEstimate", "hutchinson_trace", "slq_density", "TRACE_METHODS",
+    "Basin", "Topology", "persistence", "diagram_distance", "DISTANCES", "MERGE_TREE_BASINS",
 ]

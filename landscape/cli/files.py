@@ -1,5 +1,5 @@
-"""Commands that read result files: ``export``, ``plot``, ``report``, ``animate``, ``status``, ``info`` and
-``list``.
+"""Commands that read result files: ``export``, ``plot``, ``report``, ``animate``, ``topology``, ``status``,
+``info`` and ``list``.
 
 Example:
     >>> sorted(n for n in COMMANDS if n in ("export", "plot", "report", "animate", "status", "info", "list"))
@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 
 from ..core.data import DATASETS
+from ..core.errors import ConfigError
 from ..core.models import MODELS
 from ..io.status import describe_file
 from ..run.jobfile import load_job
 from ..stages.job import decision_regions
+from ..stages.topology import RELATIVE_THRESHOLD, distance_table, landscape_topology
 from ..views.animation import animate_path
 from ..views.figures import plot_files
 from ..views.report import write_report
@@ -50,6 +52,45 @@ def export(args: argparse.Namespace) -> int:
     written = export_files(args.files, args.format or ["vtp"], args.out, args.z, args.log, args.zmax, args.zscale,
                            args.resample, args.paraview)
     print("\n".join(str(p) for p in written))
+    return 0
+
+
+def _topology_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+", metavar="FILE", help="surface, line or path files (finished)")
+    p.add_argument("--threshold", type=float, default=0.0,
+                   help="count basins whose barrier exceeds this loss (besides the relative threshold)")
+    p.add_argument("--relative", type=float, default=RELATIVE_THRESHOLD,
+                   help=f"count basins whose barrier exceeds this fraction of the loss range (default "
+                        f"{RELATIVE_THRESHOLD})")
+    p.add_argument("--no-write", action="store_true", help="print only; write no FILE_topology.h5")
+
+
+@command("topology", _topology_arguments)
+def topology(args: argparse.Namespace) -> int:
+    """basins, barriers and roughness of landscapes; distances between them
+
+    Sublevel-set persistence of the loss (gudhi's cubical complexes): every basin's minimum and the saddle where
+    it merges into a deeper one, the number of basins with a barrier above the thresholds, the centre's basin
+    (its share of the grid and its barrier), a roughness summary and, for paths, the barrier between the ends.
+    Written to FILE_topology.h5 (schema landscape.topology). With several landscapes: the bottleneck and
+    1-Wasserstein distances between their persistence diagrams.
+    """
+    for name, value in (("--threshold", args.threshold), ("--relative", args.relative)):
+        if not (value >= 0 and value == value and value != float("inf")):
+            raise ConfigError(f"{name}: expected a finite number >= 0, got {value}")
+    items = [t for f in args.files for t in landscape_topology(f, not args.no_write, args.threshold)]
+    for t in items:
+        print(t.describe(args.threshold, args.relative))
+        if t.path is not None:
+            print(f"  written to {t.path}")
+    if len(items) > 1:
+        labels = [f"{t.source.name}" + (f"[{t.item}]" if t.item else "") for t in items]
+        width = max(len(x) for x in labels)
+        for kind in ("bottleneck", "wasserstein"):
+            table = distance_table(items, kind)
+            print(f"\n{kind} distances between the persistence diagrams (H0):")
+            for label, row in zip(labels, table):
+                print(f"  {label:<{width}}  " + "  ".join(f"{v:10.4g}" for v in row))
     return 0
 
 

@@ -24,6 +24,7 @@ EXTRAS = {
     "safetensors": "hf",
     "xarray": "xarray",
     "lightning": "lightning",
+    "gudhi": "topology",
 }
 #: modules in no extra, with how to install them instead
 HINTS = {

@@ -20,8 +20,11 @@ from .status import describe_file, describe_path, describe_correlation, describe
 from .curvature_file import write_curvature, read_curvature, describe_curvature, stored_curvature
 from .curvature_maps import open_maps
 
+from .topology_file import write_topology, read_topology, values_checksum
+from .hdf5 import TOPOLOGY_SCHEMA, TOPOLOGY_VERSION
 __all__ = [
-    "open_hdf5", "file_schema", "unreadable", "label_dimension", "ensure_space", "write_failure", "writes_to", "replaced_atomically",
+    "open_hdf5", "file_schema", "unreadable", "label_dimension", "ensure_space", "write_failure", "writes_to",
+    "replaced_atomically",
     "WRITE_ERRNOS", "SURFACE_SCHEMA", "PATH_SCHEMA", "SURFACE_VERSION", "TRAJECTORY_SCHEMA", "TRAJECTORY_VERSION",
     "CORRELATION_SCHEMA", "CURVATURE_SCHEMA", "CURVATURE_VERSION", "WriterLock", "append_run", "batch_context",
     "SurfaceStore", "SurfaceData", "read_surface", "open_checked", "diff_inputs", "axis_text", "MAP_NAMES",
@@ -29,4 +32,5 @@ __all__ = [
     "SCHEMA_VERSION", "METRICS", "load_state_file", "check_state", "load_source", "apply_state", "split_source",
     "complete_state", "WEIGHT_FILES", "describe_file", "describe_path", "describe_correlation", "describe_sweep",
     "write_curvature", "read_curvature", "describe_curvature", "stored_curvature", "open_maps",
+    "write_topology", "read_topology", "values_checksum", "TOPOLOGY_SCHEMA", "TOPOLOGY_VERSION",
 ]

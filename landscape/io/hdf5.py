@@ -28,7 +28,8 @@ from ..core.errors import StoreError
 __all__ = ["open_hdf5", "file_schema", "unreadable", "label_dimension", "ensure_space", "write_failure", "writes_to",
            "replaced_atomically",
            "WRITE_ERRNOS", "SURFACE_SCHEMA", "PATH_SCHEMA", "SURFACE_VERSION", "TRAJECTORY_SCHEMA",
-           "TRAJECTORY_VERSION", "CORRELATION_SCHEMA", "CURVATURE_SCHEMA", "CURVATURE_VERSION"]
+           "TRAJECTORY_VERSION", "CORRELATION_SCHEMA", "CURVATURE_SCHEMA", "CURVATURE_VERSION",
+           "TOPOLOGY_SCHEMA", "TOPOLOGY_VERSION"]
 
 SURFACE_SCHEMA = "landscape.surface"
 PATH_SCHEMA = "landscape.path"
@@ -38,6 +39,8 @@ TRAJECTORY_VERSION = 1
 CORRELATION_SCHEMA = "landscape.correlation"
 CURVATURE_SCHEMA = "landscape.curvature"
 CURVATURE_VERSION = 1
+TOPOLOGY_SCHEMA = "landscape.topology"
+TOPOLOGY_VERSION = 1
 
 
 def open_hdf5(path: str | Path, mode: str = "r", wait_seconds: float = 30.0) -> h5py.File:

@@ -1,0 +1,221 @@
+"""Topology of a sampled loss: sublevel-set persistence of the values on a grid (a line, a plane or k dimensions)
+computed by gudhi's cubical complexes, and what it tells: the basins (each minimum and the saddle where it merges
+into an older basin), their count above a threshold, the merge tree, the basin of the centre, a roughness summary,
+and distances between the diagrams of two landscapes.
+
+The grid's points are the complex's vertices (``CubicalComplex(vertices=...)``): a point is joined to its
+neighbours along each axis, and a set {loss ≤ t} grows as t rises. A basin is born at a local minimum and dies at
+the saddle where its component joins one with a lower minimum (the elder rule); its persistence is the barrier
+between them. The deepest basin never dies (persistence ∞).
+
+Example:
+    >>> x = np.linspace(-2, 2, 41)
+    >>> f = (x[:, None] ** 2 - 1) ** 2 + 0.5 * x[None, :] ** 2  # a double well: minima at (±1, 0), saddle 1 at 0
+    >>> t = persistence(f)
+    >>> [(b.minimum, b.saddle) for b in t.basins]
+    [(0.0, inf), (0.0, 1.0)]
+    >>> t.count(0.5), t.basins[1].saddle_at
+    (2, (20, 20))
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..core.errors import LandscapeError
+from ..core.optional import require
+
+__all__ = ["Basin", "Topology", "persistence", "diagram_distance", "DISTANCES", "MERGE_TREE_BASINS"]
+
+DISTANCES = ("bottleneck", "wasserstein")
+#: basins whose merges are traced (the most persistent ones): each takes a labelling of the whole grid
+MERGE_TREE_BASINS = 64
+
+
+@dataclass
+class Basin:
+    """A basin of the sublevel sets: its minimum (value and grid index), the saddle where it merges into an older
+    basin (``inf`` and None for the deepest), and the basin it merges into (an index into ``Topology.basins``,
+    None when not traced)."""
+
+    minimum: float
+    saddle: float
+    at: tuple[int, ...]
+    saddle_at: tuple[int, ...] | None
+    merges_into: int | None = None
+
+    @property
+    def persistence(self) -> float:
+        """The barrier: how far the loss rises from the minimum before the basin joins a deeper one."""
+        return self.saddle - self.minimum
+
+
+@dataclass
+class Topology:
+    """The sublevel-set persistence of one sampled landscape: ``basins`` (H0, most persistent first),
+    ``pairs`` (n, 2) birth and death of every class with ``dims`` (n,) their dimensions (H0, H1, ...), and the
+    range of the values."""
+
+    basins: list[Basin]
+    pairs: np.ndarray
+    dims: np.ndarray
+    low: float
+    high: float
+    shape: tuple[int, ...] = field(default=())
+
+    @property
+    def value_range(self) -> float:
+        return self.high - self.low
+
+    def count(self, threshold: float = 0.0, relative: float = 0.0) -> int:
+        """Basins with persistence above ``threshold`` and above ``relative`` × the range of the values (the deepest
+        always counts).
+
+        Example:
+            >>> persistence(np.array([0.0, 2.0, 1.0, 3.0, 0.5])).count(1.5)  # (0, ∞), (0.5, 3); not (1, 2)
+            2
+        """
+        bar = max(threshold, relative * self.value_range)
+        return sum(1 for b in self.basins if b.persistence > bar)
+
+    def roughness(self) -> float:
+        """The total persistence of the finite basins over the range of the values: 0 for a landscape with one
+        basin (a convex bowl), growing with the number and depth of the others.
+
+        Example:
+            >>> persistence(np.array([0.0, 1.0, 2.0])).roughness()
+            0.0
+        """
+        total = sum(b.persistence for b in self.basins if math.isfinite(b.saddle))
+        return total / self.value_range if self.value_range > 0 else 0.0
+
+    def basin_of(self, values: np.ndarray, point: tuple[int, ...], threshold: float = 0.0) -> dict:
+        """The basin ``point`` lies in: the most local basin with persistence above ``threshold`` whose component
+        of {loss < saddle} holds it (the deepest basin, covering everything, when none does). Returns its index,
+        the fraction of the grid it covers, its barrier (saddle − minimum) and the rise from the point to the
+        saddle (``inf`` for the deepest basin: no barrier inside the sampled region).
+
+        Example:
+            >>> v = np.array([0.0, 2.0, 1.0, 3.0, 0.5])
+            >>> persistence(v).basin_of(v, (4,))
+            {'basin': 1, 'fraction': 0.2, 'barrier': 2.5, 'rise': 2.5, 'minimum': 0.5}
+        """
+        label = require("scipy.ndimage").label
+        best = None
+        for i, b in enumerate(self.basins):
+            if not math.isfinite(b.saddle) or b.persistence <= threshold:
+                continue
+            comps, _ = label(values < b.saddle, structure=_axis_structure(values.ndim))
+            if comps[b.at] and comps[point] == comps[b.at] and (best is None or b.saddle < best[1].saddle):
+                best = (i, b, float(np.mean(comps == comps[b.at])))
+        if best is None:
+            deep = self.basins[0]
+            return {"basin": 0, "fraction": 1.0, "barrier": math.inf, "rise": math.inf, "minimum": deep.minimum}
+        i, b, frac = best
+        return {"basin": i, "fraction": frac, "barrier": b.persistence, "rise": b.saddle - float(values[point]),
+                "minimum": b.minimum}
+
+
+def _axis_structure(ndim: int) -> np.ndarray:
+    """Neighbours along the axes only, as the vertices of a cubical complex are joined."""
+    s = np.zeros((3,) * ndim, dtype=bool)
+    centre = (1,) * ndim
+    s[centre] = True
+    for axis in range(ndim):
+        for step in (0, 2):
+            idx = list(centre)
+            idx[axis] = step
+            s[tuple(idx)] = True
+    return s
+
+
+def persistence(values: np.ndarray, merge_tree: int = MERGE_TREE_BASINS) -> Topology:
+    """Sublevel-set persistence of ``values`` sampled on a grid of any dimension (gudhi's cubical complex on the
+    points as vertices): every basin with its minimum and saddle, and the merges of the ``merge_tree`` most
+    persistent ones (which older basin each joins).
+
+    Example:
+        >>> t = persistence(np.array([3.0, 1.0, 2.0, 0.0, 4.0]))
+        >>> [(b.minimum, b.saddle, b.at, b.merges_into) for b in t.basins]
+        [(0.0, inf, (3,), None), (1.0, 2.0, (1,), 0)]
+    """
+    gudhi = require("gudhi", "topology")
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0 or not np.isfinite(values).all():
+        bad = int((~np.isfinite(values)).sum())
+        raise LandscapeError(f"topology needs a finite value at every grid point; {bad} of {values.size} are not "
+                             "(an unfinished surface: resume it first, or a diverged loss: clip it with zmax)")
+    shape = values.shape
+    cc = gudhi.CubicalComplex(vertices=values)
+    cc.compute_persistence(homology_coeff_field=2)  # pairs of zero persistence left out
+    regular, essential = cc.vertices_of_persistence_pairs()
+    flat = values.ravel(order="F")  # gudhi numbers the vertices with the first axis fastest
+
+    def index(v: int) -> tuple[int, ...]:
+        return tuple(int(i) for i in np.unravel_index(int(v), shape, order="F"))
+
+    basins = [Basin(float(flat[v]), math.inf, index(v), None) for v in (essential[0] if essential else [])]
+    if regular and len(regular[0]):
+        basins += [Basin(float(flat[b]), float(flat[d]), index(b), index(d)) for b, d in regular[0]]
+    basins.sort(key=lambda b: (-b.persistence, b.minimum, b.at))
+    pairs, dims = [], []
+    for dim, (birth, death) in cc.persistence():
+        pairs.append((birth, death))
+        dims.append(dim)
+    topo = Topology(basins, np.array(pairs, dtype=np.float64).reshape(-1, 2), np.array(dims, dtype=np.int64),
+                    float(values.min()), float(values.max()), shape)
+    _trace_merges(topo, values, merge_tree)
+    return topo
+
+
+def _trace_merges(topo: Topology, values: np.ndarray, limit: int) -> None:
+    """Which basin each of the ``limit`` most persistent finite basins joins at its saddle: the component of
+    {loss < saddle} beside the saddle that does not hold the basin's own minimum, named by that component's
+    minimum (ties in value broken as gudhi breaks them is not needed: the older basin is the lower one)."""
+    label = require("scipy.ndimage").label
+    owner = {b.at: i for i, b in enumerate(topo.basins)}
+    structure = _axis_structure(values.ndim)
+    for i, b in enumerate(topo.basins[:limit + 1]):
+        if b.saddle_at is None:
+            continue
+        comps, _ = label(values < b.saddle, structure=structure)
+        own = comps[b.at]
+        others = set()
+        for axis in range(values.ndim):
+            for step in (-1, 1):
+                n = list(b.saddle_at)
+                n[axis] += step
+                if 0 <= n[axis] < values.shape[axis] and comps[tuple(n)] and comps[tuple(n)] != own:
+                    others.add(int(comps[tuple(n)]))
+        best = None
+        for c in others:  # the deepest neighbouring component is the older basin (the elder rule)
+            where = np.flatnonzero((comps == c).ravel())
+            j = where[np.argmin(values.ravel()[where])]
+            at = tuple(int(k) for k in np.unravel_index(j, values.shape))
+            if best is None or values[at] < values[best]:
+                best = at
+        if best is not None:
+            b.merges_into = owner.get(best)
+
+
+def diagram_distance(a: Topology, b: Topology, kind: str = "bottleneck", order: float = 1.0,
+                     dim: int = 0) -> float:
+    """The bottleneck or ``order``-Wasserstein distance between two landscapes' persistence diagrams in
+    dimension ``dim`` (gudhi; the deepest basins' infinite classes are matched with each other).
+
+    Example:
+        >>> t1 = persistence(np.array([0.0, 2.0, 1.0, 3.0]))
+        >>> t2 = persistence(np.array([0.0, 2.5, 1.0, 3.0]))
+        >>> round(diagram_distance(t1, t2), 9), round(diagram_distance(t1, t2, "wasserstein"), 9)
+        (0.5, 0.5)
+    """
+    if kind not in DISTANCES:
+        raise LandscapeError(f"diagram distance: expected one of {list(DISTANCES)}, got {kind!r}")
+    gudhi = require("gudhi", "topology")
+    da, db = (t.pairs[t.dims == dim] for t in (a, b))
+    if kind == "bottleneck":
+        return float(gudhi.bottleneck_distance(da, db))
+    hera = require("gudhi.hera", "topology")
+    return float(hera.wasserstein_distance(da, db, order=order))

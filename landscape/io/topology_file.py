@@ -1,0 +1,103 @@
+"""Topology files (``landscape.topology``): the sublevel-set persistence of one stored landscape (a surface, a
+line, a path) and its basins (see ``docs/schema.md``).
+
+Layout::
+
+    /persistence         float64 [n, 2]      birth and death of every class (death inf: the deepest basin)
+    /dimension           int64   [n]         its homology dimension (0: basins, 1: loops, ...)
+    /basins/minimum      float64 [b]         each basin's minimum loss, most persistent first
+    /basins/saddle       float64 [b]         the loss where it merges into an older basin (inf for the deepest)
+    /basins/at           int64   [b, d]      grid index of its minimum (d: the grid's dimensions)
+    /basins/saddle_at    int64   [b, d]      grid index of its saddle (-1 for the deepest)
+    /basins/merges_into  int64   [b]         the basin it joins (an index into /basins; -1: none or not traced)
+    /basins/coords       float64 [b, d]      coordinates of each minimum (alpha, beta, ...)
+
+Root attributes: schema, schema_version, package_version, created, ``source`` (the landscape's file),
+``source_checksum`` (SHA-256 of its loss array), ``quantity`` (``loss``), ``axes`` (JSON names), ``low``/``high``
+(the range of the values), ``roughness``, ``centre`` (JSON: the centre's basin, its area fraction, barrier and
+rise, or null where the file has no centre point), ``thresholds`` (JSON: basin counts above absolute and
+relative persistence thresholds).
+
+Example:
+    >>> import tempfile, os
+    >>> from landscape.analysis.topology import persistence
+    >>> p = os.path.join(tempfile.mkdtemp(), "t.h5")
+    >>> _ = write_topology(p, persistence(np.array([0.0, 2.0, 1.0])), {"source": "x.h5"}, [np.arange(3.0)])
+    >>> read_topology(p)["basins/minimum"].tolist()
+    [0.0, 1.0]
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import h5py
+import numpy as np
+
+from ..analysis.topology import Topology
+from ..core.errors import StoreError
+from ..core.version import __version__
+from .hdf5 import TOPOLOGY_SCHEMA, TOPOLOGY_VERSION, open_hdf5, replaced_atomically, unreadable
+
+__all__ = ["write_topology", "read_topology", "values_checksum"]
+
+
+def values_checksum(values: np.ndarray) -> str:
+    """SHA-256 of a landscape's values (float64, C order): the topology file names what it was computed from.
+
+    Example:
+        >>> len(values_checksum(np.zeros(2)))
+        64
+    """
+    return hashlib.sha256(np.ascontiguousarray(values, dtype=np.float64).tobytes()).hexdigest()
+
+
+def write_topology(path: str | Path, topo: Topology, attrs: Mapping[str, Any], axes: Sequence[np.ndarray]
+                   ) -> Path:
+    """Write a topology file whole (through a temporary file: no half file is ever seen). ``axes``: the grid's
+    coordinates, to store each minimum's position."""
+    path = Path(path)
+    d = len(topo.shape)
+    b = topo.basins
+    at = np.array([x.at for x in b], dtype=np.int64).reshape(len(b), d)
+    saddle_at = np.array([x.saddle_at or (-1,) * d for x in b], dtype=np.int64).reshape(len(b), d)
+    coords = np.array([[float(axes[k][i]) for k, i in enumerate(x.at)] for x in b]).reshape(len(b), d)
+    with replaced_atomically(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs.update({"schema": TOPOLOGY_SCHEMA, "schema_version": TOPOLOGY_VERSION,
+                        "package_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                        "low": topo.low, "high": topo.high, "roughness": topo.roughness()})
+        for k, v in attrs.items():
+            f.attrs[k] = v if isinstance(v, (str, int, float, bool, np.number)) else json.dumps(v)
+        f["persistence"] = topo.pairs
+        f["dimension"] = topo.dims
+        f["basins/minimum"] = np.array([x.minimum for x in b], dtype=np.float64)
+        f["basins/saddle"] = np.array([x.saddle for x in b], dtype=np.float64)
+        f["basins/at"] = at
+        f["basins/saddle_at"] = saddle_at
+        f["basins/merges_into"] = np.array([-1 if x.merges_into is None else x.merges_into for x in b],
+                                           dtype=np.int64)
+        f["basins/coords"] = coords
+    return path
+
+
+def read_topology(path: str | Path) -> dict[str, Any]:
+    """Every dataset (by its path) and attribute (``attrs``) of a topology file."""
+    path = Path(path)
+    try:
+        with open_hdf5(path) as f:
+            if f.attrs.get("schema") != TOPOLOGY_SCHEMA:
+                raise StoreError(f"{path}: not a topology file (schema {f.attrs.get('schema')!r}); "
+                                 "'landscape topology FILE' writes one")
+            out: dict[str, Any] = {}
+            f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset)
+                         else None)
+            out["attrs"] = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
+    except OSError as exc:
+        raise unreadable(path, exc, "run 'landscape topology' again") from exc
+    for key in ("centre", "thresholds", "axes"):
+        if isinstance(out["attrs"].get(key), str):
+            out["attrs"][key] = json.loads(out["attrs"][key])
+    return out

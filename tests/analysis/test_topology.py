@@ -1,0 +1,91 @@
+"""Sublevel-set persistence of sampled landscapes against exact answers: a double well, sums of Gaussians (each
+barrier checked by a minimax-path search independent of gudhi), gudhi called directly, and diagram distances."""
+import math
+
+import gudhi
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from landscape.analysis.topology import diagram_distance, persistence
+
+
+def double_well(barrier=1.0, n=41):
+    x = np.linspace(-2, 2, n)  # holds -1, 0 and 1
+    return barrier * (x[:, None] ** 2 - 1) ** 2 + 0.5 * x[None, :] ** 2
+
+
+def test_double_well_has_two_basins_and_its_saddle_exactly():
+    f = double_well()
+    t = persistence(f)
+    assert [(b.minimum, b.saddle) for b in t.basins] == [(0.0, math.inf), (0.0, 1.0)]
+    assert {t.basins[0].at, t.basins[1].at} == {(10, 20), (30, 20)} and t.basins[1].saddle_at == (20, 20)
+    assert t.basins[1].merges_into == 0 and t.count() == 2 and t.count(relative=0.5) == 1
+    centre = t.basin_of(f, (30, 20))
+    assert centre["barrier"] in (math.inf, 1.0) and 0 < centre["fraction"] <= 1
+
+
+def minimax_level(f, a, b):
+    """The lowest level t at which a and b are joined within {f <= t} (axis neighbours): by bisection over the
+    sorted values, with connected-component labelling; independent of any persistence code."""
+    levels = np.unique(f)
+    lo, hi = 0, len(levels) - 1
+    structure = ndimage.generate_binary_structure(f.ndim, 1)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lab, _ = ndimage.label(f <= levels[mid], structure=structure)
+        if lab[a] and lab[a] == lab[b]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return levels[lo]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sums_of_gaussians_give_one_basin_per_well_with_exact_barriers(seed):
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0, 1, 61)
+    X, Y = np.meshgrid(x, x, indexing="ij")
+    centres = [(0.2, 0.25), (0.75, 0.3), (0.45, 0.8)]
+    depths = rng.uniform(0.5, 1.5, 3)
+    f = 2.0 - sum(d * np.exp(-((X - cx) ** 2 + (Y - cy) ** 2) / (2 * 0.08 ** 2)) for d, (cx, cy) in zip(depths, centres))
+    t = persistence(f)
+    assert t.count(relative=0.01) == 3
+    deep = sorted(t.basins[:3], key=lambda b: b.minimum)
+    for b, (cx, cy) in zip(deep, [centres[i] for i in np.argsort(-depths)]):  # deepest well first
+        assert abs(x[b.at[0]] - cx) < 0.02 and abs(x[b.at[1]] - cy) < 0.02
+        assert b.minimum == f[b.at]
+    for b in deep[1:]:  # each dies where it first meets a deeper minimum
+        lower = [c.at for c in deep if c.minimum < b.minimum]
+        assert b.saddle == min(minimax_level(f, b.at, c) for c in lower)
+
+
+def test_the_pairs_are_gudhis_own():
+    f = np.random.default_rng(3).random((30, 40))
+    t = persistence(f)
+    cc = gudhi.CubicalComplex(vertices=f)
+    cc.compute_persistence()
+    for dim in (0, 1):
+        ours = np.sort(t.pairs[t.dims == dim], axis=0)
+        theirs = np.sort(cc.persistence_intervals_in_dimension(dim), axis=0)
+        np.testing.assert_array_equal(ours, theirs)
+    assert len(t.basins) == int((t.dims == 0).sum())
+
+
+def test_lines_and_k_dimensions_and_unfinished_values():
+    line = np.array([3.0, 1.0, 2.0, 0.0, 4.0])
+    t = persistence(line)
+    assert [(b.minimum, b.saddle, b.at) for b in t.basins] == [(0.0, math.inf, (3,)), (1.0, 2.0, (1,))]
+    cube = np.random.default_rng(4).random((6, 7, 8))
+    t3 = persistence(cube)
+    assert t3.basins[0].at == np.unravel_index(np.argmin(cube), cube.shape)
+    with pytest.raises(Exception, match="finite value at every grid point"):
+        persistence(np.array([0.0, np.nan, 1.0]))
+
+
+def test_distances_between_diagrams():
+    a, b = persistence(double_well(1.0)), persistence(double_well(1.5))
+    assert diagram_distance(a, b) == pytest.approx(0.5)
+    assert diagram_distance(a, b, "wasserstein") == pytest.approx(0.5)
+    assert diagram_distance(a, a) == pytest.approx(0.0, abs=1e-300)  # gudhi: the smallest normal float
+    assert a.roughness() == pytest.approx(1.0 / np.ptp(double_well(1.0)))
