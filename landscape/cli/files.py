@@ -19,6 +19,7 @@ from ..stages.topology import RELATIVE_THRESHOLD, distance_table, landscape_topo
 from ..views.animation import animate_path
 from ..views.figures import plot_files
 from ..views.report import write_report
+from ..views.topology_plots import plot_topology
 from ..views.vtk_export import export_files
 from .common import COMMANDS  # noqa: F401 - the doctest lists the registry
 from .common import command
@@ -82,7 +83,8 @@ def topology(args: argparse.Namespace) -> int:
     for t in items:
         print(t.describe(args.threshold, args.relative))
         if t.path is not None:
-            print(f"  written to {t.path}")
+            figures = plot_topology(t.path, None, ["png"], args.relative)
+            print(f"  written to {t.path}, " + ", ".join(str(p) for p in figures))
     if len(items) > 1:
         labels = [f"{t.source.name}" + (f"[{t.item}]" if t.item else "") for t in items]
         width = max(len(x) for x in labels)

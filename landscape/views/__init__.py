@@ -23,6 +23,7 @@ from .report import write_report, build_report, REPORT_NAME
 from .paraview import surface_script, filters_script, write_script, contour_levels
 from .inline import surface_figure, surface_xarray, INLINE_KINDS
 
+from .topology_plots import plot_topology
 __all__ = [
     "pyplot", "save_figure", "savefig", "path_to_draw", "surface_height", "MIN_SPAN", "PLANES_OF_THE_PATH",
     "plot_surface", "plot_problems", "cell_extent", "axis_labels", "levels", "color_norm", "plain_ticks",
@@ -34,4 +35,5 @@ __all__ = [
     "trajectory_section", "curvature_section", "correlation_section", "jsonable", "log_ticks", "MAX_SIDE",
     "MAX_PARAMETER_LINES", "write_report", "build_report", "REPORT_NAME", "surface_script", "filters_script",
     "write_script", "contour_levels", "surface_figure", "surface_xarray", "INLINE_KINDS",
+    "plot_topology",
 ]

@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from ..io.hdf5 import CURVATURE_SCHEMA, PATH_SCHEMA, file_schema
+from ..io.hdf5 import CURVATURE_SCHEMA, PATH_SCHEMA, TOPOLOGY_SCHEMA, file_schema
 from .curvature_plots import plot_curvature_maps, plot_spectrum
 from .path_plots import plot_paths
 from .surface_plots import FIGURES, plot_surface
+from .topology_plots import plot_topology
 
 __all__ = ["plot_files"]
 
@@ -32,6 +33,9 @@ def plot_files(files: Sequence[str | Path], out_dir: str | Path | None = None, f
             continue
         if file_schema(f) == CURVATURE_SCHEMA:
             written += plot_spectrum(f, out_dir, formats)
+            continue
+        if file_schema(f) == TOPOLOGY_SCHEMA:
+            written += plot_topology(f, out_dir, formats)
             continue
         written += plot_surface(f, out_dir, formats, log, zmax, figures, vmin=vmin, vmax=vmax, n_levels=n_levels,
                                 equal_aspect=equal_aspect)

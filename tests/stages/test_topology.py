@@ -7,7 +7,9 @@ import pytest
 import torch
 
 import landscape as ls
+from conftest import non_blank
 from landscape.cli import main
+from landscape.views.figures import plot_files
 from landscape.core.errors import StoreError
 from landscape.io.hdf5 import TOPOLOGY_SCHEMA
 from landscape.io.path_file import read_path
@@ -43,6 +45,8 @@ def test_a_surface_gets_its_topology_file_and_summary(stored, capsys):
     at = tuple(t["basins/at"][0])
     assert (s.alpha[at[0]], s.beta[at[1]]) == tuple(t["basins/coords"][0])
     assert 0 < t["attrs"]["centre"]["fraction"] <= 1
+    assert non_blank(stored / "s_topology.png")  # the diagram and the outlined basins
+    assert plot_files([stored / "s_topology.h5"], stored / "figs", ["png"]) == [stored / "figs" / "s_topology.png"]
 
 
 def test_a_path_gets_one_topology_per_row_with_the_barrier_between_its_ends(stored):

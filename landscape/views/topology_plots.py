@@ -1,0 +1,112 @@
+"""Figures of a topology file: the persistence diagram (each basin's minimum against the saddle where it merges,
+the deepest basin on the top line), and the landscape itself with its basins outlined (a surface: the contours
+with every basin above the threshold drawn at its saddle level and numbered at its minimum; a line or path: the
+loss with each basin's minimum and saddle marked).
+
+Example:
+    >>> plot_topology.__name__  # tested on the topology of a stored surface in tests/views
+    'plot_topology'
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..io.path_file import read_path
+from ..io.surface_file import read_surface
+from ..io.topology_file import read_topology
+from ..core.optional import require
+from .mpl import pyplot, save_figure
+
+__all__ = ["plot_topology"]
+
+
+def plot_topology(path: str | Path, out_dir: str | Path | None = None, formats: Sequence[str] = ("png", "pdf"),
+                  relative: float = 0.01, shown: int = 8) -> list[Path]:
+    """``<stem>.<fmt>`` beside the topology file (or in ``out_dir``): the persistence diagram and the landscape
+    with its ``shown`` most persistent basins above ``relative`` × the loss range outlined."""
+    t = read_topology(path)
+    a = t["attrs"]
+    pairs, dims = t["persistence"], t["dimension"]
+    low, high = float(a["low"]), float(a["high"])
+    span = high - low if high > low else 1.0
+    plt = pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.8), gridspec_kw={"width_ratios": [1, 1.25]})
+    top = high + 0.08 * span  # where the classes that never die are drawn
+    for dim, marker, colour in ((0, "o", "tab:blue"), (1, "^", "tab:orange")):
+        sel = pairs[dims == dim]
+        if not len(sel):
+            continue
+        death = np.where(np.isfinite(sel[:, 1]), sel[:, 1], top)
+        left.scatter(sel[:, 0], death, s=18, marker=marker, color=colour, alpha=0.8,
+                     label=f"H{dim}: {'basins' if dim == 0 else 'loops'} ({len(sel)})")
+    left.plot([low, high], [low, high], color="0.5", lw=0.8)
+    left.axhline(top, color="0.6", lw=0.8, ls="--")
+    left.text(low, top, " never merges (the deepest basin)", va="bottom", fontsize=8, color="0.35")
+    bar = relative * span
+    left.fill_between([low, high], [low, high], [low + bar, high + bar], color="0.85", lw=0,
+                      label=f"barrier below {relative:g} of the range")
+    left.set_xlabel("birth: the basin's minimum loss")
+    left.set_ylabel("death: the saddle's loss")
+    left.set_title("persistence diagram")
+    left.legend(loc="lower right", fontsize=8)
+    _landscape(right, t, relative, shown)
+    fig.suptitle(f"topology of {Path(str(a.get('source', '?'))).name}" + (f" [{a['item']}]" if a.get("item") else "")
+                 + f": {int(np.sum(t['basins/saddle'] - t['basins/minimum'] > bar))} basin(s) above {relative:g} "
+                 f"of the range, roughness {float(a['roughness']):.3g}", fontsize=10)
+    fig.tight_layout()
+    folder = Path(out_dir) if out_dir else Path(path).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return save_figure(fig, folder, Path(path).stem, formats)
+
+
+def _landscape(ax: object, t: dict, relative: float, shown: int) -> None:
+    """The landscape the topology was computed from, with its basins."""
+    a = t["attrs"]
+    source = Path(str(a.get("source", "")))
+    minima, saddles = t["basins/minimum"], t["basins/saddle"]
+    span = float(a["high"]) - float(a["low"]) or 1.0
+    keep = [i for i in range(len(minima)) if saddles[i] - minima[i] > relative * span][:shown]
+    if not source.exists():
+        ax.text(0.5, 0.5, f"{source.name}: not found beside the topology file", ha="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return
+    s = read_surface(source)
+    at, coords = t["basins/at"], t["basins/coords"]
+    if s.beta is None or a.get("item"):
+        alpha = s.alpha if s.beta is None else s.beta
+        loss = s.loss if s.beta is None else s.loss[[str(n) for n in read_path(source)["name"]].index(a["item"])]
+        ax.plot(alpha, loss, color="k", lw=1.2)
+        for rank, i in enumerate(keep):
+            ax.plot(alpha[at[i][0]], minima[i], "o", color=f"C{rank}", label=f"basin {i}")
+            if math.isfinite(saddles[i]):
+                j = t["basins/saddle_at"][i][0]
+                ax.plot(alpha[j], saddles[i], "x", color=f"C{rank}")
+                ax.vlines(alpha[at[i][0]], minima[i], saddles[i], color=f"C{rank}", lw=1, ls=":")
+        ax.set_xlabel("alpha")
+        ax.set_ylabel("loss")
+        ax.set_title("basins: minima (o) and saddles (x), barriers dotted")
+        ax.legend(fontsize=8)
+        return
+    A, B = np.meshgrid(s.alpha, s.beta, indexing="ij")
+    levels = np.linspace(float(np.min(s.loss)), float(np.max(s.loss)), 21)
+    filled = ax.contourf(A, B, s.loss, levels=levels, cmap="viridis")
+    ax.figure.colorbar(filled, ax=ax, label="loss")
+    label = require("scipy.ndimage").label
+    mid = np.array([np.mean(s.alpha), np.mean(s.beta)])
+    for rank, i in enumerate(keep):
+        colour = f"C{(rank + 1) % 10}"
+        if math.isfinite(saddles[i]):  # the basin's region: its own component of {loss < saddle}
+            comps, _ = label(s.loss < saddles[i], structure=[[0, 1, 0], [1, 1, 1], [0, 1, 0]])
+            region = (comps == comps[tuple(at[i])]).astype(float)
+            ax.contour(A, B, region, levels=[0.5], colors=[colour], linewidths=1.6)
+        ax.plot(*coords[i], "o", color=colour, markeredgecolor="white", clip_on=False, zorder=3)
+        towards = np.sign(mid - coords[i]) * 9  # the number inside the plot, also for a minimum on its edge
+        ax.annotate(f"{i}", coords[i], textcoords="offset points", xytext=tuple(towards), color="white",
+                    fontsize=9, fontweight="bold", ha="center", va="center")
+    ax.set_xlabel("alpha")
+    ax.set_ylabel("beta")
+    ax.set_title("basins: minima numbered, outlined where they merge")
