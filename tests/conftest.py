@@ -211,3 +211,30 @@ def exact_hessian(model, data, names, loss="cross_entropy"):
 
     flat = torch.cat([params[n].detach().reshape(-1) for n in names])
     return torch.autograd.functional.hessian(f, flat)
+
+
+#: the shortened demo job that several modules read (the report, the paths): run once per session
+SHORT_DEMO = ["train.epochs=4", "surface.alpha=-1:1:9", "surface.beta=-1:1:9", "pca.alpha=auto:9", "pca.beta=auto:9",
+              "paths.alpha=-0.5:1.5:9", "paths.curve.epochs=2", "paths.curve.lr_milestones=[]", "curvature.top_k=2",
+              "curvature.trace_samples=4", "export.plots=[\"png\"]"]
+
+
+@pytest.fixture(scope="session")
+def short_demo(tmp_path_factory):
+    """(output folder, job) of the demo job shortened (4 epochs, 9x9 grids, 9-point paths, PNG figures), run once;
+    tests that write into a folder take a copy (:func:`copy_of`)."""
+    from landscape.run.jobfile import load_job
+    from landscape.stages.job import demo_job_path, run_job
+
+    out = tmp_path_factory.mktemp("short-demo")
+    job = load_job(demo_job_path(), [f"output={out}", *SHORT_DEMO])
+    run_job(job, progress=False)
+    return out, job
+
+
+def copy_of(folder: Path, target: Path) -> Path:
+    """A copy of a shared output folder that a test may write into."""
+    import shutil
+
+    shutil.copytree(folder, target)
+    return target

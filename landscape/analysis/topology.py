@@ -92,8 +92,8 @@ class Topology:
         return total / self.value_range if self.value_range > 0 else 0.0
 
     def basin_of(self, values: np.ndarray, point: tuple[int, ...], threshold: float = 0.0) -> dict:
-        """The basin ``point`` lies in: the most local basin with persistence above ``threshold`` whose component
-        of {loss < saddle} holds it (the deepest basin, covering everything, when none does). Returns its index,
+        """The basin ``point`` lies in: the most local of the most persistent basins (``MERGE_TREE_BASINS``) with
+        persistence above ``threshold`` whose component of {loss < saddle} holds it (the deepest basin, covering everything, when none does). Returns its index,
         the fraction of the grid it covers, its barrier (saddle − minimum) and the rise from the point to the
         saddle (``inf`` for the deepest basin: no barrier inside the sampled region).
 
@@ -104,8 +104,8 @@ class Topology:
         """
         label = require("scipy.ndimage").label
         best = None
-        for i, b in enumerate(self.basins):
-            if not math.isfinite(b.saddle) or b.persistence <= threshold:
+        for i, b in enumerate(self.basins[:MERGE_TREE_BASINS + 1]):  # the most persistent (noise has 1000s)
+            if not math.isfinite(b.saddle) or b.persistence <= threshold or b.saddle <= float(values[point]):
                 continue
             comps, _ = label(values < b.saddle, structure=_axis_structure(values.ndim))
             if comps[b.at] and comps[point] == comps[b.at] and (best is None or b.saddle < best[1].saddle):

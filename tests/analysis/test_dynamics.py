@@ -13,7 +13,7 @@ from landscape.views.dynamics_plots import plot_norms, plot_weight_walk
 from landscape.views.filters_vtk import export_filter_evolution
 from landscape.core.models import build_model
 from landscape.run.training import train
-from conftest import non_blank, pvbatch
+from conftest import copy_of, non_blank, pvbatch
 
 
 @pytest.fixture(scope="module")
@@ -178,14 +178,12 @@ def test_walk_has_axis_labels_and_few_ticks(digits_run, monkeypatch):
         assert dp.sqrt_fit(t, y)[1] == pytest.approx(float(np.linalg.lstsq(X, y, rcond=None)[0][1]), rel=1e-9)
 
 
-def test_reduce_command(cli, tmp_path):
-    r = cli("demo", "--output", str(tmp_path), "train.epochs=3", "surface.alpha=0:0:1", "surface.beta=0:0:1",
-            "paths.alpha=0:1:2", "pca.alpha=\"auto:2\"", "pca.beta=\"auto:2\"", "--no-progress")
-    assert r.returncode == 0, r.stderr
+def test_reduce_command(cli, tmp_path, short_demo):
+    tmp_path = copy_of(short_demo[0], tmp_path / "demo")  # the demo's dynamics outputs, the job run once
     for name in ("norms.png", "filters/conv1_filters.pvd", "correlation.h5", "correlation_conv1.png",
                  "weight_walk.png"):
         assert (tmp_path / name).is_file(), name
-    r = cli("reduce", "--output", str(tmp_path), "--layer", "conv1", "--threshold", "0.0", "train.epochs=3",
+    r = cli("reduce", "--output", str(tmp_path), "--layer", "conv1", "--threshold", "0.0", "train.epochs=4",
             "--save", str(tmp_path / "reduced.pt"))
     assert r.returncode == 0, r.stderr
     assert "filters 6 -> " in r.stdout and "accuracy" in r.stdout

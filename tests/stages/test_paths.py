@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import sys
 
@@ -5,12 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT
-from landscape.run.jobfile import load_job
+from conftest import ROOT, copy_of
 from landscape.core.data import load_data
 from landscape.core.errors import ConfigError
 from landscape.engine.evaluator import Evaluator
-from landscape.stages.job import run_job
 from landscape.core.models import build_model
 from landscape.analysis.interpolation import lagrange_weights, linear_weights, path_items
 from landscape.engine.path import PathEvaluator
@@ -104,12 +103,11 @@ def test_layer_and_parameter_levels_change_only_their_values(three):
 
 
 @pytest.fixture(scope="module")
-def lenet_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("paths")
-    job = load_job(ROOT / "jobs" / "demo.toml", [f"output={out}", "train.epochs=4", "paths.alpha=-0.5:1.5:9",
-                                                  "export.vtk=[]", "surface.alpha=-1:1:3", "surface.beta=-1:1:3"])
-    run_job(job, progress=False)
-    return out, job
+def lenet_run(short_demo, tmp_path_factory):
+    """The shortened demo (4 epochs, 9-point paths; run once for the session), copied: the tests add files."""
+    out, job = short_demo
+    copy = copy_of(out, tmp_path_factory.mktemp("paths") / "out")
+    return copy, dataclasses.replace(job, output=str(copy))
 
 
 def test_demo_paths_report_agrees_with_direct_reinitialisation(lenet_run):
@@ -137,7 +135,7 @@ def test_demo_paths_report_agrees_with_direct_reinitialisation(lenet_run):
     assert p["loss"][0, a.index(1.0)] == pytest.approx(m["test_loss"][-1], rel=1e-5)
     q = read_path(out / "path_quadratic.h5")
     assert q["loss"][0, a.index(0.5)] == pytest.approx(m["test_loss"][2], rel=1e-5)  # mid = epoch 2 of 4
-    for name in ("paths_compare.png", "path_linear_layer.png", "path_quadratic_model.pdf", "paths_compare.csv"):
+    for name in ("paths_compare.png", "path_linear_layer.png", "path_quadratic_model.png", "paths_compare.csv"):
         assert (out / name).is_file(), name
 
 

@@ -13,8 +13,6 @@ import pytest
 
 from landscape.core.grid import Grid
 from landscape.io.surface_file import SurfaceStore
-from landscape.run.jobfile import load_job
-from landscape.stages.job import demo_job_path, run_job
 from landscape.views.report import REPORT_NAME
 
 pytestmark = pytest.mark.browser
@@ -47,14 +45,8 @@ def page_errors(dom: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def demo_out(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    job = load_job(demo_job_path(), [f"output={out}", "train.epochs=3", "surface.alpha=-1:1:9", "surface.beta=-1:1:9",
-                                     "pca.alpha=auto:9", "pca.beta=auto:9", "paths.alpha=-0.5:1.5:9",
-                                     "paths.curve.epochs=2", "paths.curve.lr_milestones=[]", "curvature.top_k=2",
-                                     "curvature.trace_samples=4", "export.plots=[\"png\"]"])
-    run_job(job, progress=False)
-    return out
+def demo_out(short_demo):
+    return short_demo[0]  # the shortened demo, run once for the session (conftest)
 
 
 def test_demo_output_report_loads_without_errors_and_shows_the_surface(demo_out, tmp_path):
