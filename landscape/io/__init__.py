@@ -4,7 +4,8 @@ the trajectory store, checkpoints, and file summaries.
 from __future__ import annotations
 
 from .hdf5 import (
-    open_hdf5, file_schema, unreadable, label_dimension, ensure_space, write_failure, writes_to, replaced_atomically, WRITE_ERRNOS,
+    open_hdf5, file_schema, unreadable, label_dimension, ensure_space, write_failure, writes_to, replaced_atomically,
+    read_whole, WRITE_ERRNOS,
     SURFACE_SCHEMA, PATH_SCHEMA, SURFACE_VERSION, TRAJECTORY_SCHEMA, TRAJECTORY_VERSION, CORRELATION_SCHEMA,
     CURVATURE_SCHEMA, CURVATURE_VERSION)
 from .locks import WriterLock
@@ -23,7 +24,7 @@ from .curvature_maps import open_maps
 from .topology_file import write_topology, read_topology, values_checksum
 from .hdf5 import TOPOLOGY_SCHEMA, TOPOLOGY_VERSION
 __all__ = [
-    "open_hdf5", "file_schema", "unreadable", "label_dimension", "ensure_space", "write_failure", "writes_to",
+    "open_hdf5", "file_schema", "unreadable", "label_dimension", "ensure_space", "write_failure", "writes_to", "read_whole",
     "replaced_atomically",
     "WRITE_ERRNOS", "SURFACE_SCHEMA", "PATH_SCHEMA", "SURFACE_VERSION", "TRAJECTORY_SCHEMA", "TRAJECTORY_VERSION",
     "CORRELATION_SCHEMA", "CURVATURE_SCHEMA", "CURVATURE_VERSION", "WriterLock", "append_run", "batch_context",

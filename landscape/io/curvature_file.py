@@ -37,7 +37,7 @@ import numpy as np
 
 from ..core.errors import StoreError
 from ..core.version import __version__
-from .hdf5 import CURVATURE_SCHEMA, CURVATURE_VERSION, ensure_space, open_hdf5, unreadable, writes_to
+from .hdf5 import CURVATURE_SCHEMA, CURVATURE_VERSION, ensure_space, read_whole, writes_to
 from .surface_file import diff_inputs
 
 __all__ = ["write_curvature", "read_curvature", "describe_curvature", "stored_curvature"]
@@ -92,16 +92,8 @@ def write_curvature(path: str | Path, arrays: Mapping[str, Any], inputs: Mapping
 def read_curvature(path: str | Path) -> dict[str, Any]:
     """Every array and attribute of a curvature file (``inputs`` and ``basin`` parsed from JSON)."""
     path = Path(path)
-    try:
-        with open_hdf5(path) as f:
-            if f.attrs.get("schema") != CURVATURE_SCHEMA:
-                raise StoreError(f"{path}: not a landscape curvature file (schema {f.attrs.get('schema')!r})")
-            out: dict[str, Any] = {"path": path, "attrs": {k: f.attrs[k] for k in f.attrs}}
-            f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
-    except FileNotFoundError:
-        raise StoreError(f"{path}: curvature file does not exist; run landscape curvature first") from None
-    except OSError as exc:
-        raise unreadable(path, exc, "compute it again") from exc
+    out = read_whole(path, CURVATURE_SCHEMA, "curvature", "run landscape curvature (again)")
+    out["path"] = path
     out["inputs"] = json.loads(out["attrs"].get("inputs", "{}"))
     if "eigen_kind" in out:
         out["eigen_kind"] = [k.decode() if isinstance(k, bytes) else str(k) for k in out["eigen_kind"]]

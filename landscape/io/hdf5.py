@@ -26,7 +26,7 @@ import numpy as np
 from ..core.errors import StoreError
 
 __all__ = ["open_hdf5", "file_schema", "unreadable", "label_dimension", "ensure_space", "write_failure", "writes_to",
-           "replaced_atomically",
+           "replaced_atomically", "read_whole",
            "WRITE_ERRNOS", "SURFACE_SCHEMA", "PATH_SCHEMA", "SURFACE_VERSION", "TRAJECTORY_SCHEMA",
            "TRAJECTORY_VERSION", "CORRELATION_SCHEMA", "CURVATURE_SCHEMA", "CURVATURE_VERSION",
            "TOPOLOGY_SCHEMA", "TOPOLOGY_VERSION"]
@@ -238,3 +238,28 @@ def _running(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def read_whole(path: str | Path, schema: str, kind: str, redo: str) -> dict:
+    """Every dataset of a small result file (by its path inside the file) and its attributes (``attrs``), after
+    checking that it is a ``schema`` file; ``kind`` names it in the errors, ``redo`` says how to write it again.
+
+    Example:
+        >>> read_whole("/nonexistent.h5", "landscape.topology", "topology", "run it")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        landscape.core.errors.StoreError: /nonexistent.h5: topology file does not exist; run it
+    """
+    path = Path(path)
+    out: dict = {}
+    try:
+        with open_hdf5(path) as f:
+            if f.attrs.get("schema") != schema:
+                raise StoreError(f"{path}: not a landscape {kind} file (schema {f.attrs.get('schema')!r}); {redo}")
+            out["attrs"] = {k: f.attrs[k] for k in f.attrs}
+            f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    except FileNotFoundError:
+        raise StoreError(f"{path}: {kind} file does not exist; {redo}") from None
+    except OSError as exc:
+        raise unreadable(path, exc, redo) from exc
+    return out

@@ -38,9 +38,8 @@ import h5py
 import numpy as np
 
 from ..analysis.topology import Topology
-from ..core.errors import StoreError
 from ..core.version import __version__
-from .hdf5 import TOPOLOGY_SCHEMA, TOPOLOGY_VERSION, open_hdf5, replaced_atomically, unreadable
+from .hdf5 import TOPOLOGY_SCHEMA, TOPOLOGY_VERSION, read_whole, replaced_atomically
 
 __all__ = ["write_topology", "read_topology", "values_checksum"]
 
@@ -85,18 +84,8 @@ def write_topology(path: str | Path, topo: Topology, attrs: Mapping[str, Any], a
 
 def read_topology(path: str | Path) -> dict[str, Any]:
     """Every dataset (by its path) and attribute (``attrs``) of a topology file."""
-    path = Path(path)
-    try:
-        with open_hdf5(path) as f:
-            if f.attrs.get("schema") != TOPOLOGY_SCHEMA:
-                raise StoreError(f"{path}: not a topology file (schema {f.attrs.get('schema')!r}); "
-                                 "'landscape topology FILE' writes one")
-            out: dict[str, Any] = {}
-            f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset)
-                         else None)
-            out["attrs"] = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
-    except OSError as exc:
-        raise unreadable(path, exc, "run 'landscape topology' again") from exc
+    out = read_whole(path, TOPOLOGY_SCHEMA, "topology", "'landscape topology FILE' writes one")
+    out["attrs"] = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in out["attrs"].items()}
     for key in ("centre", "thresholds", "axes"):
         if isinstance(out["attrs"].get(key), str):
             out["attrs"][key] = json.loads(out["attrs"][key])
