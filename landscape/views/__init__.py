@@ -17,8 +17,8 @@ from .filters_vtk import export_filter_evolution
 from .dynamics_plots import plot_norms, plot_weight_walk, plot_correlation, sqrt_fit
 from .curvature_plots import convexity_ratio, plot_curvature_maps, plot_spectrum
 from .report_data import (
-    surface_section, paths_section, trajectory_section, curvature_section, correlation_section, jsonable, log_ticks,
-    MAX_SIDE, MAX_PARAMETER_LINES)
+    surface_section, paths_section, trajectory_section, curvature_section, correlation_section, topology_section,
+    jsonable, log_ticks, MAX_SIDE, MAX_PARAMETER_LINES)
 from .report import write_report, build_report, REPORT_NAME
 from .paraview import surface_script, filters_script, write_script, contour_levels
 from .inline import surface_figure, surface_xarray, INLINE_KINDS
@@ -32,7 +32,8 @@ __all__ = [
     "write_vtk", "write_pvd", "export_surface", "export_files", "resample_surface", "height_problems", "Z_ARRAYS",
     "field_values", "export_filter_evolution", "plot_norms", "plot_weight_walk", "plot_correlation", "sqrt_fit",
     "convexity_ratio", "plot_curvature_maps", "plot_spectrum", "surface_section", "paths_section",
-    "trajectory_section", "curvature_section", "correlation_section", "jsonable", "log_ticks", "MAX_SIDE",
+    "trajectory_section", "curvature_section", "correlation_section", "topology_section", "jsonable", "log_ticks",
+    "MAX_SIDE",
     "MAX_PARAMETER_LINES", "write_report", "build_report", "REPORT_NAME", "surface_script", "filters_script",
     "write_script", "contour_levels", "surface_figure", "surface_xarray", "INLINE_KINDS",
     "plot_topology",

@@ -24,10 +24,10 @@ from typing import Any, Callable
 from ..core.errors import ConfigError, LandscapeError
 from ..core.optional import package_file
 from ..core.version import __version__
-from ..io.hdf5 import (CORRELATION_SCHEMA, CURVATURE_SCHEMA, PATH_SCHEMA, SURFACE_SCHEMA, TRAJECTORY_SCHEMA,
-                       file_schema, replaced_atomically)
+from ..io.hdf5 import (CORRELATION_SCHEMA, CURVATURE_SCHEMA, PATH_SCHEMA, SURFACE_SCHEMA, TOPOLOGY_SCHEMA,
+                       TRAJECTORY_SCHEMA, file_schema, replaced_atomically)
 from .report_data import (correlation_section, curvature_section, paths_section, surface_section,
-                          trajectory_section)
+                          topology_section, trajectory_section)
 
 __all__ = ["write_report", "build_report", "REPORT_NAME"]
 
@@ -62,9 +62,9 @@ document.body.dataset.rendered=window.__reportErrors.length?'errors':'ok'})})();
 
 _BUILDERS: dict[str, Callable[[Path], dict[str, Any]]] = {
     SURFACE_SCHEMA: surface_section, TRAJECTORY_SCHEMA: trajectory_section, CURVATURE_SCHEMA: curvature_section,
-    CORRELATION_SCHEMA: correlation_section}
+    CORRELATION_SCHEMA: correlation_section, TOPOLOGY_SCHEMA: topology_section}
 _TITLES = {"surface": "Loss surface", "trajectory": "Training", "curvature": "Curvature",
-           "correlation": "Filter correlations", "paths": "Interpolation paths"}
+           "correlation": "Filter correlations", "paths": "Interpolation paths", "topology": "Topology"}
 
 
 def _e(x: Any) -> str:
@@ -181,7 +181,7 @@ def build_report(out_dir: str | Path) -> str:
             sections.append(paths_section(path_files))
         except (LandscapeError, OSError, KeyError, ValueError) as exc:
             problems.append(f"path files: not shown ({type(exc).__name__}: {exc})")
-    order = ("surface", "paths", "curvature", "trajectory", "correlation")
+    order = ("surface", "paths", "topology", "curvature", "trajectory", "correlation")
     sections.sort(key=lambda s: order.index(s["kind"]))
     figures: list[dict[str, Any]] = []
     body: list[str] = []

@@ -25,11 +25,13 @@ from ..engine.curvature_map import MAPS
 from ..io.hdf5 import open_hdf5
 from ..io.path_file import read_path
 from ..io.surface_file import CURVATURE_DONE, read_projected_path, read_surface
+from ..io.topology_file import read_topology
 from ..io.trajectory import TrajectoryStore
 from .overlay import path_to_draw, surface_height
 from .surface_plots import axis_labels, log_tick_values
 
 __all__ = ["surface_section", "paths_section", "trajectory_section", "curvature_section", "correlation_section",
+           "topology_section",
            "jsonable", "log_ticks", "MAX_SIDE", "MAX_PARAMETER_LINES"]
 
 #: surfaces larger than this along an axis are shown at every k-th point (the files keep every point)
@@ -260,3 +262,42 @@ def correlation_section(path: Path) -> dict[str, Any]:
                                    "yaxis": {"title": {"text": "filter"}, "scaleanchor": "x", "autorange": "reversed"},
                                    "height": 420, "width": 520}})
     return sec
+
+
+def topology_section(path: Path) -> dict[str, Any]:
+    """A topology file: basin counts, roughness, the centre's basin, a path's end barrier, the most persistent
+    basins, and the persistence diagram."""
+    t = read_topology(path)
+    a = t["attrs"]
+    name = Path(str(a.get("source", "?"))).name + (f" [{a['item']}]" if a.get("item") else "")
+    counts = a.get("thresholds") or {}
+    rows = [("landscape", name), ("loss range", f"{float(a['low']):.6g} .. {float(a['high']):.6g}"),
+            ("basins", f"{len(t['basins/minimum'])}; above a barrier of " + ", ".join(
+                f"{k.split()[-1]}{' of the range' if k.startswith('relative') else ''}: {v}" for k, v in counts.items())),
+            ("roughness", f"{float(a['roughness']):.4g} (the other basins' total barrier over the loss range)")]
+    c = a.get("centre")
+    if isinstance(c, dict):
+        finite = c.get("barrier") not in (None, float("inf")) and np.isfinite(float(c["barrier"]))
+        rows.append(("centre's basin", f"basin {c['basin']}, {100 * float(c['fraction']):.1f} % of the grid, " +
+                     (f"barrier {float(c['barrier']):.4g}" if finite else "the deepest (no barrier inside the grid)")))
+    if np.isfinite(float(a.get("end_barrier", np.nan))):
+        rows.append(("barrier between the ends", f"{float(a['end_barrier']):.6g}"))
+    minima, saddles = t["basins/minimum"], t["basins/saddle"]
+    for i in range(min(5, len(minima))):
+        where = ", ".join(f"{n} {x:.4g}" for n, x in zip(a.get("axes") or [], t["basins/coords"][i]))
+        rows.append((f"basin {i}", f"minimum {minima[i]:.6g} at {where}; " + (
+            f"saddle {saddles[i]:.6g} (barrier {saddles[i] - minima[i]:.4g})" if np.isfinite(saddles[i])
+            else "never merges")))
+    pairs, dims = t["persistence"], t["dimension"]
+    top = float(a["high"]) + 0.05 * (float(a["high"]) - float(a["low"]) or 1.0)
+    data = [{"type": "scatter", "mode": "markers", "name": f"H{d} ({int((dims == d).sum())})",
+             "x": jsonable(pairs[dims == d][:, 0]),
+             "y": jsonable(np.where(np.isfinite(pairs[dims == d][:, 1]), pairs[dims == d][:, 1], top)),
+             "hovertemplate": "birth %{x:.6g}<br>death %{y:.6g}<extra></extra>"} for d in sorted(set(dims.tolist()))]
+    data.append({"type": "scatter", "mode": "lines", "name": "birth = death", "x": [float(a["low"]), top],
+                 "y": [float(a["low"]), top], "line": {"color": "#999", "width": 1}, "hoverinfo": "skip"})
+    fig = {"title": f"{name}: persistence diagram (points on the top line never merge)", "data": data,
+           "layout": {"xaxis": {"title": {"text": "birth: a basin's minimum loss"}},
+                      "yaxis": {"title": {"text": "death: the saddle's loss"}},
+                      "legend": {"orientation": "h", "y": -0.25}}}
+    return {"kind": "topology", "file": path.name, "rows": rows, "figures": [fig]}

@@ -10,6 +10,7 @@ import landscape as ls
 from conftest import non_blank
 from landscape.cli import main
 from landscape.views.figures import plot_files
+from landscape.views.report import build_report
 from landscape.core.errors import StoreError
 from landscape.io.hdf5 import TOPOLOGY_SCHEMA
 from landscape.io.path_file import read_path
@@ -47,6 +48,8 @@ def test_a_surface_gets_its_topology_file_and_summary(stored, capsys):
     assert 0 < t["attrs"]["centre"]["fraction"] <= 1
     assert non_blank(stored / "s_topology.png")  # the diagram and the outlined basins
     assert plot_files([stored / "s_topology.h5"], stored / "figs", ["png"]) == [stored / "figs" / "s_topology.png"]
+    page = build_report(stored)  # the report shows the topology beside the surface
+    assert "Topology: s_topology.h5" in page and "persistence diagram" in page and "roughness" in page
 
 
 def test_a_path_gets_one_topology_per_row_with_the_barrier_between_its_ends(stored):
