@@ -23,7 +23,9 @@ import time as _time
 # (status 138/143) instead of ending it as interrupted (75); the command delivers what arrived once its handlers
 # are in place (cli.main). A library import (a notebook) leaves the handlers alone.
 _startup_signals: list[int] = []
-if _sys.argv[:1] == ["-m"] or _sys.argv[0].replace("\\", "/").rsplit("/", 1)[-1] in ("landscape", "landscape.exe"):
+_command_line = _sys.argv[:1] == ["-m"] or \
+    _sys.argv[0].replace("\\", "/").rsplit("/", 1)[-1] in ("landscape", "landscape.exe")
+if _command_line:
     for _s in (_signal.SIGTERM, _signal.SIGUSR1):
         if _signal.getsignal(_s) is _signal.SIG_DFL:
             _signal.signal(_s, lambda signum, _frame: _startup_signals.append(signum))
@@ -47,7 +49,10 @@ def _wait_policy() -> str:
     the spinning takes their time slices (a demo took 13.5 min instead of 5 on a shared machine). Chosen here,
     before torch's OpenMP runtime reads it: passive when other processes run on half the usable cores or more,
     the runtime's default otherwise; ``OMP_WAIT_POLICY`` set by the user is left as it is. Measured by
-    ``tools/bench_wait_policy.py``."""
+    ``tools/bench_wait_policy.py``. Only the command line chooses: a library import (a notebook, a user's
+    script) leaves the process's environment as it is."""
+    if not _command_line:
+        return "as the process was started (a library import does not choose)"
     if "OMP_WAIT_POLICY" in _os.environ or "torch" in _sys.modules:
         return _os.environ.get("OMP_WAIT_POLICY", "as set before torch was imported").lower()
     try:

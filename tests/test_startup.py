@@ -1,4 +1,5 @@
-"""What the package does before torch is imported: the OpenMP wait policy chosen from the machine's load."""
+"""What the command line does before torch is imported: the OpenMP wait policy chosen from the machine's load (a
+library import leaves the environment alone)."""
 import os
 import subprocess
 import sys
@@ -10,7 +11,8 @@ from conftest import ROOT
 FAKE = ("import builtins, io, os; real = builtins.open; "
         "builtins.open = lambda f, *a, **k: io.StringIO('0.1 0.1 0.1 {running}/200 9') if f == '/proc/loadavg' "
         "else real(f, *a, **k); os.sched_getaffinity = lambda pid: {{0, 1}}; ")
-SHOW = "import os, landscape; print(os.environ.get('OMP_WAIT_POLICY'), landscape._omp_wait)"
+AS_COMMAND = "import sys; sys.argv[0] = '/usr/bin/landscape'; "  # what the `landscape` script's process has
+SHOW = AS_COMMAND + "import os, landscape; print(os.environ.get('OMP_WAIT_POLICY'), landscape._omp_wait)"
 
 
 def probe(code: str, **env: str) -> str:
@@ -36,6 +38,8 @@ def test_busy_processes_beside_give_passive_waits_and_a_users_policy_is_kept():
     try:
         assert probe(SHOW).startswith("PASSIVE passive (")
         assert probe(SHOW, OMP_WAIT_POLICY="ACTIVE") == "ACTIVE active"
+        library = probe(SHOW.replace(AS_COMMAND, ""))  # a notebook's or a script's import: no choice made
+        assert library.startswith("None as the process was started"), library
     finally:
         for b in busy:
             b.kill()

@@ -52,13 +52,17 @@ def strided_max_pool2d(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[i
         x = F.pad(x, (pw, pw, ph, ph), value=float("-inf"))
     h, w = x.shape[-2], x.shape[-1]
     ho, wo = (h - dh * (kh - 1) - 1) // sh + 1, (w - dw * (kw - 1) - 1) // sw + 1
-    out = None
+    # separable: the window's maximum is the maximum over its columns of the maximum over its rows (first the
+    # rows, which shrinks the tensor most cheaply: whole contiguous rows are compared)
+    rows = None
     for i in range(kh):
-        rows = x[..., i * dh: i * dh + sh * (ho - 1) + 1: sh, :]
-        for j in range(kw):
-            part = rows[..., j * dw: j * dw + sw * (wo - 1) + 1: sw]
-            out = part if out is None else torch.maximum(out, part)
-    return out
+        part = x[..., i * dh: i * dh + sh * (ho - 1) + 1: sh, :]
+        rows = part if rows is None else torch.maximum(rows, part)
+    out = None
+    for j in range(kw):
+        part = rows[..., j * dw: j * dw + sw * (wo - 1) + 1: sw]
+        out = part if out is None else torch.maximum(out, part)
+    return out if kh > 1 or kw > 1 else out.clone()
 
 
 def _route(args: tuple, kwargs: dict) -> torch.Tensor | None:

@@ -37,7 +37,7 @@ import numpy as np
 
 from ..core.errors import StoreError
 from ..core.version import __version__
-from .hdf5 import CURVATURE_SCHEMA, CURVATURE_VERSION, ensure_space, read_whole, writes_to
+from .hdf5 import CURVATURE_SCHEMA, CURVATURE_VERSION, ensure_space, read_whole, replaced_atomically
 from .surface_file import diff_inputs
 
 __all__ = ["write_curvature", "read_curvature", "describe_curvature", "stored_curvature"]
@@ -63,29 +63,23 @@ def stored_curvature(path: str | Path, inputs: Mapping[str, Any]) -> bool:
 
 def write_curvature(path: str | Path, arrays: Mapping[str, Any], inputs: Mapping[str, Any],
                     attrs: Mapping[str, Any] | None = None) -> Path:
-    """Write a curvature file whole (to a temporary name, then renamed: a killed run leaves no half file)."""
+    """Write a curvature file whole (through a temporary file: a killed run leaves no half file)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with writes_to(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with replaced_atomically(path) as tmp:
         size = sum(np.asarray(a).nbytes for a in arrays.values() if not isinstance(a, (list, str)))
         ensure_space(tmp, size + (256 << 10))
-        try:
-            with h5py.File(tmp, "w") as f:
-                f.attrs.update({"schema": CURVATURE_SCHEMA, "schema_version": CURVATURE_VERSION,
-                                "package_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                "inputs": json.dumps(dict(inputs), sort_keys=True, default=str)})
-                for k, v in (attrs or {}).items():
-                    f.attrs[k] = _jsonable(v)
-                for name, value in arrays.items():
-                    if name == "eigen_kind":
-                        f.create_dataset(name, data=np.array(value, dtype=h5py.string_dtype("ascii", 8)))
-                    elif value is not None:
-                        f.create_dataset(name, data=np.asarray(value))
-            tmp.rename(path)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            raise
+        with h5py.File(tmp, "w") as f:
+            f.attrs.update({"schema": CURVATURE_SCHEMA, "schema_version": CURVATURE_VERSION,
+                            "package_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                            "inputs": json.dumps(dict(inputs), sort_keys=True, default=str)})
+            for k, v in (attrs or {}).items():
+                f.attrs[k] = _jsonable(v)
+            for name, value in arrays.items():
+                if name == "eigen_kind":
+                    f.create_dataset(name, data=np.array(value, dtype=h5py.string_dtype("ascii", 8)))
+                elif value is not None:
+                    f.create_dataset(name, data=np.asarray(value))
     return path
 
 

@@ -38,7 +38,7 @@ from ..core.signals import deferred
 from ..core.version import __version__
 from ..engine.curvature_map import MAPS
 from .hdf5 import (PATH_SCHEMA, SURFACE_SCHEMA, SURFACE_VERSION, ensure_space, label_dimension, open_hdf5,
-                   unreadable, write_failure, writes_to)
+                   replaced_atomically, unreadable, write_failure, writes_to)
 from .locks import WriterLock
 
 __all__ = ["SurfaceStore", "SurfaceData", "read_surface", "open_checked", "diff_inputs", "axis_text", "MAP_NAMES",
@@ -301,17 +301,11 @@ class SurfaceStore:
             f.flush()
             log.info("resuming %s: %d of %d points done", path, int(f["done"][()].sum()), grid.size)
             return cls(path, f, flush_every, flush_seconds)
-        tmp = path.with_name(path.name + ".tmp")
-        with writes_to(path):
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                ensure_space(tmp, 17 * grid.size + sum(np.asarray(a).nbytes for a in (datasets or {}).values())
-                             + (256 << 10))
-                cls._layout(tmp, grid, inputs, attrs, datasets, schema, axes)
-                tmp.rename(path)
-            except OSError:
-                tmp.unlink(missing_ok=True)
-                raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with replaced_atomically(path) as tmp:
+            ensure_space(tmp, 17 * grid.size + sum(np.asarray(a).nbytes for a in (datasets or {}).values())
+                         + (256 << 10))
+            cls._layout(tmp, grid, inputs, attrs, datasets, schema, axes)
         return cls(path, open_checked(path, "r+"), flush_every, flush_seconds)
 
     @staticmethod

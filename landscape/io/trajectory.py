@@ -42,8 +42,8 @@ from ..core.errors import CheckpointError, StoreError
 from ..core.params import StateSpec, unflatten_state
 from ..core.signals import deferred
 from ..core.version import __version__
-from .hdf5 import (TRAJECTORY_SCHEMA, TRAJECTORY_VERSION, ensure_space, label_dimension, open_hdf5, unreadable,
-                   writes_to)
+from .hdf5 import (TRAJECTORY_SCHEMA, TRAJECTORY_VERSION, ensure_space, label_dimension, open_hdf5,
+                   replaced_atomically, unreadable, writes_to)
 
 __all__ = ["TrajectoryStore", "SCHEMA", "SCHEMA_VERSION", "METRICS"]
 
@@ -103,21 +103,15 @@ class TrajectoryStore:
         path = Path(path)
         if path.exists():
             raise StoreError(f"{path}: already exists; resume it, or choose another output")
-        tmp = path.with_name(path.name + ".tmp")
-        with writes_to(path):
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                ensure_space(tmp, 4 * spec.numel * (2 if init is not None else 0) + (256 << 10))
-                cls._layout(tmp, spec, attrs)
-            except OSError:
-                tmp.unlink(missing_ok=True)
-                raise
-        first = cls(tmp)
-        if init is not None:
-            first.append_checkpoint(init, epoch=0, step=0, kind="init")
-        if resume is not None:
-            first.save_resume(resume)
-        tmp.rename(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with replaced_atomically(path) as tmp:
+            ensure_space(tmp, 4 * spec.numel * (2 if init is not None else 0) + (256 << 10))
+            cls._layout(tmp, spec, attrs)
+            first = cls(tmp)
+            if init is not None:
+                first.append_checkpoint(init, epoch=0, step=0, kind="init")
+            if resume is not None:
+                first.save_resume(resume)
         return cls(path)
 
     @staticmethod

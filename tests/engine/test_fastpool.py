@@ -9,10 +9,15 @@ import landscape as ls
 from landscape.engine.fastpool import exact_pooling
 
 
+def _pair(v):
+    return v if isinstance(v, tuple) else (v, v)
+
+
 def test_strided_maxima_equal_max_pool2d_bitwise():
     g = torch.Generator().manual_seed(0)
-    for k, s, p, d in itertools.product((1, 2, 3), (None, 1, 2, 3), (0, 1), (1, 2)):
-        if 2 * p > k:
+    shapes = ((1, 1), (2, 2), (3, 3), (2, 3), (3, 1))  # square and not (the maxima are taken rows first)
+    for k, s, p, d in itertools.product(shapes, (None, 1, 2, 3, (1, 2)), (0, 1, (1, 0)), (1, 2, (2, 1))):
+        if 2 * max(_pair(p)[0] / k[0], _pair(p)[1] / k[1]) > 1:
             continue
         x = torch.randn(2, 3, 11, 8, generator=g)
         x[0, 1, 2, 3] = float("nan")
