@@ -27,7 +27,7 @@ import numpy as np
 from ..core.errors import LandscapeError
 from ..core.optional import require
 
-__all__ = ["Basin", "Topology", "persistence", "diagram_distance", "DISTANCES", "MERGE_TREE_BASINS"]
+__all__ = ["Basin", "Topology", "persistence", "basin_region", "diagram_distance", "DISTANCES", "MERGE_TREE_BASINS"]
 
 DISTANCES = ("bottleneck", "wasserstein")
 #: basins whose merges are traced (the most persistent ones): each takes a labelling of the whole grid
@@ -45,6 +45,8 @@ class Basin:
     at: tuple[int, ...]
     saddle_at: tuple[int, ...] | None
     merges_into: int | None = None
+    fraction: float | None = None  # of the grid its component of {loss < saddle} covers (traced basins)
+    holds_point: bool | None = None  # whether that component holds ``Topology.point`` (traced, a point given)
 
     @property
     def persistence(self) -> float:
@@ -64,6 +66,7 @@ class Topology:
     low: float
     high: float
     shape: tuple[int, ...] = field(default=())
+    point: tuple[int, ...] | None = None  # the point whose basin the merge tracing recorded (the centre)
 
     @property
     def value_range(self) -> float:
@@ -93,23 +96,30 @@ class Topology:
 
     def basin_of(self, values: np.ndarray, point: tuple[int, ...], threshold: float = 0.0) -> dict:
         """The basin ``point`` lies in: the most local of the most persistent basins (``MERGE_TREE_BASINS``) with
-        persistence above ``threshold`` whose component of {loss < saddle} holds it (the deepest basin, covering everything, when none does). Returns its index,
-        the fraction of the grid it covers, its barrier (saddle − minimum) and the rise from the point to the
-        saddle (``inf`` for the deepest basin: no barrier inside the sampled region).
+        persistence above ``threshold`` whose component of {loss < saddle} holds it (the deepest basin, covering
+        everything, when none does). Returns its index, the fraction of the grid it covers, its barrier
+        (saddle − minimum) and the rise from the point to the saddle (``inf`` for the deepest basin: no barrier
+        inside the sampled region). For the point given to :func:`persistence` it reads what the merge tracing
+        recorded; other points label the grid again.
 
         Example:
             >>> v = np.array([0.0, 2.0, 1.0, 3.0, 0.5])
             >>> persistence(v).basin_of(v, (4,))
             {'basin': 1, 'fraction': 0.2, 'barrier': 2.5, 'rise': 2.5, 'minimum': 0.5}
         """
-        label = require("scipy.ndimage").label
         best = None
-        for i, b in enumerate(self.basins[:MERGE_TREE_BASINS + 1]):  # the most persistent (noise has 1000s)
+        traced = self.basins[:MERGE_TREE_BASINS + 1]  # the most persistent (noise has 1000s)
+        known = tuple(point) == self.point and all(b.holds_point is not None for b in traced if b.saddle_at)
+        for i, b in enumerate(traced):
             if not math.isfinite(b.saddle) or b.persistence <= threshold or b.saddle <= float(values[point]):
                 continue
-            comps, _ = label(values < b.saddle, structure=_axis_structure(values.ndim))
-            if comps[b.at] and comps[point] == comps[b.at] and (best is None or b.saddle < best[1].saddle):
-                best = (i, b, float(np.mean(comps == comps[b.at])))
+            if known:  # recorded while the merges were traced: no labelling again
+                if b.holds_point and (best is None or b.saddle < best[1].saddle):
+                    best = (i, b, float(b.fraction))
+                continue
+            region = basin_region(values, b.at, b.saddle)
+            if region[point] and (best is None or b.saddle < best[1].saddle):
+                best = (i, b, float(region.mean()))
         if best is None:
             deep = self.basins[0]
             return {"basin": 0, "fraction": 1.0, "barrier": math.inf, "rise": math.inf, "minimum": deep.minimum}
@@ -118,23 +128,25 @@ class Topology:
                 "minimum": b.minimum}
 
 
-def _axis_structure(ndim: int) -> np.ndarray:
-    """Neighbours along the axes only, as the vertices of a cubical complex are joined."""
-    s = np.zeros((3,) * ndim, dtype=bool)
-    centre = (1,) * ndim
-    s[centre] = True
-    for axis in range(ndim):
-        for step in (0, 2):
-            idx = list(centre)
-            idx[axis] = step
-            s[tuple(idx)] = True
-    return s
+def basin_region(values: np.ndarray, at: tuple[int, ...], saddle: float) -> np.ndarray:
+    """The basin of the minimum at ``at`` as a mask of the grid: its component of {loss < ``saddle``}, points
+    joined to their neighbours along the axes (as the vertices of a cubical complex are).
+
+    Example:
+        >>> basin_region(np.array([0.0, 2.0, 1.0, 1.5, 3.0, 0.5]), (2,), 2.0).tolist()
+        [False, False, True, True, False, False]
+    """
+    ndimage = require("scipy.ndimage")
+    comps, _ = ndimage.label(values < saddle, structure=ndimage.generate_binary_structure(values.ndim, 1))
+    return comps == comps[at] if comps[at] else np.zeros(values.shape, dtype=bool)
 
 
-def persistence(values: np.ndarray, merge_tree: int = MERGE_TREE_BASINS) -> Topology:
+def persistence(values: np.ndarray, merge_tree: int = MERGE_TREE_BASINS,
+                point: tuple[int, ...] | None = None) -> Topology:
     """Sublevel-set persistence of ``values`` sampled on a grid of any dimension (gudhi's cubical complex on the
     points as vertices): every basin with its minimum and saddle, and the merges of the ``merge_tree`` most
-    persistent ones (which older basin each joins).
+    persistent ones (which older basin each joins, the fraction of the grid each covers and, with ``point``,
+    whether it holds that point: what :meth:`Topology.basin_of` needs for it, from one labelling per basin).
 
     Example:
         >>> t = persistence(np.array([3.0, 1.0, 2.0, 0.0, 4.0]))
@@ -165,7 +177,8 @@ def persistence(values: np.ndarray, merge_tree: int = MERGE_TREE_BASINS) -> Topo
         pairs.append((birth, death))
         dims.append(dim)
     topo = Topology(basins, np.array(pairs, dtype=np.float64).reshape(-1, 2), np.array(dims, dtype=np.int64),
-                    float(values.min()), float(values.max()), shape)
+                    float(values.min()), float(values.max()), shape,
+                    None if point is None else tuple(int(i) for i in point))
     _trace_merges(topo, values, merge_tree)
     return topo
 
@@ -174,14 +187,17 @@ def _trace_merges(topo: Topology, values: np.ndarray, limit: int) -> None:
     """Which basin each of the ``limit`` most persistent finite basins joins at its saddle: the component of
     {loss < saddle} beside the saddle that does not hold the basin's own minimum, named by that component's
     minimum (ties in value broken as gudhi breaks them is not needed: the older basin is the lower one)."""
-    label = require("scipy.ndimage").label
+    ndimage = require("scipy.ndimage")
     owner = {b.at: i for i, b in enumerate(topo.basins)}
-    structure = _axis_structure(values.ndim)
+    structure = ndimage.generate_binary_structure(values.ndim, 1)
     for i, b in enumerate(topo.basins[:limit + 1]):
         if b.saddle_at is None:
             continue
-        comps, _ = label(values < b.saddle, structure=structure)
+        comps, _ = ndimage.label(values < b.saddle, structure=structure)
         own = comps[b.at]
+        b.fraction = float(np.mean(comps == own))
+        if topo.point is not None:
+            b.holds_point = bool(own) and bool(comps[topo.point] == own)
         others = set()
         for axis in range(values.ndim):
             for step in (-1, 1):

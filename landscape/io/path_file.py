@@ -21,10 +21,11 @@ def _strings(values: Any) -> list[str]:
 
 
 def read_path(path: str | Path) -> dict[str, Any]:
-    """A path file: ``alpha``, ``loss``/``accuracy`` [items, alpha], item ``name``/``level``/``distance``, attrs."""
+    """A path file: ``alpha``, ``loss``/``accuracy``/``done`` [items, alpha], item ``name``/``level``/``distance``,
+    attrs."""
     s = read_surface(path)
     with open_hdf5(path) as f:
         names, levels, dist = _strings(f["items/name"][:]), _strings(f["items/level"][:]), f["items/distance"][:]
-    return {"alpha": s.beta, "loss": s.loss, "accuracy": s.accuracy, "name": names, "level": levels,
+    return {"alpha": s.beta, "loss": s.loss, "accuracy": s.accuracy, "done": s.done, "name": names, "level": levels,
             "distance": dist, "kind": str(s.attrs.get("kind", "?")), "attrs": s.attrs, "inputs": s.inputs,
             "path": Path(path)}

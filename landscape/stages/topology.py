@@ -109,23 +109,25 @@ def landscape_topology(source: str | Path, write: bool = True, threshold: float 
     if schema not in (SURFACE_SCHEMA, PATH_SCHEMA):
         raise StoreError(f"{source}: topology reads surface, line and path files (schema landscape.surface or "
                          f"landscape.path), got {'no HDF5 file' if schema is None else schema}")
-    s = read_surface(source)
-    if not s.done.all():
-        raise StoreError(f"{source}: {int((~s.done).sum())} of {s.done.size} points are not computed yet; finish "
-                         "the run (rerun its command) before its topology")
     rows: list[tuple[str | None, np.ndarray, list[np.ndarray], list[str]]] = []
     if schema == PATH_SCHEMA:
         p = read_path(source)
+        done = p["done"]
         rows = [(name, np.asarray(p["loss"][k], dtype=np.float64), [p["alpha"]], ["alpha"])
                 for k, name in enumerate(p["name"])]
     else:
+        s = read_surface(source)
+        done = s.done
         axes = [s.alpha] if s.beta is None else [s.alpha, s.beta]
         rows = [(None, np.asarray(s.loss, dtype=np.float64).reshape([len(a) for a in axes]), axes,
                  ["alpha", "beta"][:len(axes)])]
+    if not done.all():
+        raise StoreError(f"{source}: {int((~done).sum())} of {done.size} points are not computed yet; finish "
+                         "the run (rerun its command) before its topology")
     out = []
     for item, values, axes, names in rows:
-        topo = persistence(values, merge_tree)
         centre_at = _centre_index(axes) if schema == SURFACE_SCHEMA else None
+        topo = persistence(values, merge_tree, point=centre_at)
         centre = topo.basin_of(values, centre_at, threshold) if centre_at is not None else None
         barrier = _end_barrier(axes[0], values) if schema == PATH_SCHEMA else None
         path = topology_path(source, item if schema == PATH_SCHEMA else None) if write else None

@@ -18,7 +18,7 @@ import numpy as np
 from ..io.path_file import read_path
 from ..io.surface_file import read_surface
 from ..io.topology_file import read_topology
-from ..core.optional import require
+from ..analysis.topology import basin_region
 from .mpl import pyplot, save_figure
 
 __all__ = ["plot_topology"]
@@ -95,13 +95,11 @@ def _landscape(ax: object, t: dict, relative: float, shown: int) -> None:
     levels = np.linspace(float(np.min(s.loss)), float(np.max(s.loss)), 21)
     filled = ax.contourf(A, B, s.loss, levels=levels, cmap="viridis")
     ax.figure.colorbar(filled, ax=ax, label="loss")
-    label = require("scipy.ndimage").label
     mid = np.array([np.mean(s.alpha), np.mean(s.beta)])
     for rank, i in enumerate(keep):
         colour = f"C{(rank + 1) % 10}"
         if math.isfinite(saddles[i]):  # the basin's region: its own component of {loss < saddle}
-            comps, _ = label(s.loss < saddles[i], structure=[[0, 1, 0], [1, 1, 1], [0, 1, 0]])
-            region = (comps == comps[tuple(at[i])]).astype(float)
+            region = basin_region(np.asarray(s.loss), tuple(at[i]), saddles[i]).astype(float)
             ax.contour(A, B, region, levels=[0.5], colors=[colour], linewidths=1.6)
         ax.plot(*coords[i], "o", color=colour, markeredgecolor="white", clip_on=False, zorder=3)
         towards = np.sign(mid - coords[i]) * 9  # the number inside the plot, also for a minimum on its edge

@@ -25,6 +25,26 @@ def test_double_well_has_two_basins_and_its_saddle_exactly():
     assert centre["barrier"] in (math.inf, 1.0) and 0 < centre["fraction"] <= 1
 
 
+def test_the_centres_basin_recorded_while_tracing_equals_a_fresh_labelling():
+    """persistence(point=...) records the point's basins in the same labellings that trace the merges;
+    basin_of reads them, and equals basin_of for that point on a topology that labels again."""
+    rng = np.random.default_rng(3)
+    x = np.linspace(0, 1, 41)
+    X, Y = np.meshgrid(x, x, indexing="ij")
+    f = 2.0 - sum(rng.uniform(0.5, 1.5) * np.exp(-((X - cx) ** 2 + (Y - cy) ** 2) / 0.01)
+                  for cx, cy in rng.uniform(0.1, 0.9, (6, 2))) + 0.01 * rng.random(X.shape)
+    plain = persistence(f)
+    seen = set()
+    for point in [(20, 20), (3, 37), (40, 0), tuple(int(i) for i in plain.basins[2].at)]:
+        recorded = persistence(f, point=point)
+        assert recorded.point == point and all(b.holds_point is not None for b in recorded.basins[1:65])
+        for threshold in (0.0, 0.05):
+            got = recorded.basin_of(f, point, threshold)
+            assert got == plain.basin_of(f, point, threshold)
+            seen.add(got["basin"])
+    assert len(seen) > 2  # the points lie in different basins
+
+
 def minimax_level(f, a, b):
     """The lowest level t at which a and b are joined within {f <= t} (axis neighbours): by bisection over the
     sorted values, with connected-component labelling; independent of any persistence code."""
