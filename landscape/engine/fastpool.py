@@ -1,6 +1,6 @@
 """Max pooling computed as the maximum of strided views: the same values bitwise (a maximum is exact, whatever the
 order), many times faster on CPUs than torch's ``max_pool2d`` kernel for the small feature maps of LeNet-style
-networks (3.9 ms -> 0.24 ms for 256×6×30×30 here).
+networks (4.6 ms -> 0.38 ms for 256×6×30×30 here, taking the rows first).
 
 :func:`exact_pooling` is a context in which ``F.max_pool2d`` (and so ``nn.MaxPool2d``) without indices takes that
 route on CPU tensors; other calls (indices asked, ceil mode, CUDA tensors, other functions) run as they would.
