@@ -90,12 +90,25 @@ def test_train_resume_and_errors(cli, tmp_path):
     assert r.returncode == 2 and "does not exist" in r.stderr
 
 
+SIGNAL_TRAINING = ["train", "--model", "lenet5", "--data", "digits", "--epochs", "12", "--no-progress", "--device",
+                   "cpu"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_training(tmp_path_factory):
+    """The trajectory of the signal tests' training run without interruption (run once for both signals)."""
+    out = tmp_path_factory.mktemp("uninterrupted") / "full.h5"
+    full = run_cli(*SIGNAL_TRAINING, "--out", str(out))
+    assert full.returncode == 0, full.stderr
+    return out
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGTERM])
-def test_signal_during_training_saves_and_resumes(tmp_path, sig):
+def test_signal_during_training_saves_and_resumes(tmp_path, sig, uninterrupted_training):
     """Slurm's time-limit warning can land while a job trains: exit 75, and the rerun ends where an
     uninterrupted run ends."""
-    args = ["train", "--model", "lenet5", "--data", "digits", "--epochs", "12", "--no-progress", "--device", "cpu"]
+    args = SIGNAL_TRAINING
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT)]))
     proc = subprocess.Popen([sys.executable, "-m", "landscape", *args, "--out", str(tmp_path / "t.h5")], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -115,9 +128,7 @@ def test_signal_during_training_saves_and_resumes(tmp_path, sig):
     assert stopped < 13  # it really stopped early
     again = run_cli(*args, "--out", str(tmp_path / "t.h5"))
     assert again.returncode == 0 and "resuming" in again.stderr, again.stderr
-    full = run_cli(*args, "--out", str(tmp_path / "full.h5"))
-    assert full.returncode == 0, full.stderr
-    a, b = TrajectoryStore(tmp_path / "t.h5"), TrajectoryStore(tmp_path / "full.h5")
+    a, b = TrajectoryStore(tmp_path / "t.h5"), TrajectoryStore(uninterrupted_training)
     assert len(a) == len(b) == 13 and torch.equal(a.vector("final"), b.vector("final"))
 
 

@@ -38,15 +38,22 @@ TRAIN = ["--model", "lenet5", "--data", "digits", "--epochs", "5", "--no-progres
          "data.test_subset=60"]
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A trajectory of TRAIN written on a roomy disk: the centre and path ends of the tests (trained once)."""
+    out = tmp_path_factory.mktemp("trained") / "trajectory.h5"
+    r = run_cli("train", *TRAIN, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    return out
+
+
 def clear_failure(r, name):
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert "cannot write" in r.stderr and name in r.stderr, r.stderr
 
 
-def test_training_survives_a_full_disk_and_resumes(small_fs, tmp_path):
+def test_training_survives_a_full_disk_and_resumes(small_fs, trained):
     mnt, fill = small_fs
-    ref = run_cli("train", *TRAIN, "--out", str(tmp_path / "ref.h5"))
-    assert ref.returncode == 0, ref.stderr
     filler = fill(1_900_000)  # room for the first checkpoints (325 KB each with their resume records), not for all
     r = run_cli("train", *TRAIN, "--out", str(mnt / "t.h5"))
     clear_failure(r, "t.h5")
@@ -56,13 +63,12 @@ def test_training_survives_a_full_disk_and_resumes(small_fs, tmp_path):
     filler.unlink()
     r = run_cli("train", *TRAIN, "--out", str(mnt / "t.h5"))
     assert r.returncode == 0 and "resuming" in r.stderr, r.stderr
-    assert torch.equal(TrajectoryStore(mnt / "t.h5").vector("final"), TrajectoryStore(tmp_path / "ref.h5").vector("final"))
+    assert torch.equal(TrajectoryStore(mnt / "t.h5").vector("final"), TrajectoryStore(trained).vector("final"))
 
 
-def test_surface_paths_and_exports_on_a_full_disk(small_fs, tmp_path):
+def test_surface_paths_and_exports_on_a_full_disk(small_fs, trained):
     mnt, fill = small_fs
-    assert run_cli("train", *TRAIN, "--out", str(tmp_path / "trajectory.h5")).returncode == 0
-    surface = ["surface", "--model", "lenet5", "--data", "digits", "--center", f"{tmp_path / 'trajectory.h5'}:final",
+    surface = ["surface", "--model", "lenet5", "--data", "digits", "--center", f"{trained}:final",
                "--alpha", "-1:1:5", "--beta", "-1:1:5", "--out", str(mnt / "s.h5"), "--no-progress",
                "data.test_subset=60"]
     filler = fill(600_000)  # less than the file's directions (3 x 325 KB)
@@ -85,18 +91,17 @@ def test_surface_paths_and_exports_on_a_full_disk(small_fs, tmp_path):
     assert not list(mnt.glob(".*.tmp"))  # a later successful write removes what dead runs left
     filler = fill(0)
     r = run_cli("path", "--model", "lenet5", "--data", "digits", "--output", str(mnt), "--start",
-                f"{tmp_path / 'trajectory.h5'}:init", "--mid", f"{tmp_path / 'trajectory.h5'}:mid", "--end",
-                f"{tmp_path / 'trajectory.h5'}:final", "--kind", "linear", "--alpha", "0:1:3", "--no-plots",
+                f"{trained}:init", "--mid", f"{trained}:mid", "--end",
+                f"{trained}:final", "--kind", "linear", "--alpha", "0:1:3", "--no-plots",
                 "--no-progress", "data.test_subset=60")
     clear_failure(r, "path_linear.h5")
     assert read_surface(mnt / "s.h5").done.all()  # what was stored is intact
 
 
-def test_read_only_file_system_is_named_not_called_corruption(small_fs, tmp_path):
+def test_read_only_file_system_is_named_not_called_corruption(small_fs, trained):
     mnt, _ = small_fs
-    assert run_cli("train", *TRAIN, "--out", str(tmp_path / "trajectory.h5")).returncode == 0
     def surface(out):
-        return ["surface", "--model", "lenet5", "--data", "digits", "--center", f"{tmp_path / 'trajectory.h5'}:final",
+        return ["surface", "--model", "lenet5", "--data", "digits", "--center", f"{trained}:final",
                 "--alpha", "-1:1:3", "--beta", "-1:1:3", "--out", str(mnt / out), "--no-progress", "data.test_subset=60"]
 
     assert run_cli(*surface("s.h5")).returncode == 0

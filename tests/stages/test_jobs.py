@@ -94,12 +94,13 @@ def test_mnist_job_runs_end_to_end(tmp_path):
 
 @pytest.mark.slow
 def test_cifar_job_runs_one_sweep_task(tmp_path):
-    _fake_cifar(tmp_path / "cifar")
+    _fake_cifar(tmp_path / "cifar", per_batch=8)  # resnet56's Hessian products cost per image: few of them
     out = tmp_path / "out"
     r = run_cli("run", str(ROOT / "jobs" / "cifar10_resnet56.toml"), "--task", "1", f"data.root={tmp_path / 'cifar'}",
                 "--output", str(out), "train.epochs=2", "train.lr_milestones=[1]", "surface.alpha=-1:1:3",
-                "surface.beta=-1:1:2", "curvature.top_k=1", "curvature.max_iter=12", "curvature.trace_samples=4",
-                "curvature.ascent_steps=2", "curvature.subset=none", "--no-progress", "--device", "cpu", timeout=600)
+                "surface.beta=-1:1:2", "curvature.top_k=1", "curvature.bottom_k=0", "curvature.max_iter=6",
+                "curvature.trace_samples=2", "curvature.ascent_steps=1", "curvature.subset=none", "--no-progress",
+                "--device", "cpu", timeout=600)
     assert r.returncode == 0, r.stderr
     assert json.loads((out / "sweep.json").read_text())[1]["settings"] == {"model.name": "resnet56_noskip"}
     summary = json.loads((out / "001" / "summary.json").read_text())
