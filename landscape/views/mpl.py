@@ -27,7 +27,9 @@ def pyplot() -> Any:
 
 
 def save_figure(fig: Any, out_dir: str | Path, name: str, formats: Sequence[str], dpi: int = 150) -> list[Path]:
-    """Save ``fig`` as ``out_dir/name.<fmt>`` for each format, close it, and return the files."""
+    """Save ``fig`` as ``out_dir/name.<fmt>`` for each format (the folder made if missing), close it, and return
+    the files."""
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
     out = [Path(out_dir) / f"{name}.{fmt}" for fmt in formats]
     for p in out:
         savefig(fig, p, dpi)

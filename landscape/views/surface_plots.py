@@ -138,6 +138,18 @@ def color_norm(values: np.ndarray, log: bool, levels_: np.ndarray | None = None,
     return colors.Normalize(lo, hi)
 
 
+def log_colour_scale(values: np.ndarray, ratio: float = 3.0) -> bool:
+    """Whether positive values span ``ratio`` times their minimum or more: a linear colour scale then leaves the
+    low region (a basin) one shade.
+
+    Example:
+        >>> [log_colour_scale(np.array(v)) for v in ([0.16, 0.3, 4.4], [2.0, 2.5], [-1.0, 5.0])]
+        [True, False, False]
+    """
+    v = values.compressed() if np.ma.isMaskedArray(values) else values[np.isfinite(values)]
+    return bool(v.size) and float(v.min()) > 0 and float(v.max()) >= ratio * float(v.min())
+
+
 def log_tick_values(lo: float, hi: float) -> list[float]:
     """Tick values of a log scale from ``lo`` to ``hi`` at 1-2-5 steps (the ends when none falls inside).
 
@@ -329,12 +341,14 @@ def plot_surface(path: str | Path, out_dir: str | Path | None = None, formats: S
                 cs = ax.contourf(A, B, vals, levels=lv, norm=color_norm(vals, lg, lv, extend=ext), cmap="viridis",
                                  extend=ext)
                 plain_ticks(fig.colorbar(cs, ax=ax, label=name))
-            else:
-                im = _heatmap(ax, s, vals, color_norm(vals, lg, None, lo, hi))
-                plain_ticks(fig.colorbar(im, ax=ax, label=f"{name}{' (log scale)' if lg else ''}"))
+            else:  # the loss on a log colour scale when it spans a few times its minimum, as the contours space it
+                log_colours = lg or (name == "loss" and log_colour_scale(vals))
+                scale = " (log scale)" if lg else " (log colour scale)" if log_colours else ""
+                im = _heatmap(ax, s, vals, color_norm(vals, log_colours, None, lo, hi))
+                plain_ticks(fig.colorbar(im, ax=ax, label=f"{name}{' (log scale)' if log_colours else ''}"))
             ax.set_xlabel(xl)
             ax.set_ylabel(yl)
-            ax.set_title(name + (" (log scale)" if lg else ""))
+            ax.set_title(name + (scale if kind == "heatmap" else " (log scale)" if lg else ""))
             ax.set_aspect("equal" if equal_aspect else "auto")
             _overlay(ax, traj)
             _overlay_others(ax, others)

@@ -106,3 +106,27 @@ def test_hessian_planes(trained, pair):
     assert float(d1.norm()) == pytest.approx(1.0, rel=1e-5)
     assert abs(float(torch.dot(d1, torch.from_numpy(c["eigenvectors"][0])))) == pytest.approx(1.0, abs=1e-4)
     assert np.isfinite(s.loss).all()
+
+
+def test_spectrum_figure_shows_every_eigenvalue_the_mean_and_the_density(trained, tmp_path, monkeypatch):
+    """The spectrum on a symmetric-log axis: a line per eigenvalue found (its value in the legend), the mean
+    eigenvalue (trace / parameters) and the SLQ density."""
+    import matplotlib.pyplot as plt
+    import landscape.views.curvature_plots as cp
+
+    out, _ = trained
+    c = read_curvature(out / "curvature.h5")
+    figs = []
+    monkeypatch.setattr(cp, "save_figure", lambda fig, *a, **k: figs.append(fig) or [])
+    cp.plot_spectrum(out / "curvature.h5", tmp_path, ("png",))
+    (ax,) = figs[0].axes
+    assert ax.get_xscale() == "symlog" and ax.get_yscale() == "log"  # the density where it was computed
+    vertical = sorted(float(line.get_xdata()[0]) for line in ax.get_lines() if len(set(line.get_xdata())) == 1
+                      and len(line.get_xdata()) == 2)
+    mean = c["trace"] / c["inputs"]["parameters"]
+    np.testing.assert_allclose(vertical, sorted(list(c["eigenvalues"]) + [mean]))
+    legend = " ".join(t.get_text() for t in ax.get_legend().get_texts())
+    assert all(f"{v:.4g}" in legend for v in c["eigenvalues"]) and "mean eigenvalue" in legend
+    lo, hi = ax.get_xlim()
+    assert lo < min(c["eigenvalues"]) and max(c["eigenvalues"]) < hi
+    plt.close("all")

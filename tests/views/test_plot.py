@@ -101,6 +101,20 @@ def test_filled_contour_bands_use_the_whole_colour_map(tmp_path):
     assert len(colours) >= 15  # the bands are visible as separate colours
 
 
+def test_heatmap_colours_a_wide_loss_range_on_a_log_scale(tmp_path, monkeypatch):
+    """The loss of a basin spans decades: a linear colour scale leaves the plane one shade (by default too)."""
+    import matplotlib.colors as mcolors
+    import landscape.views.surface_plots as sp
+
+    _basin(tmp_path / "b.h5")
+    figs = []
+    monkeypatch.setattr(sp, "savefig", lambda fig, p: figs.append(fig) or p)
+    sp.plot_surface(tmp_path / "b.h5", formats=("png",), figures=("heatmap",))
+    loss_image, acc_image = (ax.images[0] if ax.images else ax.collections[0] for ax in figs[0].axes[:2])
+    assert isinstance(loss_image.norm, mcolors.LogNorm) and not isinstance(acc_image.norm, mcolors.LogNorm)
+    assert "log colour scale" in figs[0].axes[0].get_title()
+
+
 def test_log_colour_bar_labels_are_plain_numbers(tmp_path, monkeypatch):
     import landscape.views.surface_plots as sp
 
