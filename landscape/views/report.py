@@ -89,6 +89,32 @@ def _size(n: int) -> str:
     return str(n)
 
 
+def _shown(value: Any) -> str:
+    """A provenance value as a reader wants it: "—" for a setting not given, never "None"."""
+    return "—" if value is None or value == "" else str(value)
+
+
+def data_description(data: dict[str, Any]) -> str:
+    """A data set as configured, naming only what was set.
+
+    Example:
+        >>> data_description({"name": "digits", "root": None, "train_subset": None, "test_subset": None})
+        'digits (all samples)'
+        >>> data_description({"name": "mnist", "root": "/data/mnist", "train_subset": 200, "test_subset": None})
+        'mnist (root /data/mnist, first 200 training samples)'
+    """
+    parts = [f"root {data['root']}"] if data.get("root") else []
+    for key, what in (("train_subset", "training"), ("test_subset", "test")):
+        if data.get(key) is not None:
+            mode = data.get("subset_mode") or "first"
+            parts.append(f"{'first' if mode == 'first' else 'random'} {data[key]} {what} samples")
+    if data.get("kwargs"):
+        parts.append(", ".join(f"{k} {v}" for k, v in data["kwargs"].items()))
+    if not (data.get("train_subset") is not None or data.get("test_subset") is not None):
+        parts.append("all samples")
+    return f"{data.get('name')} ({', '.join(parts)})"
+
+
 def _provenance(out: Path, sections: list[dict[str, Any]]) -> str:
     parts = []
     job = json.loads((out / "job.json").read_text()) if (out / "job.json").is_file() else {}
@@ -96,8 +122,7 @@ def _provenance(out: Path, sections: list[dict[str, Any]]) -> str:
         model, data = job.get("model", {}), job.get("data", {})
         rows = [("job", job.get("job", {}).get("name", "?") if isinstance(job.get("job"), dict) else job.get("job")),
                 ("model", f"{model.get('name')} {model.get('kwargs') or ''}"),
-                ("data", f"{data.get('name')} (root {data.get('root')}, train subset {data.get('train_subset')}, "
-                         f"test subset {data.get('test_subset')})"),
+                ("data", data_description(data)),
                 ("training", ", ".join(f"{k} {v}" for k, v in (job.get("train") or {}).items()
                                        if k in ("epochs", "lr", "optimizer", "batch_size", "seed"))),
                 ("evaluation", ", ".join(f"{k} {v}" for k, v in (job.get("evaluate") or {}).items()
@@ -108,9 +133,11 @@ def _provenance(out: Path, sections: list[dict[str, Any]]) -> str:
         if s["kind"] == "surface":
             i = s["inputs"]
             data = i.get("data", {})
-            rows.append((s["file"], i.get("model"), data.get("name") if isinstance(data, dict) else data,
-                         i.get("split"), i.get("center"), i.get("directions"), i.get("norm"), i.get("ignore"),
-                         i.get("seed"), s["progress"]))
+            seeded = i.get("directions") in (None, "random")  # PCA, Hessian or checkpoint directions draw nothing
+            rows.append((s["file"], _shown(i.get("model")),
+                         data_description(data) if isinstance(data, dict) else _shown(data), _shown(i.get("split")),
+                         _shown(i.get("center")), _shown(i.get("directions")), _shown(i.get("norm")),
+                         _shown(i.get("ignore")), _shown(i.get("seed")) if seeded else "not drawn", s["progress"]))
     if rows:
         parts.append("<h3>Surfaces</h3>" + _table(rows, ("file", "model", "data", "split", "centre", "directions",
                                                          "normalisation", "ignore", "seed", "progress")))

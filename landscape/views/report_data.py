@@ -28,11 +28,11 @@ from ..io.surface_file import CURVATURE_DONE, read_projected_path, read_surface
 from ..io.topology_file import read_topology
 from ..io.trajectory import TrajectoryStore
 from .overlay import path_to_draw, surface_height
-from .surface_plots import axis_labels, log_tick_values
+from .surface_plots import axis_labels, log_tick_values, plain_number
 
 __all__ = ["surface_section", "paths_section", "trajectory_section", "curvature_section", "correlation_section",
            "topology_section",
-           "jsonable", "log_ticks", "MAX_SIDE", "MAX_PARAMETER_LINES"]
+           "jsonable", "log_ticks", "log_axis", "twin_layout", "MAX_SIDE", "MAX_PARAMETER_LINES"]
 
 #: surfaces larger than this along an axis are shown at every k-th point (the files keep every point)
 MAX_SIDE = 201
@@ -70,6 +70,33 @@ def log_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
     return [round(float(np.log10(v)), 3) for v in vals], [f"{v:.3g}" for v in vals]
 
 
+def log_axis(title: str, *values: Any) -> dict[str, Any]:
+    """A Plotly log axis labelled with plain numbers (1-2-5 steps; powers of ten beyond four decades) over the
+    positive finite ``values``, instead of Plotly's bare mantissa digits ("2, 5, 1, 2 …").
+
+    Example:
+        >>> log_axis("loss", [0.15, 2.5])["ticktext"]
+        ['0.2', '0.5', '1', '2']
+    """
+    v = np.concatenate([np.ravel(np.asarray(x, dtype=float)) for x in values]) if values else np.array([])
+    v = v[np.isfinite(v) & (v > 0)]
+    axis: dict[str, Any] = {"title": {"text": title}, "type": "log"}
+    if v.size:
+        lo, hi = float(v.min()), float(v.max())
+        ticks = log_tick_values(lo, hi)
+        if hi > lo * 1e4:
+            ticks = [t for t in ticks if abs(np.log10(t) - round(np.log10(t))) < 1e-9] or ticks
+        axis.update(tickvals=ticks, ticktext=[plain_number(t) for t in ticks])
+    return axis
+
+
+def twin_layout(layout: dict[str, Any]) -> dict[str, Any]:
+    """A layout with a right-hand accuracy axis: room for its title and ticks, and the legend below the plot
+    (beside the axis it hid the accuracy ticks)."""
+    return {**layout, "margin": {"l": 60, "r": 70, "t": 40, "b": 90},
+            "legend": {"orientation": "h", "x": 0, "y": -0.22, "yanchor": "top"}}
+
+
 def _stride(n: int) -> int:
     return max(1, -(-n // MAX_SIDE))
 
@@ -105,8 +132,9 @@ def surface_section(path: str | Path) -> dict[str, Any]:
             {"type": "scatter", "x": jsonable(s.alpha), "y": jsonable(loss), "name": "loss", "mode": "lines+markers"},
             {"type": "scatter", "x": jsonable(s.alpha), "y": jsonable(acc), "name": "accuracy", "yaxis": "y2",
              "mode": "lines+markers"}],
-            "layout": {"xaxis": {"title": {"text": xl}}, "yaxis": {"title": {"text": "loss"}, "type": "log"},
-                       "yaxis2": {"title": {"text": "accuracy"}, "overlaying": "y", "side": "right"}}})
+            "layout": twin_layout({"xaxis": {"title": {"text": xl}}, "yaxis": log_axis("loss", loss),
+                                   "yaxis2": {"title": {"text": "accuracy"}, "overlaying": "y", "side": "right",
+                                              "tickformat": ".2f"}})})
         return sec
     ka, kb = _stride(len(s.alpha)), _stride(len(s.beta))
     if ka > 1 or kb > 1:
@@ -183,7 +211,7 @@ def paths_section(files: list[Path]) -> dict[str, Any]:
                                                                 "%{y:.5g}<extra></extra>"} for k in idx]
                 ends = " → ".join(Path(str(p["inputs"].get(k, "?"))).name for k in ("start", "end"))
                 layout = {"xaxis": {"title": {"text": f"α  ({p['kind']}: {ends})"}},
-                          "yaxis": {"title": {"text": what}, **({"type": "log"} if what == "loss" else {})},
+                          "yaxis": log_axis(what, p[what][idx]) if what == "loss" else {"title": {"text": what}},
                           "shapes": [{"type": "rect", "xref": "x", "yref": "paper", "x0": 0, "x1": 1, "y0": 0,
                                       "y1": 1, "fillcolor": "rgba(120,120,120,0.08)", "line": {"width": 0}}]}
                 sec["figures"].append({"title": f"{f.name}: {what}, {level} level (shaded: 0 ≤ α ≤ 1)",
@@ -200,9 +228,12 @@ def trajectory_section(path: Path) -> dict[str, Any]:
         data = [{"type": "scatter", "mode": "lines+markers", "x": jsonable(m["epoch"]), "y": jsonable(m[k]),
                  "name": k.replace("_", " "), **({"yaxis": "y2"} if "accuracy" in k else {})}
                 for k in m if k != "epoch"]
-        sec["figures"].append({"title": f"{path.name}: training metrics per epoch", "data": data, "layout": {
-            "xaxis": {"title": {"text": "epoch"}}, "yaxis": {"title": {"text": "loss"}, "type": "log"},
-            "yaxis2": {"title": {"text": "accuracy"}, "overlaying": "y", "side": "right", "range": [0, 1]}}})
+        losses = [m[k] for k in m if k != "epoch" and "accuracy" not in k]
+        sec["figures"].append({"title": f"{path.name}: training metrics per epoch", "data": data,
+                               "layout": twin_layout({
+                                   "xaxis": {"title": {"text": "epoch"}}, "yaxis": log_axis("loss", *losses),
+                                   "yaxis2": {"title": {"text": "accuracy"}, "overlaying": "y", "side": "right",
+                                              "range": [0, 1], "tickformat": ".1f"}})})
     nm = st.norms()
     if nm is not None and len(nm["step"]):
         for what, log in (("weight", False), ("grad", True)):
@@ -211,7 +242,7 @@ def trajectory_section(path: Path) -> dict[str, Any]:
                     for k, (layer, kind) in enumerate(zip(nm["layers"], nm["kinds"]))]
             sec["figures"].append({"title": f"{path.name}: {what} L2 norm per layer", "data": data, "layout": {
                 "xaxis": {"title": {"text": "optimiser step"}},
-                "yaxis": {"title": {"text": f"{what} norm"}, **({"type": "log"} if log else {})}}})
+                "yaxis": log_axis(f"{what} norm", nm[what]) if log else {"title": {"text": f"{what} norm"}}}})
     return sec
 
 
@@ -243,8 +274,7 @@ def curvature_section(path: Path) -> dict[str, Any]:
     if density is not None:
         sec["figures"].append({"title": f"{path.name}: spectral density (stochastic Lanczos quadrature)", "data": [{
             "type": "scatter", "mode": "lines", "x": jsonable(density[0]), "y": jsonable(density[1])}],
-            "layout": {"xaxis": {"title": {"text": "eigenvalue"}}, "yaxis": {"title": {"text": "density"},
-                                                                            "type": "log"}}})
+            "layout": {"xaxis": {"title": {"text": "eigenvalue"}}, "yaxis": log_axis("density", density[1])}})
     return sec
 
 

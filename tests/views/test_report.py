@@ -83,6 +83,32 @@ def test_report_is_offline_and_links_every_file(demo_out):
     assert files and files <= hrefs, sorted(files - hrefs)[:5]
 
 
+def test_provenance_names_only_what_was_set(demo_out):
+    """No "None" for settings not given (an embedded data set has no root); a PCA surface draws no seed."""
+    text = (demo_out / REPORT_NAME).read_text()
+    prov = text[text.index('<section id="provenance">'):]
+    prov = prov[:prov.index("</section>")]
+    assert "None" not in prov, re.findall(r".{60}None.{20}", prov)
+    assert "digits (all samples)" in prov
+    surfaces = prov[prov.index("<h3>Surfaces</h3>"):prov.index("<h3>Run history</h3>")]
+    rows = {m[0]: m for m in re.findall(r"<tr><td>([^<]+)</td>((?:<td>[^<]*</td>)+)</tr>", surfaces)}
+    assert "not drawn" in rows["surface_pca.h5"][1] and "not drawn" not in rows["surface.h5"][1]
+
+
+def test_training_chart_keeps_its_legend_off_the_accuracy_axis_and_labels_log_axes(demo_out):
+    from landscape.views.report_data import trajectory_section
+
+    sec = trajectory_section(demo_out / "trajectory.h5")
+    metrics = sec["figures"][0]["layout"]
+    assert metrics["legend"]["orientation"] == "h" and metrics["legend"]["y"] < 0  # below, not over the y2 axis
+    assert metrics["margin"]["r"] >= 60 and metrics["yaxis2"]["side"] == "right"
+    for fig in sec["figures"]:  # every log axis labelled with plain numbers, no bare mantissa digits
+        axis = fig["layout"].get("yaxis", {})
+        if axis.get("type") == "log":
+            assert len(axis["ticktext"]) >= 2 and all(re.fullmatch(r"[0-9.]+", t) for t in axis["ticktext"])
+            assert len(set(axis["ticktext"])) == len(axis["ticktext"])
+
+
 def test_partial_surface_shows_progress(tmp_path, cli):
     g = Grid(np.linspace(-1, 1, 7), np.linspace(-1, 1, 5))
     st = SurfaceStore.open(tmp_path / "surface.h5", g, {"model": "mlp", "directions": "random"})
