@@ -16,11 +16,13 @@ extras = {
     "xarray": ["xarray"],
     "topology": ["gudhi>=3.8"],
     "lightning": ["lightning>=2.0"],
+    "docs": ["mkdocs>=1.6", "mkdocs-material>=9", "mkdocstrings[python]>=0.26"],
 }
 # torchvision is in no extra: pip would replace the torch installed first (a CPU or a chosen CUDA build) with the
 # newest one. Install the torchvision build that matches your torch by hand (README: Install).
 extras["test"] = (["pytest>=7", "pytest-timeout", "h5netcdf"] + extras["mpi"] + extras["vtk"] + extras["plot"]
-                  + extras["hf-trainer"] + extras["xarray"] + extras["lightning"] + extras["topology"])
+                  + extras["hf-trainer"] + extras["xarray"] + extras["lightning"] + extras["topology"]
+                  + extras["docs"])
 extras["all"] = sorted({d for k in ("mpi", "vtk", "plot", "hf-trainer", "xarray", "lightning", "topology")
                         for d in extras[k]})
 

@@ -269,7 +269,7 @@ class Evaluator:
             >>> tr, te = load_data("spiral", n_per_class=20)
             >>> ev = Evaluator(build_model("mlp", tr.info(), depth=1, width=4), te, "cpu")
             >>> r = ev.replica()
-            >>> r.model is not ev.model and r._batches[0][0] is ev._batches[0][0]
+            >>> r.model is not ev.model and r._x is ev._x  # the data shared, the model copied
             True
         """
         other = copy.copy(self)

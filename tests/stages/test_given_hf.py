@@ -64,14 +64,15 @@ def test_sequence_classifier_from_a_config_with_dict_batches():
 
 
 @pytest.mark.slow
-def test_readme_hugging_face_commands_run_as_written(tmp_path):
-    """Every `landscape ... hf:` command of the README's language-model section, in the order given."""
+def test_documented_hugging_face_commands_run_as_written(tmp_path):
+    """Every `landscape ... hf:` command of the language-model page (docs/language-models.md), in the order
+    given."""
     import re
     import shlex
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    text = (root / "README.md").read_text()
+    text = (root / "docs" / "language-models.md").read_text()
     cmds = [c for c in re.findall(r"^(?:landscape|python) [^\n]*(?:hf[:_]|my-gpt2)[^\n]*$", text, re.M)]
     assert len(cmds) >= 3, cmds
     (tmp_path / "jobs").symlink_to(root / "jobs")
