@@ -15,14 +15,16 @@ Example:
 """
 from __future__ import annotations
 
+import base64
 import html
+import io
 import json
 import logging
 from pathlib import Path
 from typing import Any, Callable
 
 from ..core.errors import ConfigError, LandscapeError
-from ..core.optional import package_file
+from ..core.optional import package_file, require
 from ..core.version import __version__
 from ..io.hdf5 import (CORRELATION_SCHEMA, CURVATURE_SCHEMA, PATH_SCHEMA, SURFACE_SCHEMA, TOPOLOGY_SCHEMA,
                        TRAJECTORY_SCHEMA, file_schema, replaced_atomically)
@@ -177,11 +179,34 @@ def _files(out: Path, report: Path) -> str:
         body += (f"<details><summary>{len(deeper)} files in sub-folders</summary><ul>"
                  + "".join(f"<li>{link(p)}</li>" for p in deeper) + "</ul></details>")
     pngs = [p for p in top if p.suffix == ".png"]
-    if pngs:
+    if pngs:  # embedded: the page shows them also when copied alone; the link opens the full file beside it
         body += ("<details><summary>figures (PNG)</summary><div class='thumbs'>" + "".join(
-            f'<a href="{_e(p.name)}"><img src="{_e(p.name)}" alt="{_e(p.name)}" loading="lazy"></a>' for p in pngs)
-            + "</div></details>")
+            f'<a href="{_e(p.name)}"><img src="{thumbnail_uri(p)}" alt="{_e(p.name)}" title="{_e(p.name)}"></a>'
+            for p in pngs) + "</div></details>")
     return body
+
+
+def thumbnail_uri(path: Path, width: int = 640) -> str:
+    """A PNG as a ``data:`` URI, scaled down to ``width`` pixels and 256 colours (a thumbnail the page carries in
+    itself: about 30 kB for a figure of the demo).
+
+    Example:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> p = Path(tempfile.mkdtemp()) / "a.png"
+        >>> Image.new("RGB", (1800, 750), "white").save(p)
+        >>> uri = thumbnail_uri(p)
+        >>> uri.startswith("data:image/png;base64,"), Image.open(io.BytesIO(base64.b64decode(uri[22:]))).size
+        (True, (640, 267))
+    """
+    image_module = require("PIL.Image", "plot")
+    with image_module.open(path) as im:
+        im = im.convert("RGB")
+        if im.width > width:
+            im = im.resize((width, max(1, round(im.height * width / im.width))), image_module.LANCZOS)
+        buf = io.BytesIO()
+        im.quantize(256).save(buf, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def build_report(out_dir: str | Path) -> str:

@@ -83,6 +83,23 @@ def test_report_is_offline_and_links_every_file(demo_out):
     assert files and files <= hrefs, sorted(files - hrefs)[:5]
 
 
+def test_report_copied_alone_still_shows_every_figure(demo_out):
+    """Mailed or attached alone, the page keeps its figure thumbnails: each is embedded, one per PNG of the folder."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    text = (demo_out / REPORT_NAME).read_text()
+    sources = re.findall(r'<img src="([^"]+)"', text)
+    pngs = sorted(p.name for p in demo_out.glob("*.png"))
+    assert len(sources) == len(pngs) >= 10
+    for src in sources:
+        assert src.startswith("data:image/png;base64,"), src[:60]
+        img = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
+        assert img.width <= 640 and img.height > 50 and len(np.unique(np.asarray(img.convert("L")))) > 5  # not blank
+
+
 def test_provenance_names_only_what_was_set(demo_out):
     """No "None" for settings not given (an embedded data set has no root); a PCA surface draws no seed."""
     text = (demo_out / REPORT_NAME).read_text()
