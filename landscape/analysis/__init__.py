@@ -17,8 +17,8 @@ from .dynamics import (
 from .sharpness import epsilon_box, epsilon_sharpness, basin_width
 from .spectrum import (
     MatVec, Eigenpairs, lanczos, extreme_eigenpairs, TraceEstimate, hutchinson_trace, slq_density, TRACE_METHODS)
+from .topology import Basin, Topology, persistence, basin_region, diagram_distance, DISTANCES, MERGE_TREE_BASINS
 
-from .topology import Basin, Topology, persistence, diagram_distance, DISTANCES, MERGE_TREE_BASINS
 __all__ = [
     "NORMS", "IGNORES", "DIR_TYPES", "movable_names", "random_direction", "normalize_direction",
     "direction_between", "cosine", "random_directions", "pca_directions", "project", "PROJECTIONS", "CURVE_KINDS",
@@ -26,6 +26,6 @@ __all__ = [
     "Curve", "lagrange_weights", "linear_weights", "path_weights", "PathItem", "path_items", "KINDS", "LEVELS",
     "layer_report", "LayerNorms", "filter_correlation", "activation_correlation", "correlated_pairs",
     "merge_filters", "layer_kind", "epsilon_box", "epsilon_sharpness", "basin_width", "MatVec", "Eigenpairs",
-    "lanczos", "extreme_eigenpairs", "TraceEstimate", "hutchinson_trace", "slq_density", "TRACE_METHODS",
-    "Basin", "Topology", "persistence", "diagram_distance", "DISTANCES", "MERGE_TREE_BASINS",
+    "lanczos", "extreme_eigenpairs", "TraceEstimate", "hutchinson_trace", "slq_density", "TRACE_METHODS", "Basin",
+    "Topology", "persistence", "basin_region", "diagram_distance", "DISTANCES", "MERGE_TREE_BASINS",
 ]

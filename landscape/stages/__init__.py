@@ -16,8 +16,8 @@ from .given import (
 from .given_surface import Surface, surface
 from .given_paths import PathResult, CurvatureSummary, path, curve, curvature
 from .api import SweepRun, run_sweep, evaluate_checkpoint, ReduceResult, reduce_filters
-
 from .topology import LandscapeTopology, landscape_topology, topology_path, distance_table, RELATIVE_THRESHOLD
+
 __all__ = [
     "read_summary", "write_summary", "summary", "check_dependencies", "SurfacePlan", "resolve_surface",
     "plan_directions", "run_surface_job", "PathsResult", "run_paths_job", "run_paths", "write_report",
@@ -25,6 +25,6 @@ __all__ = [
     "demo_job_path", "export_job", "decision_regions", "working_copy", "as_state", "axis_values", "given_evaluator",
     "check_forward", "data_checksum", "model_label", "scratch_path", "progress_default", "copy_file", "Surface",
     "surface", "PathResult", "CurvatureSummary", "path", "curve", "curvature", "SweepRun", "run_sweep",
-    "evaluate_checkpoint", "ReduceResult", "reduce_filters",
-    "LandscapeTopology", "landscape_topology", "topology_path", "distance_table", "RELATIVE_THRESHOLD",
+    "evaluate_checkpoint", "ReduceResult", "reduce_filters", "LandscapeTopology", "landscape_topology",
+    "topology_path", "distance_table", "RELATIVE_THRESHOLD",
 ]

@@ -27,10 +27,10 @@ import numpy as np
 from ..core.errors import ConfigError
 from ..core.optional import require
 from ..io.surface_file import SurfaceData, read_projected_path, read_projections, read_surface
-from .mpl import pyplot, savefig
+from .mpl import log_tick_values, plain_number, pyplot, savefig
 from .overlay import path_to_draw, surface_height
 
-__all__ = ["plot_surface", "plot_problems", "cell_extent", "axis_labels", "levels", "color_norm", "plain_ticks", "plain_number", "log_tick_values",
+__all__ = ["plot_surface", "plot_problems", "cell_extent", "axis_labels", "levels", "color_norm", "plain_ticks",
            "FIGURES"]
 
 _log = logging.getLogger(__name__)
@@ -75,8 +75,15 @@ def _title(s: SurfaceData) -> str:
     if s.attrs.get("task") == "language" and (s.done.astype(bool) & np.isfinite(s.loss)).any():
         low = float(np.min(s.loss[s.done.astype(bool) & np.isfinite(s.loss)]))
         ppl = f"; lowest loss {low:.4g} per token (perplexity {np.exp(min(low, 700.0)):.4g})"
-    return (f"{inp.get('model', '?')} on {dname} ({inp.get('split', '?')}), centre {inp.get('center', '?')}{partial}"
-            f"{ppl}")
+    kinds = {"random": f"random directions ({inp.get('norm', '?')}-normalised, seed {inp.get('seed', '?')})",
+             "pca": "the trajectory's principal components", "hessian": "the Hessian's eigenvectors",
+             "checkpoints": "checkpoint differences", "given": "given directions"}
+    plane = kinds.get(str(inp.get("directions")), f"{inp.get('directions')} directions") \
+        if inp.get("directions") else ""
+    centre = str(inp.get("center", "?"))
+    centre = Path(centre.split(":")[0]).name + (":" + centre.split(":", 1)[1] if ":" in centre else "")
+    return (f"{inp.get('model', '?')} on {dname} ({inp.get('split', '?')}), centre {centre}"
+            f"{', plane of ' + plane if plane else ''}{partial}{ppl}")
 
 
 def _overlay_others(ax: Any, others: dict[str, dict[str, np.ndarray]]) -> None:
@@ -148,29 +155,6 @@ def log_colour_scale(values: np.ndarray, ratio: float = 3.0) -> bool:
     """
     v = values.compressed() if np.ma.isMaskedArray(values) else values[np.isfinite(values)]
     return bool(v.size) and float(v.min()) > 0 and float(v.max()) >= ratio * float(v.min())
-
-
-def log_tick_values(lo: float, hi: float) -> list[float]:
-    """Tick values of a log scale from ``lo`` to ``hi`` at 1-2-5 steps (the ends when none falls inside).
-
-    Example:
-        >>> log_tick_values(0.15, 2.5)
-        [0.2, 0.5, 1.0, 2.0]
-    """
-    vals = [m * 10.0 ** e for e in range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
-            for m in (1, 2, 5)]
-    return [float(f"{v:.6g}") for v in vals if lo * (1 - 1e-9) <= v <= hi * (1 + 1e-9)] or [lo, hi]
-
-
-def plain_number(v: float, digits: int = 3) -> str:
-    """A tick label: ``digits`` significant digits, never in scientific notation.
-
-    Example:
-        >>> [plain_number(v) for v in (0.012345, 1.0, 2000.0, 123456.0)]
-        ['0.0123', '1', '2000', '123000']
-    """
-    return np.format_float_positional(float(f"{v:.{digits}g}"), precision=digits, unique=True, fractional=False,
-                                      trim="-")
 
 
 def plain_ticks(colorbar: Any) -> None:
@@ -324,9 +308,13 @@ def plot_surface(path: str | Path, out_dir: str | Path | None = None, formats: S
                 if traj is not None:  # on the surface: its height is the surface's value at each point
                     h = surface_height(s, np.ma.filled(z.astype(float), np.nan), traj["alpha"], traj["beta"])
                     ax.plot(traj["alpha"], traj["beta"], h, "-o", color="crimson", ms=2, lw=1.5, zorder=5)
-                ax.set_xlabel(xl, fontsize=7)
-                ax.set_ylabel(yl, fontsize=7)
-                ax.set_zlabel(f"log10 {name}" if lg else name)
+                ticker = require("matplotlib.ticker", "plot")
+                for axis in (ax.xaxis, ax.yaxis, ax.zaxis):  # few ticks: long labels overlapped on the α axis
+                    axis.set_major_locator(ticker.MaxNLocator(5))
+                ax.tick_params(labelsize=7, pad=1)
+                ax.set_xlabel(xl, fontsize=7, labelpad=6)
+                ax.set_ylabel(yl, fontsize=7, labelpad=6)
+                ax.set_zlabel(f"log10 {name}" if lg else name, fontsize=8, labelpad=10)  # clear of the z ticks
             save(fig, "3d")
             continue
         fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 5), squeeze=False)

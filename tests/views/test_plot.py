@@ -184,3 +184,24 @@ def test_heatmap_is_one_image_on_even_grids_and_a_mesh_otherwise(tmp_path, monke
             assert not ax.images and len(ax.collections) == 1
             np.testing.assert_array_equal(ax.collections[0].get_array().reshape(loss.shape), loss)
     assert sp.cell_extent(np.array([1.0])) is None
+
+
+def test_path_and_dynamics_figures_label_log_axes_with_plain_numbers(short_demo, tmp_path, monkeypatch):
+    """Log axes read 0.2, 0.5, 1, 2 (not 2×10⁰, 6×10⁻¹), with a label inside even a narrow range."""
+    import matplotlib.pyplot as plt
+    import landscape.views.mpl as mpl
+    from landscape.views.path_plots import plot_paths
+
+    out, _ = short_demo
+    figs = []
+    real = mpl.savefig
+    monkeypatch.setattr("landscape.views.path_plots.savefig", lambda fig, p, *a: figs.append(fig) or real(fig, p, *a))
+    plot_paths([out / "path_linear.h5"], tmp_path, ("png",))
+    logs = [ax.yaxis for fig in figs for ax in fig.axes if ax.get_yscale() == "log"]
+    assert logs
+    for axis in logs:
+        labels = [t.get_text() for t in axis.get_ticklabels() if t.get_text()]
+        lo, hi = sorted(axis.axes.get_ylim())
+        inside = [float(t) for t in labels if lo <= float(t) <= hi]
+        assert inside and all(re.fullmatch(r"[0-9.]+", t) for t in labels), labels
+    plt.close("all")
