@@ -164,13 +164,20 @@ def surface_section(path: str | Path) -> dict[str, Any]:
         flat.append({"type": "scatter", "x": jsonable(traj["alpha"]), "y": jsonable(traj["beta"]), "text": text,
                      "mode": "lines+markers", "name": "training path", "marker": {"color": "crimson", "size": 5},
                      "line": {"color": "crimson"}, "hovertemplate": "%{text}<br>α %{x:.4g}<br>β %{y:.4g}"})
-    scene = {"xaxis": {"title": {"text": "α"}}, "yaxis": {"title": {"text": "β"}},
-             "zaxis": {"title": {"text": "loss"}}, "camera": {"eye": {"x": 1.5, "y": -1.5, "z": 1.0}}}
-    plane = {"xaxis": {"title": {"text": xl}, **_AXIS}, "yaxis": {"title": {"text": yl}, "scaleanchor": "x", **_AXIS}}
+    # the surface fills its card: a wide, flat box seen from a low camera (a cube seen from above was a third of
+    # the card and looked down a steep funnel); the axes named as on the figures (PC1/PC2 for PCA planes)
+    scene = {"xaxis": {"title": {"text": xl.split("  (")[0]}}, "yaxis": {"title": {"text": yl.split("  (")[0]}},
+             "zaxis": {"title": {"text": "loss"}}, "aspectmode": "manual",
+             "aspectratio": {"x": 1.3, "y": 1.3, "z": 0.65}, "camera": {"eye": {"x": 1.45, "y": -1.45, "z": 0.8},
+                                                                        "center": {"x": 0, "y": 0, "z": -0.05}},
+             "domain": {"x": [0, 1], "y": [0, 1]}}
+    # contours over the data's own extent (an equal aspect padded a -1..1 grid out to -1.5..1.5)
+    plane = {"xaxis": {"title": {"text": xl}, "range": [float(a[0]), float(a[-1])], **_AXIS},
+             "yaxis": {"title": {"text": yl}, "range": [float(b[0]), float(b[-1])], **_AXIS}}
     name = Path(path).name
     sec["figures"] += [
         {"title": f"{name}: loss surface (drag to rotate, scroll to zoom)", "data": surf,
-         "layout": {"scene": scene, "height": 560}},
+         "layout": {"scene": scene, "height": 620, "margin": {"l": 0, "r": 0, "t": 40, "b": 0}}},
         {"title": f"{name}: loss contours" + (" and the projected training path" if traj is not None else ""),
          "data": flat, "layout": plane},
         {"title": f"{name}: accuracy", "data": [{

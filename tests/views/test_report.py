@@ -100,6 +100,25 @@ def test_report_copied_alone_still_shows_every_figure(demo_out):
         assert img.width <= 640 and img.height > 50 and len(np.unique(np.asarray(img.convert("L")))) > 5  # not blank
 
 
+def test_surface_figures_fill_their_cards_over_the_data_extent(demo_out):
+    """3-D: a wide flat box from a low camera (not a cube seen from above), axes named as on the figures; contours
+    span exactly the grid (no equal-aspect padding)."""
+    from landscape.io.surface_file import read_surface
+    from landscape.views.report_data import surface_section
+
+    for name, axes in (("surface.h5", ("α", "β")), ("surface_pca.h5", ("PC1", "PC2"))):
+        s = read_surface(demo_out / name)
+        three, contours = surface_section(demo_out / name)["figures"][:2]
+        scene = three["layout"]["scene"]
+        assert scene["aspectmode"] == "manual" and scene["aspectratio"]["x"] > scene["aspectratio"]["z"]
+        assert scene["camera"]["eye"]["z"] < scene["camera"]["eye"]["x"]  # lower than 45 degrees
+        assert (scene["xaxis"]["title"]["text"], scene["yaxis"]["title"]["text"]) == axes
+        plane = contours["layout"]
+        assert "scaleanchor" not in plane["yaxis"]
+        assert plane["xaxis"]["range"] == [float(s.alpha[0]), float(s.alpha[-1])]
+        assert plane["yaxis"]["range"] == [float(s.beta[0]), float(s.beta[-1])]
+
+
 def test_provenance_names_only_what_was_set(demo_out):
     """No "None" for settings not given (an embedded data set has no root); a PCA surface draws no seed."""
     text = (demo_out / REPORT_NAME).read_text()
