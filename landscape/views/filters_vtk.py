@@ -39,12 +39,15 @@ def export_filter_evolution(store: Any, layer: str, out_dir: str | Path) -> list
     out_dir.mkdir(parents=True, exist_ok=True)
     t = store.table()
     sl = store.spec.slice(name)
-    # box corners: filter f along x (gap 1), input channel c along y (gap 1), kernel position inside the block
+    # box corners: filter f's block centred on x = f, input channel c's on y = c (the axes then count filters and
+    # channels, not kernel cells), each kernel position a cell of 1/(k+1) inside its block
     ff, cc, ii, jj = np.meshgrid(np.arange(f_), np.arange(c_), np.arange(kh), np.arange(kw), indexing="ij")
-    x0 = (ff * (kw + 1) + jj).ravel().astype(float)
-    y0 = (cc * (kh + 1) + (kh - 1 - ii)).ravel().astype(float)
+    ux, uy = 1.0 / (kw + 1), 1.0 / (kh + 1)
+    x0 = (ff - kw * ux / 2 + jj * ux).ravel().astype(float)
+    y0 = (cc - kh * uy / 2 + (kh - 1 - ii) * uy).ravel().astype(float)
     n = x0.size
     corner = np.array([[0, 0, 0], [.9, 0, 0], [.9, .9, 0], [0, .9, 0], [0, 0, 1], [.9, 0, 1], [.9, .9, 1], [0, .9, 1]])
+    corner = corner * np.array([ux, uy, 1.0])
     faces = np.array([[0, 3, 2, 1], [4, 5, 6, 7], [0, 1, 5, 4], [1, 2, 6, 5], [2, 3, 7, 6], [3, 0, 4, 7]])
     conn = (faces[None] + 8 * np.arange(n)[:, None, None]).reshape(-1)
     written = []
@@ -72,5 +75,6 @@ def export_filter_evolution(store: Any, layer: str, out_dir: str | Path) -> list
         poly.GetCellData().AddArray(col)
         written.append(write_vtk(poly, out_dir / f"{layer}_filters_{k:04d}.vtp"))
     written.append(write_pvd(list(zip(t["step"].tolist(), written)), out_dir / f"{layer}_filters.pvd"))
-    written.append(write_script(filters_script(f"{layer}_filters.pvd", scale), out_dir / f"{layer}_filters_view.py"))
+    written.append(write_script(filters_script(f"{layer}_filters.pvd", scale, filters=f_, channels=c_),
+                                out_dir / f"{layer}_filters_view.py"))
     return written

@@ -104,6 +104,8 @@ bar = GetScalarBar(lut, view)
 bar.Title, bar.ComponentTitle = ARRAY + (" (log scale)" if LOG else ""), ""
 bar.TitleColor = bar.LabelColor = [0.1, 0.1, 0.1]
 bar.RangeLabelFormat = "%-#.3g"
+bar.WindowLocation = "Any Location"  # placed: two bars at their default place overlap, one cut at the top
+bar.Position, bar.ScalarBarLength = [0.89, 0.06], 0.4
 shown.Scale = [1.0, 1.0, SCALE]
 shown.Specular = 0.3
 
@@ -111,8 +113,10 @@ lines = Contour(Input=surface, ContourBy=["POINTS", ARRAY], Isosurfaces=LEVELS)
 shown_lines = Show(lines, view)
 ColorBy(shown_lines, None)
 shown_lines.AmbientColor = shown_lines.DiffuseColor = [1.0, 1.0, 1.0]
-shown_lines.LineWidth = 1.5
+shown_lines.LineWidth = 2.0
 shown_lines.Scale = [1.0, 1.0, SCALE]
+# lifted a little above the surface: lines lying in it flicker in and out of the depth test (broken lines)
+shown_lines.Position = [0.0, 0.0, 0.004 * max(bounds[5] - bounds[4], 1e-12) * SCALE]
 
 if TRAJECTORY:
     path = XMLPolyDataReader(FileName=[os.path.join(HERE, TRAJECTORY)])
@@ -126,8 +130,11 @@ if TRAJECTORY:
         epoch_lut.ApplyPreset("Reds", True)
         shown_path.SetScalarBarVisibility(view, True)
         epoch_bar = GetScalarBar(epoch_lut, view)
+        epoch_bar.Title, epoch_bar.ComponentTitle = "epoch", ""
         epoch_bar.TitleColor = epoch_bar.LabelColor = [0.1, 0.1, 0.1]
         epoch_bar.RangeLabelFormat = "%-#.3g"
+        epoch_bar.WindowLocation = "Any Location"
+        epoch_bar.Position, epoch_bar.ScalarBarLength = [0.89, 0.54], 0.36
     else:
         ColorBy(shown_path, None)
         shown_path.DiffuseColor = [0.86, 0.08, 0.24]
@@ -144,6 +151,7 @@ if args.state:
 _FILTERS = '''
 SERIES = os.path.join(HERE, {series!r})
 LIMIT, ZSCALE = {limit!r}, {zscale!r}
+FILTERS, CHANNELS = {filters!r}, {channels!r}
 
 reader = PVDReader(FileName=SERIES)
 shown = Show(reader, view)
@@ -164,6 +172,10 @@ times = list(reader.TimestepValues) if hasattr(reader.TimestepValues, "__len__")
 reader.UpdatePipeline(times[-1])
 bounds = reader.GetDataInformation().GetBounds()
 axes(view, ("filter", "input channel", "weight"), ZSCALE)
+grid = view.AxesGrid  # a tick per filter and per input channel, at the centre of its block
+grid.XAxisUseCustomLabels, grid.XAxisLabels = 1, list(range(FILTERS))
+grid.YAxisUseCustomLabels, grid.YAxisLabels = 1, list(range(CHANNELS))
+grid.XLabelFontSize = grid.YLabelFontSize = 14
 oblique(view, (bounds[0], bounds[1], bounds[2], bounds[3], -LIMIT, LIMIT), ZSCALE)
 text = Text(Text="")
 shown_text = Show(text, view)
@@ -208,14 +220,17 @@ def surface_script(surface: str, trajectory: str | None, value_range: tuple[floa
                                         levels=contour_levels(low, high), titles=tuple(titles)))
 
 
-def filters_script(series: str, limit: float, zscale: float | None = None) -> str:
+def filters_script(series: str, limit: float, zscale: float | None = None, filters: int = 1,
+                   channels: int = 1) -> str:
     """The pvpython script of a filter evolution series (``.pvd``) with one colour range ±``limit`` for all frames;
-    boxes drawn ``zscale`` times their value high (default: the largest weight as tall as two kernel cells)."""
+    boxes drawn ``zscale`` times their value high (default: the largest weight half a filter's block tall). The
+    blocks sit at x = filter, y = input channel: the axes are labelled with those indices."""
     limit = max(float(limit), 1e-12)
-    zscale = float(zscale) if zscale else 2.0 / limit
+    zscale = float(zscale) if zscale else 0.5 / limit
     extra = 'parser.add_argument("--frames", help="write every time step as DIR/frame_NNNN.png")\n'
     return (_HEAD.format(what=series, version=__version__, name=Path(series).stem + "_view.py", extra_args=extra)
-            + _CAMERA + _FILTERS.format(series=series, limit=limit, zscale=zscale))
+            + _CAMERA + _FILTERS.format(series=series, limit=limit, zscale=zscale, filters=int(filters),
+                                        channels=int(channels)))
 
 
 def write_script(text: str, path: str | Path) -> Path:

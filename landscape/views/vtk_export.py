@@ -303,7 +303,9 @@ def export_surface(path: str | Path, formats: Sequence[str] = ("vtp",), out_dir:
         height = ("log10 " if log else "") + ("ln loss" if z == "log_loss" else z) + (
             f" x {zscale:g}" if zscale != 1 else "")
         traj_name = f"{stem}_trajectory.vtp" if traj is not None else None
-        written.append(write_script(surface_script(written[0].name, traj_name, span, colour, ("alpha", "beta", height)),
+        # ASCII axis titles (ParaView's font has no Greek letters): PC1/PC2 on a PCA plane, alpha/beta otherwise
+        titles = ("PC1", "PC2") if "explained_variance" in s.attrs else ("alpha", "beta")
+        written.append(write_script(surface_script(written[0].name, traj_name, span, colour, (*titles, height)),
                                     out_dir / f"{stem}_view.py"))
     for p in written:
         _log.info("wrote %s", p)

@@ -120,6 +120,12 @@ def test_filter_evolution_series_reads_back(digits_run):
         expect = 255 * (1 - np.abs(series[k]) / limit)
         np.testing.assert_allclose(np.where(series[k] >= 0, got[:, 1], got[:, 0]), expect, atol=1.0)
     assert script.name == "conv1_filters_view.py" and f"LIMIT, ZSCALE = {float(limit)!r}" in script.read_text()
+    # filter f's block is centred on x = f and input channel c's on y = c: the view's axes count filters and
+    # channels (labelled 0..5 and 0), not kernel cells (which read 0..22)
+    xy = vtk_to_numpy(poly.GetPoints().GetData())[:, :2].reshape(6, 9, 8, 2)  # filter, kernel cell, corner
+    np.testing.assert_allclose(xy.mean(axis=(1, 2)), np.stack([np.arange(6), np.zeros(6)], 1), atol=0.06)
+    assert xy[..., 0].max() < 5.5 and xy[..., 0].min() > -0.5
+    assert "FILTERS, CHANNELS = 6, 1" in script.read_text() and "XAxisUseCustomLabels" in script.read_text()
 
 
 def test_filter_view_renders_with_pvbatch(digits_run, tmp_path):

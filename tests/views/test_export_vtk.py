@@ -201,7 +201,10 @@ def test_paraview_view_script_renders_the_surface_and_path(tmp_path, cli):
     assert str(script) in r.stdout.split()
     text = script.read_text()
     for needed in ("UseLogScale = 1", "GenerateSurfaceNormals", "Contour(", "Tube(", '"epoch"', "XTitle",
-                   "CameraPosition" if "CameraPosition" in text else "SetPosition"):
+                   "CameraPosition" if "CameraPosition" in text else "SetPosition",
+                   "('PC1', 'PC2', 'loss')",  # a PCA plane's axes
+                   "shown_lines.Position",  # contour lines lifted off the surface (they broke in the depth test)
+                   "epoch_bar.Position"):  # the two colour bars placed apart (the epoch bar was cut at the top)
         assert needed in text, needed
     moved = tmp_path / "moved"  # the script names its files relative to itself
     moved.mkdir()
