@@ -216,7 +216,8 @@ def exact_hessian(model, data, names, loss="cross_entropy"):
 #: the shortened demo job that several modules read (the report, the paths): run once per session
 SHORT_DEMO = ["train.epochs=4", "surface.alpha=-1:1:9", "surface.beta=-1:1:9", "pca.alpha=auto:9", "pca.beta=auto:9",
               "paths.alpha=-0.5:1.5:9", "paths.curve.epochs=2", "paths.curve.lr_milestones=[]", "curvature.top_k=2",
-              "curvature.trace_samples=4", "export.plots=[\"png\"]"]
+              "curvature.trace_samples=4", "export.plots=[\"png\"]",
+              "export.paraview_state=false"]  # state files: tested by the full demo and tests/views
 
 
 @pytest.fixture(scope="session")

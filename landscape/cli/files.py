@@ -38,6 +38,8 @@ def _export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--paraview", action="store_true",
                    help="also write STEM_view.py: a pvpython script opening the files with a ready view "
                         "(pvbatch STEM_view.py --png OUT.png renders it)")
+    p.add_argument("--no-state", dest="state", action="store_false",
+                   help="with --paraview, no ParaView state file (.pvsm; written by pvbatch where it is installed)")
     p.add_argument("--out", help="output folder (default: next to each file)")
 
 
@@ -48,10 +50,11 @@ def export(args: argparse.Namespace) -> int:
     VTK XML files (binary, appended) of one or more surface files: polydata with quads (.vtp) and/or structured
     grids (.vts), the projected trajectory as a polyline when present, and a .pvd collection when several files
     are given; with --paraview a pvpython script per surface that opens them with a ready view (log colour map,
-    normals, contour lines, axis titles, oblique camera, the training path as a tube coloured by epoch).
+    normals, contour lines, axis titles, oblique camera, the training path as a tube coloured by epoch) and, where
+    pvbatch is installed, the ParaView state file (.pvsm) of that view for File > Load State.
     """
     written = export_files(args.files, args.format or ["vtp"], args.out, args.z, args.log, args.zmax, args.zscale,
-                           args.resample, args.paraview)
+                           args.resample, args.paraview, args.state)
     print("\n".join(str(p) for p in written))
     return 0
 

@@ -11,6 +11,8 @@ Layout::
     /basins/saddle_at    int64   [b, d]      grid index of its saddle (-1 for the deepest)
     /basins/merges_into  int64   [b]         the basin it joins (an index into /basins; -1: none or not traced)
     /basins/coords       float64 [b, d]      coordinates of each minimum (alpha, beta, ...)
+    /basins/fraction     float64 [b]         the fraction of the grid its component of {loss < saddle} covers
+                                             (1 for the deepest; NaN where not traced)
 
 Root attributes: schema, schema_version, package_version, created, ``source`` (the landscape's file),
 ``source_checksum`` (SHA-256 of its loss array), ``quantity`` (``loss``), ``axes`` (JSON names), ``low``/``high``
@@ -79,6 +81,8 @@ def write_topology(path: str | Path, topo: Topology, attrs: Mapping[str, Any], a
         f["basins/merges_into"] = np.array([-1 if x.merges_into is None else x.merges_into for x in b],
                                            dtype=np.int64)
         f["basins/coords"] = coords
+        f["basins/fraction"] = np.array([1.0 if not np.isfinite(x.saddle) else
+                                         (np.nan if x.fraction is None else x.fraction) for x in b], dtype=np.float64)
     return path
 
 

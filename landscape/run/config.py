@@ -251,6 +251,8 @@ class ExportConfig:
                                 "with interactive surfaces, paths, provenance and links to every file")
     paraview: bool = _f(False, doc="also write a pvpython script per surface that opens the VTK files with a "
                                    "ready view (pvbatch SCRIPT --png OUT.png renders it)")
+    paraview_state: bool = _f(True, doc="with paraview, also the ParaView state file (.pvsm) of each view, for "
+                                        "File > Load State in the GUI (written by pvbatch where it is installed)")
 
 
 @dataclass

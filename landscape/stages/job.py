@@ -139,7 +139,8 @@ def export_job(job: JobConfig, surface: Path) -> list[Path]:
     ex = job.export
     written = []
     if ex.vtk:
-        written += export_surface(surface, ex.vtk, None, ex.z, ex.log, ex.zmax, ex.zscale, ex.resample, ex.paraview)
+        written += export_surface(surface, ex.vtk, None, ex.z, ex.log, ex.zmax, ex.zscale, ex.resample, ex.paraview,
+                                  ex.paraview_state)
     if ex.plots:
         written += plot_surface(surface, None, ex.plots, ex.log, ex.zmax, vmin=ex.vmin, vmax=ex.vmax,
                                 n_levels=ex.levels, equal_aspect=ex.equal_aspect)

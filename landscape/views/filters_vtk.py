@@ -13,18 +13,19 @@ import numpy as np
 
 from ..core.errors import ConfigError
 from ..core.optional import require
-from .paraview import filters_script, write_script
+from .paraview import filters_script, write_script, write_states
 from .vtk_export import vtk_numpy, write_pvd, write_vtk
 
 __all__ = ["export_filter_evolution"]
 
 
-def export_filter_evolution(store: Any, layer: str, out_dir: str | Path) -> list[Path]:
+def export_filter_evolution(store: Any, layer: str, out_dir: str | Path, state: bool = False) -> list[Path]:
     """One ``.vtp`` per checkpoint of ``layer``'s weights as boxes (one kh×kw block per filter and input
     channel; height = value; cell arrays ``weight`` and signed RGB ``color``: red positive, blue negative) and a
     ``.pvd`` time series over the optimiser steps, so ParaView plays the evolution, and ``LAYER_filters_view.py``,
     its pvpython view. Colours share one symmetric scale over every frame (the largest |weight| of the series),
-    so a filter's colour means the same value at every step."""
+    so a filter's colour means the same value at every step. With ``state`` (where pvbatch is installed) also
+    ``LAYER_filters.pvsm``, the ParaView state file of that view."""
     vtk = require("vtk", "vtk")
     numpy_to_vtk, numpy_to_vtkIdTypeArray = vtk_numpy()
     name = f"{layer}.weight"
@@ -77,4 +78,6 @@ def export_filter_evolution(store: Any, layer: str, out_dir: str | Path) -> list
     written.append(write_pvd(list(zip(t["step"].tolist(), written)), out_dir / f"{layer}_filters.pvd"))
     written.append(write_script(filters_script(f"{layer}_filters.pvd", scale, filters=f_, channels=c_),
                                 out_dir / f"{layer}_filters_view.py"))
+    if state:
+        written += write_states([written[-1]])
     return written

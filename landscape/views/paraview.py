@@ -17,6 +17,12 @@ Example:
 """
 from __future__ import annotations
 
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -25,7 +31,9 @@ import numpy as np
 from ..core.version import __version__
 from ..io.hdf5 import writes_to
 
-__all__ = ["surface_script", "filters_script", "write_script", "contour_levels"]
+__all__ = ["surface_script", "filters_script", "write_script", "contour_levels", "write_states", "state_path"]
+
+log = logging.getLogger(__name__)
 
 _HEAD = '''"""ParaView view of {what}, written by landscape {version}.
 
@@ -239,3 +247,70 @@ def write_script(text: str, path: str | Path) -> Path:
     with writes_to(path):
         path.write_text(text, encoding="utf-8")
     return path
+
+
+_STATES = """import runpy, sys
+from paraview.simple import ResetSession
+for script, state in {pairs!r}:
+    sys.argv = [script, "--state", state]
+    runpy.run_path(script, run_name="__main__")
+    ResetSession()
+"""
+
+
+def state_path(script: str | Path) -> Path:
+    """Where the state file of a view script goes: ``surface_view.py`` → ``surface.pvsm`` (beside the data).
+
+    Example:
+        >>> state_path("out/surface_pca_view.py").as_posix()
+        'out/surface_pca.pvsm'
+    """
+    script = Path(script)
+    return script.with_name(script.name.removesuffix("_view.py").removesuffix(".py") + ".pvsm")
+
+
+def write_states(scripts: Sequence[str | Path], timeout: float = 600) -> list[Path]:
+    """The ParaView state file (:func:`state_path`) of each view script, written by running the scripts in one
+    ``pvbatch`` process: File > Load State in ParaView's GUI then opens the same view as the script (a ``.vtp``
+    opened alone shows a grey top-down view). The states name the data files by absolute path; after moving the
+    folder, choose "Search files under specified directory" when loading. Without pvbatch on PATH (or without a
+    display or ``xvfb-run`` for a ParaView built for X) nothing is written and the command to run is logged.
+
+    Example:
+        >>> write_states([]) == []
+        True
+    """
+    scripts = [Path(p).resolve() for p in scripts]
+    if not scripts:
+        return []
+    states = [state_path(p) for p in scripts]
+    by_hand = "; ".join(f"pvbatch {p.name} --state {q.name}" for p, q in zip(scripts, states))
+    exe = shutil.which("pvbatch")
+    if exe is None:
+        log.info("no ParaView state files: pvbatch is not installed (with ParaView: %s)", by_hand)
+        return []
+    cmd = [exe]
+    if not os.environ.get("DISPLAY") and sys.platform.startswith("linux"):
+        if shutil.which("xvfb-run") is None:  # Debian's ParaView is built for X
+            log.info("no ParaView state files: no display and no xvfb-run (with one: %s)", by_hand)
+            return []
+        cmd = ["xvfb-run", "-a", exe]
+    with tempfile.TemporaryDirectory() as tmp:
+        driver = Path(tmp) / "states.py"
+        driver.write_text(_STATES.format(pairs=[(str(p), str(q)) for p, q in zip(scripts, states)]))
+        for attempt in range(3):  # a display Xvfb has just announced is now and then refused under load
+            try:
+                r = subprocess.run(cmd + [str(driver)], capture_output=True, text=True, timeout=timeout,
+                                   cwd=scripts[0].parent)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                log.warning("no ParaView state files: pvbatch failed (%s); run by hand: %s", exc, by_hand)
+                return []
+            if r.returncode == 0 or "bad X server connection" not in r.stderr:
+                break
+    written = [q for q in states if q.is_file()]
+    if r.returncode != 0 or len(written) < len(states):
+        log.warning("ParaView state files: pvbatch exited %d (%s); run by hand: %s", r.returncode,
+                    (r.stderr.strip().splitlines() or ["no message"])[-1][:300], by_hand)
+    for q in written:
+        log.info("wrote %s", q)
+    return written

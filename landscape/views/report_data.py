@@ -27,7 +27,9 @@ from ..io.path_file import read_path
 from ..io.surface_file import CURVATURE_DONE, read_projected_path, read_surface
 from ..io.topology_file import read_topology
 from ..io.trajectory import TrajectoryStore
+from ..analysis.merge_tree import merge_tree_segments, topological_profile, tree_order
 from .overlay import path_to_draw, surface_height
+from .topology_plots import tree_inputs
 from .surface_plots import axis_labels, log_tick_values, plain_number
 
 __all__ = ["surface_section", "paths_section", "trajectory_section", "curvature_section", "correlation_section",
@@ -337,4 +339,28 @@ def topology_section(path: Path) -> dict[str, Any]:
            "layout": {"xaxis": {"title": {"text": "birth: a basin's minimum loss"}},
                       "yaxis": {"title": {"text": "death: the saddle's loss"}},
                       "legend": {"orientation": "h", "y": -0.25}}}
-    return {"kind": "topology", "file": path.name, "rows": rows, "figures": [fig]}
+    figures = [fig]
+    keep, top, fractions = tree_inputs(t)
+    if len(keep) > 1:  # a merge tree and a profile mean something from two basins on
+        segs = merge_tree_segments(minima, saddles, t["basins/merges_into"], top, keep)
+        xs: list[float | None] = []
+        ys: list[float | None] = []
+        for (x0, y0), (x1, y1) in segs:
+            xs += [x0, x1, None]
+            ys += [y0, y1, None]
+        order = tree_order(minima, saddles, t["basins/merges_into"], keep)
+        figures.append({"title": f"{name}: merge tree (basins join at their saddles)", "data": [
+            {"type": "scatter", "mode": "lines", "x": xs, "y": ys, "line": {"color": "#222"}, "hoverinfo": "skip",
+             "showlegend": False},
+            {"type": "scatter", "mode": "markers+text", "x": list(range(len(order))),
+             "y": jsonable(np.asarray(minima)[order]), "text": [str(i) for i in order], "textposition": "bottom center",
+             "showlegend": False, "hovertemplate": "basin %{text}<br>minimum %{y:.6g}<extra></extra>"}],
+            "layout": {"xaxis": {"visible": False}, "yaxis": {"title": {"text": "loss"}}}})
+        px, py = topological_profile(minima, saddles, t["basins/merges_into"], fractions, top, keep)
+        figures.append({"title": f"{name}: topological profile (a valley per basin, as wide as its share of the grid)",
+                        "data": [{"type": "scatter", "mode": "lines", "x": jsonable(px), "y": jsonable(py),
+                                  "fill": "tozeroy", "line": {"color": "#222"}, "showlegend": False}],
+                        "layout": {"xaxis": {"title": {"text": "share of the grid"}, "range": [0, 1]},
+                                   "yaxis": {"title": {"text": "loss"},
+                                             "range": [float(np.min(py)) - 0.05 * (top - float(np.min(py))), top]}}})
+    return {"kind": "topology", "file": path.name, "rows": rows, "figures": figures}

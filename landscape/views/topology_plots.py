@@ -18,10 +18,11 @@ import numpy as np
 from ..io.path_file import read_path
 from ..io.surface_file import read_surface
 from ..io.topology_file import read_topology
+from ..analysis.merge_tree import merge_tree_segments, topological_profile, tree_order
 from ..analysis.topology import basin_region
 from .mpl import pyplot, save_figure
 
-__all__ = ["plot_topology"]
+__all__ = ["plot_topology", "tree_inputs"]
 
 
 def plot_topology(path: str | Path, out_dir: str | Path | None = None, formats: Sequence[str] = ("png", "pdf"),
@@ -60,7 +61,52 @@ def plot_topology(path: str | Path, out_dir: str | Path | None = None, formats: 
     fig.tight_layout()
     folder = Path(out_dir) if out_dir else Path(path).parent
     folder.mkdir(parents=True, exist_ok=True)
-    return save_figure(fig, folder, Path(path).stem, formats)
+    written = save_figure(fig, folder, Path(path).stem, formats)
+    return written + _tree_figure(t, folder, Path(path).stem + "_tree", formats, relative, shown)
+
+
+def tree_inputs(t: dict, relative: float = 0.01, shown: int = 8) -> tuple[list[int], float, np.ndarray]:
+    """The basins a tree figure shows (the deepest and the ``shown`` most persistent above ``relative`` × the
+    loss range whose merges were traced), the height of its top, and the basins' grid fractions (NaN in files
+    written before fractions were stored)."""
+    a = t["attrs"]
+    low, high = float(a["low"]), float(a["high"])
+    span = high - low if high > low else 1.0
+    minima, saddles, into = t["basins/minimum"], t["basins/saddle"], t["basins/merges_into"]
+    keep = [i for i in range(len(minima)) if not np.isfinite(saddles[i])
+            or (saddles[i] - minima[i] > relative * span and into[i] >= 0)][:shown + 1]
+    fractions = t.get("basins/fraction", np.full(len(minima), np.nan))
+    return keep, high + 0.05 * span, np.asarray(fractions, dtype=float)
+
+
+def _tree_figure(t: dict, folder: Path, stem: str, formats: Sequence[str], relative: float, shown: int
+                 ) -> list[Path]:
+    """``<stem>.<fmt>``: the merge tree (each basin from its minimum up to the saddle where it joins an older one)
+    beside the 1-D topological profile (a valley per basin, as deep as its barrier, as wide as its share of the
+    grid)."""
+    minima, saddles, into = t["basins/minimum"], t["basins/saddle"], t["basins/merges_into"]
+    keep, top, fractions = tree_inputs(t, relative, shown)
+    plt = pyplot()
+    fig, (tree, profile) = plt.subplots(1, 2, figsize=(11.5, 4.4))
+    order = tree_order(minima, saddles, into, keep)
+    for (x0, y0), (x1, y1) in merge_tree_segments(minima, saddles, into, top, keep):
+        tree.plot([x0, x1], [y0, y1], color="k", lw=1.4)
+    for k, i in enumerate(order):
+        tree.plot(k, minima[i], "o", color=f"C{k % 10}", zorder=3)
+        tree.annotate(str(i), (k, minima[i]), textcoords="offset points", xytext=(0, -13), ha="center", fontsize=8)
+    tree.set_xticks([])
+    tree.set_xlim(-0.6, len(order) - 0.4)
+    tree.set_ylabel("loss")
+    tree.set_title("merge tree: basins join at their saddles")
+    x, y = topological_profile(minima, saddles, into, fractions, top, keep)
+    profile.fill_between(x, y, top, color="0.9")
+    profile.plot(x, y, color="k", lw=1.2)
+    profile.set_xlim(0, 1)
+    profile.set_xlabel("share of the grid")
+    profile.set_ylabel("loss")
+    profile.set_title("topological profile: a valley per basin")
+    fig.tight_layout()
+    return save_figure(fig, folder, stem, formats)
 
 
 def _landscape(ax: object, t: dict, relative: float, shown: int) -> None:

@@ -38,7 +38,7 @@ from ..engine.curvature_map import MAPS
 from ..io.hdf5 import ensure_space, replaced_atomically
 from ..io.surface_file import CURVATURE_DONE, SurfaceData, read_projected_path, read_surface
 from .overlay import path_to_draw, surface_height
-from .paraview import surface_script, write_script
+from .paraview import surface_script, write_script, write_states
 
 __all__ = ["surface_polydata", "surface_structured", "trajectory_polydata", "write_vtk", "write_pvd",
            "export_surface", "export_files", "resample_surface", "height_problems", "Z_ARRAYS", "field_values"]
@@ -268,9 +268,10 @@ def height_problems(z: str = "loss", zmax: float | None = None, zscale: float = 
 
 def export_surface(path: str | Path, formats: Sequence[str] = ("vtp",), out_dir: str | Path | None = None,
                    z: str = "loss", log: bool = False, zmax: float | None = None, zscale: float = 1.0,
-                   resample: int = 1, paraview: bool = False) -> list[Path]:
+                   resample: int = 1, paraview: bool = False, state: bool = True) -> list[Path]:
     """Export one surface file: the surface in each format, plus ``*_trajectory.vtp`` when it holds a path, and
-    with ``paraview`` the pvpython script ``*_view.py`` that opens them with a ready view."""
+    with ``paraview`` the pvpython script ``*_view.py`` that opens them with a ready view and (``state``, where
+    pvbatch is installed) the ParaView state file ``*.pvsm`` of that view, for File > Load State in the GUI."""
     problems = [f"export formats: expected 'vtp' and/or 'vts', got {bad}"
                 for bad in [[f for f in formats if f not in ("vtp", "vts")]] if bad]
     problems += height_problems(z, zmax, zscale, resample)
@@ -307,6 +308,8 @@ def export_surface(path: str | Path, formats: Sequence[str] = ("vtp",), out_dir:
         titles = ("PC1", "PC2") if "explained_variance" in s.attrs else ("alpha", "beta")
         written.append(write_script(surface_script(written[0].name, traj_name, span, colour, (*titles, height)),
                                     out_dir / f"{stem}_view.py"))
+        if state:
+            written += write_states([written[-1]])
     for p in written:
         _log.info("wrote %s", p)
     return written
@@ -314,7 +317,7 @@ def export_surface(path: str | Path, formats: Sequence[str] = ("vtp",), out_dir:
 
 def export_files(files: Sequence[str | Path], formats: Sequence[str] = ("vtp",), out_dir: str | Path | None = None,
                  z: str = "loss", log: bool = False, zmax: float | None = None, zscale: float = 1.0,
-                 resample: int = 1, paraview: bool = False) -> list[Path]:
+                 resample: int = 1, paraview: bool = False, state: bool = True) -> list[Path]:
     """Export several surface files (:func:`export_surface` each) and, for more than one, a ``surfaces.pvd``
     collection of the surfaces in the first format, so ParaView steps through them.
 
@@ -324,7 +327,7 @@ def export_files(files: Sequence[str | Path], formats: Sequence[str] = ("vtp",),
     """
     written: list[Path] = []
     for f in files:
-        written += export_surface(f, formats, out_dir, z, log, zmax, zscale, resample, paraview)
+        written += export_surface(f, formats, out_dir, z, log, zmax, zscale, resample, paraview, state)
     if len(files) > 1:
         fmt = formats[0]
         surfaces = [p for p in written if p.suffix == f".{fmt}" and not p.stem.endswith("_trajectory")]

@@ -43,6 +43,9 @@ def test_demo_runs_and_prints_output_folder(cli, tmp_path):
     pngs = sorted(demo.glob("*.png"))
     assert len(pngs) >= 15 and all(p.with_suffix(".pdf").is_file() for p in pngs)  # every figure in PNG and PDF
     assert (demo / "surface_pca_path.gif").is_file() and (demo / "surface_view.py").is_file()
+    if shutil.which("pvbatch") or os.environ.get("LANDSCAPE_CI"):  # ParaView state files of the ready views
+        for state in ("surface.pvsm", "surface_pca.pvsm", "filters/conv1_filters.pvsm"):
+            assert (demo / state).is_file() and "<ServerManagerState" in (demo / state).read_text(), state
     assert summary["final"]["accuracy"] > 0.85  # lenet5 learns the digits in 15 epochs
     assert (tmp_path / "demo" / "trajectory.h5").is_file()
     from landscape.io.surface_file import read_surface

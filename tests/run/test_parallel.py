@@ -137,7 +137,8 @@ def test_demo_job_under_mpi(tmp_path):
     r = mpirun(2, ["-m", "landscape", "demo", "--output", str(tmp_path / "d"), "train.epochs=3",
                    "surface.alpha=-1:1:5", "surface.beta=-1:1:3", "pca.alpha=\"auto:4\"", "pca.beta=\"auto:3\"",
                    "paths.alpha=0:1:3", "paths.kinds=[\"linear\", \"quadratic\"]", "curvature.top_k=1",
-                   "curvature.trace_samples=2", "export.plots=[\"png\"]", "export.animate=false", "--no-progress"])
+                   "curvature.trace_samples=2", "export.plots=[\"png\"]", "export.animate=false",
+                   "export.paraview_state=false", "--no-progress"])
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("outputs written to") == 1  # rank 0 reports
     s = read_surface(tmp_path / "d" / "surface.h5")

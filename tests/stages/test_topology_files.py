@@ -47,7 +47,11 @@ def test_a_surface_gets_its_topology_file_and_summary(stored, capsys):
     assert (s.alpha[at[0]], s.beta[at[1]]) == tuple(t["basins/coords"][0])
     assert 0 < t["attrs"]["centre"]["fraction"] <= 1
     assert non_blank(stored / "s_topology.png")  # the diagram and the outlined basins
-    assert plot_files([stored / "s_topology.h5"], stored / "figs", ["png"]) == [stored / "figs" / "s_topology.png"]
+    assert non_blank(stored / "s_topology_tree.png")  # the merge tree and the topological profile
+    assert plot_files([stored / "s_topology.h5"], stored / "figs", ["png"]) == [
+        stored / "figs" / "s_topology.png", stored / "figs" / "s_topology_tree.png"]
+    fractions = t["basins/fraction"]
+    assert fractions[0] == 1.0 and all(0 < f < 1 for f, m in zip(fractions[1:], t["basins/merges_into"][1:]) if m >= 0)
     page = build_report(stored)  # the report shows the topology beside the surface
     assert "Topology: s_topology.h5" in page and "persistence diagram" in page and "roughness" in page
 
@@ -73,3 +77,23 @@ def test_unfinished_and_foreign_files_are_refused(stored, tmp_path):
     with pytest.raises(StoreError, match="topology reads surface, line and path files"):
         landscape_topology(stored / "s_topology.h5")
     assert main(["topology", str(stored / "s.h5"), "--relative", "-1"]) == 2
+
+
+def test_report_shows_the_merge_tree_and_the_profile_of_a_surface_with_three_wells(tmp_path):
+    from landscape.core.grid import Grid
+    from landscape.io.surface_file import SurfaceStore
+
+    g = Grid(np.linspace(0, 1, 31), np.linspace(0, 1, 25))
+    st = SurfaceStore.open(tmp_path / "wells.h5", g, {"model": "synthetic", "directions": "random"})
+    k = np.arange(g.size)
+    a, b = g.coords(k)
+    wells = [(0.2, 0.3, 1.0), (0.75, 0.3, 0.7), (0.45, 0.8, 0.5)]  # three Gaussian wells of known depths
+    loss = 2.0 - sum(d * np.exp(-((a - x) ** 2 + (b - y) ** 2) / (2 * 0.1 ** 2)) for x, y, d in wells)
+    st.write(k, loss, np.full(g.size, 0.5))
+    st.close()
+    [item] = landscape_topology(tmp_path / "wells.h5")
+    assert item.topology.count(relative=0.01) == 3
+    page = build_report(tmp_path)
+    assert "merge tree" in page and "topological profile" in page
+    t = read_topology(tmp_path / "wells_topology.h5")
+    assert list(t["basins/merges_into"][1:3]) in ([0, 0], [0, 1], [1, 0])  # each joins an older basin

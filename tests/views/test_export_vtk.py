@@ -212,6 +212,18 @@ def test_paraview_view_script_renders_the_surface_and_path(tmp_path, cli):
         shutil.copy(tmp_path / name, moved / name)
     pvbatch(moved / "s_view.py", "--png", str(tmp_path / "view.png"), "--size", "800x500", "--state",
             str(tmp_path / "view.pvsm"))
+    shipped = tmp_path / "s.pvsm"  # the state file written beside the export: it opens the same view
+    assert shipped.is_file() and str(shipped) in r.stdout.split()
+    loader = tmp_path / "load_state.py"
+    loader.write_text("import sys\nfrom paraview.simple import *\nLoadState(sys.argv[1])\n"
+                      "SaveScreenshot(sys.argv[2], GetActiveView(), ImageResolution=[800, 500])\n")
+    pvbatch(loader, str(shipped), str(tmp_path / "from_state.png"))
+    from PIL import Image
+
+    img = np.asarray(Image.open(tmp_path / "from_state.png").convert("RGB")).astype(float)
+    chroma = img.max(2) - img.min(2)
+    assert ((chroma > 60) & (img[..., 1] > img[..., 0])).mean() > 0.03  # the viridis surface, not a grey view
+    assert ((img[..., 0] > 120) & (img[..., 0] > img[..., 1] + 60) & (img[..., 0] > img[..., 2] + 60)).sum() > 30
     state = ET.parse(tmp_path / "view.pvsm").getroot()  # a ParaView state file naming the moved files
     assert state.tag == "GenericParaViewApplication" and str(moved / "s.vtp") in (tmp_path / "view.pvsm").read_text()
     from PIL import Image

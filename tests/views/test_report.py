@@ -45,16 +45,43 @@ def page_errors(dom: str) -> list[str]:
     return json.loads(m.group(1) or "[]")
 
 
+LAYOUT_CHECK = """<script>(function(){var t=setInterval(function(){if(!document.body.dataset.rendered)return;
+clearInterval(t);var out=[];function box(e){return e.getBoundingClientRect()}
+function meets(a,b){return a.left<b.right-1&&b.left<a.right-1&&a.top<b.bottom-1&&b.top<a.bottom-1}
+document.querySelectorAll('.js-plotly-plot').forEach(function(el){var r={id:el.id,problems:[]};
+var card=box(el.closest('section')),b=box(el);
+if(b.left<card.left-1||b.right>card.right+1||b.top<card.top-1||b.bottom>card.bottom+1)r.problems.push('outside its card');
+if(b.width<200||b.height<150)r.problems.push('too small '+b.width+'x'+b.height);
+var data=el.data||[];if(!data.length||!data.some(function(d){var v=d.z||d.y||d.x||[];return v.length>0}))
+r.problems.push('no data drawn');
+var drawn=el.querySelectorAll('g.trace, g.contour, g.hm, .gl-container canvas');
+if(!drawn.length)r.problems.push('nothing rendered');
+el.querySelectorAll('.legend').forEach(function(lg){el.querySelectorAll('.xtick text, .ytick text, .y2tick text, .g-ytitle, .g-y2title').forEach(
+function(tx){if(tx.textContent&&meets(box(lg),box(tx)))r.problems.push('legend over "'+tx.textContent+'"')})});
+out.push(r)});var pre=document.createElement('pre');pre.id='layout-check';pre.textContent=JSON.stringify(out);
+document.body.appendChild(pre)},100)})();</script>"""
+
+
 @pytest.fixture(scope="module")
 def demo_out(short_demo):
     return short_demo[0]  # the shortened demo, run once for the session (conftest)
 
 
 def test_demo_output_report_loads_without_errors_and_shows_the_surface(demo_out, tmp_path):
+    """In the real browser: no errors; each figure has data and rendered traces, lies inside its card, and no
+    legend covers an axis (the training chart's legend once hid its accuracy axis); the surface is on screen."""
     page = demo_out / REPORT_NAME
     assert page.is_file()  # written at the end of the run
-    dom = open_page(page, tmp_path)
+    checked = tmp_path / "checked.html"  # the page with a script that measures its figures once they are drawn
+    checked.write_text(page.read_text().replace("</body>", LAYOUT_CHECK + "</body>"))
+    dom = open_page(checked, tmp_path)
     assert page_errors(dom) == []
+    m = re.search(r'<pre id="layout-check">(.*?)</pre>', dom, re.S)
+    assert m, "the layout check did not run (the page never finished rendering)"
+    figures = json.loads(html.unescape(m.group(1)))
+    assert len(figures) >= 10
+    problems = {f["id"]: f["problems"] for f in figures if f["problems"]}
+    assert not problems, problems
     assert 'data-rendered="ok"' in dom
     n_divs = len(re.findall(r' id="fig\d+"', dom))
     assert n_divs >= 10 and dom.count('class="plot-container plotly"') == n_divs  # every figure drawn
@@ -118,38 +145,6 @@ def test_surface_figures_fill_their_cards_over_the_data_extent(demo_out):
         assert "scaleanchor" not in plane["yaxis"]
         assert plane["xaxis"]["range"] == [float(s.alpha[0]), float(s.alpha[-1])]
         assert plane["yaxis"]["range"] == [float(s.beta[0]), float(s.beta[-1])]
-
-
-LAYOUT_CHECK = """<script>(function(){var t=setInterval(function(){if(!document.body.dataset.rendered)return;
-clearInterval(t);var out=[];function box(e){return e.getBoundingClientRect()}
-function meets(a,b){return a.left<b.right-1&&b.left<a.right-1&&a.top<b.bottom-1&&b.top<a.bottom-1}
-document.querySelectorAll('.js-plotly-plot').forEach(function(el){var r={id:el.id,problems:[]};
-var card=box(el.closest('section')),b=box(el);
-if(b.left<card.left-1||b.right>card.right+1||b.top<card.top-1||b.bottom>card.bottom+1)r.problems.push('outside its card');
-if(b.width<200||b.height<150)r.problems.push('too small '+b.width+'x'+b.height);
-var data=el.data||[];if(!data.length||!data.some(function(d){var v=d.z||d.y||d.x||[];return v.length>0}))
-r.problems.push('no data drawn');
-var drawn=el.querySelectorAll('g.trace, g.contour, g.hm, .gl-container canvas');
-if(!drawn.length)r.problems.push('nothing rendered');
-el.querySelectorAll('.legend').forEach(function(lg){el.querySelectorAll('.xtick text, .ytick text, .y2tick text, .g-ytitle, .g-y2title').forEach(
-function(tx){if(tx.textContent&&meets(box(lg),box(tx)))r.problems.push('legend over "'+tx.textContent+'"')})});
-out.push(r)});var pre=document.createElement('pre');pre.id='layout-check';pre.textContent=JSON.stringify(out);
-document.body.appendChild(pre)},100)})();</script>"""
-
-
-@pytest.mark.browser
-def test_every_figure_is_drawn_inside_its_card_with_no_legend_over_an_axis(demo_out, tmp_path):
-    """In the real browser: each figure has data and rendered traces, lies inside its section's card, and no legend
-    covers an axis's tick labels or title (the training chart's legend once hid its accuracy axis)."""
-    page = tmp_path / "checked.html"
-    page.write_text((demo_out / REPORT_NAME).read_text().replace("</body>", LAYOUT_CHECK + "</body>"))
-    dom = open_page(page, tmp_path)
-    m = re.search(r'<pre id="layout-check">(.*?)</pre>', dom, re.S)
-    assert m, "the layout check did not run (the page never finished rendering)"
-    figures = json.loads(html.unescape(m.group(1)))
-    assert len(figures) >= 10
-    problems = {f["id"]: f["problems"] for f in figures if f["problems"]}
-    assert not problems, problems
 
 
 def test_provenance_names_only_what_was_set(demo_out):
