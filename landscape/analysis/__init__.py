@@ -18,6 +18,7 @@ from .sharpness import epsilon_box, epsilon_sharpness, basin_width
 from .spectrum import (
     MatVec, Eigenpairs, lanczos, extreme_eigenpairs, TraceEstimate, hutchinson_trace, slq_density, TRACE_METHODS)
 from .topology import Basin, Topology, persistence, basin_region, diagram_distance, DISTANCES, MERGE_TREE_BASINS
+from .merge_tree import tree_order, merge_tree_segments, topological_profile
 
 __all__ = [
     "NORMS", "IGNORES", "DIR_TYPES", "movable_names", "random_direction", "normalize_direction",
@@ -27,5 +28,6 @@ __all__ = [
     "layer_report", "LayerNorms", "filter_correlation", "activation_correlation", "correlated_pairs",
     "merge_filters", "layer_kind", "epsilon_box", "epsilon_sharpness", "basin_width", "MatVec", "Eigenpairs",
     "lanczos", "extreme_eigenpairs", "TraceEstimate", "hutchinson_trace", "slq_density", "TRACE_METHODS", "Basin",
-    "Topology", "persistence", "basin_region", "diagram_distance", "DISTANCES", "MERGE_TREE_BASINS",
+    "Topology", "persistence", "basin_region", "diagram_distance", "DISTANCES", "MERGE_TREE_BASINS", "tree_order",
+    "merge_tree_segments", "topological_profile",
 ]

@@ -20,7 +20,8 @@ from .mpi import (
     TAG_TO_WORKER, TAG_EXIT)
 from .distributed import run_distributed, chunk_size
 from .runner import compute_surface, run_points
-from .slurm import SlurmOptions, parse_time, render_script, submit, watch_hint, SubmitError, PRESETS
+from .slurm import (
+    SlurmOptions, parse_time, render_script, submit, watch_hint, SubmitError, PRESETS, wait_for_job, FINAL_STATES)
 from .recorder import Recorder
 from .callbacks import lightning_recorder, hf_recorder, metric_names
 
@@ -36,5 +37,6 @@ __all__ = [
     "on_root", "agree", "abort_if_parallel", "abort_job", "note_output", "exit_together", "wait_for", "share",
     "gather", "allgather", "TAG_TO_MASTER", "TAG_TO_WORKER", "TAG_EXIT", "run_distributed", "chunk_size",
     "compute_surface", "run_points", "SlurmOptions", "parse_time", "render_script", "submit", "watch_hint",
-    "SubmitError", "PRESETS", "Recorder", "lightning_recorder", "hf_recorder", "metric_names",
+    "SubmitError", "PRESETS", "wait_for_job", "FINAL_STATES", "Recorder", "lightning_recorder", "hf_recorder",
+    "metric_names",
 ]

@@ -21,6 +21,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -29,7 +30,8 @@ from ..core.errors import EXIT_INTERRUPTED, ConfigError, LandscapeError
 from .config import JobConfig
 from .jobfile import expand_sweep, load_job
 
-__all__ = ["SlurmOptions", "parse_time", "render_script", "submit", "watch_hint", "SubmitError", "PRESETS"]
+__all__ = ["SlurmOptions", "parse_time", "render_script", "submit", "watch_hint", "SubmitError", "PRESETS",
+           "wait_for_job", "FINAL_STATES"]
 
 log = logging.getLogger(__name__)
 
@@ -315,19 +317,50 @@ def submit(job_file: str | Path, opts: SlurmOptions, overrides: Sequence[str] = 
         (workdir / log_dir if not log_dir.is_absolute() else log_dir).mkdir(parents=True, exist_ok=True)
     script = out / "submit.sbatch"
     script.write_text(text)
-    cmd = [sbatch, "--parsable"] + (["--wait"] if wait else []) + [str(script)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=workdir)
-    first = proc.stdout.readline().strip() if proc.stdout else ""
-    job_id = first.split(";")[0] if first else None
-    if job_id:
-        log.info("submitted %s as Slurm job %s (script %s)\n%s", job_file, job_id, script,
-                 watch_hint(text, job_id, workdir, out))
-        if on_submitted is not None:
-            on_submitted(job_id)
-    rest, err = proc.communicate()
+    proc = subprocess.run([sbatch, "--parsable", str(script)], capture_output=True, text=True, cwd=workdir)
+    first = proc.stdout.strip().splitlines()[0] if proc.stdout.strip() else ""
+    job_id = first.split(";")[0] if proc.returncode == 0 and first else None
     if not job_id:
-        raise SubmitError(f"sbatch refused {script}: {err.strip() or rest.strip() or 'no job id printed'}")
-    if wait and proc.returncode != 0:
-        raise SubmitError(f"Slurm job {job_id} ended with exit status {proc.returncode}: {err.strip()}; see its log "
-                          f"in {out}")
+        raise SubmitError(f"sbatch refused {script}: {proc.stderr.strip() or proc.stdout.strip() or 'no job id printed'}")
+    log.info("submitted %s as Slurm job %s (script %s)\n%s", job_file, job_id, script,
+             watch_hint(text, job_id, workdir, out))
+    if on_submitted is not None:
+        on_submitted(job_id)
+    if wait:
+        state, code = wait_for_job(job_id)
+        if state != "COMPLETED" or code not in ("0:0", ""):
+            raise SubmitError(f"Slurm job {job_id} ended {state} with exit code {code or '?'}; see its log in {out}")
     return text, job_id
+
+
+#: states after which a job never runs again (a requeued job passes through PENDING and runs again)
+FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY",
+                "BOOT_FAIL", "DEADLINE", "SPECIAL_EXIT")
+
+
+def wait_for_job(job_id: str, poll: float = 0.5, longest: float = 5.0) -> tuple[str, str]:
+    """Wait until Slurm job ``job_id`` has ended for good (a requeue is not an end); returns its state and exit code
+    (``"0:0"``). Polled with ``scontrol show job`` every ``poll`` seconds, growing to ``longest``: ``sbatch --wait``
+    polls at 2, 4, 8, 16 then 32 s, so a job of 12 s was reported after up to 45 s. A job Slurm no longer lists
+    (purged after MinJobAge) is taken as completed with an unknown exit code.
+
+    Example:
+        >>> "COMPLETED" in FINAL_STATES and "PENDING" not in FINAL_STATES
+        True
+    """
+    scontrol = shutil.which("scontrol")
+    if scontrol is None:
+        raise SubmitError("scontrol is not on PATH: cannot follow the job; run on a Slurm login node")
+    while True:
+        r = subprocess.run([scontrol, "show", "job", "-o", str(job_id)], capture_output=True, text=True)
+        if r.returncode != 0 and "Invalid job id" in r.stderr:
+            log.warning("Slurm job %s is no longer listed; taken as completed", job_id)
+            return "COMPLETED", ""
+        # one line per job (an array job: one per task): it has ended when every one has
+        records = [dict(re.findall(r"(\w+)=(\S*)", line)) for line in r.stdout.splitlines() if "JobState=" in line]
+        if records and all(rec.get("JobState") in FINAL_STATES for rec in records):
+            worst = next((rec for rec in records if rec["JobState"] != "COMPLETED" or rec.get("ExitCode") != "0:0"),
+                         records[0])
+            return worst["JobState"], worst.get("ExitCode", "")
+        time.sleep(poll)
+        poll = min(longest, poll * 1.5)

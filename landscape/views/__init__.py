@@ -19,9 +19,9 @@ from .report_data import (
     surface_section, paths_section, trajectory_section, curvature_section, correlation_section, topology_section,
     jsonable, log_ticks, log_axis, twin_layout, MAX_SIDE, MAX_PARAMETER_LINES)
 from .report import write_report, build_report, REPORT_NAME
-from .paraview import surface_script, filters_script, write_script, contour_levels
+from .paraview import surface_script, filters_script, write_script, contour_levels, write_states, state_path
 from .inline import surface_figure, surface_xarray, INLINE_KINDS
-from .topology_plots import plot_topology
+from .topology_plots import plot_topology, tree_inputs
 
 __all__ = [
     "pyplot", "save_figure", "savefig", "log_tick_values", "plain_number", "plain_log_ticks", "path_to_draw",
@@ -34,5 +34,6 @@ __all__ = [
     "spectrum_linthresh", "surface_section", "paths_section", "trajectory_section", "curvature_section",
     "correlation_section", "topology_section", "jsonable", "log_ticks", "log_axis", "twin_layout", "MAX_SIDE",
     "MAX_PARAMETER_LINES", "write_report", "build_report", "REPORT_NAME", "surface_script", "filters_script",
-    "write_script", "contour_levels", "surface_figure", "surface_xarray", "INLINE_KINDS", "plot_topology",
+    "write_script", "contour_levels", "write_states", "state_path", "surface_figure", "surface_xarray",
+    "INLINE_KINDS", "plot_topology", "tree_inputs",
 ]

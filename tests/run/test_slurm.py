@@ -149,3 +149,23 @@ def test_submit_calls_sbatch_and_saves_the_script(tmp_path):
     assert (fake.parent / "args").read_text().strip() == f"--parsable {script}"
     text = script.read_text()
     assert '#SBATCH --output="out dir/slurm-%j.out"' in text and "'output=\"out dir\"' --no-progress" in text
+
+
+def test_waiting_follows_the_job_until_every_task_has_ended(tmp_path, monkeypatch):
+    """Polled with scontrol: a requeue (PENDING again) is not an end, an array ends when its last task does, and a
+    failed task is what is reported."""
+    from landscape.run.slurm import wait_for_job
+
+    states = tmp_path / "states"
+    states.write_text("JobId=7 JobState=RUNNING ExitCode=0:0\n---\n"
+                      "JobId=7 JobState=PENDING ExitCode=0:0\n---\n"  # requeued
+                      "JobId=7_0 JobState=COMPLETED ExitCode=0:0\nJobId=7_1 JobState=RUNNING ExitCode=0:0\n---\n"
+                      "JobId=7_0 JobState=COMPLETED ExitCode=0:0\nJobId=7_1 JobState=FAILED ExitCode=1:0\n")
+    fake = tmp_path / "bin" / "scontrol"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/bash\nn=$(cat {tmp_path}/n 2>/dev/null || echo 0); echo $((n + 1)) > {tmp_path}/n\n'
+                    f'awk -v k=$n \'BEGIN{{RS="---\\n"}} NR==k+1{{printf "%s", $0}}\' {states}\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    assert wait_for_job("7", poll=0.01) == ("FAILED", "1:0")
+    assert (tmp_path / "n").read_text().strip() == "4"  # it looked until the last record had ended
