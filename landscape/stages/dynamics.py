@@ -62,8 +62,7 @@ def run_dynamics(job: JobConfig) -> list[Path]:
     written: list[Path] = []
     if store.norms() is not None:
         written += plot_norms(store, out)
-    written += export_filter_evolution(store, dc.filter_layer, out / "filters",
-                                       state=job.export.paraview and job.export.paraview_state)
+    written += export_filter_evolution(store, dc.filter_layer, out / "filters")  # its state: at the job's end
     written += plot_weight_walk(store, out, dc.walk)
     tr, te = prepare_data(job.data)
     model = prepare_model(job.model, tr, job.train.seed)

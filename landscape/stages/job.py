@@ -35,6 +35,7 @@ from ..views.animation import animate_path
 from ..views.curvature_plots import plot_curvature_maps, plot_spectrum
 from ..views.report import write_report
 from ..views.surface_plots import plot_surface
+from ..views.paraview import write_states
 from ..views.vtk_export import export_surface
 from .checks import check_dependencies
 from .dynamics import run_dynamics
@@ -84,6 +85,12 @@ def run_job(job: JobConfig, progress: bool = True, comm: Any | None = None) -> P
                     s["outputs"]["curvature_figures"] = [p.name for p in plot_spectrum(result.path, None,
                                                                                        job.export.plots)]
     if root:
+        ex = job.export
+        if ex is not None and ex.paraview and ex.paraview_state:  # every view's state file, by one pvbatch
+            states = write_states(sorted(out.rglob("*_view.py")))
+            if states:
+                with summary(out) as s:
+                    s["outputs"]["paraview_states"] = [p.relative_to(out).as_posix() for p in states]
         with summary(out) as s:
             s["seconds"] = round(time.perf_counter() - t0, 2)
             if job.export is not None and job.export.report:
@@ -139,8 +146,9 @@ def export_job(job: JobConfig, surface: Path) -> list[Path]:
     ex = job.export
     written = []
     if ex.vtk:
+        # the state files of the views are written once for the whole job, at its end (one pvbatch)
         written += export_surface(surface, ex.vtk, None, ex.z, ex.log, ex.zmax, ex.zscale, ex.resample, ex.paraview,
-                                  ex.paraview_state)
+                                  state=False)
     if ex.plots:
         written += plot_surface(surface, None, ex.plots, ex.log, ex.zmax, vmin=ex.vmin, vmax=ex.vmax,
                                 n_levels=ex.levels, equal_aspect=ex.equal_aspect)
