@@ -47,3 +47,22 @@ def test_python_blocks_run_as_written(doc, tmp_path, monkeypatch):
             except Exception as exc:  # noqa: BLE001 - name the block that failed
                 raise AssertionError(f"{doc.name}, the block at line {line} failed: {type(exc).__name__}: "
                                      f"{exc}") from exc
+
+
+@pytest.mark.slow
+def test_readme_training_example_learns_the_spiral(tmp_path):
+    """The README's `landscape train` line, run as written: the spiral is learned (an example stuck at chance
+    accuracy would teach nothing)."""
+    import shlex
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import run_cli
+
+    from landscape.io.trajectory import TrajectoryStore
+
+    line = next(x for x in (ROOT / "README.md").read_text().splitlines() if x.startswith("landscape train "))
+    r = run_cli(*shlex.split(line)[1:], "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = shlex.split(line)[shlex.split(line).index("--out") + 1]
+    assert TrajectoryStore(tmp_path / out).metrics()["test_accuracy"][-1] > 0.9
