@@ -16,12 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from landscape.run.mpi import matching_mpiexec
 
 
 def child_trivial(out: str, grid: int, chunk: int) -> None:
@@ -66,7 +67,9 @@ def main() -> None:
     if args.child:
         child_trivial(args.child[0], int(args.child[1]), int(args.child[2]))
         return
-    mpiexec = shutil.which("mpiexec") or str(Path(sys.executable).with_name("mpiexec"))
+    mpiexec = matching_mpiexec()  # not Debian's Open MPI mpiexec, first on PATH, with the MPICH wheel's mpi4py
+    if mpiexec is None:
+        raise SystemExit("no mpiexec: pip install mpi4py mpich")
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     tmp = Path(tempfile.mkdtemp())
     print(f"mpiexec {mpiexec}, {os.cpu_count()} cores, one torch thread per rank")

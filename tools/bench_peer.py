@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -47,6 +46,7 @@ from benchlib import cifar_shaped, header
 
 from landscape.core.data import load_data
 from landscape.core.models import build_model
+from landscape.run.mpi import matching_mpiexec
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = {  # name: (model, model kwargs, data, grids by default)
@@ -165,7 +165,9 @@ def main() -> None:
         print(f"{objects_call(args.objects_call[0], int(args.objects_call[1])):.6f}")
         return
     print(header(torch.device("cpu")))
-    mpiexec = shutil.which("mpiexec") or str(Path(sys.executable).with_name("mpiexec"))
+    mpiexec = matching_mpiexec()  # not Debian's Open MPI mpiexec, first on PATH, with the MPICH wheel's mpi4py
+    if mpiexec is None:
+        raise SystemExit("no mpiexec: pip install mpi4py mpich")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     # an installed package has its bytecode cached; where PYTHONDONTWRITEBYTECODE is set, every process would
     # compile landscape's sources again (~0.2 s here), a cost no user pays: cache it, as for torch

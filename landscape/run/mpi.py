@@ -18,6 +18,7 @@ import importlib.metadata as metadata
 import logging
 import os
 import socket
+import shutil
 import sys
 import time
 import traceback
@@ -32,7 +33,8 @@ from ..core.signals import check_interrupted, stop_signals_ignored
 
 __all__ = ["check_launcher", "mpi_comm", "local_rank", "pick_device", "usable_cores", "in_mpi_launch", "RankFailed", "on_root",
            "agree", "abort_if_parallel", "abort_job", "note_output", "exit_together", "wait_for", "share", "gather",
-           "allgather", "TAG_TO_MASTER", "TAG_TO_WORKER", "TAG_EXIT"]
+           "allgather", "TAG_TO_MASTER", "TAG_TO_WORKER", "TAG_EXIT", "mpi_library", "check_mpi_match",
+           "matching_mpiexec"]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,22 @@ def mpi_library() -> str | None:
         except metadata.PackageNotFoundError:
             pass
     return found[0] if len(found) == 1 else None
+
+
+def matching_mpiexec() -> str | None:
+    """The ``mpiexec`` that fits mpi4py's MPI: the one installed beside this Python when mpi4py uses a pip-installed
+    MPI (the ``mpich`` wheel puts it there; Debian's Open MPI ``mpiexec``, first on PATH where ParaView is
+    installed, aborts such ranks), else the first on PATH; None when there is none.
+
+    Example:
+        >>> m = matching_mpiexec()
+        >>> m is None or Path(m).name.startswith("mpiexec")
+        True
+    """
+    own = Path(sys.executable).with_name("mpiexec")
+    if mpi_library() is not None and own.exists():
+        return str(own)
+    return shutil.which("mpiexec") or (str(own) if own.exists() else None)
 
 
 def check_mpi_match() -> None:
