@@ -42,7 +42,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-from benchlib import cifar_shaped, header
+from benchlib import cifar_shaped, header, write_markdown
 
 from landscape.core.data import load_data
 from landscape.core.models import build_model
@@ -83,7 +83,16 @@ def objects_call(way: str, n: int) -> float:
     return time.perf_counter() - t
 
 
-def objects_case(grids: list[int], repeats: int, env: dict) -> None:
+def _version(dist: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+def objects_case(grids: list[int], repeats: int, env: dict, markdown: str | None = None) -> None:
     """``ls.surface(model, loader)`` against loss-landscapes' ``random_plane`` on the same model and data, each
     call in a process of its own (neither inherits the other's process state), in interleaved rounds."""
     try:
@@ -93,6 +102,7 @@ def objects_case(grids: list[int], repeats: int, env: dict) -> None:
     ways = ("ours", "peer", "peer-no-grad")
     print(f"\n{'objects':<10} {'grid':>7} " + " ".join(f"{k:>22}" for k in ways)
           + "   (seconds of the whole call, lenet5/digits, median (min-max) of interleaved rounds)")
+    rows = []
     for n in grids:
         times: dict[str, list[float]] = {k: [] for k in ways}
         for _ in range(repeats):
@@ -107,6 +117,15 @@ def objects_case(grids: list[int], repeats: int, env: dict) -> None:
             f"{med[k]:.2f} ({min(times[k]):.2f}-{max(times[k]):.2f})".rjust(22) for k in ways), flush=True)
         print(f"{'':<10} {'ratio':>7} ours / loss-landscapes {med['ours'] / med['peer']:.2f}, "
               f"in no_grad {med['ours'] / med['peer-no-grad']:.2f}  (below 1: faster)", flush=True)
+        rows.append((f"{n}×{n}", *(f"{med[k]:.2f} ({min(times[k]):.2f}–{max(times[k]):.2f})" for k in ways),
+                     f"{med['ours'] / med['peer']:.2f}", f"{med['ours'] / med['peer-no-grad']:.2f}"))
+    if markdown:
+        write_markdown(markdown, "python tools/bench_peer.py --cases objects", (
+            "grid", "ls.surface(model, loader), s", "random_plane, s", "random_plane in no_grad, s",
+            "ours / random_plane", "ours / no_grad"), rows,
+            f"LeNet-5 on the 360 test digits; each call a fresh process, the model and data built first and not "
+            f"timed; median (min–max) of {repeats} interleaved rounds. loss-landscapes {_version('loss-landscapes')}, "
+            "the real package (pip install --no-deps loss-landscapes).")
 
 
 def fixtures(tmp: Path, name: str, n_cifar: int) -> dict:
@@ -160,6 +179,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="interleaved rounds (the median is printed)")
     ap.add_argument("--n-cifar", type=int, default=1000)
     ap.add_argument("--objects-call", nargs=2, metavar=("WAY", "N"), help=argparse.SUPPRESS)
+    ap.add_argument("--markdown", help="the objects case: also write its table to this Markdown file "
+                                       "(docs/bench/objects.md is the one the documentation shows)")
     args = ap.parse_args()
     if args.objects_call:
         print(f"{objects_call(args.objects_call[0], int(args.objects_call[1])):.6f}")
@@ -179,7 +200,7 @@ def main() -> None:
           f"{'1/ref1':>7} {'2/ref2':>7} {'1/snake':>8} {'2/snake':>8}  (seconds, whole processes; ratios ours/peer)")
     for name in args.cases:
         if name == "objects":
-            objects_case(args.grids or list(CASES[name][3]), max(args.repeats, 3), env)
+            objects_case(args.grids or list(CASES[name][3]), max(args.repeats, 3), env, args.markdown)
             continue
         fixtures(tmp, name, args.n_cifar)
         for grid in args.grids or CASES[name][3]:

@@ -57,3 +57,36 @@ def header(device: torch.device) -> str:
     """The first line every benchmark prints: device, torch version, threads."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     return f"device {device} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}"
+
+
+def machine_line() -> str:
+    """Where and when a table was measured: CPU model, cores, torch and its threads, the load average, the date."""
+    import os
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo", encoding="ascii", errors="replace"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        load = open("/proc/loadavg", encoding="ascii").read().split()[:3]
+    except OSError:
+        load = ["?"] * 3
+    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} on {torch.get_num_threads()} threads, "
+            f"load average {' '.join(load)}, {time.strftime('%Y-%m-%d')}")
+
+
+def write_markdown(path: str, command: str, head: Sequence[str], rows: Sequence[Sequence[object]],
+                   note: str = "") -> None:
+    """A benchmark's table as a Markdown file (docs/bench/ holds the ones the documentation shows): the command
+    that printed it, the machine, the table, and a note."""
+    from pathlib import Path
+
+    lines = [f"`{command}` on {machine_line()}:", "", "| " + " | ".join(head) + " |",
+             "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    if note:
+        lines += ["", note]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("\n".join(lines) + "\n")

@@ -58,7 +58,10 @@ var drawn=el.querySelectorAll('g.trace, g.contour, g.hm, .gl-container canvas');
 if(!drawn.length)r.problems.push('nothing rendered');
 el.querySelectorAll('.legend').forEach(function(lg){el.querySelectorAll('.xtick text, .ytick text, .y2tick text, .g-ytitle, .g-y2title').forEach(
 function(tx){if(tx.textContent&&meets(box(lg),box(tx)))r.problems.push('legend over "'+tx.textContent+'"')})});
-out.push(r)});var pre=document.createElement('pre');pre.id='layout-check';pre.textContent=JSON.stringify(out);
+out.push(r)});var imgs=Array.prototype.slice.call(document.querySelectorAll('.thumbs img'));
+var shown=imgs.filter(function(i){return i.complete&&i.naturalWidth>0&&i.src.indexOf('data:')===0}).length;
+var pre=document.createElement('pre');pre.id='layout-check';
+pre.textContent=JSON.stringify({figures:out,thumbnails:[shown,imgs.length]});
 document.body.appendChild(pre)},100)})();</script>"""
 
 
@@ -78,10 +81,13 @@ def test_demo_output_report_loads_without_errors_and_shows_the_surface(demo_out,
     assert page_errors(dom) == []
     m = re.search(r'<pre id="layout-check">(.*?)</pre>', dom, re.S)
     assert m, "the layout check did not run (the page never finished rendering)"
-    figures = json.loads(html.unescape(m.group(1)))
+    check = json.loads(html.unescape(m.group(1)))
+    figures = check["figures"]
     assert len(figures) >= 10
     problems = {f["id"]: f["problems"] for f in figures if f["problems"]}
     assert not problems, problems
+    shown, thumbnails = check["thumbnails"]  # embedded: they show wherever the page is copied
+    assert thumbnails == len(list(demo_out.glob("*.png"))) >= 10 and shown == thumbnails
     assert 'data-rendered="ok"' in dom
     n_divs = len(re.findall(r' id="fig\d+"', dom))
     assert n_divs >= 10 and dom.count('class="plot-container plotly"') == n_divs  # every figure drawn
