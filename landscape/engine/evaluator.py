@@ -34,6 +34,7 @@ from ..core.params import StateSpec, model_state
 from .compiled import CompiledNet
 from .device import autocast_context, keep_freed_memory, resolve_device
 from .fastpool import ExactPooling
+from .input_tables import InputTables
 from .folding import FoldedNet
 from .losses import IGNORE_INDEX, correct_count, logits, loss_function, per_sample_loss, target_count
 from .objective import OBJECTIVE_LOSSES, Objective
@@ -91,7 +92,8 @@ class Evaluator:
                  batch_size: int = 256, loss: str | None = None, precision: str = "fp32",
                  max_resident_bytes: int | None = None, logits_budget: int = 256 << 20, tune_batch: bool = False,
                  fold_bn: bool = False, channels_last: bool = False, compile: bool = False,
-                 fields: Mapping[str, torch.Tensor] | None = None):
+                 fields: Mapping[str, torch.Tensor] | None = None, input_tables: bool = True,
+                 tables_budget: int = 1 << 30):
         self.device = resolve_device(device)
         # callable losses, steps, next-token losses and dict batches: see landscape.engine.objective
         custom = fields is not None or callable(loss) or loss in OBJECTIVE_LOSSES
@@ -105,6 +107,10 @@ class Evaluator:
         # and the parameters stay contiguous, so flat views of them (paths) and training are unaffected
         self.channels_last = bool(channels_last) and any(p.dim() == 4 for p in self.model.parameters())
         self.fold_bn, self.compile = bool(fold_bn), bool(compile)
+        # planes may keep the first convolution's outputs as tables (engine/input_tables.py); None until one does
+        self.allow_tables, self.tables_budget = bool(input_tables), int(tables_budget)
+        self.input_tables: InputTables | None = None
+        self.input_tables_layer = ""
         self.state = model_state(self.model, buffers=True)
         self._build_net()
         self.spec = StateSpec.from_state(self.state)
@@ -203,6 +209,8 @@ class Evaluator:
             out["channels_last"] = True
         if self.compile:
             out["compile"] = True
+        if self.input_tables is not None:
+            out["input_tables"] = self.input_tables_layer
         return out
 
     def precision_gap(self) -> dict[str, float]:
@@ -231,6 +239,8 @@ class Evaluator:
         stack.enter_context(autocast_context(self.device, self.precision))
         if self.exact_pooling:
             stack.enter_context(ExactPooling())
+        if self.input_tables is not None:
+            stack.enter_context(self.input_tables.active())
         return stack
 
     def _prepare(self) -> None:
@@ -276,7 +286,12 @@ class Evaluator:
         other.model = copy.deepcopy(self.model)
         other.state = model_state(other.model, buffers=True)
         other._build_net()
+        if self._autocast == self._forward_context:  # a bound method: the copy's own context (its own tables)
+            other._autocast = other._forward_context
+        if self.input_tables is not None:  # the same tables, for the copy's layer
+            other.input_tables = self.input_tables.rebind(other.model.get_submodule(self.input_tables_layer))
         return other
+
 
     # -- parameters -------------------------------------------------------------------------------
     @torch.no_grad()

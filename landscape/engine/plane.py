@@ -35,6 +35,7 @@ from ..core.signals import interrupt_pending
 from .calibration import calibrate, cpu_threads, parse_points_per_batch
 from .losses import correct_count, logits
 from .evaluator import Evaluator
+from .input_tables import attach_tables
 
 __all__ = ["PlaneEvaluator"]
 
@@ -45,7 +46,7 @@ class PlaneEvaluator:
     """Evaluates points of the plane θ* + α·d₁ + β·d₂ (d₂ may be None for a line)."""
 
     def __init__(self, evaluator: Evaluator, center: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor | None,
-                 points_per_batch: int | str = 1, points_per_pass: int = 8):
+                 points_per_batch: int | str = 1, points_per_pass: int = 8, input_tables: bool = True):
         self.ev = evaluator
         dev = evaluator.device
         spec = evaluator.spec
@@ -68,6 +69,10 @@ class PlaneEvaluator:
                 self.a.append(v1.to(t.dtype))
                 self.b.append(v2.to(t.dtype))
         self.numel_moved = sum(t.numel() for t in self.targets)
+        # the first convolution's outputs for θ*, d₁ (and d₂) kept as tables (engine/input_tables.py); a replica
+        # (input_tables=False) uses its evaluator's, which share the original's
+        self.tables = (attach_tables(evaluator, self.center, [self.d1] + ([self.d2] if d2 is not None else []))
+                       if input_tables else evaluator.input_tables)
         self.auto = points_per_batch == "auto"
         self.expected_points: int | None = None  # points this evaluator will compute (the calibration's budget)
         self._stacking_checked = False
@@ -78,7 +83,8 @@ class PlaneEvaluator:
         self.chunk_unit = self.points_per_pass
         if evaluator.stream is not None:
             self.auto, self.batch_mode, self.points_per_batch = False, "one", 1
-        if evaluator.objective is not None and self.batch_mode == "vmap":  # the objective's forward is not stacked
+        if (evaluator.objective is not None or self.tables is not None) and self.batch_mode == "vmap":
+            # the objective's forward is not stacked; a stack would not use the tables (and so round otherwise)
             self.batch_mode, self.points_per_batch = "one", 1
         self._replicas: list[PlaneEvaluator] = []
         self._pool, self._pool_size = None, 0
@@ -115,6 +121,8 @@ class PlaneEvaluator:
     def set_point(self, alpha: float, beta: float) -> None:
         """Write θ* + α·d₁ + β·d₂ into the model in place."""
         self._form(self.targets, alpha, beta)
+        if self.tables is not None:
+            self.tables.point((alpha, beta)[:len(self.tables.tables) - 1])
 
     def _form(self, targets: list[torch.Tensor], alpha: float, beta: float) -> None:
         """θ* + α·d₁ + β·d₂ into ``targets`` (the moved tensors, in order), by the same fused ops in every mode."""
@@ -180,7 +188,7 @@ class PlaneEvaluator:
         cores fully (small convolutions), where stacking parameters (vmap) does not pay."""
         p = min(self.points_per_batch, len(alphas))
         while len(self._replicas) < self.points_per_batch - 1:
-            rep = PlaneEvaluator(self.ev.replica(), self.center, self.d1, self.d2, 1)
+            rep = PlaneEvaluator(self.ev.replica(), self.center, self.d1, self.d2, 1, input_tables=False)
             rep.c, rep.a, rep.b = self.c, self.a, self.b  # the same values: share them
             self._replicas.append(rep)
         if self._pool_size < self.points_per_batch:

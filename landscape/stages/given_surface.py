@@ -194,9 +194,10 @@ def surface(model: nn.Module, data: Any, alpha: Any = (-1, 1, 25), beta: Any = (
             inputs["trajectory"] = str(store_t.path.name)
         if "explained_variance" in info:
             attrs["explained_variance"] = json.dumps(info["explained_variance"])
+        plane = PlaneEvaluator(ev, ev.get_flat(), d1, d2, points_per_batch)
+        inputs.update(ev.transforms())  # the input tables the plane keeps, if any
         agree(comm, "the centre and directions checksums", (inputs["center_checksum"], dir_sum))
         store = on_root(comm, lambda: SurfaceStore.open(path, grid, inputs, attrs, datasets))
-        plane = PlaneEvaluator(ev, ev.get_flat(), d1, d2, points_per_batch)
         plane.expected_points = -(-grid.size // (comm.Get_size() if comm is not None else 1))
         run_points(plane, store, path, comm, progress_default(progress), 0, str(ev.device))
     if comm is not None and comm.Get_rank() != 0:

@@ -155,7 +155,6 @@ def run_surface_job(job: JobConfig, progress: bool = True, comm: Any | None = No
     plan = resolve_surface(job, sf)
     device = pick_device(comm, job.evaluate.device) if comm is not None else job.evaluate.device
     ev = job_evaluator(job, plan.model, plan.data, device)
-    plan.inputs.update(ev.transforms())  # folding, layout, compilation: they may change values by rounding
     if ev.precision != "fp32" and (comm is None or comm.Get_rank() == 0):
         gap = ev.precision_gap()
         log.info("centre loss in %s %.7g, in fp32 %.7g (difference %.3g)", ev.precision, gap[ev.precision],
@@ -164,9 +163,11 @@ def run_surface_job(job: JobConfig, progress: bool = True, comm: Any | None = No
         plan.attrs["precision_center_loss"] = json.dumps(gap)
     agree(comm, "the centre and directions checksums",
           (plan.inputs["center_checksum"], plan.inputs["directions_checksum"]))
+    plane = PlaneEvaluator(ev, ev.get_flat(), plan.d1, plan.d2, sf.points_per_batch, sf.points_per_pass)
+    # folding, layout, compilation, input tables: they may change values by rounding
+    plan.inputs.update(ev.transforms())
     store = on_root(comm, lambda: SurfaceStore.open(plan.path, plan.grid, plan.inputs, plan.attrs, plan.datasets,
                                                     flush_every=sf.flush_every))
-    plane = PlaneEvaluator(ev, ev.get_flat(), plan.d1, plan.d2, sf.points_per_batch, sf.points_per_pass)
     plane.expected_points = -(-plan.grid.size // (comm.Get_size() if comm is not None else 1))
     run_points(plane, store, plan.path, comm, progress, sf.chunk, str(ev.device))
     if sf.curvature:
