@@ -18,6 +18,7 @@ from .compiled import CompiledNet
 from .folding import fold_conv_bn, FoldedNet, GraphFold
 from .objective import Step, Objective, is_step, OBJECTIVE_LOSSES
 from .fastpool import strided_max_pool2d, exact_pooling, ExactPooling
+from .input_tables import InputTables, find_input_conv, input_conv, attach_tables, TABLE_ROWS
 
 __all__ = [
     "resolve_device", "autocast_context", "cpu_has_bf16", "keep_freed_memory", "available_memory", "LOSSES",
@@ -26,5 +27,6 @@ __all__ = [
     "stable_ratio", "batch_candidates", "VMAP_MAX_NUMEL", "MODE_NAMES", "PlaneEvaluator", "CurveModule",
     "bend_state", "batchnorm_layers", "update_bn", "PathEvaluator", "HessianOperator", "CurvatureMap", "MAPS",
     "CompiledNet", "fold_conv_bn", "FoldedNet", "GraphFold", "Step", "Objective", "is_step", "OBJECTIVE_LOSSES",
-    "strided_max_pool2d", "exact_pooling", "ExactPooling",
+    "strided_max_pool2d", "exact_pooling", "ExactPooling", "InputTables", "find_input_conv", "input_conv",
+    "attach_tables", "TABLE_ROWS",
 ]

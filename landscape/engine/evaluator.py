@@ -92,7 +92,7 @@ class Evaluator:
                  batch_size: int = 256, loss: str | None = None, precision: str = "fp32",
                  max_resident_bytes: int | None = None, logits_budget: int = 256 << 20, tune_batch: bool = False,
                  fold_bn: bool = False, channels_last: bool = False, compile: bool = False,
-                 fields: Mapping[str, torch.Tensor] | None = None, input_tables: bool = True,
+                 fields: Mapping[str, torch.Tensor] | None = None, input_tables: bool = False,
                  tables_budget: int = 1 << 30):
         self.device = resolve_device(device)
         # callable losses, steps, next-token losses and dict batches: see landscape.engine.objective

@@ -14,7 +14,8 @@ conv1 on 360 digits, 33 → 3.8 ms for ResNet-20's on 500 CIFAR-shaped images.
 Values: the combination rounds differently from the convolution of the combined weights (by float32 rounding), the
 same way at every point, whatever the batch size, the batch mode, threads or ranks (the tables are computed in
 fixed slices of rows, the combination is element-wise). A file computed with tables records it
-(``input_tables`` in its inputs; ``evaluate.input_tables = false`` turns them off).
+(``input_tables`` in its inputs). Opt-in (``evaluate.input_tables = true``, ``Evaluator(input_tables=True)``):
+streamed data are not tabled, and by default values must not depend on the resident budget.
 
 A forward uses the tables only when it can be sure they hold its answer: no gradient is asked, the input is a
 slice of the tabled data, and the layer's weight and bias are bitwise those the point wrote (anything else that
@@ -196,9 +197,9 @@ def input_conv(ev: "Evaluator", tables: int = 3) -> str | None:
         >>> from landscape.core.models import build_model
         >>> from landscape.engine.evaluator import Evaluator
         >>> te = load_data("digits")[1]
-        >>> input_conv(Evaluator(build_model("lenet5", te.info()), te, "cpu"))
+        >>> input_conv(Evaluator(build_model("lenet5", te.info()), te, "cpu", input_tables=True))
         'conv1'
-        >>> input_conv(Evaluator(build_model("lenet5", te.info()), te, "cpu", input_tables=False)) is None
+        >>> input_conv(Evaluator(build_model("lenet5", te.info()), te, "cpu")) is None
         True
     """
     if not (ev.allow_tables and ev.stream is None and ev.resident and ev.objective is None
@@ -229,7 +230,7 @@ def attach_tables(ev: "Evaluator", center: torch.Tensor, directions: Sequence[to
         >>> from landscape.core.models import build_model
         >>> from landscape.engine.evaluator import Evaluator
         >>> te = load_data("digits")[1]
-        >>> ev = Evaluator(build_model("lenet5", te.info()), te, "cpu")
+        >>> ev = Evaluator(build_model("lenet5", te.info()), te, "cpu", input_tables=True)
         >>> c = ev.get_flat()
         >>> len(attach_tables(ev, c, [torch.ones_like(c)]).tables), ev.transforms()
         (2, {'input_tables': 'conv1'})

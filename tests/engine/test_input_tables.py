@@ -63,7 +63,7 @@ def test_tables_are_used_only_where_they_hold_the_answer():
 def test_an_inplace_relu_after_the_layer_leaves_the_tables_intact():
     net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(inplace=True), nn.Flatten(), nn.Linear(3 * 16, 2)).eval()
     x, y = torch.randn(20, 1, 6, 6), torch.arange(20) % 2
-    ev = Evaluator(net, TensorData(x, y, 2, "classification", name="t"), "cpu", batch_size=7)
+    ev = Evaluator(net, TensorData(x, y, 2, "classification", name="t"), "cpu", batch_size=7, input_tables=True)
     c = ev.get_flat()
     plane = PlaneEvaluator(ev, c, torch.randn_like(c), torch.randn_like(c))
     assert plane.tables is not None
@@ -74,13 +74,13 @@ def test_an_inplace_relu_after_the_layer_leaves_the_tables_intact():
 def test_eligibility(caplog):
     caplog.set_level(logging.INFO, logger="landscape")
     te = load_data("digits")[1]
-    assert input_conv(Evaluator(build_model("lenet5", te.info()), te, "cpu")) == "conv1"
-    assert input_conv(Evaluator(build_model("lenet5", te.info()), te, "cpu", precision="bf16")) is None
-    assert input_conv(Evaluator(build_model("lenet5", te.info()), te, "cpu", tables_budget=1 << 20)) is None
+    assert input_conv(Evaluator(build_model("lenet5", te.info()), te, "cpu", input_tables=True)) == "conv1"
+    assert input_conv(Evaluator(build_model("lenet5", te.info()), te, "cpu", precision="bf16", input_tables=True)) is None
+    assert input_conv(Evaluator(build_model("lenet5", te.info()), te, "cpu", tables_budget=1 << 20, input_tables=True)) is None
     assert "exceed their budget" in caplog.text
     folded = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(2 * 30 * 30, 10)).eval()
-    assert input_conv(Evaluator(folded, te, "cpu", fold_bn=True)) is None  # the net runs a folded copy
-    assert input_conv(Evaluator(folded, te, "cpu")) == "0"
+    assert input_conv(Evaluator(folded, te, "cpu", fold_bn=True, input_tables=True)) is None  # the net runs a folded copy
+    assert input_conv(Evaluator(folded, te, "cpu", input_tables=True)) == "0"
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(1024, 10))
     assert find_input_conv(mlp, te.x[:1]) is None
 
@@ -90,7 +90,7 @@ def test_surfaces_with_tables_match_the_convolution_and_every_batch_mode():
     torch.manual_seed(0)
     model = build_model("lenet5", te.info())
     g = torch.Generator().manual_seed(1)
-    ev = Evaluator(model, te, "cpu", channels_last=True)
+    ev = Evaluator(model, te, "cpu", channels_last=True, input_tables=True)
     c = ev.get_flat()
     d1, d2 = torch.randn(c.shape, generator=g) * 0.05, torch.randn(c.shape, generator=g) * 0.05
     a, b = np.linspace(-1, 1, 6), np.linspace(0.5, -1, 6)
@@ -105,15 +105,19 @@ def test_surfaces_with_tables_match_the_convolution_and_every_batch_mode():
     np.testing.assert_allclose(ref, direct, rtol=2e-7)
 
 
-def test_surface_file_records_the_tables_and_the_model_is_left_alone(tmp_path):
+def test_tables_are_off_by_default_and_the_model_is_left_alone(tmp_path):
     import landscape as ls
     te = load_data("digits")[1]
     model = build_model("lenet5", te.info()).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    surf = ls.surface(model, (te.x[:64], te.y[:64]), alpha=(-1, 1, 3), beta=(-1, 1, 3), out=tmp_path / "s.h5",
-                      progress=False)
+    ls.surface(model, (te.x[:64], te.y[:64]), alpha=(-1, 1, 3), beta=(-1, 1, 3), out=tmp_path / "s.h5",
+               progress=False)
     with h5py.File(tmp_path / "s.h5") as f:
-        assert json.loads(f.attrs["inputs"])["input_tables"] == "conv1"
-    assert np.isfinite(surf.loss).all()
-    assert "forward" not in model.conv1.__dict__
+        assert "input_tables" not in json.loads(f.attrs["inputs"])  # default: values as the convolution's
+    ev = Evaluator(model, TensorData(te.x[:64], te.y[:64], 10, "classification", name="d"), "cpu",
+                   input_tables=True)
+    c = ev.get_flat()
+    plane = PlaneEvaluator(ev, c, torch.randn_like(c), torch.randn_like(c))
+    plane.evaluate_points(np.array([0.0]), np.array([0.0]))
+    assert plane.tables.used == 1 and "forward" not in model.conv1.__dict__
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
