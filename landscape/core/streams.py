@@ -212,6 +212,10 @@ class StreamedData:
         target = 4 if self.task == "regression" else 8  # float32 targets, int64 classes
         return len(self) * (4 * int(self._x0.numel()) + target * max(1, int(self._y0.numel())))
 
+    def first_input(self) -> torch.Tensor:
+        """The first input as a float32 batch of one, as :meth:`batches` gives it (without reading a batch)."""
+        return self._x0.float().unsqueeze(0)
+
     def take(self, rows: np.ndarray) -> "StreamedData":
         """The subset of the given rows (positions in this set), in order."""
         return StreamedData(self.dataset, self.task, self.num_classes, self.name, self.workers, self.index[rows])

@@ -92,7 +92,7 @@ class Evaluator:
                  batch_size: int = 256, loss: str | None = None, precision: str = "fp32",
                  max_resident_bytes: int | None = None, logits_budget: int = 256 << 20, tune_batch: bool = False,
                  fold_bn: bool = False, channels_last: bool = False, compile: bool = False,
-                 fields: Mapping[str, torch.Tensor] | None = None, input_tables: bool = False,
+                 fields: Mapping[str, torch.Tensor] | None = None, input_tables: bool = True,
                  tables_budget: int = 1 << 30):
         self.device = resolve_device(device)
         # callable losses, steps, next-token losses and dict batches: see landscape.engine.objective
@@ -326,6 +326,14 @@ class Evaluator:
     # -- evaluation -------------------------------------------------------------------------------
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The evaluation set's (inputs, targets) batches on the device, always in the same order."""
+        tables, start = self.input_tables, 0
+        for x, y in self._read_batches():
+            if tables is not None and not tables.covers(x):  # read in batches: the tables of this one
+                tables.load(x, start)
+            yield x, y
+            start += x.shape[0]
+
+    def _read_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self.stream is not None:
             for x, y in self.stream.batches(self.batch_size, pin=self.device.type == "cuda"):
                 x = x.to(self.device, non_blocking=True)

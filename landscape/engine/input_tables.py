@@ -14,8 +14,9 @@ conv1 on 360 digits, 33 → 3.8 ms for ResNet-20's on 500 CIFAR-shaped images.
 Values: the combination rounds differently from the convolution of the combined weights (by float32 rounding), the
 same way at every point, whatever the batch size, the batch mode, threads or ranks (the tables are computed in
 fixed slices of rows, the combination is element-wise). A file computed with tables records it
-(``input_tables`` in its inputs). Opt-in (``evaluate.input_tables = true``, ``Evaluator(input_tables=True)``):
-streamed data are not tabled, and by default values must not depend on the resident budget.
+(``input_tables`` in its inputs); ``evaluate.input_tables = false`` (``Evaluator(input_tables=False)``) turns it
+off. Data read in batches (streamed, or beyond the device's budget) get the tables of each batch once per chunk
+of points, computed on the same slices of rows as resident data, so values never depend on the resident budget.
 
 A forward uses the tables only when it can be sure they hold its answer: no gradient is asked, the input is a
 slice of the tabled data, and the layer's weight and bias are bitwise those the point wrote (anything else that
@@ -86,28 +87,73 @@ def find_input_conv(net: nn.Module, x: torch.Tensor) -> nn.Module | None:
 
 
 class InputTables:
-    """Tables of ``module``'s outputs on ``data`` (the resident evaluation inputs) for each ``(weight, bias)`` of
-    ``weights``: the first is the centre's, the others the directions'. :meth:`point` says which combination
-    the module's parameters now hold; inside :meth:`active` the module's forward answers from the tables."""
+    """Tables of ``module``'s outputs on ``data`` for each ``(weight, bias)`` of ``weights``: the first is the
+    centre's, the others the directions'. :meth:`point` says which combination the module's parameters now hold;
+    inside :meth:`active` the module's forward answers from the tables.
 
-    def __init__(self, module: nn.Module, data: torch.Tensor,
+    ``data`` is either all the evaluation inputs (resident: tables computed once), or one batch at a time
+    (:meth:`load`, for data read in batches: its tables are computed at the first forward that needs them, once
+    per batch and chunk of points). Either way the convolutions run on the same slices of rows, cut at every
+    multiple of ``rows`` and of ``batch`` (the evaluation batch size) counted from the first sample, so the tables
+    hold the same values bitwise whether the data are resident or read in batches."""
+
+    def __init__(self, module: nn.Module, data: torch.Tensor | None,
                  weights: Sequence[tuple[torch.Tensor, torch.Tensor | None]], rows: int = TABLE_ROWS,
-                 tables: list[torch.Tensor] | None = None):
+                 batch: int | None = None, tables: list[torch.Tensor] | None = None):
         if type(module) not in _CONV:
             raise TypeError(f"input tables need a plain convolution, not {type(module).__name__}")
-        self.module, self.data = module, data
-        self.tables = tables if tables is not None else [self._table(w, b, rows) for w, b in weights]
+        self.module, self.rows, self.batch = module, int(rows), int(batch) if batch else None
+        self.weights = [(w.to(module.weight.dtype), b.to(module.weight.dtype) if b is not None and
+                         module.bias is not None else None) for w, b in weights]
+        self.data: torch.Tensor | None = None
+        self.start = 0  # the global index of data's first row
+        self.tables: list[torch.Tensor] | None = None
+        self.used = 0  # forwards answered from the tables (for tests and logs)
+        self.computed = 0  # times tables were computed (once when resident, once per batch and pass when not)
+        if data is not None:
+            self.data = data
+            self.tables = tables if tables is not None else self._compute()
+        self.count = len(self.tables) if self.tables is not None else len(self.weights)
         self.coeffs: tuple[float, ...] | None = None
         self._expected: tuple[torch.Tensor, torch.Tensor | None] | None = None
-        self.used = 0  # forwards answered from the tables (for tests and logs)
+
+    @staticmethod
+    def cuts(start: int, n: int, rows: int, batch: int | None) -> list[tuple[int, int]]:
+        """The slices (relative to ``start``) of the ``n`` rows from global row ``start`` that tables are computed
+        on: cut at every multiple of ``rows`` and of ``batch``.
+
+        Example:
+            >>> InputTables.cuts(0, 10, 4, 6)
+            [(0, 4), (4, 6), (6, 8), (8, 10)]
+            >>> InputTables.cuts(6, 4, 4, 6)  # the second batch of 6 alone: the same slices
+            [(0, 2), (2, 4)]
+        """
+        bounds = {0, n}
+        for step in (rows, batch):
+            if step:
+                bounds.update(range(-start % step, n, step))
+        edges = sorted(bounds)
+        return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
 
     @torch.no_grad()
-    def _table(self, weight: torch.Tensor, bias: torch.Tensor | None, rows: int) -> torch.Tensor:
+    def _compute(self) -> list[torch.Tensor]:
         m, x = self.module, self.data
-        weight = weight.to(m.weight.dtype)
-        bias = bias.to(m.weight.dtype) if bias is not None and m.bias is not None else None
-        parts = [m._conv_forward(x[i:i + rows], weight, bias) for i in range(0, x.shape[0], rows)]
-        return torch.cat(parts) if len(parts) > 1 else parts[0]
+        slices = self.cuts(self.start, x.shape[0], self.rows, self.batch)
+        out = []
+        for w, b in self.weights:
+            parts = [m._conv_forward(x[lo:hi], w, b) for lo, hi in slices]
+            out.append(torch.cat(parts) if len(parts) > 1 else parts[0])
+        self.computed += 1
+        return out
+
+    def load(self, data: torch.Tensor, start: int) -> None:
+        """The next forwards read ``data``, rows ``start…`` of the evaluation set: its tables are computed when a
+        forward first needs them."""
+        self.data, self.start, self.tables = data, int(start), None
+
+    def covers(self, x: torch.Tensor) -> bool:
+        """Whether ``x`` is a slice of rows of the data the tables are for."""
+        return self.data is not None and self._rows(x) is not None
 
     @staticmethod
     def nbytes_for(module: nn.Module, data: torch.Tensor, count: int) -> int:
@@ -124,11 +170,13 @@ class InputTables:
     @property
     def nbytes(self) -> int:
         """Bytes the tables take."""
-        return sum(t.numel() * t.element_size() for t in self.tables)
+        return sum(t.numel() * t.element_size() for t in self.tables or ())
 
     def rebind(self, module: nn.Module) -> "InputTables":
-        """The same tables (shared, not copied) for a replica's copy of the module."""
-        return InputTables(module, self.data, (), tables=self.tables)
+        """The same tables (shared, not copied, when resident) for a replica's copy of the module."""
+        other = InputTables(module, None, self.weights, self.rows, self.batch)
+        other.data, other.start, other.tables = self.data, self.start, self.tables
+        return other
 
     @torch.no_grad()
     def point(self, coeffs: Sequence[float]) -> None:
@@ -140,7 +188,8 @@ class InputTables:
     def _rows(self, x: torch.Tensor) -> tuple[int, int] | None:
         """The rows of the tabled data that ``x`` is a view of, or None."""
         d = self.data
-        if (x.device != d.device or x.dtype != d.dtype or x.shape[1:] != d.shape[1:] or x.stride() != d.stride()
+        if (d is None or x.device != d.device or x.dtype != d.dtype or x.shape[1:] != d.shape[1:]
+                or x.stride() != d.stride()
                 or x.untyped_storage().data_ptr() != d.untyped_storage().data_ptr()):
             return None
         step = d.stride(0) * d.element_size()
@@ -162,6 +211,8 @@ class InputTables:
         rows = None if torch.is_grad_enabled() or self.coeffs is None else self._rows(x)
         if rows is None or not self._fresh():
             return type(self.module).forward(self.module, x)
+        if self.tables is None:
+            self.tables = self._compute()
         lo, hi = rows
         out = None
         for c, table in zip(self.coeffs, self.tables[1:]):
@@ -187,31 +238,40 @@ class InputTables:
                 del m.forward
 
 
+def _first_input(ev: "Evaluator") -> torch.Tensor:
+    """The evaluation set's first input as a batch of one, on the device."""
+    if ev.stream is not None:
+        return ev.stream.first_input().to(ev.device)
+    return ev._x[:1].to(ev.device)
+
+
 def input_conv(ev: "Evaluator", tables: int = 3) -> str | None:
     """The name of the convolution ``ev``'s model applies to the evaluation inputs themselves, where a plane may
-    keep its outputs as tables: resident data, fp32, no compilation, no objective (a callable loss or a step),
-    the layer not folded into a BatchNorm, ``tables`` of its outputs within ``ev.tables_budget``; else None.
+    keep its outputs as tables: fp32, no compilation, no objective (a callable loss or a step), the layer not
+    folded into a BatchNorm, ``tables`` of its outputs on all ``ev.n`` samples within ``ev.tables_budget``
+    (whether the data are resident or read in batches, so that the choice never depends on the device's memory);
+    else None.
 
     Example:
         >>> from landscape.core.data import load_data
         >>> from landscape.core.models import build_model
         >>> from landscape.engine.evaluator import Evaluator
         >>> te = load_data("digits")[1]
-        >>> input_conv(Evaluator(build_model("lenet5", te.info()), te, "cpu", input_tables=True))
+        >>> input_conv(Evaluator(build_model("lenet5", te.info()), te, "cpu"))
         'conv1'
-        >>> input_conv(Evaluator(build_model("lenet5", te.info()), te, "cpu")) is None
+        >>> input_conv(Evaluator(build_model("lenet5", te.info()), te, "cpu", input_tables=False)) is None
         True
     """
-    if not (ev.allow_tables and ev.stream is None and ev.resident and ev.objective is None
-            and ev.precision == "fp32" and not ev.compile and ev.n and ev._x.dim() >= 3
-            and ev._x.is_floating_point()):
+    if not (ev.allow_tables and ev.objective is None and ev.precision == "fp32" and not ev.compile and ev.n):
         return None
-    x = ev._x[:1]
+    x = _first_input(ev)
+    if x.dim() < 3 or not x.is_floating_point():
+        return None
     with ev._autocast():
         module = find_input_conv(ev._net, x)
     names = {id(m): name for name, m in ev.model.named_modules()}
     name = names.get(id(module)) if module is not None else None
-    if name is None or "forward" in module.__dict__ or module.weight.dtype != ev._x.dtype:
+    if name is None or "forward" in module.__dict__ or module.weight.dtype != x.dtype:
         return None  # folded (the net runs a folded copy), patched by the user, or of another dtype
     if InputTables.nbytes_for(module, x, tables) * ev.n > ev.tables_budget:
         log.info("first convolution %s: %d tables of its outputs on %d samples exceed their budget (%.0f MiB); "
@@ -223,16 +283,18 @@ def input_conv(ev: "Evaluator", tables: int = 3) -> str | None:
 def attach_tables(ev: "Evaluator", center: torch.Tensor, directions: Sequence[torch.Tensor]) -> InputTables | None:
     """Keep ``ev``'s input convolution's outputs (:func:`input_conv`) for the flat ``center`` and each flat
     direction; ``ev``'s forwards then answer from them at points announced with :meth:`InputTables.point`.
-    Returns the tables, or None where the model has no such layer (and ``ev`` keeps none).
+    Data on the device get their tables now; data read in batches get them per batch (:meth:`InputTables.load`,
+    done by ``ev.batches()``). Returns the tables, or None where the model has no such layer (and ``ev`` keeps
+    none).
 
     Example:
         >>> from landscape.core.data import load_data
         >>> from landscape.core.models import build_model
         >>> from landscape.engine.evaluator import Evaluator
         >>> te = load_data("digits")[1]
-        >>> ev = Evaluator(build_model("lenet5", te.info()), te, "cpu", input_tables=True)
+        >>> ev = Evaluator(build_model("lenet5", te.info()), te, "cpu")
         >>> c = ev.get_flat()
-        >>> len(attach_tables(ev, c, [torch.ones_like(c)]).tables), ev.transforms()
+        >>> attach_tables(ev, c, [torch.ones_like(c)]).count, ev.transforms()
         (2, {'input_tables': 'conv1'})
     """
     ev.input_tables = None
@@ -250,8 +312,14 @@ def attach_tables(ev: "Evaluator", center: torch.Tensor, directions: Sequence[to
         return vector[lo:hi].view(t.shape).to(ev.device)
 
     started = time.perf_counter()
-    tables = InputTables(module, ev._x, [(part(v, "weight"), part(v, "bias")) for v in (center, *directions)])
+    on_device = ev.stream is None and ev.resident
+    tables = InputTables(module, ev._x if on_device else None,
+                         [(part(v, "weight"), part(v, "bias")) for v in (center, *directions)], batch=ev.batch_size)
     ev.input_tables, ev.input_tables_layer = tables, name
-    log.info("first convolution %s kept as %d tables (%.1f MiB, %.2f s): each point combines them", name,
-             len(tables.tables), tables.nbytes / 2**20, time.perf_counter() - started)
+    if on_device:
+        log.info("first convolution %s kept as %d tables (%.1f MiB, %.2f s): each point combines them", name,
+                 tables.count, tables.nbytes / 2**20, time.perf_counter() - started)
+    else:
+        log.info("first convolution %s: %d tables of its outputs per batch read, for each chunk of points", name,
+                 tables.count)
     return tables

@@ -79,9 +79,10 @@ class PlaneEvaluator:
         self.batch_mode, self.points_per_batch = parse_points_per_batch(points_per_batch)
         # streamed data: each batch is read once for a chunk of points_per_pass points (runners hand out whole
         # chunks); the points are evaluated one after another on each batch
-        self.points_per_pass = max(1, int(points_per_pass)) if evaluator.stream is not None else 1
+        self.passes = evaluator.stream is not None or (self.tables is not None and self.tables.data is None)
+        self.points_per_pass = max(1, int(points_per_pass)) if self.passes else 1
         self.chunk_unit = self.points_per_pass
-        if evaluator.stream is not None:
+        if self.passes:
             self.auto, self.batch_mode, self.points_per_batch = False, "one", 1
         if (evaluator.objective is not None or self.tables is not None) and self.batch_mode == "vmap":
             # the objective's forward is not stacked; a stack would not use the tables (and so round otherwise)
@@ -122,7 +123,7 @@ class PlaneEvaluator:
         """Write θ* + α·d₁ + β·d₂ into the model in place."""
         self._form(self.targets, alpha, beta)
         if self.tables is not None:
-            self.tables.point((alpha, beta)[:len(self.tables.tables) - 1])
+            self.tables.point((alpha, beta)[:self.tables.count - 1])
 
     def _form(self, targets: list[torch.Tensor], alpha: float, beta: float) -> None:
         """θ* + α·d₁ + β·d₂ into ``targets`` (the moved tensors, in order), by the same fused ops in every mode."""
@@ -275,7 +276,7 @@ class PlaneEvaluator:
         if self.batch_mode == "threads":
             return self._evaluate_threads(alphas, betas)
         loss, acc = np.empty(len(alphas)), np.empty(len(alphas))
-        if self.ev.stream is not None:
+        if self.passes:  # data read in batches: each batch once per pass of points_per_pass points
             p = self.points_per_pass
             for s in range(0, len(alphas), p):
                 a, b = alphas[s:s + p], betas[s:s + p]

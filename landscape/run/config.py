@@ -90,10 +90,9 @@ class EvalConfig:
                                  "float32 rounding; models without such pairs are evaluated as they are)")
     channels_last: bool = _f(True, doc="image batches in channels-last (NHWC) layout, so that convolutions run in "
                                        "it (models with 2-D convolutions only)")
-    input_tables: bool = _f(False, doc="surfaces keep the first convolution's outputs for the centre and each "
-                            "direction and combine them at every point (values equal up to float32 rounding; the "
-                            "file records it); resident data only, so off by default: streamed data would round "
-                            "otherwise")
+    input_tables: bool = _f(True, doc="surfaces keep the first convolution's outputs for the centre and each "
+                            "direction and combine them at every point (values equal up to float32 rounding, the "
+                            "same whether the data are resident or streamed; the file records it)")
     compile: bool = _f(False, doc="torch.compile the forward once per run (one graph per batch shape; on CPU it "
                                   "needs a C++ compiler); pays on long runs of convolution models")
     split: str = _f("test", choices=("train", "test"), doc="data split the analyses evaluate on")

@@ -136,7 +136,7 @@ def progress_default(progress: bool | None) -> bool:
 
 
 def given_evaluator(model: nn.Module, data: GivenData, device: str, comm: Any | None, loss: Any,
-                    batch_size: int, precision: str = "fp32") -> Evaluator:
+                    batch_size: int, precision: str = "fp32", input_tables: bool = True) -> Evaluator:
     """The evaluator of a working copy on the given data: ``device="auto"`` keeps a CUDA model on its device, else
     picks one (under MPI each rank its own)."""
     where = model_device(model)
@@ -145,7 +145,7 @@ def given_evaluator(model: nn.Module, data: GivenData, device: str, comm: Any | 
     elif device == "auto" and where is not None and where.type == "cuda":
         device = str(where)
     ev = Evaluator(model, data.data, resolve_device(device), batch_size, loss, precision, tune_batch=False,
-                   fields=data.fields)
+                   fields=data.fields, input_tables=input_tables)
     check_forward(ev, data)
     return ev
 

@@ -135,7 +135,7 @@ def surface(model: nn.Module, data: Any, alpha: Any = (-1, 1, 25), beta: Any = (
             loss: Any = None, out: str | Path | None = None, comm: Any | None = None, device: str = "auto",
             batch_size: int = 256, points_per_batch: int | str = "auto", dir_type: str = "weights",
             trajectory: str | Path | None = None, pca_checkpoints: str = "epochs", task: str | None = None,
-            precision: str = "fp32", progress: bool | None = None) -> Surface:
+            precision: str = "fp32", input_tables: bool = True, progress: bool | None = None) -> Surface:
     """The loss surface θ* + α·d₁ + β·d₂ of ``model`` (θ* its current parameters) on ``data``.
 
     ``alpha``/``beta``: ``(min, max, num)``, ``"MIN:MAX:NUM"`` or values; ``beta=None`` gives a line. ``directions``:
@@ -146,7 +146,9 @@ def surface(model: nn.Module, data: Any, alpha: Any = (-1, 1, 25), beta: Any = (
     ``token_cross_entropy``), a callable ``(outputs, targets) -> summed loss`` or a ``step(model, batch) ->
     (loss_sum, count)``. ``out``: the file to write as it goes (a rerun computes only missing points; other
     inputs are refused); without it a temporary file (``Surface.save`` keeps it). ``comm``: an MPI communicator
-    (every rank calls with the same model and data; rank 0 writes). The model is left as it was.
+    (every rank calls with the same model and data; rank 0 writes). ``input_tables``: combine tables of the first
+    convolution's outputs at every point instead of running it (values equal up to float32 rounding, recorded in
+    the file's inputs; see ``docs/performance.md``). The model is left as it was.
 
     Example:
         >>> import torch
@@ -172,7 +174,7 @@ def surface(model: nn.Module, data: Any, alpha: Any = (-1, 1, 25), beta: Any = (
             projected = project_trajectory(store_t, flatten_state(center, spec), d1, d2)
         grid = Grid(_axis(alpha, "alpha", projected, "trajectory/alpha"),
                     _axis(beta, "beta", projected, "trajectory/beta"))
-        ev = given_evaluator(work, given, device, comm, loss, batch_size, precision)
+        ev = given_evaluator(work, given, device, comm, loss, batch_size, precision, input_tables)
         dir_sum = state_checksum(torch.cat([d1] + ([d2] if d2 is not None else [])))
         inputs = {"model": model_label(model), "data": data_facts(given), "split": f"{len(given.data)} samples",
                   "data_checksum": data_checksum(given),

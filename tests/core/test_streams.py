@@ -70,6 +70,9 @@ def test_streamed_evaluation_equals_resident_bitwise_and_reads_once_per_chunk(tm
     got = streamed_plane.evaluate_points(a, b)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
+    # both combine the first convolution's tables (by default): the resident ones once, the streamed ones per batch
+    assert ev_res.transforms() == ev_str.transforms() == {"input_tables": "conv1"}
+    assert ev_res.input_tables.computed == 1 and ev_str.input_tables.computed == 2 * 4  # 2 passes × 4 batches
     assert len(reads) == 2 * len(te)  # 7 points in chunks of 4 and 3: two passes over the 30 images
 
 

@@ -105,19 +105,52 @@ def test_surfaces_with_tables_match_the_convolution_and_every_batch_mode():
     np.testing.assert_allclose(ref, direct, rtol=2e-7)
 
 
-def test_tables_are_off_by_default_and_the_model_is_left_alone(tmp_path):
+def test_tables_are_on_by_default_and_the_model_is_left_alone(tmp_path):
     import landscape as ls
     te = load_data("digits")[1]
     model = build_model("lenet5", te.info()).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    ls.surface(model, (te.x[:64], te.y[:64]), alpha=(-1, 1, 3), beta=(-1, 1, 3), out=tmp_path / "s.h5",
-               progress=False)
+    s = ls.surface(model, (te.x[:64], te.y[:64]), alpha=(-1, 1, 3), beta=(-1, 1, 3), out=tmp_path / "s.h5",
+                   progress=False)
     with h5py.File(tmp_path / "s.h5") as f:
-        assert "input_tables" not in json.loads(f.attrs["inputs"])  # default: values as the convolution's
-    ev = Evaluator(model, TensorData(te.x[:64], te.y[:64], 10, "classification", name="d"), "cpu",
-                   input_tables=True)
-    c = ev.get_flat()
-    plane = PlaneEvaluator(ev, c, torch.randn_like(c), torch.randn_like(c))
-    plane.evaluate_points(np.array([0.0]), np.array([0.0]))
-    assert plane.tables.used == 1 and "forward" not in model.conv1.__dict__
+        assert json.loads(f.attrs["inputs"])["input_tables"] == "conv1"
+    assert "forward" not in model.conv1.__dict__
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    off = ls.surface(model, (te.x[:64], te.y[:64]), alpha=(-1, 1, 3), beta=(-1, 1, 3), progress=False,
+                     input_tables=False)
+    np.testing.assert_allclose(s.loss, off.loss, rtol=2e-7)
+
+
+def _rgb_net() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                         nn.Linear(64, 10))
+
+
+@pytest.mark.parametrize("kind,batch", [("lenet5", 48), ("rgb", 1)])
+def test_data_read_in_batches_get_the_same_tables_bitwise(kind, batch):
+    """Tables of data beyond the device's budget (read batch by batch) are cut like the resident ones (100
+    samples in batches of 48: at 48, 64 and 96 either way), so the values are equal bitwise. With 3 input channels
+    a convolution of one row rounds otherwise than of 64 rows here: resident tables cut only at 64 would differ."""
+    te = load_data("digits")[1]
+    torch.manual_seed(0)
+    if kind == "lenet5":
+        data, model = TensorData(te.x[:100], te.y[:100], 10, "classification", name="d"), build_model("lenet5", te.info())
+    else:
+        g = torch.Generator().manual_seed(2)
+        data = TensorData(torch.randn(40, 3, 32, 32, generator=g), torch.arange(40) % 10, 10, "classification",
+                          name="rgb")
+        model = _rgb_net()
+    ev_res = Evaluator(model, data, "cpu", batch_size=batch)
+    ev_big = Evaluator(model, data, "cpu", batch_size=batch, max_resident_bytes=0)
+    assert ev_res.resident and not ev_big.resident
+    ev_big._batches = [(x.clone(), y) for x, y in ev_big._batches]  # as on a GPU: each batch a copy, not a view
+    c = ev_res.get_flat()
+    g = torch.Generator().manual_seed(1)
+    d1, d2 = torch.randn(c.shape, generator=g) * 0.05, torch.randn(c.shape, generator=g) * 0.05
+    a, b = np.linspace(-1, 1, 5), np.linspace(1, -1, 5)
+    want = PlaneEvaluator(ev_res, c, d1, d2, 1).evaluate_points(a, b)[0]
+    big = PlaneEvaluator(ev_big, c, d1, d2, 1, points_per_pass=2)
+    got = big.evaluate_points(a, b)[0]
+    np.testing.assert_array_equal(got, want)
+    batches = len(ev_big._batches)
+    assert big.passes and ev_big.input_tables.computed == 3 * batches and ev_big.input_tables.used == 5 * batches
