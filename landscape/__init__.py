@@ -93,6 +93,8 @@ from .run.training import train, train_job
 from .stages.api import evaluate_checkpoint, reduce_filters, run_sweep
 from .stages.given_paths import CurvatureSummary, PathResult, curvature, curve, path
 from .stages.given_surface import Surface, surface
+from .stages.sample import sample, run_sample_job
+from .io.sample_file import SampleData, read_sample
 from .engine.objective import Step
 from .stages.curvature import run_curvature
 from .stages.job import run_job
@@ -109,7 +111,7 @@ del _gc, _collecting
 
 __all__ = [
     # functions on model objects (README: Your model)
-    "surface", "Surface", "path", "PathResult", "curve", "curvature", "CurvatureSummary", "Step",
+    "surface", "Surface", "sample", "SampleData", "read_sample", "path", "PathResult", "curve", "curvature", "CurvatureSummary", "Step",
     "Recorder", "lightning_recorder", "hf_recorder",
     "__version__", "apply_state", "check_state", "load_source", "load_state_file",
     "DataConfig", "EvalConfig", "JobConfig", "ModelConfig", "TrainConfig", "load_job",
@@ -119,7 +121,7 @@ __all__ = [
     "EvalResult", "Evaluator", "resolve_device", "run_job", "train_job", "build_model", "layer_names",
     "StateSpec", "flatten_state", "model_state", "state_checksum", "unflatten_state", "train", "TrajectoryStore",
     # job-level operations behind the commands (README: Python API)
-    "run_surface_job", "run_paths", "run_sweep", "evaluate_checkpoint", "reduce_filters", "project_onto",
+    "run_surface_job", "run_sample_job", "run_paths", "run_sweep", "evaluate_checkpoint", "reduce_filters", "project_onto",
     "describe_file", "plot_files", "export_files", "animate_path", "load_curve",
     "run_curvature", "write_report",
 ]

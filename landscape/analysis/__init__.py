@@ -17,7 +17,9 @@ from .dynamics import (
 from .sharpness import epsilon_box, epsilon_sharpness, basin_width
 from .spectrum import (
     MatVec, Eigenpairs, lanczos, extreme_eigenpairs, TraceEstimate, hutchinson_trace, slq_density, TRACE_METHODS)
-from .topology import Basin, Topology, persistence, basin_region, diagram_distance, DISTANCES, MERGE_TREE_BASINS
+from .topology import (
+    Basin, Topology, persistence, basin_region, diagram_distance, DISTANCES, MERGE_TREE_BASINS, graph_persistence,
+    neighbour_edges)
 from .merge_tree import tree_order, merge_tree_segments, topological_profile
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "layer_report", "LayerNorms", "filter_correlation", "activation_correlation", "correlated_pairs",
     "merge_filters", "layer_kind", "epsilon_box", "epsilon_sharpness", "basin_width", "MatVec", "Eigenpairs",
     "lanczos", "extreme_eigenpairs", "TraceEstimate", "hutchinson_trace", "slq_density", "TRACE_METHODS", "Basin",
-    "Topology", "persistence", "basin_region", "diagram_distance", "DISTANCES", "MERGE_TREE_BASINS", "tree_order",
+    "Topology", "persistence", "basin_region", "diagram_distance", "DISTANCES", "MERGE_TREE_BASINS", "graph_persistence",
+    "neighbour_edges", "tree_order",
     "merge_tree_segments", "topological_profile",
 ]

@@ -27,7 +27,8 @@ import numpy as np
 from ..core.errors import LandscapeError
 from ..core.optional import require
 
-__all__ = ["Basin", "Topology", "persistence", "basin_region", "diagram_distance", "DISTANCES", "MERGE_TREE_BASINS"]
+__all__ = ["Basin", "Topology", "persistence", "basin_region", "diagram_distance", "DISTANCES", "MERGE_TREE_BASINS",
+           "graph_persistence", "neighbour_edges"]
 
 DISTANCES = ("bottleneck", "wasserstein")
 #: basins whose merges are traced (the most persistent ones): each takes a labelling of the whole grid
@@ -235,3 +236,96 @@ def diagram_distance(a: Topology, b: Topology, kind: str = "bottleneck", order: 
         return float(gudhi.bottleneck_distance(da, db))
     hera = require("gudhi.hera", "topology")
     return float(hera.wasserstein_distance(da, db, order=order))
+
+
+def neighbour_edges(coords: np.ndarray, neighbours: int) -> np.ndarray:
+    """The edges ``(m, 2)`` (i < j, sorted, unique) joining each point of ``coords`` ``(n, k)`` to its
+    ``neighbours`` nearest others (Euclidean): the neighbourhood graph of a scattered sample.
+
+    Example:
+        >>> neighbour_edges(np.array([[0.0], [1.0], [3.0]]), 1).tolist()
+        [[0, 1], [1, 2]]
+    """
+    spatial = require("scipy.spatial")
+    coords = np.asarray(coords, dtype=np.float64)
+    n = len(coords)
+    if n < 2:
+        return np.zeros((0, 2), dtype=np.int64)
+    _, idx = spatial.cKDTree(coords).query(coords, k=min(n, neighbours + 1))
+    i = np.repeat(np.arange(n), idx.shape[1] - 1)
+    j = idx[:, 1:].reshape(-1)
+    edges = np.sort(np.stack([i, j], axis=1), axis=1)
+    return np.unique(edges[edges[:, 0] != edges[:, 1]], axis=0)
+
+
+def graph_persistence(values: np.ndarray, coords: np.ndarray, neighbours: int | None = None) -> Topology:
+    """Sublevel-set persistence (H0) of ``values`` at scattered points ``coords`` ``(n, k)``: gudhi's simplex tree
+    of the neighbourhood graph (:func:`neighbour_edges`, ``neighbours`` defaults to 2k), each vertex entering at its
+    value and each edge at the higher of its ends. A basin's ``at`` and ``saddle_at`` are point numbers.
+
+    Example:
+        >>> x = np.linspace(-2, 2, 41)[:, None]
+        >>> t = graph_persistence(((x[:, 0] ** 2 - 1) ** 2), x, 2)  # a double well: two basins, barrier 1
+        >>> [(b.minimum, b.saddle) for b in t.basins]
+        [(0.0, inf), (0.0, 1.0)]
+    """
+    gudhi = require("gudhi", "topology")
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    coords = np.asarray(coords, dtype=np.float64).reshape(len(values), -1)
+    if values.size == 0 or not np.isfinite(values).all():
+        bad = int((~np.isfinite(values)).sum())
+        raise LandscapeError(f"topology needs a finite value at every point; {bad} of {values.size} are not")
+    edges = neighbour_edges(coords, neighbours or 2 * coords.shape[1])
+    st = gudhi.SimplexTree()
+    st.insert_batch(np.arange(len(values))[None, :], values)
+    if len(edges):
+        st.insert_batch(edges.T, np.maximum(values[edges[:, 0]], values[edges[:, 1]]))
+    st.compute_persistence(homology_coeff_field=2, persistence_dim_max=False)
+    basins = []
+    for birth, death in st.persistence_pairs():
+        if len(birth) != 1:
+            continue  # H0 classes are born at a vertex
+        b = int(birth[0])
+        if not death:
+            basins.append(Basin(float(values[b]), math.inf, (b,), None))
+            continue
+        s = max((int(v) for v in death), key=lambda v: (values[v], v))  # the saddle: the edge's higher end
+        if values[s] > values[b]:
+            basins.append(Basin(float(values[b]), float(values[s]), (b,), (s,)))
+    basins.sort(key=lambda b: (-b.persistence, b.minimum, b.at))
+    pairs = [(b.minimum, b.saddle) for b in basins]
+    topo = Topology(basins, np.array(pairs, dtype=np.float64).reshape(-1, 2), np.zeros(len(pairs), np.int64),
+                    float(values.min()), float(values.max()), (len(values),))
+    _trace_graph_merges(topo, values, edges, MERGE_TREE_BASINS)
+    return topo
+
+
+def _trace_graph_merges(topo: Topology, values: np.ndarray, edges: np.ndarray, limit: int) -> None:
+    """:func:`_trace_merges` on a graph: the components of {loss < saddle} (scipy's connected components of the
+    graph's edges within it) name the older basin each of the ``limit`` most persistent basins joins, and the
+    fraction of the points each covers."""
+    csgraph = require("scipy.sparse.csgraph")
+    sparse = require("scipy.sparse")
+    n = len(values)
+    owner = {b.at: i for i, b in enumerate(topo.basins)}
+    for b in topo.basins[:limit + 1]:
+        if b.saddle_at is None:
+            continue
+        inside = values < b.saddle
+        keep = inside[edges[:, 0]] & inside[edges[:, 1]]
+        e = edges[keep]
+        graph = sparse.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
+        _, labels = csgraph.connected_components(graph, directed=False)
+        own = labels[b.at[0]]
+        b.fraction = float(np.mean(inside & (labels == own)))
+        s = b.saddle_at[0]
+        nbrs = np.concatenate([edges[edges[:, 0] == s, 1], edges[edges[:, 1] == s, 0]])
+        others = {int(labels[v]) for v in nbrs if inside[v] and labels[v] != own}
+        best = None
+        for c in others:  # the deepest neighbouring component is the older basin (the elder rule)
+            where = np.flatnonzero(inside & (labels == c))
+            j = int(where[np.argmin(values[where])])
+            if best is None or values[j] < values[best]:
+                best = j
+        if best is not None:
+            b.merges_into = owner.get((best,))

@@ -1,4 +1,4 @@
-"""Commands that compute one analysis: ``surface``, ``path``, ``curvature``, ``project`` and ``reduce``.
+"""Commands that compute one analysis: ``surface``, ``sample``, ``path``, ``curvature``, ``project`` and ``reduce``.
 
 Example:
     >>> sorted(n for n in COMMANDS if n in ("surface", "path", "curvature", "project", "reduce"))
@@ -13,13 +13,15 @@ from pathlib import Path
 from ..analysis.interpolation import KINDS
 from ..io.surface_file import read_surface
 from ..engine.curvature_map import MAPS
-from ..run.config import CurvatureConfig, ExportConfig, PathsConfig, SurfaceConfig
+from ..io.sample_file import read_sample
+from ..run.config import CurvatureConfig, ExportConfig, PathsConfig, SampleConfig, SurfaceConfig
 from ..run.jobfile import load_job
 from ..run.mpi import mpi_comm
 from ..run.projection import project_onto
 from ..stages.api import reduce_filters
 from ..stages.curvature import run_curvature
 from ..stages.paths import run_paths
+from ..stages.sample import run_sample_job
 from ..stages.surface import run_surface_job
 from .common import COMMANDS  # noqa: F401 - the doctest lists the registry
 from .common import FLAGS, command, common_flags, is_root, job_flags, out_file, overrides, progress
@@ -229,4 +231,54 @@ def curvature(args: argparse.Namespace) -> int:
     comm = mpi_comm()
     if is_root(comm):  # one point: rank 0 computes it
         print(run_curvature(job, progress(args)).text)
+    return 0
+
+
+_SAMPLE_FLAGS = {**{k: v for k, v in FLAGS.items() if k != "seed"}, "center": "sample.center", "k": "sample.k",
+                 "directions": "sample.directions", "design": "sample.design", "points": "sample.points",
+                 "region": "sample.region", "design_seed": "sample.design_seed", "norm": "sample.norm",
+                 "ignore": "sample.ignore", "seed": "sample.seed", "subset": "sample.subset",
+                 "trajectory": "sample.trajectory"}
+
+
+def _sample_arguments(p: argparse.ArgumentParser) -> None:
+    job_flags(p)
+    p.add_argument("--center", help="θ*: run.h5:NAME, file.pt, or a checkpoint name of the job's trajectory")
+    p.add_argument("--k", type=int, help="number of directions (default 3)")
+    p.add_argument("--directions", choices=("random", "checkpoints", "pca", "hessian"), help="sample.directions")
+    p.add_argument("--target", action="append", help="--directions checkpoints: a target (repeat k times)")
+    p.add_argument("--design", choices=("grid", "sobol", "halton"), help="sample.design (default grid)")
+    p.add_argument("--range", action="append", dest="ranges",
+                   help="grid: MIN:MAX:NUM for every axis, or repeated once per axis; sobol/halton: MIN:MAX")
+    p.add_argument("--points", type=int, help="sobol/halton: number of points (default 1024)")
+    p.add_argument("--region", choices=("box", "ball"), help="sobol/halton: box or ball (radius MAX)")
+    p.add_argument("--design-seed", type=int, help="sobol/halton: scrambling seed")
+    p.add_argument("--norm", choices=("filter", "layer", "model", "none"), help="sample.norm (default filter)")
+    p.add_argument("--ignore", choices=("biasbn", "none"), help="sample.ignore (default biasbn)")
+    p.add_argument("--seed", type=int, help="sample.seed (random directions)")
+    p.add_argument("--trajectory", help="trajectory store for --directions pca")
+    p.add_argument("--subset", type=int, help="evaluate on N samples (sample.subset)")
+    p.add_argument("--out", help="sample file to write or resume (default OUTPUT/sample.h5)")
+    common_flags(p)
+
+
+@command("sample", _sample_arguments)
+def sample(args: argparse.Namespace) -> int:
+    """compute (or resume) a k-dimensional sample of the loss
+
+    Loss and accuracy at θ* + Σ cᵢ·dᵢ for k directions, on a k-D grid or a Sobol/Halton design, stored in one
+    HDF5 file. Rerunning the same command computes only the points not done; other inputs are refused.
+    """
+    over = overrides(args, _SAMPLE_FLAGS)
+    if args.ranges:
+        over.append(f"sample.ranges={json.dumps(args.ranges)}")
+    if args.target:
+        over.append(f"sample.targets={json.dumps(args.target)}")
+    over += out_file(args, "sample.output")
+    job = load_job(args.job, over)
+    job.sample = job.sample or SampleConfig()
+    comm = mpi_comm()
+    path = run_sample_job(job, progress=progress(args), comm=comm)
+    if is_root(comm):
+        print(read_sample(path).describe())
     return 0

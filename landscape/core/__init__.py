@@ -14,6 +14,7 @@ from .optional import require, package_file, EXTRAS, HINTS
 from .progress import Progress, format_seconds
 from .params import StateSpec, model_state, flatten_state, unflatten_state, state_checksum, is_bn_name, tied_aliases
 from .grid import parse_range, Grid, chunked, MAX_POINTS
+from .design import Design, DESIGNS, REGIONS, coefficients_checksum, parse_design
 from .models import LeNet5, MLP, CifarResNet, DenseNet, MODELS, build_model, load_callable, layer_names
 from .data import (
     TensorData, load_data, subset, resident, DATASETS, read_idx, read_cifar10_bin, spiral, digits, image_folder,
@@ -31,7 +32,7 @@ __all__ = [
     "interrupt_pending", "stop_signals_ignored", "deferred", "fixed_threads", "DEFAULT_STAGE_THREADS", "require",
     "package_file", "EXTRAS", "HINTS", "Progress", "format_seconds", "StateSpec", "model_state", "flatten_state",
     "unflatten_state", "state_checksum", "is_bn_name", "tied_aliases", "parse_range", "Grid", "chunked",
-    "MAX_POINTS", "LeNet5", "MLP", "CifarResNet", "DenseNet", "MODELS", "build_model", "load_callable",
+    "MAX_POINTS", "Design", "DESIGNS", "REGIONS", "coefficients_checksum", "parse_design", "LeNet5", "MLP", "CifarResNet", "DenseNet", "MODELS", "build_model", "load_callable",
     "layer_names", "TensorData", "load_data", "subset", "resident", "DATASETS", "read_idx", "read_cifar10_bin",
     "spiral", "digits", "image_folder", "arrays", "GPT", "CausalSelfAttention", "FeedForward", "HFCausalLM",
     "HFSequenceClassifier", "build_hf", "hf_spec", "HEADS", "text_windows", "stdlib_corpus", "windows",

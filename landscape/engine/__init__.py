@@ -3,13 +3,14 @@ its batch modes and calibration, the path evaluator and the learned-curve module
 """
 from __future__ import annotations
 
-from .device import resolve_device, autocast_context, cpu_has_bf16, keep_freed_memory, available_memory
+from .device import resolve_device, autocast_context, cpu_has_bf16, keep_freed_memory, available_memory, default_budget
 from .losses import (
     LOSSES, PER_SAMPLE, TASKS, IGNORE_INDEX, loss_function, per_sample_loss, target_count, correct_count, logits)
-from .evaluator import EvalResult, Evaluator, default_budget
+from .evaluator import EvalResult, Evaluator
 from .calibration import (
     calibrate, parse_points_per_batch, cpu_threads, stable_ratio, batch_candidates, VMAP_MAX_NUMEL, MODE_NAMES)
 from .plane import PlaneEvaluator
+from .sample import SampleEvaluator
 from .curve import CurveModule, bend_state, batchnorm_layers, update_bn
 from .path import PathEvaluator
 from .hessian import HessianOperator
@@ -28,5 +29,5 @@ __all__ = [
     "bend_state", "batchnorm_layers", "update_bn", "PathEvaluator", "HessianOperator", "CurvatureMap", "MAPS",
     "CompiledNet", "fold_conv_bn", "FoldedNet", "GraphFold", "Step", "Objective", "is_step", "OBJECTIVE_LOSSES",
     "strided_max_pool2d", "exact_pooling", "ExactPooling", "InputTables", "find_input_conv", "input_conv",
-    "attach_tables", "TABLE_ROWS",
+    "attach_tables", "TABLE_ROWS", "SampleEvaluator",
 ]

@@ -16,7 +16,8 @@ import torch
 
 from ..core.errors import ConfigError
 
-__all__ = ["resolve_device", "autocast_context", "cpu_has_bf16", "keep_freed_memory", "available_memory"]
+__all__ = ["resolve_device", "autocast_context", "cpu_has_bf16", "keep_freed_memory", "available_memory",
+           "default_budget"]
 
 log = logging.getLogger(__name__)
 
@@ -133,3 +134,19 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
         raise ConfigError(f"precision {precision!r} needs a CUDA device, the device is {device}; use precision=fp32 "
                           "(or bf16, which CPUs run too)")
     return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def default_budget(device: torch.device) -> int:
+    """How many bytes of a streamed evaluation set may be kept resident: half the free memory of a CUDA device,
+    a quarter of the available host memory on CPU.
+
+    Example:
+        >>> default_budget(torch.device("cpu")) > 0
+        True
+    """
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0] // 2
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4
+    except (ValueError, OSError, AttributeError):
+        return 1 << 30

@@ -20,7 +20,6 @@ import contextlib
 import copy
 import logging
 import math
-import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
@@ -32,32 +31,16 @@ from ..core.streams import StreamedData
 from ..core.errors import CheckpointError, ConfigError
 from ..core.params import StateSpec, model_state
 from .compiled import CompiledNet
-from .device import autocast_context, keep_freed_memory, resolve_device
+from .device import autocast_context, default_budget, keep_freed_memory, resolve_device
 from .fastpool import ExactPooling
 from .input_tables import InputTables
 from .folding import FoldedNet
 from .losses import IGNORE_INDEX, correct_count, logits, loss_function, per_sample_loss, target_count
 from .objective import OBJECTIVE_LOSSES, Objective
 
-__all__ = ["EvalResult", "Evaluator", "default_budget"]
+__all__ = ["EvalResult", "Evaluator"]
 
 log = logging.getLogger(__name__)
-
-
-def default_budget(device: torch.device) -> int:
-    """How many bytes of a streamed evaluation set may be kept resident: half the free memory of a CUDA device,
-    a quarter of the available host memory on CPU.
-
-    Example:
-        >>> default_budget(torch.device("cpu")) > 0
-        True
-    """
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0] // 2
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 4
-    except (ValueError, OSError, AttributeError):
-        return 1 << 30
 
 
 @dataclass(frozen=True)
@@ -292,7 +275,6 @@ class Evaluator:
             other.input_tables = self.input_tables.rebind(other.model.get_submodule(self.input_tables_layer))
         return other
 
-
     # -- parameters -------------------------------------------------------------------------------
     @torch.no_grad()
     def set_state(self, state: Mapping[str, torch.Tensor], strict: bool = True) -> None:
@@ -342,9 +324,8 @@ class Evaluator:
                 yield x, y.to(self.device, non_blocking=True)
             return
         for x, y in self._batches:
-            if not self.resident:
-                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            yield x, y
+            yield (x, y) if self.resident else (x.to(self.device, non_blocking=True),
+                                                y.to(self.device, non_blocking=True))
 
     @torch.no_grad()
     def forward(self, batches: int | None = None) -> None:

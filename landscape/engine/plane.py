@@ -45,34 +45,45 @@ log = logging.getLogger(__name__)
 class PlaneEvaluator:
     """Evaluates points of the plane θ* + α·d₁ + β·d₂ (d₂ may be None for a line)."""
 
+    stackable = True  # points may be stacked with vmap (the plane's two coefficients; see _stack)
+
     def __init__(self, evaluator: Evaluator, center: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor | None,
-                 points_per_batch: int | str = 1, points_per_pass: int = 8, input_tables: bool = True):
+                 points_per_batch: int | str = 1, points_per_pass: int = 8, input_tables: bool = True,
+                 directions: list[torch.Tensor] | None = None):
+        """``directions``: k directions in place of d₁, d₂ (:class:`~landscape.engine.sample.SampleEvaluator`)."""
         self.ev = evaluator
         dev = evaluator.device
         spec = evaluator.spec
-        self.center, self.d1 = center.to(dev, torch.float32), d1.to(dev, torch.float32)
-        self.d2 = d2.to(dev, torch.float32) if d2 is not None else torch.zeros_like(self.d1)
-        for name, v in (("center", self.center), ("d1", self.d1), ("d2", self.d2)):
+        self.center = center.to(dev, torch.float32)
+        given = directions if directions is not None else [d1] + ([d2] if d2 is not None else [])
+        self.dirs = [v.to(dev, torch.float32) for v in given]
+        self.d1 = self.dirs[0]
+        self.d2 = self.dirs[1] if len(self.dirs) > 1 else torch.zeros_like(self.d1)
+        named = [("center", self.center)] + [(f"d{i}", v) for i, v in enumerate(self.dirs, 1)]
+        for name, v in named:
             if v.numel() != spec.numel:
                 raise LandscapeError(f"{name} has {v.numel()} values, the model's state has {spec.numel}")
         evaluator.set_flat(self.center)
         # only tensors some direction moves are rewritten per point
-        self.names, self.targets, self.c, self.a, self.b = [], [], [], [], []
+        moving = self.dirs if directions is not None else [self.d1, self.d2]
+        self.names, self.targets, self.c = [], [], []
+        self.parts: list[list[torch.Tensor]] = [[] for _ in moving]
         for (name, t), lo, hi in zip(evaluator.state.items(), spec.offsets[:-1], spec.offsets[1:]):
             if not t.is_floating_point():
                 continue
-            v1, v2 = self.d1[lo:hi].view(t.shape), self.d2[lo:hi].view(t.shape)
-            if bool(v1.any()) or bool(v2.any()):
+            views = [v[lo:hi].view(t.shape) for v in moving]
+            if any(bool(v.any()) for v in views):
                 self.names.append(name)
                 self.targets.append(t)
                 self.c.append(self.center[lo:hi].view(t.shape).to(t.dtype))
-                self.a.append(v1.to(t.dtype))
-                self.b.append(v2.to(t.dtype))
+                for part, v in zip(self.parts, views):
+                    part.append(v.to(t.dtype))
+        self.a = self.parts[0]
+        self.b = self.parts[1] if len(self.parts) > 1 else []
         self.numel_moved = sum(t.numel() for t in self.targets)
         # the first convolution's outputs for θ*, d₁ (and d₂) kept as tables (engine/input_tables.py); a replica
         # (input_tables=False) uses its evaluator's, which share the original's
-        self.tables = (attach_tables(evaluator, self.center, [self.d1] + ([self.d2] if d2 is not None else []))
-                       if input_tables else evaluator.input_tables)
+        self.tables = attach_tables(evaluator, self.center, self.dirs) if input_tables else evaluator.input_tables
         self.auto = points_per_batch == "auto"
         self.expected_points: int | None = None  # points this evaluator will compute (the calibration's budget)
         self._stacking_checked = False
@@ -84,7 +95,8 @@ class PlaneEvaluator:
         self.chunk_unit = self.points_per_pass
         if self.passes:
             self.auto, self.batch_mode, self.points_per_batch = False, "one", 1
-        if (evaluator.objective is not None or self.tables is not None) and self.batch_mode == "vmap":
+        if (evaluator.objective is not None or self.tables is not None or not self.stackable) \
+                and self.batch_mode == "vmap":
             # the objective's forward is not stacked; a stack would not use the tables (and so round otherwise)
             self.batch_mode, self.points_per_batch = "one", 1
         self._replicas: list[PlaneEvaluator] = []
@@ -125,13 +137,13 @@ class PlaneEvaluator:
         if self.tables is not None:
             self.tables.point((alpha, beta)[:self.tables.count - 1])
 
-    def _form(self, targets: list[torch.Tensor], alpha: float, beta: float) -> None:
-        """θ* + α·d₁ + β·d₂ into ``targets`` (the moved tensors, in order), by the same fused ops in every mode."""
+    def _form(self, targets: list[torch.Tensor], *coeffs: float) -> None:
+        """θ* + α·d₁ + β·d₂ (+ … for k directions) into ``targets`` (the moved tensors, in order), by the same
+        fused ops in every mode: the centre copied, then each non-zero coefficient's direction added, in order."""
         torch._foreach_copy_(targets, self.c)
-        if alpha:
-            torch._foreach_add_(targets, self.a, alpha=float(alpha))
-        if beta:
-            torch._foreach_add_(targets, self.b, alpha=float(beta))
+        for part, x in zip(self.parts, coeffs):
+            if x:
+                torch._foreach_add_(targets, part, alpha=float(x))
 
     def state_at(self, alpha: float, beta: float) -> dict[str, torch.Tensor]:
         """θ(α, β) as a state dict (for checks and exports; the engine itself never builds one)."""
@@ -183,14 +195,18 @@ class PlaneEvaluator:
         acc = (correct.double() / ev.count).cpu().numpy() if classify else np.full(p, np.nan)
         return loss, acc
 
+    def _replica(self) -> "PlaneEvaluator":
+        """A plane like this one on a replica of the evaluator (for a point thread)."""
+        return PlaneEvaluator(self.ev.replica(), self.center, self.d1, self.d2, 1, input_tables=False)
+
     def _evaluate_threads(self, alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``points_per_batch`` points at once on CPU threads, each on its own replica of the model with
         ``cores / points`` intra-op threads: for compute-bound models whose single forward does not use the
         cores fully (small convolutions), where stacking parameters (vmap) does not pay."""
         p = min(self.points_per_batch, len(alphas))
         while len(self._replicas) < self.points_per_batch - 1:
-            rep = PlaneEvaluator(self.ev.replica(), self.center, self.d1, self.d2, 1, input_tables=False)
-            rep.c, rep.a, rep.b = self.c, self.a, self.b  # the same values: share them
+            rep = self._replica()
+            rep.c, rep.parts, rep.a, rep.b = self.c, self.parts, self.a, self.b  # the same values: share them
             self._replicas.append(rep)
         if self._pool_size < self.points_per_batch:
             if self._pool is not None:

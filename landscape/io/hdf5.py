@@ -27,12 +27,14 @@ from ..core.errors import StoreError
 
 __all__ = ["open_hdf5", "file_schema", "unreadable", "label_dimension", "ensure_space", "write_failure", "writes_to",
            "replaced_atomically", "read_whole",
-           "WRITE_ERRNOS", "SURFACE_SCHEMA", "PATH_SCHEMA", "SURFACE_VERSION", "TRAJECTORY_SCHEMA",
+           "WRITE_ERRNOS", "SURFACE_SCHEMA", "PATH_SCHEMA", "SAMPLE_SCHEMA", "SURFACE_VERSION",
+           "TRAJECTORY_SCHEMA",
            "TRAJECTORY_VERSION", "CORRELATION_SCHEMA", "CURVATURE_SCHEMA", "CURVATURE_VERSION",
            "TOPOLOGY_SCHEMA", "TOPOLOGY_VERSION"]
 
 SURFACE_SCHEMA = "landscape.surface"
 PATH_SCHEMA = "landscape.path"
+SAMPLE_SCHEMA = "landscape.sample"
 SURFACE_VERSION = 1
 TRAJECTORY_SCHEMA = "landscape.trajectory"
 TRAJECTORY_VERSION = 1

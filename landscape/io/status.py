@@ -19,8 +19,10 @@ import numpy as np
 
 from ..core.errors import StoreError
 from .curvature_file import describe_curvature
-from .hdf5 import CORRELATION_SCHEMA, CURVATURE_SCHEMA, PATH_SCHEMA, TRAJECTORY_SCHEMA, file_schema, open_hdf5
+from .hdf5 import (CORRELATION_SCHEMA, CURVATURE_SCHEMA, PATH_SCHEMA, SAMPLE_SCHEMA, TRAJECTORY_SCHEMA, file_schema,
+                   open_hdf5)
 from .path_file import read_path
+from .sample_file import read_sample
 from .surface_file import read_surface
 from .trajectory import TrajectoryStore
 
@@ -104,6 +106,8 @@ def describe_file(path: str | Path) -> str:
         return describe_correlation(path)
     if kind == CURVATURE_SCHEMA:
         return describe_curvature(path)
+    if kind == SAMPLE_SCHEMA:
+        return read_sample(path).describe()
     if not path.exists():
         raise StoreError(f"{path}: file does not exist; status and info read result files (surface, path, trajectory, "
                          "curvature, correlation .h5 files) and a sweep's sweep.json")

@@ -37,8 +37,8 @@ from ..core.grid import Grid
 from ..core.signals import deferred
 from ..core.version import __version__
 from ..engine.curvature_map import MAPS
-from .hdf5 import (PATH_SCHEMA, SURFACE_SCHEMA, SURFACE_VERSION, ensure_space, label_dimension, open_hdf5,
-                   replaced_atomically, unreadable, write_failure, writes_to)
+from .hdf5 import (PATH_SCHEMA, SAMPLE_SCHEMA, SURFACE_SCHEMA, SURFACE_VERSION, ensure_space, label_dimension,
+                   open_hdf5, replaced_atomically, unreadable, write_failure, writes_to)
 from .locks import WriterLock
 
 __all__ = ["SurfaceStore", "SurfaceData", "read_surface", "open_checked", "diff_inputs", "axis_text", "MAP_NAMES",
@@ -47,7 +47,7 @@ __all__ = ["SurfaceStore", "SurfaceData", "read_surface", "open_checked", "diff_
 
 log = logging.getLogger(__name__)
 
-_SCHEMAS = (SURFACE_SCHEMA, PATH_SCHEMA)
+_SCHEMAS = (SURFACE_SCHEMA, PATH_SCHEMA, SAMPLE_SCHEMA)
 #: the done mask of the curvature maps a surface file may hold beside /loss, and every map dataset's name
 CURVATURE_DONE = "curvature_done"
 MAP_NAMES = MAPS + (CURVATURE_DONE,)
@@ -204,7 +204,7 @@ def open_checked(path: Path, mode: str) -> h5py.File:
         raise unreadable(path, exc, "compute the surface again") from exc
     try:
         if f.attrs.get("schema") not in _SCHEMAS:
-            raise StoreError(f"{path}: not a landscape surface or path file (schema {f.attrs.get('schema')!r}, "
+            raise StoreError(f"{path}: not a landscape surface, path or sample file (schema {f.attrs.get('schema')!r}, "
                              f"expected one of {list(_SCHEMAS)})")
         if int(f.attrs.get("schema_version", -1)) > SURFACE_VERSION:
             raise StoreError(f"{path}: schema version {f.attrs['schema_version']} is newer than this landscape "

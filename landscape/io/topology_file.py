@@ -56,16 +56,20 @@ def values_checksum(values: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(values, dtype=np.float64).tobytes()).hexdigest()
 
 
-def write_topology(path: str | Path, topo: Topology, attrs: Mapping[str, Any], axes: Sequence[np.ndarray]
-                   ) -> Path:
+def write_topology(path: str | Path, topo: Topology, attrs: Mapping[str, Any], axes: Sequence[np.ndarray],
+                   points: np.ndarray | None = None) -> Path:
     """Write a topology file whole (through a temporary file: no half file is ever seen). ``axes``: the grid's
-    coordinates, to store each minimum's position."""
+    coordinates, to store each minimum's position; ``points``: a scattered sample's coordinates ``(n, k)``
+    instead (its basins' ``at`` are point numbers)."""
     path = Path(path)
     d = len(topo.shape)
     b = topo.basins
     at = np.array([x.at for x in b], dtype=np.int64).reshape(len(b), d)
     saddle_at = np.array([x.saddle_at or (-1,) * d for x in b], dtype=np.int64).reshape(len(b), d)
-    coords = np.array([[float(axes[k][i]) for k, i in enumerate(x.at)] for x in b]).reshape(len(b), d)
+    if points is not None:
+        coords = np.asarray(points, dtype=np.float64)[at[:, 0]].reshape(len(b), -1)
+    else:
+        coords = np.array([[float(axes[k][i]) for k, i in enumerate(x.at)] for x in b]).reshape(len(b), d)
     with replaced_atomically(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update({"schema": TOPOLOGY_SCHEMA, "schema_version": TOPOLOGY_VERSION,
                         "package_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 __all__ = ["ModelConfig", "DataConfig", "TrainConfig", "EvalConfig", "SurfaceConfig", "CurveConfig", "PathsConfig",
-           "CurvatureConfig", "DynamicsConfig", "ExportConfig", "JobConfig", "SECTIONS", "PCA_DEFAULTS"]
+           "CurvatureConfig", "DynamicsConfig", "ExportConfig", "SampleConfig", "JobConfig", "SECTIONS",
+           "PCA_DEFAULTS"]
 
 
 def _f(default: Any, *, choices: Iterable[Any] | None = None, min: float | None = None, max: float | None = None,
@@ -148,6 +149,38 @@ class SurfaceConfig:
 
 
 @dataclass
+class SampleConfig:
+    """[sample]: the loss at the points θ* + Σᵢ cᵢ·dᵢ of a k-dimensional design around a centre model."""
+
+    center: str = _f("final", doc="checkpoint of the job's trajectory (final, epoch N, ...), file.pt or run.h5:NAME")
+    k: int = _f(3, min=1, doc="number of directions")
+    directions: str = _f("random", choices=("random", "checkpoints", "pca", "hessian"),
+                         doc="random (seeded Gaussian, normalised per norm; the first two are [surface]'s with the "
+                             "same seed), checkpoints (θ_i − θ* towards each of targets), pca (top k principal "
+                             "components of the trajectory), hessian (the k largest eigenvalues' eigenvectors)")
+    targets: list = _f([], doc="directions=checkpoints: k checkpoints (file.pt, run.h5:NAME, epoch N, ...)")
+    design: str = _f("grid", choices=("grid", "sobol", "halton"),
+                     doc="grid (the product of the ranges, C order), or scipy's scrambled sobol/halton sequence")
+    ranges: list = _f(["-1:1:11"], doc="grid: one MIN:MAX:NUM for every axis or one per axis; sobol/halton: "
+                                       "MIN:MAX of the box (or MAX the radius of the ball)")
+    points: int = _f(1024, min=1, doc="sobol/halton: number of points")
+    region: str = _f("box", choices=("box", "ball"), doc="sobol/halton: a box [MIN, MAX]^k or a ball of radius MAX")
+    design_seed: int = _f(0, doc="sobol/halton: the scrambling seed")
+    norm: str = _f("filter", choices=("filter", "layer", "model", "none"))
+    ignore: str = _f("biasbn", choices=("biasbn", "none"), doc="biasbn: biases and BatchNorm stay at θ*")
+    dir_type: str = _f("weights", choices=("weights", "states"), doc="states also moves BatchNorm statistics")
+    seed: int = _f(0, doc="seed of random directions")
+    trajectory: typing.Optional[str] = _f(None, doc="trajectory store for pca (default: the job's trajectory.h5)")
+    pca_checkpoints: str = _f("epochs", choices=("epochs", "all"), doc="rows of the PCA")
+    subset: typing.Optional[int] = _f(None, min=1, doc="evaluate on N samples of the split (data.subset_mode)")
+    points_per_batch: typing.Union[int, str] = _f("auto", doc="'auto', 1, or 'threads:N' (no vmap stacking)")
+    chunk: int = _f(0, min=0, doc="points per work chunk (0: adaptive, about 2 s of work per chunk)")
+    points_per_pass: int = _f(8, min=1, doc="streamed data: points evaluated per read of the data")
+    flush_every: int = _f(64, min=1, doc="flush results to the file every N points (and every 10 s)")
+    output: str = _f("sample.h5", doc="file name inside the job's output folder (or an absolute path)")
+
+
+@dataclass
 class CurveConfig:
     """[paths.curve]: training of the learned curves (``bezier``, ``polychain``): SGD on the bend θ_b, a fresh
     t ~ U(0, 1) per mini-batch, endpoints fixed, starting from the chord's midpoint (Garipov et al. 2018)."""
@@ -274,12 +307,14 @@ class JobConfig:
     pca: typing.Optional[SurfaceConfig] = None
     curvature: typing.Optional[CurvatureConfig] = None
     dynamics: typing.Optional[DynamicsConfig] = None
+    sample: typing.Optional[SampleConfig] = None
     sweep: dict = field(default_factory=dict)
 
 
 SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "evaluate": EvalConfig,
                              "surface": SurfaceConfig, "paths": PathsConfig, "export": ExportConfig,
-                             "pca": SurfaceConfig, "curvature": CurvatureConfig, "dynamics": DynamicsConfig}
+                             "pca": SurfaceConfig, "curvature": CurvatureConfig, "dynamics": DynamicsConfig,
+                             "sample": SampleConfig}
 
 
 PCA_DEFAULTS = {"directions": "pca", "alpha": "auto:25", "beta": "auto:25", "output": "surface_pca.h5"}

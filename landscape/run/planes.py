@@ -35,24 +35,27 @@ from ..io.surface_file import read_surface
 from ..io.trajectory import TrajectoryStore
 
 __all__ = ["random_plane", "checkpoint_plane", "pca_plane", "file_plane", "hessian_plane", "grid_axis",
-           "find_trajectory"]
+           "find_trajectory", "random_basis", "checkpoint_basis", "pca_basis", "hessian_basis"]
 
 log = logging.getLogger(__name__)
 
 Plane = tuple[torch.Tensor, "torch.Tensor | None", dict[str, Any]]
 
 
-def _flat(dirs: Sequence[Mapping[str, torch.Tensor]], spec: StateSpec, count: int) -> tuple[torch.Tensor,
-                                                                                           torch.Tensor | None]:
-    flat = [flatten_state(d, spec) for d in dirs]
-    return flat[0], flat[1] if count == 2 else None
+def random_basis(center: Mapping[str, torch.Tensor], param_names: Sequence[str], count: int, seed: int = 0,
+                 norm: str = "filter", ignore: str = "biasbn", dir_type: str = "weights"
+                 ) -> tuple[list[torch.Tensor], dict[str, Any]]:
+    """``count`` flat seeded Gaussian directions normalised per ``norm`` (Li et al. 2018), d₁ first: the first two
+    are a random plane's d₁ and d₂ with the same seed. ``dir_type="states"`` also moves buffers (BatchNorm running
+    statistics), which are 1-D: with ``ignore="biasbn"`` they stay at θ*, as in the reference, and the directions
+    equal ``dir_type="weights"`` (a warning says so).
 
-
-def random_plane(center: Mapping[str, torch.Tensor], param_names: Sequence[str], seed: int = 0,
-                 norm: str = "filter", ignore: str = "biasbn", dir_type: str = "weights", count: int = 2) -> Plane:
-    """Seeded Gaussian directions normalised per ``norm`` (Li et al. 2018). ``dir_type="states"`` also moves
-    buffers (BatchNorm running statistics), which are 1-D: with ``ignore="biasbn"`` they stay at θ*, as in the
-    reference, and the plane equals ``dir_type="weights"`` (a warning says so)."""
+    Example:
+        >>> c = {"w": torch.ones(3, 2), "b": torch.ones(3)}
+        >>> dirs, info = random_basis(c, ["w", "b"], 3, seed=1)
+        >>> len(dirs), torch.equal(dirs[1], random_plane(c, ["w", "b"], seed=1)[1])
+        (3, True)
+    """
     if dir_type == "states" and movable_names(center, param_names, "states", ignore) == movable_names(
             center, param_names, "weights", ignore):
         log.warning("dir_type=states moves nothing more than dir_type=weights here: %s; use ignore=none to move "
@@ -61,14 +64,29 @@ def random_plane(center: Mapping[str, torch.Tensor], param_names: Sequence[str],
                     "its buffers are 1-D and ignore=biasbn keeps 1-D tensors at the centre")
     dirs = random_directions(center, param_names, seed, norm, ignore, dir_type, count)
     info = {"directions": "random", "norm": norm, "ignore": ignore, "dir_type": dir_type, "seed": seed}
-    return (*_flat(dirs, StateSpec.from_state(center), count), info)
+    spec = StateSpec.from_state(center)
+    return [flatten_state(d, spec) for d in dirs], info
 
 
-def checkpoint_plane(center: Mapping[str, torch.Tensor], targets: Sequence[tuple[Mapping[str, torch.Tensor], str]],
-                     param_names: Sequence[str], dir_type: str = "weights") -> Plane:
-    """d_k = θ_k − θ* towards each (state, source) of ``targets`` (one for a line, two for a plane). Every
-    floating-point tensor moves, buffers too (BatchNorm running statistics), whatever ``dir_type`` says, so that
-    α = 1 is θ₁ (to float32 rounding)."""
+def random_plane(center: Mapping[str, torch.Tensor], param_names: Sequence[str], seed: int = 0,
+                 norm: str = "filter", ignore: str = "biasbn", dir_type: str = "weights", count: int = 2) -> Plane:
+    """Seeded Gaussian directions normalised per ``norm`` (:func:`random_basis`), d₂ None for a line."""
+    dirs, info = random_basis(center, param_names, count, seed, norm, ignore, dir_type)
+    return dirs[0], dirs[1] if count == 2 else None, info
+
+
+def checkpoint_basis(center: Mapping[str, torch.Tensor], targets: Sequence[tuple[Mapping[str, torch.Tensor], str]],
+                     param_names: Sequence[str], dir_type: str = "weights"
+                     ) -> tuple[list[torch.Tensor], dict[str, Any]]:
+    """Flat d_k = θ_k − θ* towards each (state, source) of ``targets``. Every floating-point tensor moves, buffers
+    too (BatchNorm running statistics), whatever ``dir_type`` says, so that c_k = 1 is θ_k (to float32 rounding).
+
+    Example:
+        >>> c = {"w": torch.zeros(2)}
+        >>> dirs, info = checkpoint_basis(c, [({"w": torch.ones(2)}, "a.pt"), ({"w": -torch.ones(2)}, "b.pt")], ["w"])
+        >>> [d.tolist() for d in dirs], info["target2"]
+        ([[1.0, 1.0], [-1.0, -1.0]], 'b.pt')
+    """
     movable = movable_names(center, param_names, "states", "none")
     buffers = sorted(n for n in movable if n not in set(param_names) and any(
         not torch.equal(center[n], t[n]) for t, _ in targets))
@@ -82,16 +100,24 @@ def checkpoint_plane(center: Mapping[str, torch.Tensor], targets: Sequence[tuple
         info[f"target{k}"] = source
         info[f"target{k}_checksum"] = state_checksum(target)
     info.update(norm="none", ignore="none", dir_type="states")
-    return (*_flat(dirs, StateSpec.from_state(center), len(targets)), info)
+    spec = StateSpec.from_state(center)
+    return [flatten_state(d, spec) for d in dirs], info
 
 
-def pca_plane(store: TrajectoryStore, center: Mapping[str, torch.Tensor], param_names: Sequence[str],
+def checkpoint_plane(center: Mapping[str, torch.Tensor], targets: Sequence[tuple[Mapping[str, torch.Tensor], str]],
+                     param_names: Sequence[str], dir_type: str = "weights") -> Plane:
+    """d_k = θ_k − θ* towards each of ``targets`` (one for a line, two for a plane; :func:`checkpoint_basis`)."""
+    dirs, info = checkpoint_basis(center, targets, param_names, dir_type)
+    return dirs[0], dirs[1] if len(dirs) == 2 else None, info
+
+
+def pca_basis(store: TrajectoryStore, center: Mapping[str, torch.Tensor], param_names: Sequence[str],
               ignore: str = "biasbn", dir_type: str = "weights", checkpoints: str = "epochs", count: int = 2,
-              center_row: bool = True) -> Plane:
-    """The top principal axes of the trajectory's checkpoints relative to the centre (rows θ_e − θ*, restricted
-    to the tensors a direction may move; ``checkpoints="all"`` adds step checkpoints). ``center_row`` keeps the
-    centre's own zero row when the centre is a checkpoint (the reference implementation's matrix); without it
-    the rows are those of Li et al.'s formula. With few checkpoints the two planes differ noticeably."""
+              center_row: bool = True) -> tuple[list[torch.Tensor], dict[str, Any]]:
+    """The top ``count`` principal axes of the trajectory's checkpoints relative to the centre (rows θ_e − θ*,
+    restricted to the tensors a direction may move; ``checkpoints="all"`` adds step checkpoints). ``center_row``
+    keeps the centre's own zero row when the centre is a checkpoint (the reference implementation's matrix);
+    without it the rows are those of Li et al.'s formula. With few checkpoints the two differ noticeably."""
     spec = StateSpec.from_state(center)
     if store.spec != spec:
         raise StoreError(f"{store.path}: its checkpoints do not fit this model's state layout")
@@ -102,11 +128,19 @@ def pca_plane(store: TrajectoryStore, center: Mapping[str, torch.Tensor], param_
     rows = [i for i in range(len(t["kind"])) if checkpoints == "all" or t["kind"][i] != "step"]
     if not center_row:
         rows = [i for i in rows if not torch.equal(store.vector(i), c)]
-    (a, b), ratio = pca_directions(lambda k: (store.vector(rows[k]) - c) * mask, len(rows), count)
+    dirs, ratio = pca_directions(lambda k: (store.vector(rows[k]) - c) * mask, len(rows), count)
     info = {"directions": "pca", "norm": "none", "ignore": ignore, "dir_type": dir_type,
             "trajectory": str(store.path), "pca_rows": len(rows), "pca_center_row": center_row,
             "explained_variance": [float(r) for r in ratio[:10]]}
-    return a, (b if count == 2 else None), info
+    return list(dirs[:count]), info
+
+
+def pca_plane(store: TrajectoryStore, center: Mapping[str, torch.Tensor], param_names: Sequence[str],
+              ignore: str = "biasbn", dir_type: str = "weights", checkpoints: str = "epochs", count: int = 2,
+              center_row: bool = True) -> Plane:
+    """The top principal axes of the trajectory (:func:`pca_basis`): d₁, d₂ (None for a line)."""
+    dirs, info = pca_basis(store, center, param_names, ignore, dir_type, checkpoints, count, center_row)
+    return dirs[0], (dirs[1] if count == 2 else None), info
 
 
 def file_plane(path: str | Path, center: Mapping[str, torch.Tensor], count: int = 2) -> Plane:
@@ -155,16 +189,12 @@ def grid_axis(text: str | None, projected: np.ndarray | None) -> np.ndarray | No
     return parse_range(text)
 
 
-def hessian_plane(evaluator: Evaluator, pair: str = "top", ignore: str = "biasbn", dir_type: str = "weights",
-                  count: int = 2, tol: float = 1e-3, max_iter: int = 100, seed: int = 0) -> Plane:
-    """Unit eigenvectors of the Hessian of the evaluator's loss at its current parameters: the two largest
-    eigenvalues' (``pair="top"``), or λmax's and λmin's (``"extremes"``, Böttcher & Wheeler's view of saddles);
-    one for a line. The eigenvalues are part of the description (and so of the file and the axis labels).
-
-    Example:
-        >>> hessian_plane.__name__
-        'hessian_plane'
-    """
+def hessian_basis(evaluator: Evaluator, count: int, ignore: str = "biasbn", dir_type: str = "weights",
+                  tol: float = 1e-3, max_iter: int = 100, seed: int = 0, pair: str = "top"
+                  ) -> tuple[list[torch.Tensor], dict[str, Any]]:
+    """Unit eigenvectors of the Hessian of the evaluator's loss at its current parameters: the ``count`` largest
+    eigenvalues' (``pair="top"``), or λmax's and λmin's (``"extremes"``, two). The eigenvalues are part of the
+    description (and so of the file and the axis labels)."""
     if pair not in ("top", "extremes"):
         raise ConfigError(f"surface.hessian_pair: expected 'top' or 'extremes', got {pair!r}")
     op = HessianOperator(evaluator, ignore=ignore, dir_type=dir_type)
@@ -179,4 +209,18 @@ def hessian_plane(evaluator: Evaluator, pair: str = "top", ignore: str = "biasbn
             "norm": "none", "seed": seed, "parameters": op.numel}
     log.info("Hessian directions: eigenvalues %s (%d Lanczos iterations)",
              ", ".join(f"{v:.4g}" for v in eig.values), eig.iterations)
+    return dirs, info
+
+
+def hessian_plane(evaluator: Evaluator, pair: str = "top", ignore: str = "biasbn", dir_type: str = "weights",
+                  count: int = 2, tol: float = 1e-3, max_iter: int = 100, seed: int = 0) -> Plane:
+    """Unit eigenvectors of the Hessian at the evaluator's parameters (:func:`hessian_basis`): the two largest
+    eigenvalues' (``pair="top"``), or λmax's and λmin's (``"extremes"``, Böttcher & Wheeler's view of saddles);
+    one for a line.
+
+    Example:
+        >>> hessian_plane.__name__
+        'hessian_plane'
+    """
+    dirs, info = hessian_basis(evaluator, count, ignore, dir_type, tol, max_iter, seed, pair)
     return dirs[0], dirs[1] if count == 2 else None, info

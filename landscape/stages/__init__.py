@@ -14,6 +14,7 @@ from .given import (
     working_copy, as_state, axis_values, given_evaluator, check_forward, data_checksum, model_label, scratch_path,
     progress_default, copy_file)
 from .given_surface import Surface, surface
+from .sample import sample, run_sample_job, sample_directions
 from .given_paths import PathResult, CurvatureSummary, path, curve, curvature
 from .api import SweepRun, run_sweep, evaluate_checkpoint, ReduceResult, reduce_filters
 from .topology import LandscapeTopology, landscape_topology, topology_path, distance_table, RELATIVE_THRESHOLD
@@ -26,5 +27,5 @@ __all__ = [
     "check_forward", "data_checksum", "model_label", "scratch_path", "progress_default", "copy_file", "Surface",
     "surface", "PathResult", "CurvatureSummary", "path", "curve", "curvature", "SweepRun", "run_sweep",
     "evaluate_checkpoint", "ReduceResult", "reduce_filters", "LandscapeTopology", "landscape_topology",
-    "topology_path", "distance_table", "RELATIVE_THRESHOLD",
+    "topology_path", "distance_table", "RELATIVE_THRESHOLD", "sample", "run_sample_job", "sample_directions",
 ]

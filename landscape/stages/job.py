@@ -24,6 +24,7 @@ from ..core.errors import ConfigError
 from ..core.signals import check_interrupted
 from ..engine.device import resolve_device
 from ..io.checkpoints import apply_state, complete_state, load_source
+from ..io.sample_file import read_sample
 from ..io.surface_file import read_surface
 from ..io.trajectory import TrajectoryStore
 from ..run.config import JobConfig, SurfaceConfig
@@ -43,6 +44,7 @@ from .curvature import run_curvature
 from .paths import run_paths
 from .summary import summary, write_summary
 from .surface import run_surface_job
+from .sample import run_sample_job
 
 __all__ = ["run_job", "demo_job_path", "export_job", "decision_regions"]
 
@@ -69,6 +71,13 @@ def run_job(job: JobConfig, progress: bool = True, comm: Any | None = None) -> P
         check_interrupted()
     if job.pca is not None:
         _surface_stage(job, job.pca, "surface_pca", None, progress, comm)
+        check_interrupted()
+    if job.sample is not None:
+        path = run_sample_job(job, progress, comm)
+        if root:
+            log.info("\n%s", read_sample(path).describe())
+            with summary(out) as s:
+                s["outputs"]["sample"] = path.name if path.parent == out else str(path)
         check_interrupted()
     if job.dynamics is not None and root:
         run_dynamics(job)

@@ -1,5 +1,5 @@
 """``landscape topology FILE...``: the basins, barriers and roughness of stored landscapes (surfaces, lines,
-paths), each written to ``FILE_topology.h5`` (schema ``landscape.topology``), and the distances between their
+paths, k-dimensional samples: grids by cubical complexes, scattered designs by their neighbourhood graph), each written to ``FILE_topology.h5`` (schema ``landscape.topology``), and the distances between their
 persistence diagrams.
 
 Example:
@@ -15,10 +15,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..analysis.topology import DISTANCES, Topology, diagram_distance, persistence
+from ..analysis.topology import DISTANCES, Topology, diagram_distance, graph_persistence, persistence
 from ..core.errors import ConfigError, StoreError
-from ..io.hdf5 import PATH_SCHEMA, SURFACE_SCHEMA, file_schema
+from ..io.hdf5 import PATH_SCHEMA, SAMPLE_SCHEMA, SURFACE_SCHEMA, file_schema
 from ..io.path_file import read_path
+from ..io.sample_file import read_sample
 from ..io.surface_file import read_surface
 from ..io.topology_file import values_checksum, write_topology
 
@@ -42,6 +43,7 @@ class LandscapeTopology:
     centre: dict[str, Any] | None
     end_barrier: float | None
     path: Path | None
+    coefficients: np.ndarray | None = None  # a scattered sample's points (n, k): where its basins lie
 
     def describe(self, threshold: float = 0.0, relative: float = RELATIVE_THRESHOLD) -> str:
         """A few lines: basin counts, the deepest basins with their minima and barriers, the centre's basin, the
@@ -52,7 +54,10 @@ class LandscapeTopology:
         lines = [f"{name}: loss {t.low:.6g}..{t.high:.6g}, {len(t.basins)} basin(s), {t.count(threshold, relative)} "
                  f"with a barrier above {bar:.3g} ({relative:g} of the range), roughness {t.roughness():.4g}"]
         for i, b in enumerate(t.basins[:5]):
-            where = ", ".join(f"{n}={float(a[k]):.4g}" for n, a, k in zip(self.axis_names, self.axes, b.at))
+            if self.coefficients is not None:  # a scattered sample: the point and its coefficients
+                where = f"point {b.at[0]} (c = " + ", ".join(f"{v:.4g}" for v in self.coefficients[b.at[0]]) + ")"
+            else:
+                where = ", ".join(f"{n}={float(a[k]):.4g}" for n, a, k in zip(self.axis_names, self.axes, b.at))
             joins = "" if b.merges_into is None else f", joins basin {b.merges_into}"
             barrier = "no barrier inside the sampled region" if not math.isfinite(b.saddle) else \
                 f"barrier {b.persistence:.4g} (saddle {b.saddle:.6g}{joins})"
@@ -106,15 +111,26 @@ def landscape_topology(source: str | Path, write: bool = True, threshold: float 
     """
     source = Path(source)
     schema = file_schema(source)
-    if schema not in (SURFACE_SCHEMA, PATH_SCHEMA):
-        raise StoreError(f"{source}: topology reads surface, line and path files (schema landscape.surface or "
-                         f"landscape.path), got {'no HDF5 file' if schema is None else schema}")
+    if schema not in (SURFACE_SCHEMA, PATH_SCHEMA, SAMPLE_SCHEMA):
+        raise StoreError(f"{source}: topology reads surface, line, path and sample files (schema landscape.surface, "
+                         f"landscape.path or landscape.sample), got {'no HDF5 file' if schema is None else schema}")
+    scattered = None  # a scattered sample's coefficients (its topology is its neighbourhood graph's)
     rows: list[tuple[str | None, np.ndarray, list[np.ndarray], list[str]]] = []
     if schema == PATH_SCHEMA:
         p = read_path(source)
         done = p["done"]
         rows = [(name, np.asarray(p["loss"][k], dtype=np.float64), [p["alpha"]], ["alpha"])
                 for k, name in enumerate(p["name"])]
+    elif schema == SAMPLE_SCHEMA:
+        smp = read_sample(source)
+        done = smp.done
+        if smp.shape is not None:
+            rows = [(None, np.asarray(smp.grid_values(), dtype=np.float64), smp.axes,
+                     [f"c{i}" for i in range(smp.k)])]
+        else:
+            scattered = smp.coefficients
+            rows = [(None, np.asarray(smp.loss, dtype=np.float64), [np.arange(len(smp.loss), dtype=np.float64)],
+                     ["point"])]
     else:
         s = read_surface(source)
         done = s.done
@@ -126,8 +142,9 @@ def landscape_topology(source: str | Path, write: bool = True, threshold: float 
                          "the run (rerun its command) before its topology")
     out = []
     for item, values, axes, names in rows:
-        centre_at = _centre_index(axes) if schema == SURFACE_SCHEMA else None
-        topo = persistence(values, merge_tree, point=centre_at)
+        centre_at = _centre_index(axes) if schema != PATH_SCHEMA and scattered is None else None
+        topo = persistence(values, merge_tree, point=centre_at) if scattered is None else \
+            graph_persistence(values, scattered)
         centre = topo.basin_of(values, centre_at, threshold) if centre_at is not None else None
         barrier = _end_barrier(axes[0], values) if schema == PATH_SCHEMA else None
         path = topology_path(source, item if schema == PATH_SCHEMA else None) if write else None
@@ -138,8 +155,9 @@ def landscape_topology(source: str | Path, write: bool = True, threshold: float 
             write_topology(path, topo, {"source": str(source.resolve()), "item": item or "",
                                         "source_checksum": values_checksum(values), "quantity": "loss",
                                         "axes": names, "centre": centre, "thresholds": counts,
-                                        "end_barrier": barrier if barrier is not None else math.nan}, axes)
-        out.append(LandscapeTopology(source, item, axes, names, topo, centre, barrier, path))
+                                        "end_barrier": barrier if barrier is not None else math.nan}, axes,
+                           scattered)
+        out.append(LandscapeTopology(source, item, axes, names, topo, centre, barrier, path, scattered))
     return out
 
 

@@ -15,7 +15,9 @@ from typing import Sequence
 
 import numpy as np
 
+from ..io.hdf5 import SAMPLE_SCHEMA, file_schema
 from ..io.path_file import read_path
+from ..io.sample_file import SampleData, read_sample
 from ..io.surface_file import read_surface
 from ..io.topology_file import read_topology
 from ..analysis.merge_tree import merge_tree_segments, topological_profile, tree_order
@@ -120,8 +122,11 @@ def _landscape(ax: object, t: dict, relative: float, shown: int) -> None:
         ax.text(0.5, 0.5, f"{source.name}: not found beside the topology file", ha="center", transform=ax.transAxes)
         ax.set_axis_off()
         return
-    s = read_surface(source)
     at, coords = t["basins/at"], t["basins/coords"]
+    if file_schema(source) == SAMPLE_SCHEMA:
+        _sample_landscape(ax, read_sample(source), coords, keep)
+        return
+    s = read_surface(source)
     if s.beta is None or a.get("item"):
         alpha = s.alpha if s.beta is None else s.beta
         loss = s.loss if s.beta is None else s.loss[[str(n) for n in read_path(source)["name"]].index(a["item"])]
@@ -154,3 +159,34 @@ def _landscape(ax: object, t: dict, relative: float, shown: int) -> None:
     ax.set_xlabel("alpha")
     ax.set_ylabel("beta")
     ax.set_title("basins: minima numbered, outlined where they merge")
+
+
+def _sample_landscape(ax: object, s: SampleData, coords: np.ndarray, keep: Sequence[int]) -> None:
+    """A k-dimensional sample seen along its first two directions: every point at (c0, c1) coloured by its loss
+    (the lowest drawn last, on top), the basins' minima numbered; a 1-D sample as its line."""
+    c, loss = s.coefficients, np.asarray(s.loss, dtype=np.float64)
+    if s.k == 1:
+        order = np.argsort(c[:, 0])
+        ax.plot(c[order, 0], loss[order], color="k", lw=1.2)
+        for rank, i in enumerate(keep):
+            ax.plot(coords[i][0], t_minimum(loss, c, coords[i]), "o", color=f"C{rank}", label=f"basin {i}")
+        ax.set_xlabel("c0")
+        ax.set_ylabel("loss")
+        ax.set_title("basins of the sample: minima (o)")
+        return
+    order = np.argsort(-loss)
+    dots = ax.scatter(c[order, 0], c[order, 1], c=loss[order], s=max(2.0, 4000.0 / len(loss)), cmap="viridis")
+    ax.figure.colorbar(dots, ax=ax, label="loss")
+    for rank, i in enumerate(keep):
+        colour = f"C{(rank + 1) % 10}"
+        ax.plot(coords[i][0], coords[i][1], "o", color=colour, markeredgecolor="white", ms=8, zorder=3)
+        ax.annotate(f"{i}", (coords[i][0], coords[i][1]), textcoords="offset points", xytext=(7, 7), color="k",
+                    fontsize=9, fontweight="bold")
+    ax.set_xlabel("c0")
+    ax.set_ylabel("c1")
+    ax.set_title(f"{len(loss)} points of a {s.k}-D sample seen along c0, c1; basins' minima numbered")
+
+
+def t_minimum(loss: np.ndarray, c: np.ndarray, at: np.ndarray) -> float:
+    """The loss at the sample point whose coefficients are ``at``."""
+    return float(loss[int(np.argmin(np.abs(c - np.asarray(at)[None, :c.shape[1]]).sum(axis=1)))])

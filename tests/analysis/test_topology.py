@@ -109,3 +109,23 @@ def test_distances_between_diagrams():
     assert diagram_distance(a, b, "wasserstein") == pytest.approx(0.5)
     assert diagram_distance(a, a) == pytest.approx(0.0, abs=1e-300)  # gudhi: the smallest normal float
     assert a.roughness() == pytest.approx(1.0 / np.ptp(double_well(1.0)))
+
+
+def test_scattered_samples_of_a_double_well_give_its_two_basins_and_barrier():
+    """The neighbourhood graph of 2048 Sobol points of the double well (x² − 1)² + y²/2 (minima 0 at (±1, 0),
+    saddle 1 at the origin) has the grid's two persistent basins and a barrier within the sampling's reach."""
+    from landscape.analysis.topology import graph_persistence, neighbour_edges
+    from landscape.core.design import Design
+
+    c = Design.low_discrepancy("sobol", 2, 2048, -2.0, 2.0, seed=0).coefficients()
+    f = (c[:, 0] ** 2 - 1) ** 2 + 0.5 * c[:, 1] ** 2
+    t = graph_persistence(f, c)
+    x = np.linspace(-2, 2, 81)
+    grid = persistence((x[:, None] ** 2 - 1) ** 2 + 0.5 * x[None, :] ** 2)
+    assert t.count(0.3) == grid.count(0.3) == 2
+    deep, second = t.basins[:2]
+    assert deep.saddle == np.inf and abs(second.saddle - 1.0) < 0.1 and second.minimum < 0.05
+    assert {np.sign(c[deep.at[0], 0]), np.sign(c[second.at[0], 0])} == {-1.0, 1.0}  # one minimum on each side
+    assert t.pairs.shape == (len(t.basins), 2) and (t.dims == 0).all()
+    e = neighbour_edges(c, 4)
+    assert (e[:, 0] < e[:, 1]).all() and len(np.unique(e, axis=0)) == len(e)

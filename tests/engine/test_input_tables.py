@@ -63,7 +63,7 @@ def test_tables_are_used_only_where_they_hold_the_answer():
 def test_an_inplace_relu_after_the_layer_leaves_the_tables_intact():
     net = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(inplace=True), nn.Flatten(), nn.Linear(3 * 16, 2)).eval()
     x, y = torch.randn(20, 1, 6, 6), torch.arange(20) % 2
-    ev = Evaluator(net, TensorData(x, y, 2, "classification", name="t"), "cpu", batch_size=7, input_tables=True)
+    ev = Evaluator(net, TensorData(x, y, "classification", 2, name="t"), "cpu", batch_size=7, input_tables=True)
     c = ev.get_flat()
     plane = PlaneEvaluator(ev, c, torch.randn_like(c), torch.randn_like(c))
     assert plane.tables is not None
@@ -134,10 +134,10 @@ def test_data_read_in_batches_get_the_same_tables_bitwise(kind, batch):
     te = load_data("digits")[1]
     torch.manual_seed(0)
     if kind == "lenet5":
-        data, model = TensorData(te.x[:100], te.y[:100], 10, "classification", name="d"), build_model("lenet5", te.info())
+        data, model = TensorData(te.x[:100], te.y[:100], "classification", 10, name="d"), build_model("lenet5", te.info())
     else:
         g = torch.Generator().manual_seed(2)
-        data = TensorData(torch.randn(40, 3, 32, 32, generator=g), torch.arange(40) % 10, 10, "classification",
+        data = TensorData(torch.randn(40, 3, 32, 32, generator=g), torch.arange(40) % 10, "classification", 10,
                           name="rgb")
         model = _rgb_net()
     ev_res = Evaluator(model, data, "cpu", batch_size=batch)

@@ -74,7 +74,7 @@ def test_unfinished_and_foreign_files_are_refused(stored, tmp_path):
         f["done"][0, 0] = False
     with pytest.raises(StoreError, match="not computed yet"):
         landscape_topology(tmp_path / "x.h5")
-    with pytest.raises(StoreError, match="topology reads surface, line and path files"):
+    with pytest.raises(StoreError, match="topology reads surface, line, path and sample files"):
         landscape_topology(stored / "s_topology.h5")
     assert main(["topology", str(stored / "s.h5"), "--relative", "-1"]) == 2
 
