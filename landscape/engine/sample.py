@@ -9,11 +9,9 @@ do a grid's, and every rank looks the coefficients up in its own copy of the des
 
 Example:
     >>> import torch
-    >>> from landscape.core.data import load_data
-    >>> from landscape.core.models import build_model
-    >>> from landscape.engine.evaluator import Evaluator
-    >>> _, te = load_data("spiral", n_per_class=30)
-    >>> ev = Evaluator(build_model("mlp", te.info()), te, "cpu")
+    >>> from landscape.core.data import TensorData
+    >>> data = TensorData(torch.randn(32, 4), torch.arange(32) % 3, "classification", 3, name="toy")
+    >>> ev = Evaluator(torch.nn.Linear(4, 3), data, "cpu")
     >>> c = ev.get_flat(); dirs = [torch.randn_like(c) for _ in range(3)]
     >>> coeffs = np.array([[0.0, 0.0, 0.0], [0.5, -0.5, 0.25]])
     >>> s = SampleEvaluator(ev, c, dirs, coeffs)

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from .summary import read_summary, write_summary, summary
 from .checks import check_dependencies
-from .surface import SurfacePlan, resolve_surface, plan_directions, run_surface_job
+from .surface import SurfacePlan, resolve_surface, plan_directions, run_surface_job, job_centre
 from .paths import PathsResult, run_paths_job, run_paths, write_report
 from .dynamics import run_dynamics, correlation_report
 from .curvature import CurvatureResult, run_curvature, curvature_inputs
 from .job import run_job, demo_job_path, export_job, decision_regions
 from .given import (
     working_copy, as_state, axis_values, given_evaluator, check_forward, data_checksum, model_label, scratch_path,
-    progress_default, copy_file)
+    progress_default, copy_file, flat_directions)
 from .given_surface import Surface, surface
 from .sample import sample, run_sample_job, sample_directions
 from .given_paths import PathResult, CurvatureSummary, path, curve, curvature
@@ -21,7 +21,7 @@ from .topology import LandscapeTopology, landscape_topology, topology_path, dist
 
 __all__ = [
     "read_summary", "write_summary", "summary", "check_dependencies", "SurfacePlan", "resolve_surface",
-    "plan_directions", "run_surface_job", "PathsResult", "run_paths_job", "run_paths", "write_report",
+    "plan_directions", "run_surface_job", "job_centre", "flat_directions", "PathsResult", "run_paths_job", "run_paths", "write_report",
     "run_dynamics", "correlation_report", "CurvatureResult", "run_curvature", "curvature_inputs", "run_job",
     "demo_job_path", "export_job", "decision_regions", "working_copy", "as_state", "axis_values", "given_evaluator",
     "check_forward", "data_checksum", "model_label", "scratch_path", "progress_default", "copy_file", "Surface",

@@ -30,7 +30,7 @@ from torch import nn
 from ..core.data import TensorData
 from ..core.errors import ConfigError, ModelError
 from ..core.grid import parse_range
-from ..core.params import model_state
+from ..core.params import StateSpec, flatten_state, model_state
 from ..core.streams import StreamedData
 from ..core.userdata import GivenData, given_data
 from ..engine.device import resolve_device
@@ -38,7 +38,7 @@ from ..engine.evaluator import Evaluator
 from ..run.mpi import pick_device
 
 __all__ = ["working_copy", "as_state", "axis_values", "given_evaluator", "check_forward", "data_checksum", "model_label",
-           "scratch_path", "progress_default", "copy_file"]
+           "scratch_path", "progress_default", "copy_file", "flat_directions"]
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +229,27 @@ def loss_label(loss: Any) -> Any:
     if loss is None or isinstance(loss, str):
         return loss
     return getattr(getattr(loss, "fn", loss), "__qualname__", type(loss).__name__)
+
+
+def flat_directions(given: Sequence[Any], work: nn.Module, center: Mapping[str, torch.Tensor]) -> list[torch.Tensor]:
+    """Explicit directions (models, state dicts or flat tensors) as flat float32 vectors in ``center``'s order.
+
+    Example:
+        >>> m = torch.nn.Linear(2, 1)
+        >>> [d.shape for d in flat_directions([torch.zeros(3), m.state_dict()], m, m.state_dict())]
+        [torch.Size([3]), torch.Size([3])]
+    """
+    spec = StateSpec.from_state(dict(center))
+    flat = []
+    for k, d in enumerate(given, 1):
+        if isinstance(d, torch.Tensor):
+            if d.numel() != spec.numel:
+                raise ConfigError(f"direction {k}: a flat tensor of {d.numel()} values; the model's state has "
+                                  f"{spec.numel} (parameters, then buffers)")
+            flat.append(d.detach().reshape(-1).float().cpu())
+        else:
+            flat.append(flatten_state(as_state(d, work, f"direction {k}"), spec))
+    return flat
 
 
 def directions_given(directions: Any, count: int) -> Sequence[Any] | None:

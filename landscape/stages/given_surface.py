@@ -37,7 +37,7 @@ from ..run.planes import grid_axis, pca_plane, random_plane
 from ..run.projection import project_trajectory
 from ..run.runner import run_points
 from ..views.inline import surface_figure, surface_xarray
-from .given import (copy_file, as_state, axis_values, data_checksum, data_facts, directions_given, given_evaluator, loss_label,
+from .given import (copy_file, flat_directions, axis_values, data_checksum, data_facts, directions_given, given_evaluator, loss_label,
                     model_label, progress_default, scratch_path, working_copy)
 
 __all__ = ["Surface", "surface"]
@@ -108,17 +108,7 @@ def _directions(given: Any, work: nn.Module, center: dict[str, torch.Tensor], co
         if given != "random":
             raise ConfigError(f"directions: expected 'random', 'pca' or explicit directions, got {given!r}")
         return random_plane(center, params, seed, norm, ignore, dir_type, count)
-    spec = StateSpec.from_state(center)
-    flat = []
-    for k, d in enumerate(explicit, 1):
-        if isinstance(d, torch.Tensor):
-            if d.numel() != spec.numel:
-                raise ConfigError(f"direction {k}: a flat tensor of {d.numel()} values; the model's state has "
-                                  f"{spec.numel} (parameters, then buffers)")
-            flat.append(d.detach().reshape(-1).float().cpu())
-        else:
-            state = as_state(d, work, f"direction {k}")
-            flat.append(flatten_state(state, spec))
+    flat = flat_directions(explicit, work, center)
     return flat[0], flat[1] if count == 2 else None, {"directions": "given"}
 
 

@@ -41,11 +41,12 @@ from ..io.checkpoints import complete_state
 from ..io.sample_file import SampleData, open_sample, read_sample
 from ..io.trajectory import TrajectoryStore
 from ..run.config import CurvatureConfig, JobConfig, SampleConfig
-from ..run.inputs import evaluation_data, job_evaluator, prepare_data, prepare_model, resolve_checkpoint
+from ..run.inputs import job_evaluator, resolve_checkpoint
 from ..run.mpi import agree, note_output, on_root, pick_device
 from ..run.planes import checkpoint_basis, find_trajectory, hessian_basis, pca_basis, random_basis
 from ..run.runner import run_points
-from .given import (as_state, data_checksum, data_facts, directions_given, given_evaluator, loss_label,
+from .surface import job_centre
+from .given import (flat_directions, data_checksum, data_facts, directions_given, given_evaluator, loss_label,
                     model_label, progress_default, scratch_path, working_copy)
 
 __all__ = ["sample", "run_sample_job", "sample_directions"]
@@ -107,12 +108,7 @@ def run_sample_job(job: JobConfig, progress: bool = True, comm: Any | None = Non
     sc = sc or job.sample or SampleConfig()
     note_output(job.output)
     design = parse_design(sc.design, sc.k, list(sc.ranges), sc.points, sc.region, sc.design_seed)
-    tr, te = prepare_data(job.data)
-    data = evaluation_data(tr, te, job.data, job.evaluate.split, sc.subset)
-    model = prepare_model(job.model, tr, job.train.seed)
-    trajectory = Path(job.output) / "trajectory.h5"
-    state, center_src = resolve_checkpoint(sc.center, model, trajectory, job.model.checkpoint)
-    state = {name: state[name] for name in model_state(model)}  # the evaluator's order: parameters, then buffers
+    data, model, state, center_src = job_centre(job, sc.center, sc.subset)
     dirs, info = sample_directions(job, model, state, sc, data)
     model.load_state_dict(complete_state(model, state))
     records, datasets = _records(dirs, state, info)
@@ -145,17 +141,7 @@ def _given_directions(given: Any, work: nn.Module, center: dict[str, torch.Tenso
         if given != "random":
             raise ConfigError(f"directions: expected 'random', 'pca' or {k} explicit directions, got {given!r}")
         return random_basis(center, params, k, seed, norm, ignore, dir_type)
-    spec = StateSpec.from_state(center)
-    flat = []
-    for i, d in enumerate(explicit, 1):
-        if isinstance(d, torch.Tensor):
-            if d.numel() != spec.numel:
-                raise ConfigError(f"direction {i}: a flat tensor of {d.numel()} values; the model's state has "
-                                  f"{spec.numel} (parameters, then buffers)")
-            flat.append(d.detach().reshape(-1).float().cpu())
-        else:
-            flat.append(flatten_state(as_state(d, work, f"direction {i}"), spec))
-    return flat, {"directions": "given"}
+    return flat_directions(explicit, work, center), {"directions": "given"}
 
 
 def sample(model: nn.Module, data: Any, k: int = 2, ranges: str | Sequence[str] = "-1:1:11", *,

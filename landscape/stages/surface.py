@@ -46,7 +46,7 @@ from ..run.planes import (checkpoint_plane, file_plane, find_trajectory, grid_ax
 from ..run.projection import project_trajectory
 from ..run.runner import run_points
 
-__all__ = ["SurfacePlan", "resolve_surface", "plan_directions", "run_surface_job"]
+__all__ = ["SurfacePlan", "resolve_surface", "plan_directions", "run_surface_job", "job_centre"]
 
 log = logging.getLogger(__name__)
 
@@ -96,15 +96,22 @@ def plan_directions(job: JobConfig, model: nn.Module, center: dict[str, torch.Te
     return file_plane(sf.directions_file, center, count)
 
 
+def job_centre(job: JobConfig, center: str, subset: int | None) -> tuple[Any, nn.Module, dict[str, torch.Tensor],
+                                                                         str]:
+    """A job's evaluation data (``subset`` of its split), its model, the centre's state (``center``: a checkpoint
+    of the job's trajectory, a file or run.h5:NAME) in the evaluator's order, and where the centre came from."""
+    tr, te = prepare_data(job.data)
+    data = evaluation_data(tr, te, job.data, job.evaluate.split, subset)
+    model = prepare_model(job.model, tr, job.train.seed)
+    state, source = resolve_checkpoint(center, model, Path(job.output) / "trajectory.h5", job.model.checkpoint)
+    return data, model, {name: state[name] for name in model_state(model)}, source  # parameters, then buffers
+
+
 def resolve_surface(job: JobConfig, sf: SurfaceConfig) -> SurfacePlan:
     """Resolve ``sf`` of ``job`` once into a :class:`SurfacePlan` (data, model at the centre, directions, grid,
     the projected training path, and the file's records)."""
-    tr, te = prepare_data(job.data)
-    data = evaluation_data(tr, te, job.data, job.evaluate.split, sf.subset)
-    model = prepare_model(job.model, tr, job.train.seed)
+    data, model, state, center_src = job_centre(job, sf.center, sf.subset)
     trajectory = Path(job.output) / "trajectory.h5"
-    state, center_src = resolve_checkpoint(sf.center, model, trajectory, job.model.checkpoint)
-    state = {name: state[name] for name in model_state(model)}  # the evaluator's order: parameters, then buffers
     d1, d2, dir_info = plan_directions(job, model, state, sf, data)
     model.load_state_dict(complete_state(model, state))
     spec = StateSpec.from_state(state)
