@@ -99,7 +99,7 @@ class InputTables:
 
     def __init__(self, module: nn.Module, data: torch.Tensor | None,
                  weights: Sequence[tuple[torch.Tensor, torch.Tensor | None]], rows: int = TABLE_ROWS,
-                 batch: int | None = None, tables: list[torch.Tensor] | None = None):
+                 batch: int | None = None):
         if type(module) not in _CONV:
             raise TypeError(f"input tables need a plain convolution, not {type(module).__name__}")
         self.module, self.rows, self.batch = module, int(rows), int(batch) if batch else None
@@ -112,10 +112,14 @@ class InputTables:
         self.computed = 0  # times tables were computed (once when resident, once per batch and pass when not)
         if data is not None:
             self.data = data
-            self.tables = tables if tables is not None else self._compute()
-        self.count = len(self.tables) if self.tables is not None else len(self.weights)
+            self.tables = self._compute()
         self.coeffs: tuple[float, ...] | None = None
         self._expected: tuple[torch.Tensor, torch.Tensor | None] | None = None
+
+    @property
+    def count(self) -> int:
+        """The number of tables: the centre's and one per direction."""
+        return len(self.weights)
 
     @staticmethod
     def cuts(start: int, n: int, rows: int, batch: int | None) -> list[tuple[int, int]]:

@@ -130,12 +130,17 @@ class PlaneEvaluator:
         return int(min(most, max(least, target / max(per_point, 1e-9))))
 
     # -- one point at a time ----------------------------------------------------------------------
+    def _coefficients(self, alpha: float, beta: float) -> tuple[float, ...]:
+        """The coefficients of point (α, β) on the directions (a sample names its points by number instead)."""
+        return alpha, beta
+
     @torch.no_grad()
     def set_point(self, alpha: float, beta: float) -> None:
-        """Write θ* + α·d₁ + β·d₂ into the model in place."""
-        self._form(self.targets, alpha, beta)
+        """Write θ* + α·d₁ + β·d₂ (a sample: its point number ``alpha``) into the model in place."""
+        coeffs = self._coefficients(alpha, beta)
+        self._form(self.targets, *coeffs)
         if self.tables is not None:
-            self.tables.point((alpha, beta)[:self.tables.count - 1])
+            self.tables.point(tuple(coeffs)[:self.tables.count - 1])
 
     def _form(self, targets: list[torch.Tensor], *coeffs: float) -> None:
         """θ* + α·d₁ + β·d₂ (+ … for k directions) into ``targets`` (the moved tensors, in order), by the same
@@ -145,9 +150,12 @@ class PlaneEvaluator:
             if x:
                 torch._foreach_add_(targets, part, alpha=float(x))
 
-    def state_at(self, alpha: float, beta: float) -> dict[str, torch.Tensor]:
-        """θ(α, β) as a state dict (for checks and exports; the engine itself never builds one)."""
-        v = self.center + alpha * self.d1 + beta * self.d2
+    def state_at(self, alpha: float, beta: float = 0.0) -> dict[str, torch.Tensor]:
+        """θ(α, β) (a sample: its point number ``alpha``) as a state dict (for checks and exports; the engine
+        itself never builds one)."""
+        v = self.center.clone()
+        for c, d in zip(self._coefficients(alpha, beta), self.dirs):
+            v += float(c) * d
         return unflatten_state(v.cpu(), self.ev.spec)
 
     # -- several points at once -------------------------------------------------------------------

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 
 from ..core.errors import LandscapeError
-from ..core.params import unflatten_state
 from .evaluator import Evaluator
 from .plane import PlaneEvaluator
 
@@ -53,17 +52,6 @@ class SampleEvaluator(PlaneEvaluator):
     def _replica(self) -> "SampleEvaluator":
         return SampleEvaluator(self.ev.replica(), self.center, self.dirs, self.coefficients, 1, input_tables=False)
 
-    def set_point(self, alpha: float, beta: float = 0.0) -> None:
-        """Write the design's point number ``alpha`` into the model in place (``beta`` is not used)."""
-        coeffs = self.coefficients[int(alpha)]
-        with torch.no_grad():
-            self._form(self.targets, *coeffs)
-        if self.tables is not None:
-            self.tables.point(coeffs)
-
-    def state_at(self, alpha: float, beta: float = 0.0) -> dict[str, torch.Tensor]:
-        """The design's point number ``alpha`` as a state dict (for checks and exports)."""
-        v = self.center.clone()
-        for c, d in zip(self.coefficients[int(alpha)], self.dirs):
-            v += float(c) * d
-        return unflatten_state(v.cpu(), self.ev.spec)
+    def _coefficients(self, alpha: float, beta: float) -> tuple[float, ...]:
+        """Point number ``alpha``'s row of the design (``beta`` is not used)."""
+        return tuple(self.coefficients[int(alpha)])

@@ -289,8 +289,7 @@ def _cross_checks(job: JobConfig) -> list[str]:
     sc = job.sample
     if sc is not None:
         try:
-            design = parse_design(sc.design, sc.k, list(sc.ranges) if isinstance(sc.ranges, list) else [sc.ranges],
-                                  sc.points, sc.region, sc.design_seed)
+            design = parse_design(sc.design, sc.k, list(sc.ranges), sc.points, sc.region, sc.design_seed)
             if design.size > MAX_POINTS:
                 out.append(f"sample: a design of {design.size:,} points; at most {MAX_POINTS:,} fit a sample file "
                            "(fewer points per axis, or a sobol/halton design)")
@@ -298,9 +297,12 @@ def _cross_checks(job: JobConfig) -> list[str]:
             out += [f"sample: {p}" for p in exc.problems]
         if sc.directions == "checkpoints" and len(sc.targets) != sc.k:
             out.append(f"sample.targets: directions=checkpoints needs k={sc.k} targets, got {len(sc.targets)}")
-        if sc.points_per_batch not in ("auto", 1) and not str(sc.points_per_batch).startswith("threads:"):
-            out.append(f"sample.points_per_batch: expected 'auto', 1 or 'threads:N' (samples are not stacked), got "
-                       f"{sc.points_per_batch!r}")
+        try:
+            if parse_points_per_batch(sc.points_per_batch)[0] == "vmap":
+                out.append(f"sample.points_per_batch: expected 'auto', 1 or 'threads:N' (samples are not stacked), "
+                           f"got {sc.points_per_batch!r}")
+        except ConfigError as exc:
+            out += [f"sample.{p}" for p in exc.problems]
     pc = job.paths
     if pc is not None:
         for key, allowed in (("kinds", KINDS), ("levels", ("model", "layer", "parameter"))):

@@ -169,7 +169,7 @@ def _sample_landscape(ax: object, s: SampleData, coords: np.ndarray, keep: Seque
         order = np.argsort(c[:, 0])
         ax.plot(c[order, 0], loss[order], color="k", lw=1.2)
         for rank, i in enumerate(keep):
-            ax.plot(coords[i][0], t_minimum(loss, c, coords[i]), "o", color=f"C{rank}", label=f"basin {i}")
+            ax.plot(coords[i][0], _loss_at(loss, c, coords[i]), "o", color=f"C{rank}", label=f"basin {i}")
         ax.set_xlabel("c0")
         ax.set_ylabel("loss")
         ax.set_title("basins of the sample: minima (o)")
@@ -187,6 +187,6 @@ def _sample_landscape(ax: object, s: SampleData, coords: np.ndarray, keep: Seque
     ax.set_title(f"{len(loss)} points of a {s.k}-D sample seen along c0, c1; basins' minima numbered")
 
 
-def t_minimum(loss: np.ndarray, c: np.ndarray, at: np.ndarray) -> float:
+def _loss_at(loss: np.ndarray, c: np.ndarray, at: np.ndarray) -> float:
     """The loss at the sample point whose coefficients are ``at``."""
     return float(loss[int(np.argmin(np.abs(c - np.asarray(at)[None, :c.shape[1]]).sum(axis=1)))])
