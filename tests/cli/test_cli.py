@@ -69,6 +69,12 @@ def test_demo_runs_and_prints_output_folder(cli, tmp_path):
     assert summary["curvature"]["lambda_max"] == c["attrs"]["lambda_max"] and c["trace_stderr"] > 0
     # the learned Bézier curve between init and final, beside the linear and Lagrange paths
     assert (tmp_path / "demo" / "path_bezier.h5").is_file() and summary["outputs"]["curve_bezier"]
+    # the 3-D sample: 5x5x5 points along three random directions, all computed
+    from landscape.io.sample_file import read_sample
+
+    assert summary["outputs"]["sample"] == "sample.h5"
+    sample = read_sample(tmp_path / "demo" / "sample.h5")
+    assert sample.shape == (5, 5, 5) and sample.done.all() and sample.inputs["input_tables"] == "conv1"
     info = cli("info", str(tmp_path / "demo" / "trajectory.h5"))
     assert info.returncode == 0 and "checkpoints 16" in info.stdout
     ev = cli("evaluate", f"{tmp_path}/demo/trajectory.h5:final", "--json")
