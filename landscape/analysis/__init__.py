@@ -30,7 +30,6 @@ __all__ = [
     "layer_report", "LayerNorms", "filter_correlation", "activation_correlation", "correlated_pairs",
     "merge_filters", "layer_kind", "epsilon_box", "epsilon_sharpness", "basin_width", "MatVec", "Eigenpairs",
     "lanczos", "extreme_eigenpairs", "TraceEstimate", "hutchinson_trace", "slq_density", "TRACE_METHODS", "Basin",
-    "Topology", "persistence", "basin_region", "diagram_distance", "DISTANCES", "MERGE_TREE_BASINS", "graph_persistence",
-    "neighbour_edges", "tree_order",
-    "merge_tree_segments", "topological_profile",
+    "Topology", "persistence", "basin_region", "diagram_distance", "DISTANCES", "MERGE_TREE_BASINS",
+    "graph_persistence", "neighbour_edges", "tree_order", "merge_tree_segments", "topological_profile",
 ]

@@ -22,12 +22,12 @@ from .fastpool import strided_max_pool2d, exact_pooling, ExactPooling
 from .input_tables import InputTables, find_input_conv, input_conv, attach_tables, TABLE_ROWS
 
 __all__ = [
-    "resolve_device", "autocast_context", "cpu_has_bf16", "keep_freed_memory", "available_memory", "LOSSES",
-    "PER_SAMPLE", "TASKS", "IGNORE_INDEX", "loss_function", "per_sample_loss", "target_count", "correct_count",
-    "logits", "EvalResult", "Evaluator", "default_budget", "calibrate", "parse_points_per_batch", "cpu_threads",
-    "stable_ratio", "batch_candidates", "VMAP_MAX_NUMEL", "MODE_NAMES", "PlaneEvaluator", "CurveModule",
-    "bend_state", "batchnorm_layers", "update_bn", "PathEvaluator", "HessianOperator", "CurvatureMap", "MAPS",
-    "CompiledNet", "fold_conv_bn", "FoldedNet", "GraphFold", "Step", "Objective", "is_step", "OBJECTIVE_LOSSES",
-    "strided_max_pool2d", "exact_pooling", "ExactPooling", "InputTables", "find_input_conv", "input_conv",
-    "attach_tables", "TABLE_ROWS", "SampleEvaluator",
+    "resolve_device", "autocast_context", "cpu_has_bf16", "keep_freed_memory", "available_memory", "default_budget",
+    "LOSSES", "PER_SAMPLE", "TASKS", "IGNORE_INDEX", "loss_function", "per_sample_loss", "target_count",
+    "correct_count", "logits", "EvalResult", "Evaluator", "calibrate", "parse_points_per_batch", "cpu_threads",
+    "stable_ratio", "batch_candidates", "VMAP_MAX_NUMEL", "MODE_NAMES", "PlaneEvaluator", "SampleEvaluator",
+    "CurveModule", "bend_state", "batchnorm_layers", "update_bn", "PathEvaluator", "HessianOperator",
+    "CurvatureMap", "MAPS", "CompiledNet", "fold_conv_bn", "FoldedNet", "GraphFold", "Step", "Objective", "is_step",
+    "OBJECTIVE_LOSSES", "strided_max_pool2d", "exact_pooling", "ExactPooling", "InputTables", "find_input_conv",
+    "input_conv", "attach_tables", "TABLE_ROWS",
 ]

@@ -286,8 +286,7 @@ def _calibrate(plane: Any, points: _Points, expected: int, share: float, referen
         return False
 
     vmap_ok = plane.numel_moved <= VMAP_MAX_NUMEL and not ev.transforms().get("fold_bn") \
-        and getattr(ev, "objective", None) is None and getattr(ev, "input_tables", None) is None \
-        and getattr(plane, "stackable", True)
+        and getattr(ev, "objective", None) is None and getattr(ev, "input_tables", None) is None
     # stacks pay by spreading a forward's fixed cost over many points: from 16 up, and below 16 only where
     # 16 is the best of the larger ones
     vmap_up, vmap_down = ([c for c in sizes if vmap_ok and plane.numel_moved * c <= VMAP_MAX_NUMEL * 8]

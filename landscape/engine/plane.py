@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 class PlaneEvaluator:
     """Evaluates points of the plane θ* + α·d₁ + β·d₂ (d₂ may be None for a line)."""
 
-    stackable = True  # points may be stacked with vmap (the plane's two coefficients; see _stack)
 
     def __init__(self, evaluator: Evaluator, center: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor | None,
                  points_per_batch: int | str = 1, points_per_pass: int = 8, input_tables: bool = True,
@@ -95,8 +94,7 @@ class PlaneEvaluator:
         self.chunk_unit = self.points_per_pass
         if self.passes:
             self.auto, self.batch_mode, self.points_per_batch = False, "one", 1
-        if (evaluator.objective is not None or self.tables is not None or not self.stackable) \
-                and self.batch_mode == "vmap":
+        if (evaluator.objective is not None or self.tables is not None) and self.batch_mode == "vmap":
             # the objective's forward is not stacked; a stack would not use the tables (and so round otherwise)
             self.batch_mode, self.points_per_batch = "one", 1
         self._replicas: list[PlaneEvaluator] = []
@@ -159,21 +157,29 @@ class PlaneEvaluator:
         return unflatten_state(v.cpu(), self.ev.spec)
 
     # -- several points at once -------------------------------------------------------------------
+    def _coefficient_rows(self, alphas: np.ndarray, betas: np.ndarray) -> np.ndarray:
+        """The coefficients of the points (α, β) as rows (a sample: its design's rows for point numbers α)."""
+        return np.stack([alphas, betas], axis=1)
+
     def _stack(self, alphas: np.ndarray, betas: np.ndarray) -> dict[str, torch.Tensor]:
         """The moved tensors of ``len(alphas)`` points, stacked, each point formed as :meth:`set_point` forms it:
-        ``addcmul`` is the same fused multiply-add as ``add_(…, alpha=α)``, here one op per tensor for all the
-        points; a point whose α or β is 0 (where set_point skips that add) is formed its way."""
-        p, dev = len(alphas), self.ev.device
-        coords: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor]] = {}
+        ``addcmul`` is the same fused multiply-add as ``add_(…, alpha=c)``, here one op per tensor and direction
+        for all the points; a point with a zero coefficient (where set_point skips that add) is formed its way."""
+        rows = self._coefficient_rows(alphas, betas)
+        p, dev = len(rows), self.ev.device
+        coords: dict[torch.dtype, torch.Tensor] = {}
         stacked = {}
-        for name, c, a, b in zip(self.names, self.c, self.a, self.b):
+        for i, (name, c) in enumerate(zip(self.names, self.c)):
             if c.dtype not in coords:
-                coords[c.dtype] = (torch.as_tensor(alphas, dtype=c.dtype).to(dev),
-                                   torch.as_tensor(betas, dtype=c.dtype).to(dev))
-            al, be = (t.view((p,) + (1,) * c.dim()) for t in coords[c.dtype])
-            stacked[name] = torch.addcmul(c.unsqueeze(0), al, a.unsqueeze(0)).addcmul_(be, b.unsqueeze(0))
-        for k in np.flatnonzero((np.asarray(alphas) == 0) | (np.asarray(betas) == 0)):
-            self._form([stacked[name][k] for name in self.names], alphas[k], betas[k])
+                coords[c.dtype] = torch.as_tensor(rows, dtype=c.dtype).to(dev)
+            cols = coords[c.dtype].view((p, rows.shape[1]) + (1,) * c.dim())
+            t = c.unsqueeze(0).expand((p,) + c.shape)
+            for j, part in enumerate(self.parts):
+                t = torch.addcmul(t, cols[:, j], part[i].unsqueeze(0)) if j == 0 else t.addcmul_(cols[:, j],
+                                                                                              part[i].unsqueeze(0))
+            stacked[name] = t
+        for k in np.flatnonzero((rows == 0).any(axis=1)):
+            self._form([stacked[name][k] for name in self.names], *rows[k])
         return stacked
 
     @torch.no_grad()

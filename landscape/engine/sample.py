@@ -36,8 +36,6 @@ __all__ = ["SampleEvaluator"]
 class SampleEvaluator(PlaneEvaluator):
     """Evaluates the points ``θ* + Σᵢ coefficients[n, i]·directions[i]`` of a design, named by their index n."""
 
-    stackable = False  # stacked (vmap) evaluation is the plane's alone
-
     def __init__(self, evaluator: Evaluator, center: torch.Tensor, directions: Sequence[torch.Tensor],
                  coefficients: np.ndarray, points_per_batch: int | str = 1, points_per_pass: int = 8,
                  input_tables: bool = True):
@@ -51,6 +49,10 @@ class SampleEvaluator(PlaneEvaluator):
 
     def _replica(self) -> "SampleEvaluator":
         return SampleEvaluator(self.ev.replica(), self.center, self.dirs, self.coefficients, 1, input_tables=False)
+
+    def _coefficient_rows(self, alphas: np.ndarray, betas: np.ndarray) -> np.ndarray:
+        """The design's rows of point numbers ``alphas``."""
+        return self.coefficients[np.asarray(alphas, np.int64)]
 
     def _coefficients(self, alpha: float, beta: float) -> tuple[float, ...]:
         """Point number ``alpha``'s row of the design (``beta`` is not used)."""

@@ -16,7 +16,9 @@ Layout::
 
 Root attributes: schema, schema_version, package_version, created, ``source`` (the landscape's file),
 ``source_checksum`` (SHA-256 of its loss array), ``quantity`` (``loss``), ``axes`` (JSON names), ``low``/``high``
-(the range of the values), ``roughness``, ``centre`` (JSON: the centre's basin, its area fraction, barrier and
+(the range of the values), ``roughness``, ``smad`` (Landscaper's saddle–minimum average distance on the merge
+tree), ``domain`` (``grid``, or ``points`` for a scattered sample: what
+basin fractions are shares of), ``centre`` (JSON: the centre's basin, its area fraction, barrier and
 rise, or null where the file has no centre point), ``thresholds`` (JSON: basin counts above absolute and
 relative persistence thresholds).
 
@@ -43,7 +45,7 @@ from ..analysis.topology import Topology
 from ..core.version import __version__
 from .hdf5 import TOPOLOGY_SCHEMA, TOPOLOGY_VERSION, read_whole, replaced_atomically
 
-__all__ = ["write_topology", "read_topology", "values_checksum"]
+__all__ = ["share_label", "write_topology", "read_topology", "values_checksum"]
 
 
 def values_checksum(values: np.ndarray) -> str:
@@ -54,6 +56,16 @@ def values_checksum(values: np.ndarray) -> str:
         64
     """
     return hashlib.sha256(np.ascontiguousarray(values, dtype=np.float64).tobytes()).hexdigest()
+
+
+def share_label(attrs: Mapping[str, Any]) -> str:
+    """What a topology file's basin fractions are shares of, as an axis label.
+
+    Example:
+        >>> share_label({"domain": "points"}), share_label({})
+        ('share of the points', 'share of the grid')
+    """
+    return "share of the points" if attrs.get("domain") == "points" else "share of the grid"
 
 
 def write_topology(path: str | Path, topo: Topology, attrs: Mapping[str, Any], axes: Sequence[np.ndarray],
@@ -73,7 +85,8 @@ def write_topology(path: str | Path, topo: Topology, attrs: Mapping[str, Any], a
     with replaced_atomically(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update({"schema": TOPOLOGY_SCHEMA, "schema_version": TOPOLOGY_VERSION,
                         "package_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                        "low": topo.low, "high": topo.high, "roughness": topo.roughness()})
+                        "low": topo.low, "high": topo.high, "roughness": topo.roughness(), "smad": topo.smad(),
+                        "domain": "points" if points is not None else "grid"})
         for k, v in attrs.items():
             f.attrs[k] = v if isinstance(v, (str, int, float, bool, np.number)) else json.dumps(v)
         f["persistence"] = topo.pairs

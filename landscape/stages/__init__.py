@@ -21,11 +21,12 @@ from .topology import LandscapeTopology, landscape_topology, topology_path, dist
 
 __all__ = [
     "read_summary", "write_summary", "summary", "check_dependencies", "SurfacePlan", "resolve_surface",
-    "plan_directions", "run_surface_job", "job_centre", "flat_directions", "PathsResult", "run_paths_job", "run_paths", "write_report",
+    "plan_directions", "run_surface_job", "job_centre", "PathsResult", "run_paths_job", "run_paths", "write_report",
     "run_dynamics", "correlation_report", "CurvatureResult", "run_curvature", "curvature_inputs", "run_job",
     "demo_job_path", "export_job", "decision_regions", "working_copy", "as_state", "axis_values", "given_evaluator",
-    "check_forward", "data_checksum", "model_label", "scratch_path", "progress_default", "copy_file", "Surface",
-    "surface", "PathResult", "CurvatureSummary", "path", "curve", "curvature", "SweepRun", "run_sweep",
-    "evaluate_checkpoint", "ReduceResult", "reduce_filters", "LandscapeTopology", "landscape_topology",
-    "topology_path", "distance_table", "RELATIVE_THRESHOLD", "sample", "run_sample_job", "sample_directions",
+    "check_forward", "data_checksum", "model_label", "scratch_path", "progress_default", "copy_file",
+    "flat_directions", "Surface", "surface", "sample", "run_sample_job", "sample_directions", "PathResult",
+    "CurvatureSummary", "path", "curve", "curvature", "SweepRun", "run_sweep", "evaluate_checkpoint",
+    "ReduceResult", "reduce_filters", "LandscapeTopology", "landscape_topology", "topology_path", "distance_table",
+    "RELATIVE_THRESHOLD",
 ]

@@ -52,7 +52,8 @@ class LandscapeTopology:
         name = f"{self.source}" + (f" [{self.item}]" if self.item else "")
         bar = max(threshold, relative * t.value_range)
         lines = [f"{name}: loss {t.low:.6g}..{t.high:.6g}, {len(t.basins)} basin(s), {t.count(threshold, relative)} "
-                 f"with a barrier above {bar:.3g} ({relative:g} of the range), roughness {t.roughness():.4g}"]
+                 f"with a barrier above {bar:.3g} ({relative:g} of the range), roughness {t.roughness():.4g}, "
+                 f"SMAD {t.smad():.4g}"]
         for i, b in enumerate(t.basins[:5]):
             if self.coefficients is not None:  # a scattered sample: the point and its coefficients
                 where = f"point {b.at[0]} (c = " + ", ".join(f"{v:.4g}" for v in self.coefficients[b.at[0]]) + ")"
@@ -66,7 +67,7 @@ class LandscapeTopology:
             c = self.centre
             barrier = "the deepest basin" if not math.isfinite(c["barrier"]) else \
                 f"barrier {c['barrier']:.4g}, rise from the centre {c['rise']:.4g}"
-            lines.append(f"  centre: in basin {c['basin']} ({100 * c['fraction']:.1f} % of the grid; {barrier})")
+            lines.append(f"  centre: in basin {c['basin']} ({100 * c['fraction']:.1f} % of the {'points' if self.coefficients is not None else 'grid'}; {barrier})")
         if self.end_barrier is not None:
             lines.append(f"  barrier between alpha = 0 and 1: {self.end_barrier:.6g} (highest loss between the ends "
                          "above the higher end)")

@@ -25,7 +25,7 @@ from ..engine.curvature_map import MAPS
 from ..io.hdf5 import open_hdf5
 from ..io.path_file import read_path
 from ..io.surface_file import CURVATURE_DONE, read_projected_path, read_surface
-from ..io.topology_file import read_topology
+from ..io.topology_file import read_topology, share_label
 from ..io.trajectory import TrajectoryStore
 from ..analysis.merge_tree import merge_tree_segments, topological_profile, tree_order
 from .overlay import path_to_draw, surface_height
@@ -314,10 +314,13 @@ def topology_section(path: Path) -> dict[str, Any]:
             ("basins", f"{len(t['basins/minimum'])}; above a barrier of " + ", ".join(
                 f"{k.split()[-1]}{' of the range' if k.startswith('relative') else ''}: {v}" for k, v in counts.items())),
             ("roughness", f"{float(a['roughness']):.4g} (the other basins' total barrier over the loss range)")]
+    if "smad" in a:
+        rows.append(("SMAD", f"{float(a['smad']):.4g} (Landscaper's saddle–minimum average distance)"))
     c = a.get("centre")
     if isinstance(c, dict):
         finite = c.get("barrier") not in (None, float("inf")) and np.isfinite(float(c["barrier"]))
-        rows.append(("centre's basin", f"basin {c['basin']}, {100 * float(c['fraction']):.1f} % of the grid, " +
+        share = share_label(a).split()[-1]
+        rows.append(("centre's basin", f"basin {c['basin']}, {100 * float(c['fraction']):.1f} % of the {share}, " +
                      (f"barrier {float(c['barrier']):.4g}" if finite else "the deepest (no barrier inside the grid)")))
     if np.isfinite(float(a.get("end_barrier", np.nan))):
         rows.append(("barrier between the ends", f"{float(a['end_barrier']):.6g}"))
@@ -360,7 +363,7 @@ def topology_section(path: Path) -> dict[str, Any]:
         figures.append({"title": f"{name}: topological profile (a valley per basin, as wide as its share of the grid)",
                         "data": [{"type": "scatter", "mode": "lines", "x": jsonable(px), "y": jsonable(py),
                                   "fill": "tozeroy", "line": {"color": "#222"}, "showlegend": False}],
-                        "layout": {"xaxis": {"title": {"text": "share of the grid"}, "range": [0, 1]},
+                        "layout": {"xaxis": {"title": {"text": share_label(a)}, "range": [0, 1]},
                                    "yaxis": {"title": {"text": "loss"},
                                              "range": [float(np.min(py)) - 0.05 * (top - float(np.min(py))), top]}}})
     return {"kind": "topology", "file": path.name, "rows": rows, "figures": figures}

@@ -19,7 +19,7 @@ from ..io.hdf5 import SAMPLE_SCHEMA, file_schema
 from ..io.path_file import read_path
 from ..io.sample_file import SampleData, read_sample
 from ..io.surface_file import read_surface
-from ..io.topology_file import read_topology
+from ..io.topology_file import read_topology, share_label
 from ..analysis.merge_tree import merge_tree_segments, topological_profile, tree_order
 from ..analysis.topology import basin_region
 from .mpl import pyplot, save_figure
@@ -104,7 +104,7 @@ def _tree_figure(t: dict, folder: Path, stem: str, formats: Sequence[str], relat
     profile.fill_between(x, y, top, color="0.9")
     profile.plot(x, y, color="k", lw=1.2)
     profile.set_xlim(0, 1)
-    profile.set_xlabel("share of the grid")
+    profile.set_xlabel(share_label(t["attrs"]))
     profile.set_ylabel("loss")
     profile.set_title("topological profile: a valley per basin")
     fig.tight_layout()

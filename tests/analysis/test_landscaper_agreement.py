@@ -61,3 +61,18 @@ def test_a_double_well_is_two_minima_for_both():
     f = (x[:, None] ** 2 - 1) ** 2 + 0.5 * x[None, :] ** 2
     A, B = np.meshgrid(x, x, indexing="ij")
     assert _minima(tda.merge_tree(f, np.stack([A.ravel(), B.ravel()], 1))) == persistence(f).count() == 2
+
+
+def test_our_smad_is_landscapers_on_the_same_arrays():
+    _landscaper_tda()
+    from landscaper import LossLandscape
+
+    f, _ = _wells(0)  # 5 minima; every minimum's contour-tree edge ends at the saddle where its basin first merges
+    x = np.linspace(0, 1, f.shape[0])
+    theirs = LossLandscape(f, [x, x])
+    ours = persistence(f)
+    assert ours.smad() == pytest.approx(theirs.smad(), rel=1e-12)
+    assert ours.smad(normalize=True) == pytest.approx(theirs.smad(normalize=True), rel=1e-12)
+    y = np.linspace(-2, 2, 25)
+    dw = (y[:, None] ** 2 - 1) ** 2 + 0.5 * y[None, :] ** 2  # both minima rise 1 to the saddle
+    assert persistence(dw).smad() == pytest.approx(LossLandscape(dw, [y, y]).smad()) == pytest.approx(1.0)

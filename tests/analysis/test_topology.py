@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from landscape.analysis.topology import diagram_distance, persistence
+from landscape.analysis.topology import diagram_distance, graph_persistence, persistence
 
 
 def double_well(barrier=1.0, n=41):
@@ -129,3 +129,15 @@ def test_scattered_samples_of_a_double_well_give_its_two_basins_and_barrier():
     assert t.pairs.shape == (len(t.basins), 2) and (t.dims == 0).all()
     e = neighbour_edges(c, 4)
     assert (e[:, 0] < e[:, 1]).all() and len(np.unique(e, axis=0)) == len(e)
+
+
+def test_smad_is_the_mean_rise_to_each_basins_first_merge():
+    # minima 0 (at 0), 1 (at 2), 1.5 (at 4): 1.5 joins 1 at 2, then 1's basin joins 0's at 3
+    t = persistence(np.array([0.0, 3.0, 1.0, 2.0, 1.5, 4.0]))
+    assert [b.merges_into for b in t.basins] == [None, 0, 1]
+    # rises: 0 → 3 (its first merge), 1 → 2 (1.5 joins it first, below its own saddle 3), 1.5 → 2
+    assert t.smad() == pytest.approx((3.0 + 1.0 + 0.5) / 3, abs=1e-15)
+    assert t.smad(normalize=True) == pytest.approx(1.5 / 4.0, abs=1e-15)
+    assert persistence(np.array([2.0, 1.0, 0.0, 1.0])).smad() == 0.0  # one bowl
+    x = np.linspace(-2, 2, 41)[:, None]
+    assert graph_persistence((x[:, 0] ** 2 - 1) ** 2, x, 2).smad() == pytest.approx(1.0)  # both rise 1

@@ -54,6 +54,28 @@ def test_the_planes_slice_of_a_4d_sample_equals_the_plane_bitwise_in_every_mode(
     assert ev.transforms() == {"input_tables": "conv1"} and ev.input_tables.count == 5
 
 
+def test_a_sample_stacks_points_with_vmap_and_gives_one_point_at_a_times_values_bitwise():
+    torch.manual_seed(0)
+    _, te = load_data("spiral", n_per_class=40)
+    ev = Evaluator(build_model("mlp", te.info()), te, "cpu")
+    c = ev.get_flat()
+    g = torch.Generator().manual_seed(2)
+    dirs = [torch.randn(c.shape, generator=g) * 0.3 for _ in range(3)]
+    coeffs = Design.grid(["-1:1:3"] * 3).coefficients()  # 27 points, most with a zero coefficient somewhere
+    coeffs = np.concatenate([coeffs, np.random.default_rng(0).uniform(-1, 1, (13, 3))])
+    idx = np.arange(float(len(coeffs)))
+    one = SampleEvaluator(ev, c, dirs, coeffs, 1).evaluate_points(idx, np.zeros(len(idx)))
+    stacked = SampleEvaluator(ev, c, dirs, coeffs, 8)
+    got = stacked.evaluate_points(idx, np.zeros(len(idx)))
+    assert stacked.batch_mode == "vmap" and stacked.points_per_batch == 8  # the stacking check passed
+    np.testing.assert_array_equal(got[0], one[0])
+    np.testing.assert_array_equal(got[1], one[1])
+    # the plane's slice (c3 = 0) of the stacked sample equals the stacked plane bitwise
+    on_plane = np.flatnonzero(coeffs[:, 2] == 0)
+    plane = PlaneEvaluator(ev, c, dirs[0], dirs[1], 8).evaluate_points(coeffs[on_plane, 0], coeffs[on_plane, 1])
+    np.testing.assert_array_equal(got[0][on_plane], plane[0])
+
+
 def test_designs_grid_order_sequences_in_box_and_ball_and_errors():
     d = Design.grid(["0:1:2", "-1:1:3", "5:5:1"])
     c = d.coefficients()
