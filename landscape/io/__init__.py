@@ -34,8 +34,5 @@ __all__ = [
     "check_state", "load_source", "apply_state", "split_source", "complete_state", "WEIGHT_FILES", "describe_file",
     "describe_path", "describe_correlation", "describe_sweep", "write_curvature", "read_curvature",
     "describe_curvature", "stored_curvature", "open_maps", "share_label", "write_topology", "read_topology",
-    "values_checksum", "open_hdf5", "file_schema", "unreadable", "label_dimension", "ensure_space", "write_failure",
-    "writes_to", "replaced_atomically", "read_whole", "WRITE_ERRNOS", "SURFACE_SCHEMA", "PATH_SCHEMA",
-    "SAMPLE_SCHEMA", "SURFACE_VERSION", "TRAJECTORY_SCHEMA", "TRAJECTORY_VERSION", "CORRELATION_SCHEMA",
-    "CURVATURE_SCHEMA", "CURVATURE_VERSION", "TOPOLOGY_SCHEMA", "TOPOLOGY_VERSION",
+    "values_checksum",
 ]
