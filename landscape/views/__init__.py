@@ -22,6 +22,7 @@ from .report import write_report, build_report, REPORT_NAME
 from .paraview import surface_script, filters_script, write_script, contour_levels, write_states, state_path
 from .inline import surface_figure, surface_xarray, INLINE_KINDS
 from .topology_plots import plot_topology, tree_inputs
+from .report_samples import sample_section, MAX_SAMPLE_POINTS
 
 __all__ = [
     "pyplot", "save_figure", "savefig", "log_tick_values", "plain_number", "plain_log_ticks", "path_to_draw",
@@ -35,5 +36,5 @@ __all__ = [
     "correlation_section", "topology_section", "jsonable", "log_ticks", "log_axis", "twin_layout", "MAX_SIDE",
     "MAX_PARAMETER_LINES", "write_report", "build_report", "REPORT_NAME", "surface_script", "filters_script",
     "write_script", "contour_levels", "write_states", "state_path", "surface_figure", "surface_xarray",
-    "INLINE_KINDS", "plot_topology", "tree_inputs",
+    "INLINE_KINDS", "plot_topology", "tree_inputs", "sample_section", "MAX_SAMPLE_POINTS",
 ]

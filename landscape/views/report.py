@@ -26,10 +26,11 @@ from typing import Any, Callable
 from ..core.errors import ConfigError, LandscapeError
 from ..core.optional import package_file, require
 from ..core.version import __version__
-from ..io.hdf5 import (CORRELATION_SCHEMA, CURVATURE_SCHEMA, PATH_SCHEMA, SURFACE_SCHEMA, TOPOLOGY_SCHEMA,
-                       TRAJECTORY_SCHEMA, file_schema, replaced_atomically)
+from ..io.hdf5 import (CORRELATION_SCHEMA, CURVATURE_SCHEMA, PATH_SCHEMA, SAMPLE_SCHEMA, SURFACE_SCHEMA,
+                       TOPOLOGY_SCHEMA, TRAJECTORY_SCHEMA, file_schema, replaced_atomically)
 from .report_data import (correlation_section, curvature_section, paths_section, surface_section,
                           topology_section, trajectory_section)
+from .report_samples import sample_section
 
 __all__ = ["write_report", "build_report", "REPORT_NAME"]
 
@@ -64,9 +65,10 @@ document.body.dataset.rendered=window.__reportErrors.length?'errors':'ok'})})();
 
 _BUILDERS: dict[str, Callable[[Path], dict[str, Any]]] = {
     SURFACE_SCHEMA: surface_section, TRAJECTORY_SCHEMA: trajectory_section, CURVATURE_SCHEMA: curvature_section,
-    CORRELATION_SCHEMA: correlation_section, TOPOLOGY_SCHEMA: topology_section}
+    CORRELATION_SCHEMA: correlation_section, TOPOLOGY_SCHEMA: topology_section, SAMPLE_SCHEMA: sample_section}
 _TITLES = {"surface": "Loss surface", "trajectory": "Training", "curvature": "Curvature",
-           "correlation": "Filter correlations", "paths": "Interpolation paths", "topology": "Topology"}
+           "correlation": "Filter correlations", "paths": "Interpolation paths", "topology": "Topology",
+           "sample": "k-dimensional sample"}
 
 
 def _e(x: Any) -> str:
@@ -132,7 +134,7 @@ def _provenance(out: Path, sections: list[dict[str, Any]]) -> str:
         parts.append("<h3>Job</h3>" + _table(rows))
     rows = []
     for s in sections:
-        if s["kind"] == "surface":
+        if s["kind"] in ("surface", "sample"):
             i = s["inputs"]
             data = i.get("data", {})
             seeded = i.get("directions") in (None, "random")  # PCA, Hessian or checkpoint directions draw nothing
@@ -141,7 +143,7 @@ def _provenance(out: Path, sections: list[dict[str, Any]]) -> str:
                          _shown(i.get("center")), _shown(i.get("directions")), _shown(i.get("norm")),
                          _shown(i.get("ignore")), _shown(i.get("seed")) if seeded else "not drawn", s["progress"]))
     if rows:
-        parts.append("<h3>Surfaces</h3>" + _table(rows, ("file", "model", "data", "split", "centre", "directions",
+        parts.append("<h3>Surfaces and samples</h3>" + _table(rows, ("file", "model", "data", "split", "centre", "directions",
                                                          "normalisation", "ignore", "seed", "progress")))
     runs = [(s.get("file"), r.get("started"), r.get("points"), f"{float(r.get('seconds', 0)):.1f}", r.get("status"),
              r.get("ranks"), r.get("device"), r.get("batch_mode"), r.get("host"),
@@ -233,7 +235,7 @@ def build_report(out_dir: str | Path) -> str:
             sections.append(paths_section(path_files))
         except (LandscapeError, OSError, KeyError, ValueError) as exc:
             problems.append(f"path files: not shown ({type(exc).__name__}: {exc})")
-    order = ("surface", "paths", "topology", "curvature", "trajectory", "correlation")
+    order = ("surface", "sample", "paths", "topology", "curvature", "trajectory", "correlation")
     sections.sort(key=lambda s: order.index(s["kind"]))
     figures: list[dict[str, Any]] = []
     body: list[str] = []
@@ -254,7 +256,7 @@ def build_report(out_dir: str | Path) -> str:
         html_parts.append('<div class="grid">')
         for f in s["figures"]:
             fid = f"fig{len(figures)}"
-            wide = f["data"] and f["data"][0]["type"] == "surface"
+            wide = f["data"] and f["data"][0]["type"] in ("surface", "scatter3d")
             html_parts.append(f'<div class="plot" id="{fid}"' + (' style="grid-column:1/-1"' if wide else "")
                               + "></div>")
             figures.append({"id": fid, **f})
@@ -270,7 +272,8 @@ def build_report(out_dir: str | Path) -> str:
     nav.insert(min(1, len(nav)), '<a href="#provenance">Provenance</a>')
     nav.append('<a href="#files">Files</a>')
     body.append(f'<section id="files"><h2>Files</h2>{_files(out, report)}</section>')
-    unfinished = [s["file"] for s in sections if s["kind"] == "surface" and "status complete" not in s["progress"]]
+    unfinished = [s["file"] for s in sections if s["kind"] in ("surface", "sample")
+                  and "status complete" not in s["progress"]]
     status = (f"in progress: {', '.join(unfinished)}" if unfinished else "complete")
     plotly_js = package_file("plotly", "package_data/plotly.min.js", "plot").read_text(encoding="utf-8")
     return "".join([

@@ -92,7 +92,7 @@ def test_demo_output_report_loads_without_errors_and_shows_the_surface(demo_out,
     n_divs = len(re.findall(r' id="fig\d+"', dom))
     assert n_divs >= 10 and dom.count('class="plot-container plotly"') == n_divs  # every figure drawn
     for text in ("Provenance", "Run history", "Robust and ambient layers", "lenet5", "digits", "filter",
-                 "λmax", "path_linear.h5", "Curvature"):
+                 "λmax", "path_linear.h5", "Curvature", "k-dimensional sample", "points along c0, c1, c2"):
         assert text in dom, text
     shot = tmp_path / "shot.png"
     open_page(page, tmp_path, shot)
@@ -160,7 +160,7 @@ def test_provenance_names_only_what_was_set(demo_out):
     prov = prov[:prov.index("</section>")]
     assert "None" not in prov, re.findall(r".{60}None.{20}", prov)
     assert "digits (all samples)" in prov
-    surfaces = prov[prov.index("<h3>Surfaces</h3>"):prov.index("<h3>Run history</h3>")]
+    surfaces = prov[prov.index("<h3>Surfaces and samples</h3>"):prov.index("<h3>Run history</h3>")]
     rows = {m[0]: m for m in re.findall(r"<tr><td>([^<]+)</td>((?:<td>[^<]*</td>)+)</tr>", surfaces)}
     assert "not drawn" in rows["surface_pca.h5"][1] and "not drawn" not in rows["surface.h5"][1]
 
@@ -177,6 +177,26 @@ def test_training_chart_keeps_its_legend_off_the_accuracy_axis_and_labels_log_ax
         if axis.get("type") == "log":
             assert len(axis["ticktext"]) >= 2 and all(re.fullmatch(r"[0-9.]+", t) for t in axis["ticktext"])
             assert len(set(axis["ticktext"])) == len(axis["ticktext"])
+
+
+def test_a_scattered_samples_section_draws_its_points_and_names_the_lowest(tmp_path):
+    from landscape.core.design import Design
+    from landscape.io.sample_file import open_sample
+    from landscape.views.report_samples import sample_section
+
+    d = Design.low_discrepancy("sobol", 4, 64)
+    c = d.coefficients()
+    st = open_sample(tmp_path / "s.h5", d, c, {"model": "mlp", "directions": "random"})
+    loss = 1 + (c ** 2).sum(1)
+    st.write(np.arange(40), loss[:40], np.full(40, 0.5))  # 40 of 64 done: a partial file
+    st.close()
+    sec = sample_section(tmp_path / "s.h5")
+    assert sec["progress"].startswith("40/64 points (62.5%)")
+    assert [f["data"][0]["type"] for f in sec["figures"]] == ["scatter3d", "scatter"]
+    three = sec["figures"][0]["data"][0]
+    assert len(three["x"]) == 40 and three["customdata"] == pytest.approx(loss[:40].tolist(), rel=1e-6)
+    low = int(np.argmin(loss[:40]))
+    assert dict(sec["rows"])["lowest loss"].startswith(f"{loss[low]:.6g} at point {low} ")
 
 
 def test_partial_surface_shows_progress(tmp_path, cli):
