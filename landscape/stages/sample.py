@@ -108,7 +108,7 @@ def run_sample_job(job: JobConfig, progress: bool = True, comm: Any | None = Non
     sc = sc or job.sample or SampleConfig()
     note_output(job.output)
     design = parse_design(sc.design, sc.k, list(sc.ranges), sc.points, sc.region, sc.design_seed)
-    data, model, state, center_src = job_centre(job, sc.center, sc.subset)
+    data, model, state, center_src = job_centre(job, sc.center, sc.subset, "sample")
     dirs, info = sample_directions(job, model, state, sc, data)
     model.load_state_dict(complete_state(model, state))
     records, datasets = _records(dirs, state, info)

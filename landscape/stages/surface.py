@@ -39,7 +39,8 @@ from ..io.checkpoints import complete_state
 from ..io.curvature_maps import open_maps
 from ..io.surface_file import SurfaceStore
 from ..run.config import CurvatureConfig, JobConfig, SurfaceConfig
-from ..run.inputs import job_evaluator, evaluation_data, prepare_data, prepare_model, resolve_checkpoint
+from ..run.inputs import (job_evaluator, evaluation_data, is_source, prepare_data, prepare_model, resolve_checkpoint,
+                          seed_reference)
 from ..run.mpi import agree, note_output, on_root, pick_device
 from ..run.planes import (checkpoint_plane, file_plane, find_trajectory, grid_axis, hessian_plane, pca_plane,
                           random_plane)
@@ -96,14 +97,21 @@ def plan_directions(job: JobConfig, model: nn.Module, center: dict[str, torch.Te
     return file_plane(sf.directions_file, center, count)
 
 
-def job_centre(job: JobConfig, center: str, subset: int | None) -> tuple[Any, nn.Module, dict[str, torch.Tensor],
-                                                                         str]:
+def job_centre(job: JobConfig, center: str, subset: int | None, section: str = "surface"
+               ) -> tuple[Any, nn.Module, dict[str, torch.Tensor], str]:
     """A job's evaluation data (``subset`` of its split), its model, the centre's state (``center``: a checkpoint
-    of the job's trajectory, a file or run.h5:NAME) in the evaluator's order, and where the centre came from."""
+    of the job's trajectory, a file or run.h5:NAME) in the evaluator's order, and where the centre came from;
+    ``section``: the job section that named the centre (for the message when there is no trajectory)."""
     tr, te = prepare_data(job.data)
     data = evaluation_data(tr, te, job.data, job.evaluate.split, subset)
     model = prepare_model(job.model, tr, job.train.seed)
-    state, source = resolve_checkpoint(center, model, Path(job.output) / "trajectory.h5", job.model.checkpoint)
+    trajectory = Path(job.output) / "trajectory.h5"
+    if not (is_source(center) or seed_reference(center) or (job.model.checkpoint and center == "final")) \
+            and not trajectory.exists():
+        raise StoreError(f"{trajectory}: trajectory file does not exist, and {section}.center = {center!r} names one "
+                         f"of its checkpoints; train first (landscape train, or landscape run JOB), or give the "
+                         f"centre as a checkpoint file: --center my.pt ({section}.center = \"my.pt\")")
+    state, source = resolve_checkpoint(center, model, trajectory, job.model.checkpoint)
     return data, model, {name: state[name] for name in model_state(model)}, source  # parameters, then buffers
 
 

@@ -156,3 +156,13 @@ def test_a_sample_on_two_ranks_equals_the_serial_one(tmp_path):
     mpi = read_sample(tmp_path / "mpi.h5")
     np.testing.assert_array_equal(mpi.loss, serial.loss)
     assert json.loads(mpi.attrs["runs"])[-1]["ranks"] == 2
+
+
+def test_a_sample_with_no_trajectory_names_sample_center_in_its_message(tmp_path, caplog):
+    from landscape.cli import main
+
+    code = main(["sample", "--data", "spiral", "--model", "mlp", "--k", "2", "--range=-1:1:3", "--output",
+                 str(tmp_path), "--no-progress"])
+    err = caplog.text
+    assert code != 0 and "sample.center = 'final'" in err and "surface.center" not in err, err
+    assert "--center my.pt" in err and not list(tmp_path.glob("*.h5"))
