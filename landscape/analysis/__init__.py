@@ -16,7 +16,8 @@ from .dynamics import (
     LayerNorms, filter_correlation, activation_correlation, correlated_pairs, merge_filters, layer_kind)
 from .sharpness import epsilon_box, epsilon_sharpness, basin_width
 from .spectrum import (
-    MatVec, Eigenpairs, lanczos, extreme_eigenpairs, TraceEstimate, hutchinson_trace, slq_density, TRACE_METHODS)
+    MatVec, MatMat, Eigenpairs, lanczos, extreme_eigenpairs, TraceEstimate, hutchinson_trace, slq_density,
+    TRACE_METHODS)
 from .topology import (
     Basin, Topology, persistence, basin_region, diagram_distance, DISTANCES, MERGE_TREE_BASINS, graph_persistence,
     neighbour_edges)
@@ -28,8 +29,9 @@ __all__ = [
     "bezier_weights", "polychain_weights", "curve_weights", "basis_moments", "optimal_bend", "chord_midpoint",
     "Curve", "lagrange_weights", "linear_weights", "path_weights", "PathItem", "path_items", "KINDS", "LEVELS",
     "layer_report", "LayerNorms", "filter_correlation", "activation_correlation", "correlated_pairs",
-    "merge_filters", "layer_kind", "epsilon_box", "epsilon_sharpness", "basin_width", "MatVec", "Eigenpairs",
-    "lanczos", "extreme_eigenpairs", "TraceEstimate", "hutchinson_trace", "slq_density", "TRACE_METHODS", "Basin",
-    "Topology", "persistence", "basin_region", "diagram_distance", "DISTANCES", "MERGE_TREE_BASINS",
-    "graph_persistence", "neighbour_edges", "tree_order", "merge_tree_segments", "topological_profile",
+    "merge_filters", "layer_kind", "epsilon_box", "epsilon_sharpness", "basin_width", "MatVec", "MatMat",
+    "Eigenpairs", "lanczos", "extreme_eigenpairs", "TraceEstimate", "hutchinson_trace", "slq_density",
+    "TRACE_METHODS", "Basin", "Topology", "persistence", "basin_region", "diagram_distance", "DISTANCES",
+    "MERGE_TREE_BASINS", "graph_persistence", "neighbour_edges", "tree_order", "merge_tree_segments",
+    "topological_profile",
 ]

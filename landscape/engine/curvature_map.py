@@ -71,7 +71,7 @@ class CurvatureMap:
             vec = eig.vectors.sum(0)  # one start vector near both ends' eigenvectors
         if "trace" in self.quantities:
             est = hutchinson_trace(self.op.matvec, self.op.numel, self.trace_samples, self.seed, self.trace_method,
-                                   self.op.device)
+                                   self.op.device, matmat=self.op.matmat)
             out["trace"] = est.value
         return out, vec
 

@@ -92,6 +92,7 @@ class HessianOperator:
         self.device = evaluator.device
         self._loss = per_sample_loss(evaluator.loss_name) if evaluator.objective is None else None
         self.matvecs = 0
+        self.batched_products: bool | None = None  # batched backwards give matvec's values (checked once)
 
     def _batch_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One batch's summed loss, differentiable."""
@@ -139,9 +140,63 @@ class HessianOperator:
 
     def _add_product(self, out: torch.Tensor, grads: tuple[torch.Tensor, ...], vs: list[torch.Tensor],
                      keep: bool) -> None:
-        """One batch's H·v, the backward of its gradient ``grads`` along ``vs``, added to ``out`` in float64."""
-        hv = torch.autograd.grad(grads, self.params, grad_outputs=vs, retain_graph=keep)
-        out += torch.cat([h.reshape(-1) for h in hv]).double()
+        """One batch's H·v, the backward of its gradient ``grads`` along ``vs``, added to ``out`` in float64
+        (rows of H·V when ``out`` is ``[m, n]`` and ``vs`` carry a leading dimension of m: one batched backward)."""
+        batched = out.dim() == 2
+        hv = torch.autograd.grad(grads, self.params, grad_outputs=vs, retain_graph=keep, is_grads_batched=batched)
+        if batched:
+            out += torch.cat([h.reshape(len(out), -1) for h in hv], dim=1).double()
+        else:
+            out += torch.cat([h.reshape(-1) for h in hv]).double()
+
+    def matmat(self, vectors: torch.Tensor) -> torch.Tensor:
+        """H·vᵢ for the rows of ``vectors`` ``[m, n]`` (float64 ``[m, n]``), by one batched backward per batch
+        (autograd's ``is_grads_batched``: vmap over the products) instead of m. Each row is checked once against
+        :meth:`matvec`: where a model's batched backward rounds differently, the rows are computed one by one,
+        so the values never depend on the block size.
+
+        Example:
+            >>> from landscape.core.data import load_data
+            >>> from landscape.core.models import build_model
+            >>> _, te = load_data("spiral", n_per_class=10)
+            >>> op = HessianOperator(Evaluator(build_model("mlp", te.info(), depth=1, width=4), te, "cpu"))
+            >>> v = torch.randn(3, op.numel, dtype=torch.float64)
+            >>> bool((op.matmat(v)[1] == op.matvec(v[1])).all())
+            True
+        """
+        vectors = vectors.to(self.device, torch.float64)
+        if self.batched_products is None and len(vectors) > 1:
+            first = self._products(vectors[:2])
+            self.batched_products = bool(torch.equal(first[0], self.matvec(vectors[0])))
+            self.matvecs -= 1  # the check's own product
+            if not self.batched_products:
+                log.info("batched Hessian-vector products round differently for this model: one at a time")
+            elif len(vectors) == 2:
+                return first
+            else:
+                return torch.cat([first, self.matmat(vectors[2:])])
+        if not self.batched_products or len(vectors) == 1:
+            return torch.stack([self.matvec(v) for v in vectors])
+        return self._products(vectors)
+
+    def _products(self, vectors: torch.Tensor) -> torch.Tensor:
+        """The rows' products by batched backwards (the graphs kept, or built, as :meth:`matvec` does)."""
+        self._eval_mode()
+        m = len(vectors)
+        vs = [c.reshape((m,) + p.shape).to(p.dtype) for c, p in zip(torch.split(vectors, self.sizes, dim=1),
+                                                                      self.params)]
+        out = torch.zeros(m, self.numel, dtype=torch.float64, device=self.device)
+        key = self._state_key()
+        with torch.enable_grad():
+            if self._graphs is not None and self._key == key:
+                for grads in self._graphs:
+                    self._add_product(out, grads, vs, keep=True)
+            else:
+                self.release()
+                graphs = self._build(vs, out)
+                self._graphs, self._key = graphs, (key if graphs is not None else None)
+        self.matvecs += m
+        return out / self.ev.count
 
     def _fits(self) -> bool:
         need = self._bytes_per_sample * self.ev.count

@@ -128,7 +128,8 @@ def _run_curvature(job: JobConfig, cc: CurvatureConfig) -> CurvatureResult:
     seconds = {"eigenpairs": time.perf_counter() - t0}
     if cc.trace:
         t = time.perf_counter()
-        tr_est = hutchinson_trace(op.matvec, op.numel, cc.trace_samples, cc.seed, cc.trace_method, ev.device)
+        tr_est = hutchinson_trace(op.matvec, op.numel, cc.trace_samples, cc.seed, cc.trace_method, ev.device,
+                                  matmat=op.matmat)
         arrays.update(trace=np.float64(tr_est.value), trace_stderr=np.float64(tr_est.stderr))
         attrs.update(trace_method=tr_est.method, trace_matvecs=tr_est.matvecs)
         seconds["trace"] = time.perf_counter() - t

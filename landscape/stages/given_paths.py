@@ -244,7 +244,8 @@ def curvature(model: nn.Module, data: Any, *, top_k: int = 1, bottom_k: int = 0,
                                   "eigenvectors": torch.stack([op.embed(v) for v in eig.vectors]).numpy()}
         tr = None
         if trace:
-            tr = hutchinson_trace(op.matvec, op.numel, trace_samples, seed, trace_method, ev.device)
+            tr = hutchinson_trace(op.matvec, op.numel, trace_samples, seed, trace_method, ev.device,
+                                  matmat=op.matmat)
             arrays.update(trace=np.float64(tr.value), trace_stderr=np.float64(tr.stderr))
         grid = dens = None
         if density:

@@ -110,6 +110,43 @@ def test_kept_gradient_graphs_give_the_same_products_and_follow_every_write(smal
     assert not op.graph_kept
 
 
+@pytest.mark.parametrize("model_name", ["mlp", "lenet5"])
+def test_batched_products_are_each_vectors_own_product_bitwise_and_the_trace_is_unchanged(model_name):
+    from landscape.core.data import TensorData
+
+    if model_name == "mlp":
+        _, te = load_data("spiral", n_per_class=20)
+    else:
+        full = load_data("digits")[1]
+        te = TensorData(full.x[:64], full.y[:64], "classification", 10, name="digits64")
+    torch.manual_seed(0)
+    ev = Evaluator(build_model(model_name, te.info()), te, "cpu", batch_size=40)  # two batches
+    op = HessianOperator(ev)
+    g = torch.Generator().manual_seed(1)
+    v = torch.randn(5, op.numel, generator=g, dtype=torch.float64)
+    block = op.matmat(v)
+    assert op.batched_products  # the check passed: batched backwards give the products bitwise
+    for row, vi in zip(block, v):
+        assert torch.equal(row, op.matvec(vi))
+    fresh = HessianOperator(Evaluator(copy.deepcopy(ev.model), te, "cpu", batch_size=40), keep_graph=False)
+    assert torch.equal(fresh.matmat(v), block)  # graphs built batch by batch give them too
+    for method in ("hutchinson", "hutch++"):
+        one = hutchinson_trace(op.matvec, op.numel, 12, seed=3, method=method)
+        blocks = hutchinson_trace(op.matvec, op.numel, 12, seed=3, method=method, matmat=op.matmat, block=5)
+        assert (blocks.value, blocks.stderr, blocks.matvecs) == (one.value, one.stderr, one.matvecs)
+
+
+def test_batched_products_that_round_otherwise_fall_back_to_one_at_a_time(small, monkeypatch):
+    model, te = small
+    op = HessianOperator(Evaluator(copy.deepcopy(model), te, "cpu"))
+    real = op._products
+    monkeypatch.setattr(op, "_products", lambda v: real(v) * (1 + 1e-12))  # a backend that rounds otherwise
+    v = torch.randn(3, op.numel, dtype=torch.float64)
+    got = op.matmat(v)
+    assert op.batched_products is False
+    assert all(torch.equal(r, op.matvec(vi)) for r, vi in zip(got, v))
+
+
 def test_graphs_are_not_kept_when_they_do_not_fit(small):
     model, te = small
     op = HessianOperator(Evaluator(copy.deepcopy(model), te, "cpu"), memory_fraction=0.0)
