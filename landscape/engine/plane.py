@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import torch
@@ -287,6 +288,22 @@ class PlaneEvaluator:
             loss[rest], acc[rest] = self._evaluate(alphas[rest], betas[rest])
         self._observe(len(rest), time.perf_counter() - started)
         return loss, acc
+
+    def choice(self) -> dict[str, Any]:
+        """What calibration chose (how many points at once and how, the batch size, the rate it measured), to
+        share with other ranks (:meth:`use_choice`)."""
+        return {"batch_mode": self.batch_mode, "points_per_batch": self.points_per_batch,
+                "batch_size": self.ev.batch_size, "rate": self.calibrated_rate}
+
+    def use_choice(self, choice: dict[str, Any]) -> None:
+        """Evaluate as another rank's calibration chose (:meth:`choice`) instead of calibrating: the values are
+        the same in every mode, so ranks may switch at any chunk. It does not calibrate again later (the rank
+        that chose does)."""
+        self.auto = False
+        self.batch_mode, self.points_per_batch = choice["batch_mode"], int(choice["points_per_batch"])
+        self.ev.set_batch_size(int(choice["batch_size"]))
+        log.info("evaluating as rank 0's calibration chose: %d point(s) per batch (%s), batch size %d",
+                 self.points_per_batch, self.batch_mode, self.ev.batch_size)
 
     def _observe(self, points: int, seconds: float, drop: float = 0.7, patience: int = 2,
                  max_revisions: int = 2) -> None:

@@ -69,10 +69,8 @@ def _worker(comm: Any, plane: Any) -> None:
     kind = "ready"
     try:
         with interruptible():
-            # the size of its first chunk, the points its auto calibration times its candidates on (a rank
-            # measures its own speed, so that no rank waits for another's)
-            first = plane.calibration_chunk() if plane.auto else None
-            comm.send(("ready", first), dest=0, tag=TAG_TO_MASTER)
+            # whether it would calibrate (auto): rank 0 then calibrates for all and sends its choice
+            comm.send(("ready", bool(getattr(plane, "auto", False))), dest=0, tag=TAG_TO_MASTER)
             while True:
                 wait_for(comm, 0, TAG_TO_WORKER)
                 kind, payload = comm.recv(source=0, tag=TAG_TO_WORKER)
@@ -81,6 +79,12 @@ def _worker(comm: Any, plane: Any) -> None:
                                       "command to resume")
                 if kind == "stop":
                     return
+                if kind == "mode":  # rank 0's calibration: wait for it (one point at a time), or use it
+                    if payload is None:
+                        plane.auto = False
+                    else:
+                        plane.use_choice(payload)
+                    continue
                 idx, a, b = payload
                 t = time.perf_counter()
                 values = tuple(plane.evaluate_points(a, b))  # loss and accuracy, or a curvature map's values
@@ -168,7 +172,12 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
     in_flight: dict[int, np.ndarray] = {}
     active = set(range(1, size))
     minimum = 1 if plane is None or plane.auto else plane.points_per_batch
-    firsts: dict[int, int] = {}  # each rank's first chunk, which its auto calibration times its candidates on
+    firsts: dict[int, int] = {}  # rank 0's first chunk, which its auto calibration times its candidates on
+    # rank 0 calibrates once (on its own first chunk, while the others compute) and shares its choice: the ranks
+    # that would calibrate evaluate one point at a time until it comes (values are the same in every mode)
+    sharing = local and bool(getattr(plane, "auto", False)) and hasattr(plane, "choice") and not chunk
+    choice: dict | None = None
+    waiting: set[int] = set()  # ranks told to wait for the choice
     unit = getattr(plane, "chunk_unit", 1)  # chunks of whole rows when a point depends on its row's previous
     total, computed = store.grid.size, 0
     bar = Progress(total, total - len(pending), f"{store.path.name} on {size} ranks", "points", progress)
@@ -223,8 +232,10 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
                         continue
                     if kind == "result":
                         record(rank, payload)
-                    elif kind == "ready" and payload:
-                        firsts[rank] = int(payload)
+                    elif kind == "ready" and payload and sharing:
+                        comm.send(("mode", choice), dest=rank, tag=TAG_TO_WORKER)
+                        if choice is None:
+                            waiting.add(rank)
                     work = take(rank)
                     comm.send(("stop", None) if work is None else ("work", work), dest=rank, tag=TAG_TO_WORKER)
                     if work is None:
@@ -237,6 +248,11 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
                             raise RankFailed(payload)
                         worker.busy = False
                         record(0, payload)
+                        if sharing and choice is None:  # rank 0's first chunk: its calibration is done
+                            choice = plane.choice()
+                            for rank in sorted(waiting & active):
+                                comm.send(("mode", choice), dest=rank, tag=TAG_TO_WORKER)
+                            waiting.clear()
                         feed_local()
                 if not progressed:
                     time.sleep(2e-4)

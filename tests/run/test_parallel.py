@@ -74,6 +74,8 @@ def test_mpi_equals_serial(tmp_path, center, n, extra):
     np.testing.assert_array_equal(s.accuracy, center.accuracy)
     for rank in range(n):  # every rank reported where it runs
         assert f"rank {rank} (local {rank} of {n})" in r.stderr and "-> cpu" in r.stderr
+    if not extra:  # rank 0 calibrates once and shares its choice (with a fixed chunk size each rank calibrates)
+        assert r.stderr.count("points per batch:") == 1, r.stderr
 
 
 @pytest.mark.mpi
