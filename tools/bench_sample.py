@@ -27,6 +27,9 @@ sys.path.insert(0, str(ROOT))
 
 from landscape.run.mpi import matching_mpiexec  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "tools"))
+from benchlib import write_markdown  # noqa: E402
+
 log = logging.getLogger("bench_sample")
 
 
@@ -44,6 +47,7 @@ def main() -> None:
     ap.add_argument("--data", default="spiral")
     ap.add_argument("--ranks", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--markdown", help="also write the table here (docs/bench/sample.md is the documentation's)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     side = round((args.n ** args.k) ** 0.5)
@@ -66,8 +70,20 @@ def main() -> None:
                 log.info("round %d %s: %.0f points/s", r + 1, kind, rates[kind][-1])
     s, p = statistics.median(rates["sample"]), statistics.median(rates["plane"])
     print(f"{args.model}/{args.data}, {args.ranks} ranks: {args.k}-D grid {args.n}^{args.k} = {args.n ** args.k} points "
-          f"{s:.0f} points/s; 2-D grid {side}x{side} = {side * side} points {p:.0f} points/s; "
+          f"{s:.0f} points/s ({min(rates['sample']):.0f}..{max(rates['sample']):.0f}); 2-D grid {side}x{side} = "
+          f"{side * side} points {p:.0f} points/s ({min(rates['plane']):.0f}..{max(rates['plane']):.0f}); "
           f"ratio sample/plane {s / p:.3f} (median of {args.repeats} interleaved rounds)")
+    if args.markdown:
+        write_markdown(args.markdown, "python tools/bench_sample.py" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:]
+                                                                         else ""),
+                       ("grid", "points", f"points/s on mpiexec -n {args.ranks}", "sample / plane"),
+                       [(f"{args.k}-D sample, {args.n}^{args.k}", args.n ** args.k,
+                         f"{s:.0f} ({min(rates['sample']):.0f}–{max(rates['sample']):.0f})", f"{s / p:.2f}"),
+                        (f"2-D surface, {side}×{side}", side * side,
+                         f"{p:.0f} ({min(rates['plane']):.0f}–{max(rates['plane']):.0f})", "1")],
+                       f"{args.model} on {args.data}; median (min–max) of {args.repeats} interleaved rounds, each a "
+                       "whole `landscape sample` / `landscape surface` process (points/s from the file's run "
+                       "record: calibration and writes included).")
 
 
 if __name__ == "__main__":

@@ -87,6 +87,7 @@ class PlaneEvaluator:
         self.auto = points_per_batch == "auto"
         self.expected_points: int | None = None  # points this evaluator will compute (the calibration's budget)
         self._stacking_checked = False
+        self._zero_exact: bool | None = None  # see _zero_adds_exact
         self.batch_mode, self.points_per_batch = parse_points_per_batch(points_per_batch)
         # streamed data: each batch is read once for a chunk of points_per_pass points (runners hand out whole
         # chunks); the points are evaluated one after another on each batch
@@ -179,9 +180,20 @@ class PlaneEvaluator:
                 t = torch.addcmul(t, cols[:, j], part[i].unsqueeze(0)) if j == 0 else t.addcmul_(cols[:, j],
                                                                                               part[i].unsqueeze(0))
             stacked[name] = t
-        for k in np.flatnonzero((rows == 0).any(axis=1)):
-            self._form([stacked[name][k] for name in self.names], *rows[k])
+        if not self._zero_adds_exact:
+            for k in np.flatnonzero((rows == 0).any(axis=1)):
+                self._form([stacked[name][k] for name in self.names], *rows[k])
         return stacked
+
+    @property
+    def _zero_adds_exact(self) -> bool:
+        """Whether adding 0·d (what set_point skips) leaves every moved tensor bitwise as it is: t + (±0) = t
+        unless t is -0.0 (only where the centre has -0.0: a sum is -0.0 only if both terms are), and 0·d is ±0
+        only where d is finite. Then a stack needs no point formed apart."""
+        if self._zero_exact is None:
+            self._zero_exact = not any(bool(((c == 0) & torch.signbit(c)).any()) for c in self.c) and all(
+                bool(torch.isfinite(t).all()) for part in self.parts for t in part)
+        return self._zero_exact
 
     @torch.no_grad()
     def _evaluate_batched(self, alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

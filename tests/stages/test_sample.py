@@ -54,11 +54,14 @@ def test_the_planes_slice_of_a_4d_sample_equals_the_plane_bitwise_in_every_mode(
     assert ev.transforms() == {"input_tables": "conv1"} and ev.input_tables.count == 5
 
 
-def test_a_sample_stacks_points_with_vmap_and_gives_one_point_at_a_times_values_bitwise():
+@pytest.mark.parametrize("negative_zero", [False, True])
+def test_a_sample_stacks_points_with_vmap_and_gives_one_point_at_a_times_values_bitwise(negative_zero):
     torch.manual_seed(0)
     _, te = load_data("spiral", n_per_class=40)
     ev = Evaluator(build_model("mlp", te.info()), te, "cpu")
     c = ev.get_flat()
+    if negative_zero:  # -0.0 + 0·d is +0.0: points with a zero coefficient are then formed one by one
+        c[-40:] = -0.0
     g = torch.Generator().manual_seed(2)
     dirs = [torch.randn(c.shape, generator=g) * 0.3 for _ in range(3)]
     coeffs = Design.grid(["-1:1:3"] * 3).coefficients()  # 27 points, most with a zero coefficient somewhere
@@ -68,6 +71,7 @@ def test_a_sample_stacks_points_with_vmap_and_gives_one_point_at_a_times_values_
     stacked = SampleEvaluator(ev, c, dirs, coeffs, 8)
     got = stacked.evaluate_points(idx, np.zeros(len(idx)))
     assert stacked.batch_mode == "vmap" and stacked.points_per_batch == 8  # the stacking check passed
+    assert stacked._zero_adds_exact is (not negative_zero)
     np.testing.assert_array_equal(got[0], one[0])
     np.testing.assert_array_equal(got[1], one[1])
     # the plane's slice (c3 = 0) of the stacked sample equals the stacked plane bitwise
