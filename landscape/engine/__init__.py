@@ -20,6 +20,7 @@ from .folding import fold_conv_bn, FoldedNet, GraphFold
 from .objective import Step, Objective, is_step, OBJECTIVE_LOSSES
 from .fastpool import strided_max_pool2d, exact_pooling, ExactPooling
 from .input_tables import InputTables, find_input_conv, input_conv, attach_tables, TABLE_ROWS
+from .data_conv import PatchedConv, PATCH_BYTES
 
 __all__ = [
     "resolve_device", "autocast_context", "cpu_has_bf16", "keep_freed_memory", "available_memory", "default_budget",
@@ -29,5 +30,5 @@ __all__ = [
     "CurveModule", "bend_state", "batchnorm_layers", "update_bn", "PathEvaluator", "HessianOperator",
     "CurvatureMap", "MAPS", "CompiledNet", "fold_conv_bn", "FoldedNet", "GraphFold", "Step", "Objective", "is_step",
     "OBJECTIVE_LOSSES", "strided_max_pool2d", "exact_pooling", "ExactPooling", "InputTables", "find_input_conv",
-    "input_conv", "attach_tables", "TABLE_ROWS",
+    "input_conv", "attach_tables", "TABLE_ROWS", "PatchedConv", "PATCH_BYTES",
 ]

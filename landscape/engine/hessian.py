@@ -38,7 +38,9 @@ from ..analysis.directions import movable_names
 from ..core.errors import ConfigError
 from .device import available_memory
 from .evaluator import Evaluator
+from .data_conv import PatchedConv
 from .folding import FoldedNet
+from .input_tables import find_input_conv
 from .losses import logits, per_sample_loss
 
 __all__ = ["HessianOperator"]
@@ -93,12 +95,33 @@ class HessianOperator:
         self._loss = per_sample_loss(evaluator.loss_name) if evaluator.objective is None else None
         self.matvecs = 0
         self.batched_products: bool | None = None  # batched backwards give matvec's values (checked once)
+        self._data_conv: PatchedConv | None | bool = False  # the data's convolution (False: not looked for yet)
 
     def _batch_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One batch's summed loss, differentiable."""
         if self.ev.objective is not None:
             return self.ev.objective.terms(self._net, x, y)[0].float()
-        return self._loss(logits(self._net(x)).float(), y).sum()
+        with self._data_conv_patched(x):
+            return self._loss(logits(self._net(x)).float(), y).sum()
+
+    @contextlib.contextmanager
+    def _data_conv_patched(self, x: torch.Tensor) -> Iterator[None]:
+        """The convolution applied to the data takes its gradient from the data's patches (engine/data_conv.py:
+        its double backward then computes no gradient for the data)."""
+        if self._data_conv is False:  # not looked for yet: the first convolution on a data batch, if eligible
+            conv = find_input_conv(self._net, x[:1], PatchedConv.KINDS) \
+                if x.dim() == 4 and x.is_floating_point() else None
+            self._data_conv = PatchedConv(conv) if conv is not None else None
+        if self._data_conv is None or not self._data_conv.usable(x):
+            yield
+            return
+        patched = self._data_conv
+        handle = patched.module.register_forward_hook(
+            lambda module, args, out: patched.output(out, x) if args and args[0] is x else None)
+        try:
+            yield
+        finally:
+            handle.remove()
 
     def _split(self, v: torch.Tensor) -> list[torch.Tensor]:
         return [c.view_as(p).to(p.dtype) for c, p in zip(torch.split(v.to(self.device), self.sizes), self.params)]

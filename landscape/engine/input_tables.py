@@ -59,9 +59,10 @@ _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 TABLE_ROWS = 64  # rows per convolution call when tables are computed: fixed, so tables never depend on a batch size
 
 
-def find_input_conv(net: nn.Module, x: torch.Tensor) -> nn.Module | None:
+def find_input_conv(net: nn.Module, x: torch.Tensor, kinds: tuple[type, ...] = _CONV) -> nn.Module | None:
     """The convolution that a forward of ``net`` applies to the batch ``x`` itself (the tensor given, not a
-    transformed copy), or None. Only plain ``nn.Conv1d/2d/3d`` modules count (a subclass may compute otherwise).
+    transformed copy), or None. Only modules of exactly the types ``kinds`` count (plain ``nn.Conv1d/2d/3d``: a
+    subclass may compute otherwise).
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 2, 3))
@@ -76,7 +77,7 @@ def find_input_conv(net: nn.Module, x: torch.Tensor) -> nn.Module | None:
         if not found and args and args[0] is x:
             found.append(module)
 
-    handles = [m.register_forward_pre_hook(pre) for m in net.modules() if type(m) in _CONV]
+    handles = [m.register_forward_pre_hook(pre) for m in net.modules() if type(m) in kinds]
     try:
         with torch.no_grad():
             net(x)

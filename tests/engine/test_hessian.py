@@ -136,6 +136,35 @@ def test_batched_products_are_each_vectors_own_product_bitwise_and_the_trace_is_
         assert (blocks.value, blocks.stderr, blocks.matvecs) == (one.value, one.stderr, one.matvecs)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_the_data_convolutions_patch_gradient_gives_the_exact_hessian_and_no_data_gradient(dtype):
+    from torch import nn
+    from landscape.core.data import TensorData
+    from landscape.engine.data_conv import PatchedConv
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, stride=2), nn.Tanh(), nn.Conv2d(3, 2, 2), nn.Tanh(),
+                        nn.Flatten(), nn.Linear(2 * 3 * 3, 4)).to(dtype)
+    data = TensorData(torch.randn(30, 2, 8, 8, dtype=dtype), torch.arange(30) % 4, "classification", 4, name="t")
+    op = HessianOperator(Evaluator(net, data, "cpu", batch_size=16), ignore="none")  # two batches
+    h = exact_hessian(net, data, op.names)
+    g = torch.Generator().manual_seed(1)
+    v = torch.randn(op.numel, generator=g, dtype=torch.float64)
+    hv = op.matvec(v)
+    np.testing.assert_allclose(hv.numpy(), (h @ v).numpy(), rtol=2e-5, atol=2e-5 * float(h.abs().max()))
+    assert isinstance(op._data_conv, PatchedConv) and op._data_conv.conv is net[0]
+    plain = HessianOperator(Evaluator(net, data, "cpu", batch_size=16), ignore="none")
+    plain._data_conv = None  # the convolution's own double backward
+    np.testing.assert_allclose(hv.numpy(), plain.matvec(v).numpy(), rtol=1e-6 if dtype == torch.float32 else 1e-12,
+                               atol=1e-6 * float(hv.abs().max()))
+    # the double backward of a product computes no transposed convolution back onto the data
+    with torch.profiler.profile(record_shapes=True) as prof:
+        op.matvec(v)
+    shapes = [e.input_shapes for e in prof.events() if e.name == "aten::convolution" and e.input_shapes]
+    # (conv1's output gradient [16, 3, 4, 4] through its weight [3, 2, 3, 3] back to the data's shape)
+    assert shapes and not any(list(s[0]) == [16, 3, 4, 4] and list(s[1]) == [3, 2, 3, 3] for s in shapes)
+
+
 def test_batched_products_that_round_otherwise_fall_back_to_one_at_a_time(small, monkeypatch):
     model, te = small
     op = HessianOperator(Evaluator(copy.deepcopy(model), te, "cpu"))
@@ -178,6 +207,8 @@ def test_batchnorm_folded_inside_the_forward_gives_the_exact_hessian():
         exact = (h @ v).numpy()
         for op in (folded, plain):
             np.testing.assert_allclose(op.matvec(v).numpy(), exact, rtol=1e-4, atol=1e-5 * float(h.abs().max()))
+    # both take the data convolution's gradient from its patches: folded (through the fold) and plain
+    assert type(folded._data_conv.module).__name__ == "GraphFold" and plain._data_conv.module is plain.ev.model[0]
     loss, grad = folded.loss_and_gradient()
     loss0, grad0 = plain.loss_and_gradient()
     assert loss == pytest.approx(loss0, rel=1e-6) and torch.allclose(grad, grad0, rtol=1e-4, atol=1e-6)
