@@ -39,14 +39,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import h5py
-import numpy as np
-import torch
-from benchlib import cifar_shaped, header, write_markdown
+# bytecode goes to a temporary prefix, never into the source tree (this process and the ones it starts)
+PYCACHE = tempfile.mkdtemp(prefix="landscape-bench-pycache-")
+sys.pycache_prefix = PYCACHE
 
-from landscape.core.data import load_data
-from landscape.core.models import build_model
-from landscape.run.mpi import matching_mpiexec
+import h5py  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from benchlib import cifar_shaped, header, machine_line, write_markdown  # noqa: E402
+
+from landscape.core.data import load_data  # noqa: E402
+from landscape.core.models import build_model  # noqa: E402
+from landscape.run.mpi import matching_mpiexec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = {  # name: (model, model kwargs, data, grids by default)
@@ -186,18 +190,22 @@ def main() -> None:
         print(f"{objects_call(args.objects_call[0], int(args.objects_call[1])):.6f}")
         return
     print(header(torch.device("cpu")))
+    print(f"before: {machine_line()}")
     mpiexec = matching_mpiexec()  # not Debian's Open MPI mpiexec, first on PATH, with the MPICH wheel's mpi4py
     if mpiexec is None:
         raise SystemExit("no mpiexec: pip install mpi4py mpich")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+               PYTHONPYCACHEPREFIX=PYCACHE)
     # an installed package has its bytecode cached; where PYTHONDONTWRITEBYTECODE is set, every process would
-    # compile landscape's sources again (~0.2 s here), a cost no user pays: cache it, as for torch
+    # compile landscape's sources again (~0.2 s here), a cost no user pays: cache it (under the temporary
+    # prefix, not in the source tree), as for torch
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     subprocess.run([sys.executable, "-c", "import compileall, landscape, os; "
                     "compileall.compile_dir(os.path.dirname(landscape.__file__), quiet=1)"], env=env, check=True)
     tmp = Path(tempfile.mkdtemp())
     print(f"{'case':<10} {'grid':>7} {'ours 1':>8} {'ours 2':>8} {'ref 1':>8} {'ref 2':>8} {'snake':>8} "
-          f"{'1/ref1':>7} {'2/ref2':>7} {'1/snake':>8} {'2/snake':>8}  (seconds, whole processes; ratios ours/peer)")
+          f"{'1/ref1':>7} {'2/ref2':>7} {'1/snake':>8} {'2/snake':>8} {'ours2/1':>8}  (seconds, whole processes; "
+          "ratios ours/peer, and ours on 2 ranks / on 1)")
     for name in args.cases:
         if name == "objects":
             objects_case(args.grids or list(CASES[name][3]), max(args.repeats, 3), env, args.markdown)
@@ -217,13 +225,17 @@ def main() -> None:
             print(f"{name:<10} {f'{grid}x{grid}':>7} {t['ours 1 rank']:>8.2f} {t['ours 2 ranks']:>8.2f} "
                   f"{t['reference 1 rank']:>8.2f} {t['reference 2 ranks']:>8.2f} {t['snake']:>8.2f} "
                   f"{t['ours 1 rank'] / t['reference 1 rank']:>7.2f} {t['ours 2 ranks'] / t['reference 2 ranks']:>7.2f} "
-                  f"{t['ours 1 rank'] / t['snake']:>8.2f} {t['ours 2 ranks'] / t['snake']:>8.2f}", flush=True)
+                  f"{t['ours 1 rank'] / t['snake']:>8.2f} {t['ours 2 ranks'] / t['snake']:>8.2f} "
+                  f"{t['ours 2 ranks'] / t['ours 1 rank']:>8.2f}", flush=True)
+            print(f"{'':<10} {'spread':>7} " + " ".join(f"{min(v):.2f}..{max(v):.2f}" for v in times.values())
+                  + "  (min..max of the rounds, seconds)", flush=True)
             rates = {k: grid * grid / max(v, 1e-9) for k, v in g.items()}
             print(f"{'':<10} {'grid':>7} " + " ".join(f"{rates[k]:>8.0f}" for k in cmds)
                   + f" {rates['ours 1 rank'] / rates['reference 1 rank']:>7.2f}"
                   f" {rates['ours 2 ranks'] / rates['reference 2 ranks']:>7.2f}"
                   f" {rates['ours 1 rank'] / rates['snake']:>8.2f} {rates['ours 2 ranks'] / rates['snake']:>8.2f}"
                   "  (points/s of the grid alone; ratios ours/peer, above 1 is faster)", flush=True)
+    print(f"after: {machine_line()}")
 
 
 if __name__ == "__main__":
