@@ -5,7 +5,8 @@ For each case (model, data) and grid (N x N) it runs, in interleaved rounds, as 
 - ours: ``landscape surface`` at its defaults (``points_per_batch = auto``, the evaluation batch tuned), on the
   same arrays, with 1 and 2 MPI ranks (``mpiexec -n 2``);
 - reference: tomgoldstein/loss-landscape's loop (tools/peers.py ``reference``: θ on the host,
-  ``load_state_dict``, a DataLoader per point, a static split over the ranks, a full-array reduce and an HDF5
+  ``load_state_dict``, a pass of its DataLoader per point (2 workers started each pass, its defaults), a static
+  split over the ranks, a full-array reduce and an HDF5
   rewrite after every point), with 1 and 2 ranks;
 - snake: loss-landscapes' in-place snake walk (tools/peers.py ``snake``), one process.
 

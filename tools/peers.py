@@ -2,8 +2,9 @@
 
 - ``reference``: tomgoldstein/loss-landscape's ``crunch`` loop. Directions are random, filter-normalised, biases
   and BatchNorm left at zero; for each point of a static split of the grid over the MPI ranks: θ built on the
-  host tensor by tensor, ``net.load_state_dict``, a ``DataLoader`` over the evaluation set (batch 128, its default),
-  loss ``criterion(out, y).item() * batch`` and correct counts per batch; after every point every rank joins a
+  host tensor by tensor, ``net.load_state_dict``, one pass of its ``DataLoader`` over the evaluation set (batch 128
+  and ``num_workers`` 2, its ``--batch_size`` and ``--threads`` defaults: the loader is made once and its workers,
+  not persistent, start again for every pass, as in its ``crunch``), loss ``criterion(out, y).item() * batch`` and correct counts per batch; after every point every rank joins a
   reduction of the full loss and accuracy arrays, and rank 0 rewrites the whole HDF5 datasets and flushes.
 - ``snake``: loss-landscapes' ``random_plane``: the model's parameters are walked in place over the plane in a
   snake order (one step along d2 per point, along d1 at the end of each row), the metric evaluated on the whole
@@ -49,7 +50,8 @@ def filter_normalised(net: torch.nn.Module, seed: int) -> list[torch.Tensor]:
     return out
 
 
-def reference(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, grid: int, out: str, batch: int) -> int:
+def reference(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, grid: int, out: str, batch: int,
+              threads: int = 2) -> int:
     comm = None
     try:
         from mpi4py import MPI
@@ -71,13 +73,13 @@ def reference(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, grid: int,
     counts = max(len(p) for p in np.array_split(np.arange(grid * grid), size))
     criterion = torch.nn.CrossEntropyLoss()
     net.eval()
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=False, num_workers=threads)
     for k in range(counts):
         if k < len(points):
             i, j = divmod(int(points[k]), grid)
             for n, wi, a, b in zip(names, w, d1, d2):  # θ on the host, then load_state_dict
                 state[n] = wi + float(coords[i]) * a + float(coords[j]) * b
             net.load_state_dict(state)
-            loader = DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=False)
             total, correct, seen = 0.0, 0, 0
             with torch.no_grad():
                 for xb, yb in loader:
@@ -132,6 +134,7 @@ def main() -> None:
     ap.add_argument("--grid", type=int, required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=2, help="the reference's DataLoader workers (its --threads)")
     args = ap.parse_args()
     x, y = torch.load(args.data, weights_only=True)
     info = {"in_channels": int(x.shape[1]) if x.dim() == 4 else 1, "num_classes": int(y.max()) + 1,
@@ -139,7 +142,7 @@ def main() -> None:
     net = build_model(args.model, info, **json.loads(args.kwargs))
     net.load_state_dict(torch.load(args.state, weights_only=True))
     t = time.perf_counter()
-    n = (reference(net, x, y, args.grid, args.out, args.batch) if args.loop == "reference"
+    n = (reference(net, x, y, args.grid, args.out, args.batch, args.threads) if args.loop == "reference"
          else snake(net, x, y, args.grid, args.out))
     if n >= 0:  # rank 0 reports
         print(json.dumps({"points": n, "seconds": time.perf_counter() - T0, "import_landscape": IMPORT_LANDSCAPE,
