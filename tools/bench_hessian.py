@@ -33,7 +33,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from benchlib import cifar_shaped, machine_line  # noqa: E402
+from benchlib import cifar_shaped, machine_line, write_markdown  # noqa: E402
 
 from landscape.analysis.spectrum import extreme_eigenpairs, hutchinson_trace  # noqa: E402
 from landscape.core.data import load_data  # noqa: E402
@@ -94,8 +94,10 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=500, help="CIFAR-shaped images for resnet20")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--block", type=int, default=10, help="probes per batched backward (1: one at a time)")
+    ap.add_argument("--markdown", help="also write the table here (docs/bench/hessian.md is the documentation's)")
     args = ap.parse_args()
     print(f"before: {machine_line()}")
+    rows = []
     for name in args.cases:
         model, data = case(name, args.samples)
         ways = {"ours": lambda: ours(model, data, args.block), "PyHessian": lambda: pyhessian(model, data),
@@ -116,7 +118,17 @@ def main() -> None:
             lam, tr = values[k]
             ratio = "" if k == "ours" else f"   ours/{k} = {med['ours'] / med[k]:.2f}"
             print(f"  {k:20s} {med[k]:7.2f} s ({min(v):.2f}..{max(v):.2f})  λmax {lam:.6g}  trace {tr:.6g}{ratio}")
+            rows.append((f"{name}, {len(data.y)} samples" if k == "ours" else "", k,
+                         f"{med[k]:.2f} ({min(v):.2f}–{max(v):.2f})", f"{lam:.6g}", f"{tr:.6g}",
+                         "1" if k == "ours" else f"{med['ours'] / med[k]:.2f}"))
     print(f"after: {machine_line()}")
+    if args.markdown:
+        write_markdown(args.markdown, "python tools/bench_hessian.py" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:]
+                                                                          else ""),
+                       ("case", "way", "seconds", "λmax", "trace (30 probes)", "ours / way"), rows,
+                       f"λmax to 1e-3 and the trace from {PROBES} Rademacher probes, cold (gradient graphs built "
+                       "inside the timing), every parameter; median (min–max) of interleaved rounds in one process. "
+                       "The traces are estimates from different probes (PyHessian's are not seeded).")
 
 
 if __name__ == "__main__":
