@@ -78,6 +78,17 @@ def objects_call(way: str, n: int) -> float:
         t = time.perf_counter()
         ls.surface(model, loader, alpha=(-1, 1, n), beta=(-1, 1, n), progress=False)
         return time.perf_counter() - t
+    if way == "forward":  # n² eager forwards over the data (the loader's batches, resident), the model as it is
+        xs = [x for x, _ in loader]
+        seconds = []
+        with torch.no_grad():
+            for k in range(25):
+                t = time.perf_counter()
+                for x in xs:
+                    model(x)
+                if k >= 5:  # after a warm-up
+                    seconds.append(time.perf_counter() - t)
+        return statistics.median(seconds) * n * n
     import loss_landscapes
     import loss_landscapes.metrics
     t = time.perf_counter()
@@ -104,7 +115,7 @@ def objects_case(grids: list[int], repeats: int, env: dict, markdown: str | None
         import loss_landscapes  # noqa: F401
     except ImportError:
         raise SystemExit("the objects case needs the real package: pip install --no-deps loss-landscapes")
-    ways = ("ours", "peer", "peer-no-grad")
+    ways = ("ours", "peer", "peer-no-grad", "forward")
     print(f"\n{'objects':<10} {'grid':>7} " + " ".join(f"{k:>22}" for k in ways)
           + "   (seconds of the whole call, lenet5/digits, median (min-max) of interleaved rounds)")
     rows = []
@@ -121,15 +132,19 @@ def objects_case(grids: list[int], repeats: int, env: dict, markdown: str | None
         print(f"{'objects':<10} {f'{n}x{n}':>7} " + " ".join(
             f"{med[k]:.2f} ({min(times[k]):.2f}-{max(times[k]):.2f})".rjust(22) for k in ways), flush=True)
         print(f"{'':<10} {'ratio':>7} ours / loss-landscapes {med['ours'] / med['peer']:.2f}, "
-              f"in no_grad {med['ours'] / med['peer-no-grad']:.2f}  (below 1: faster)", flush=True)
+              f"in no_grad {med['ours'] / med['peer-no-grad']:.2f}  (below 1: faster); ours / {n * n} eager "
+              f"forwards {med['ours'] / med['forward']:.2f}", flush=True)
         rows.append((f"{n}×{n}", *(f"{med[k]:.2f} ({min(times[k]):.2f}–{max(times[k]):.2f})" for k in ways),
-                     f"{med['ours'] / med['peer']:.2f}", f"{med['ours'] / med['peer-no-grad']:.2f}"))
+                     f"{med['ours'] / med['peer']:.2f}", f"{med['ours'] / med['peer-no-grad']:.2f}",
+                     f"{med['ours'] / med['forward']:.2f}"))
     if markdown:
         write_markdown(markdown, "python tools/bench_peer.py --cases objects", (
             "grid", "ls.surface(model, loader), s", "random_plane, s", "random_plane in no_grad, s",
-            "ours / random_plane", "ours / no_grad"), rows,
+            "N² eager forwards, s", "ours / random_plane", "ours / no_grad", "ours / N² forwards"), rows,
             f"LeNet-5 on the 360 test digits; each call a fresh process, the model and data built first and not "
-            f"timed; median (min–max) of {repeats} interleaved rounds. loss-landscapes {_version('loss-landscapes')}, "
+            f"timed; median (min–max) of {repeats} interleaved rounds; N² eager forwards: the median time of one "
+            f"forward over the loader's batches (no_grad, after a warm-up) times the points. "
+            f"loss-landscapes {_version('loss-landscapes')}, "
             "the real package (pip install --no-deps loss-landscapes).")
 
 
