@@ -175,6 +175,9 @@ def commands(tmp: Path, name: str, grid: int, mpiexec: str) -> dict[str, list[st
             "snake": [*peer[:2], "snake", *peer[2:], "--out", str(tmp / "snake.npy")]}
 
 
+CALIBRATION: dict[str, list[float]] = {}  # ours: the seconds its calibrations took, per launch
+
+
 def wall(cmd: list[str], tmp: Path, env: dict) -> tuple[float, float]:
     """Seconds of the whole process, and the seconds of its grid alone (ours: the run record's, which include
     calibration and the file's writes; a peer's: its loop, directions included)."""
@@ -188,6 +191,8 @@ def wall(cmd: list[str], tmp: Path, env: dict) -> tuple[float, float]:
     if "peers.py" in " ".join(cmd):  # leave out the import of landscape's model factory
         report = json.loads(re.findall(r"\{[^{}]*\}", r.stdout)[-1])
         return seconds - report["import_landscape"], report["grid_seconds"]
+    spent = [float(v) for v in re.findall(r"; ([0-9.]+) s spent", r.stderr)]  # each calibration's time
+    CALIBRATION.setdefault(" ".join(cmd[:3]) if cmd[0] != sys.executable else "1 rank", []).append(sum(spent))
     with h5py.File(tmp / "ours.h5", "r") as f:
         return seconds, float(json.loads(f.attrs["last_run"])["seconds"])
 
@@ -198,6 +203,8 @@ def main() -> None:
     ap.add_argument("--grids", nargs="+", type=int, help="grid sizes N (N x N); default: per case")
     ap.add_argument("--repeats", type=int, default=2, help="interleaved rounds (the median is printed)")
     ap.add_argument("--n-cifar", type=int, default=1000)
+    ap.add_argument("--busy", type=int, default=0, help="CPU-bound processes of someone else running beside every "
+                                                       "measurement (a loaded machine)")
     ap.add_argument("--objects-call", nargs=2, metavar=("WAY", "N"), help=argparse.SUPPRESS)
     ap.add_argument("--markdown", help="the objects case: also write its table to this Markdown file "
                                        "(docs/bench/objects.md is the one the documentation shows)")
@@ -219,6 +226,18 @@ def main() -> None:
     subprocess.run([sys.executable, "-c", "import compileall, landscape, os; "
                     "compileall.compile_dir(os.path.dirname(landscape.__file__), quiet=1)"], env=env, check=True)
     tmp = Path(tempfile.mkdtemp())
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        _cases(args, tmp, env, mpiexec)
+    finally:
+        for b in busy:
+            b.kill()
+    print(f"after: {machine_line()}")
+
+
+def _cases(args: argparse.Namespace, tmp: Path, env: dict, mpiexec: str) -> None:
+    if args.busy:
+        print(f"{args.busy} busy process(es) beside every measurement")
     print(f"{'case':<10} {'grid':>7} {'ours 1':>8} {'ours 2':>8} {'ref 1':>8} {'ref 2':>8} {'snake':>8} "
           f"{'1/ref1':>7} {'2/ref2':>7} {'1/snake':>8} {'2/snake':>8} {'ours2/1':>8}  (seconds, whole processes; "
           "ratios ours/peer, and ours on 2 ranks / on 1)")
@@ -251,7 +270,11 @@ def main() -> None:
                   f" {rates['ours 2 ranks'] / rates['reference 2 ranks']:>7.2f}"
                   f" {rates['ours 1 rank'] / rates['snake']:>8.2f} {rates['ours 2 ranks'] / rates['snake']:>8.2f}"
                   "  (points/s of the grid alone; ratios ours/peer, above 1 is faster)", flush=True)
-    print(f"after: {machine_line()}")
+            print(f"{'':<10} {'calib.':>7} " + ", ".join(
+                f"{k}: {statistics.median(v):.2f} s ({100 * statistics.median(v) / max(t['ours 1 rank'], 1e-9):.0f}%"
+                " of ours on 1 rank)" for k, v in CALIBRATION.items()) + "  (calibration's seconds, all ranks)",
+                flush=True)
+            CALIBRATION.clear()
 
 
 if __name__ == "__main__":
