@@ -192,7 +192,7 @@ def wall(cmd: list[str], tmp: Path, env: dict) -> tuple[float, float]:
         report = json.loads(re.findall(r"\{[^{}]*\}", r.stdout)[-1])
         return seconds - report["import_landscape"], report["grid_seconds"]
     spent = [float(v) for v in re.findall(r"; ([0-9.]+) s spent", r.stderr)]  # each calibration's time
-    CALIBRATION.setdefault(" ".join(cmd[:3]) if cmd[0] != sys.executable else "1 rank", []).append(sum(spent))
+    CALIBRATION.setdefault("1 rank" if cmd[0] == sys.executable else f"{cmd[2]} ranks", []).append(sum(spent))
     with h5py.File(tmp / "ours.h5", "r") as f:
         return seconds, float(json.loads(f.attrs["last_run"])["seconds"])
 
