@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -82,6 +83,10 @@ def run_job(job: JobConfig, progress: bool = True, comm: Any | None = None) -> P
     if job.dynamics is not None and root:
         run_dynamics(job)
         check_interrupted()
+    ex = job.export
+    states = None  # the view scripts written so far get their ParaView state files while the stages go on
+    if root and ex is not None and ex.paraview and ex.paraview_state:
+        states = _Background(write_states, sorted(out.rglob("*_view.py")))
     if job.paths is not None:
         run_paths(job, progress, comm)
         check_interrupted()
@@ -94,17 +99,42 @@ def run_job(job: JobConfig, progress: bool = True, comm: Any | None = None) -> P
                     s["outputs"]["curvature_figures"] = [p.name for p in plot_spectrum(result.path, None,
                                                                                        job.export.plots)]
     if root:
-        ex = job.export
-        if ex is not None and ex.paraview and ex.paraview_state:  # every view's state file, by one pvbatch
-            states = write_states(sorted(out.rglob("*_view.py")))
-            if states:
+        if states is not None:  # every view's state file (a script written since: by one more pvbatch)
+            written = states.result()
+            later = sorted(set(out.rglob("*_view.py")) - set(states.args[0]))
+            written += write_states(later) if later else []
+            if written:
                 with summary(out) as s:
-                    s["outputs"]["paraview_states"] = [p.relative_to(out).as_posix() for p in states]
+                    s["outputs"]["paraview_states"] = [p.relative_to(out).as_posix() for p in sorted(written)]
         with summary(out) as s:
             s["seconds"] = round(time.perf_counter() - t0, 2)
             if job.export is not None and job.export.report:
                 s["outputs"]["report"] = write_report(out).name
     return out
+
+
+class _Background(threading.Thread):
+    """``fn(*args)`` on a thread of its own (a subprocess's wait: the stages go on meanwhile); :meth:`result`
+    waits for it and returns its value, or raises what it raised."""
+
+    def __init__(self, fn: Any, *args: Any):
+        super().__init__(daemon=True, name="landscape-background")
+        self.fn, self.args = fn, args
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._value = self.fn(*self.args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller of result()
+            self._error = exc
+
+    def result(self) -> Any:
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def _surface_stage(job: JobConfig, sf: SurfaceConfig, key: str, exports_key: str | None, progress: bool,
