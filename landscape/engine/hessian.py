@@ -71,7 +71,8 @@ class HessianOperator:
 
     def __init__(self, evaluator: Evaluator, names: Iterable[str] | None = None, ignore: str = "biasbn",
                  dir_type: str = "weights", keep_graph: bool | None = None, memory_fraction: float = 0.25,
-                 fold_bn: bool = True):
+                 fold_bn: bool = True, batched: bool | None = None):
+        """``batched``: :meth:`matmat` by batched backwards (None: on accelerators only)."""
         self.ev = evaluator
         fold_bn = fold_bn and evaluator.objective is None  # an objective's forward may take dict batches
         self._net = (FoldedNet.build(evaluator.model, differentiable=True) if fold_bn else None) or evaluator.model
@@ -94,7 +95,8 @@ class HessianOperator:
         self.device = evaluator.device
         self._loss = per_sample_loss(evaluator.loss_name) if evaluator.objective is None else None
         self.matvecs = 0
-        self.batched_products: bool | None = None  # batched backwards give matvec's values (checked once)
+        self.batched = batched
+        self.batched_products: bool | None = None if batched is not False else False  # bitwise (checked once)
         self._data_conv: PatchedConv | None | bool = False  # the data's convolution (False: not looked for yet)
 
     def _batch_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -174,7 +176,8 @@ class HessianOperator:
 
     def matmat(self, vectors: torch.Tensor) -> torch.Tensor:
         """H·vᵢ for the rows of ``vectors`` ``[m, n]`` (float64 ``[m, n]``), by one batched backward per batch
-        (autograd's ``is_grads_batched``: vmap over the products) instead of m. Each row is checked once against
+        (autograd's ``is_grads_batched``: vmap over the products) instead of m, on accelerators (on a CPU it is
+        no faster: the rows one by one, unless ``batched=True`` was given). Each row is checked once against
         :meth:`matvec`: where a model's batched backward rounds differently, the rows are computed one by one,
         so the values never depend on the block size.
 
@@ -182,12 +185,15 @@ class HessianOperator:
             >>> from landscape.core.data import load_data
             >>> from landscape.core.models import build_model
             >>> _, te = load_data("spiral", n_per_class=10)
-            >>> op = HessianOperator(Evaluator(build_model("mlp", te.info(), depth=1, width=4), te, "cpu"))
+            >>> op = HessianOperator(Evaluator(build_model("mlp", te.info(), depth=1, width=4), te, "cpu"),
+            ...                      batched=True)
             >>> v = torch.randn(3, op.numel, dtype=torch.float64)
             >>> bool((op.matmat(v)[1] == op.matvec(v[1])).all())
             True
         """
         vectors = vectors.to(self.device, torch.float64)
+        if self.batched_products is None and self.device.type == "cpu" and not self.batched:
+            self.batched_products = False  # a CPU's batched backward is no faster (bench_hessian); forced: batched
         if self.batched_products is None and len(vectors) > 1:
             first = self._products(vectors[:2])
             self.batched_products = bool(torch.equal(first[0], self.matvec(vectors[0])))

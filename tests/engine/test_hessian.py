@@ -121,15 +121,18 @@ def test_batched_products_are_each_vectors_own_product_bitwise_and_the_trace_is_
         te = TensorData(full.x[:64], full.y[:64], "classification", 10, name="digits64")
     torch.manual_seed(0)
     ev = Evaluator(build_model(model_name, te.info()), te, "cpu", batch_size=40)  # two batches
-    op = HessianOperator(ev)
+    op = HessianOperator(ev, batched=True)  # (on a CPU only when asked: it is no faster there)
     g = torch.Generator().manual_seed(1)
     v = torch.randn(5, op.numel, generator=g, dtype=torch.float64)
     block = op.matmat(v)
     assert op.batched_products  # the check passed: batched backwards give the products bitwise
     for row, vi in zip(block, v):
         assert torch.equal(row, op.matvec(vi))
-    fresh = HessianOperator(Evaluator(copy.deepcopy(ev.model), te, "cpu", batch_size=40), keep_graph=False)
+    fresh = HessianOperator(Evaluator(copy.deepcopy(ev.model), te, "cpu", batch_size=40), keep_graph=False,
+                            batched=True)
     assert torch.equal(fresh.matmat(v), block)  # graphs built batch by batch give them too
+    default = HessianOperator(ev)  # on a CPU: the rows one by one
+    assert torch.equal(default.matmat(v), block) and default.batched_products is False
     for method in ("hutchinson", "hutch++"):
         one = hutchinson_trace(op.matvec, op.numel, 12, seed=3, method=method)
         blocks = hutchinson_trace(op.matvec, op.numel, 12, seed=3, method=method, matmat=op.matmat, block=5)
@@ -167,7 +170,7 @@ def test_the_data_convolutions_patch_gradient_gives_the_exact_hessian_and_no_dat
 
 def test_batched_products_that_round_otherwise_fall_back_to_one_at_a_time(small, monkeypatch):
     model, te = small
-    op = HessianOperator(Evaluator(copy.deepcopy(model), te, "cpu"))
+    op = HessianOperator(Evaluator(copy.deepcopy(model), te, "cpu"), batched=True)
     real = op._products
     monkeypatch.setattr(op, "_products", lambda v: real(v) * (1 + 1e-12))  # a backend that rounds otherwise
     v = torch.randn(3, op.numel, dtype=torch.float64)
