@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 class PlaneEvaluator:
     """Evaluates points of the plane θ* + α·d₁ + β·d₂ (d₂ may be None for a line)."""
 
-
     def __init__(self, evaluator: Evaluator, center: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor | None,
                  points_per_batch: int | str = 1, points_per_pass: int = 8, input_tables: bool = True,
                  directions: list[torch.Tensor] | None = None):
@@ -166,7 +165,8 @@ class PlaneEvaluator:
     def _stack(self, alphas: np.ndarray, betas: np.ndarray) -> dict[str, torch.Tensor]:
         """The moved tensors of ``len(alphas)`` points, stacked, each point formed as :meth:`set_point` forms it:
         ``addcmul`` is the same fused multiply-add as ``add_(…, alpha=c)``, here one op per tensor and direction
-        for all the points; a point with a zero coefficient (where set_point skips that add) is formed its way."""
+        for all the points; a point with a zero coefficient (where set_point skips that add) is formed its way,
+        unless adding 0·d changes no bit (:attr:`_zero_adds_exact`, the usual case)."""
         rows = self._coefficient_rows(alphas, betas)
         p, dev = len(rows), self.ev.device
         coords: dict[torch.dtype, torch.Tensor] = {}
@@ -175,10 +175,9 @@ class PlaneEvaluator:
             if c.dtype not in coords:
                 coords[c.dtype] = torch.as_tensor(rows, dtype=c.dtype).to(dev)
             cols = coords[c.dtype].view((p, rows.shape[1]) + (1,) * c.dim())
-            t = c.unsqueeze(0).expand((p,) + c.shape)
-            for j, part in enumerate(self.parts):
-                t = torch.addcmul(t, cols[:, j], part[i].unsqueeze(0)) if j == 0 else t.addcmul_(cols[:, j],
-                                                                                              part[i].unsqueeze(0))
+            t = torch.addcmul(c.unsqueeze(0), cols[:, 0], self.parts[0][i].unsqueeze(0))
+            for j in range(1, len(self.parts)):
+                t.addcmul_(cols[:, j], self.parts[j][i].unsqueeze(0))
             stacked[name] = t
         if not self._zero_adds_exact:
             for k in np.flatnonzero((rows == 0).any(axis=1)):
