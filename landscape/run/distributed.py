@@ -5,6 +5,9 @@ the next chunk of pending grid points. Chunks are sized to about ``target_second
 speed and never larger than a fair share of what remains (guided self-scheduling), so fast and slow ranks
 finish together. The master's own device is not idle: a worker thread on rank 0 evaluates chunks too, while
 the main thread only communicates and writes (MPI calls stay in the main thread: ``MPI_THREAD_FUNNELED``).
+With ``points_per_batch = "auto"`` rank 0 alone calibrates, on its first chunk, while the other ranks compute one
+point at a time; its choice (batch mode, points per batch, batch size) is then sent to every rank, so ranks
+sharing a node do not time their candidates against each other, and the calibration is paid once.
 
 Faults: SIGTERM/SIGUSR1 on any rank make the master flush, mark the file ``partial``, stop the workers and
 exit within seconds; an exception on any rank is reported to the master, which flushes and aborts the whole
