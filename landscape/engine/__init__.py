@@ -9,7 +9,7 @@ from .losses import (
 from .evaluator import EvalResult, Evaluator
 from .calibration import (
     calibrate, parse_points_per_batch, cpu_threads, stable_ratio, batch_candidates, VMAP_MAX_NUMEL, MODE_NAMES)
-from .plane import PlaneEvaluator
+from .plane import PlaneEvaluator, CALIBRATE_MIN_POINTS
 from .sample import SampleEvaluator
 from .curve import CurveModule, bend_state, batchnorm_layers, update_bn
 from .path import PathEvaluator
@@ -26,9 +26,9 @@ __all__ = [
     "resolve_device", "autocast_context", "cpu_has_bf16", "keep_freed_memory", "available_memory", "default_budget",
     "LOSSES", "PER_SAMPLE", "TASKS", "IGNORE_INDEX", "loss_function", "per_sample_loss", "target_count",
     "correct_count", "logits", "EvalResult", "Evaluator", "calibrate", "parse_points_per_batch", "cpu_threads",
-    "stable_ratio", "batch_candidates", "VMAP_MAX_NUMEL", "MODE_NAMES", "PlaneEvaluator", "SampleEvaluator",
-    "CurveModule", "bend_state", "batchnorm_layers", "update_bn", "PathEvaluator", "HessianOperator",
-    "CurvatureMap", "MAPS", "CompiledNet", "fold_conv_bn", "FoldedNet", "GraphFold", "Step", "Objective", "is_step",
-    "OBJECTIVE_LOSSES", "strided_max_pool2d", "exact_pooling", "ExactPooling", "InputTables", "find_input_conv",
-    "input_conv", "attach_tables", "TABLE_ROWS", "PatchedConv", "PATCH_BYTES",
+    "stable_ratio", "batch_candidates", "VMAP_MAX_NUMEL", "MODE_NAMES", "PlaneEvaluator", "CALIBRATE_MIN_POINTS",
+    "SampleEvaluator", "CurveModule", "bend_state", "batchnorm_layers", "update_bn", "PathEvaluator",
+    "HessianOperator", "CurvatureMap", "MAPS", "CompiledNet", "fold_conv_bn", "FoldedNet", "GraphFold", "Step",
+    "Objective", "is_step", "OBJECTIVE_LOSSES", "strided_max_pool2d", "exact_pooling", "ExactPooling",
+    "InputTables", "find_input_conv", "input_conv", "attach_tables", "TABLE_ROWS", "PatchedConv", "PATCH_BYTES",
 ]

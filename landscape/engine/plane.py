@@ -38,7 +38,11 @@ from .losses import correct_count, logits
 from .evaluator import Evaluator
 from .input_tables import attach_tables
 
-__all__ = ["PlaneEvaluator"]
+__all__ = ["PlaneEvaluator", "CALIBRATE_MIN_POINTS"]
+
+#: grids with fewer points (per rank) are evaluated one point at a time without calibrating: a warm-up and four
+#: reference points, before any candidate, would be most of them
+CALIBRATE_MIN_POINTS = 16
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +293,11 @@ class PlaneEvaluator:
         if self.auto and len(alphas):
             self.auto = False
             left = None if self.expected_points is None else max(len(alphas), self.expected_points - self.points_done)
-            calibrate(self, alphas, betas, left, out=(loss, acc, done))  # it computes some of the points
+            if left is not None and left < CALIBRATE_MIN_POINTS:  # its reference points alone would be the grid
+                log.info("points per batch: 1 (a grid of %d points on this rank: too few to calibrate)", left)
+                self.batch_mode, self.points_per_batch = "one", 1
+            else:
+                calibrate(self, alphas, betas, left, out=(loss, acc, done))  # it computes some of the points
             self.points_done += int(done.sum())
         elif self.batch_mode == "vmap" and not self._stacking_checked and len(alphas):
             self._check_stacking(alphas[0], betas[0])
