@@ -149,8 +149,14 @@ class HessianOperator:
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
         """H·v (float64, flat over :attr:`names`) of the mean loss at the current parameters."""
         self._eval_mode()
-        vs = self._split(v)
         out = torch.zeros(self.numel, dtype=torch.float64, device=self.device)
+        self._accumulate(self._split(v), out)
+        self.matvecs += 1
+        return out / self.ev.count
+
+    def _accumulate(self, vs: list[torch.Tensor], out: torch.Tensor) -> None:
+        """The products along ``vs`` summed over the batches into ``out``: through the kept gradient graphs of
+        the current parameters, or building them (and keeping them when they fit)."""
         key = self._state_key()
         with torch.enable_grad():
             if self._graphs is not None and self._key == key:
@@ -160,8 +166,6 @@ class HessianOperator:
                 self.release()
                 graphs = self._build(vs, out)
                 self._graphs, self._key = graphs, (key if graphs is not None else None)
-        self.matvecs += 1
-        return out / self.ev.count
 
     def _add_product(self, out: torch.Tensor, grads: tuple[torch.Tensor, ...], vs: list[torch.Tensor],
                      keep: bool) -> None:
@@ -215,15 +219,7 @@ class HessianOperator:
         vs = [c.reshape((m,) + p.shape).to(p.dtype) for c, p in zip(torch.split(vectors, self.sizes, dim=1),
                                                                       self.params)]
         out = torch.zeros(m, self.numel, dtype=torch.float64, device=self.device)
-        key = self._state_key()
-        with torch.enable_grad():
-            if self._graphs is not None and self._key == key:
-                for grads in self._graphs:
-                    self._add_product(out, grads, vs, keep=True)
-            else:
-                self.release()
-                graphs = self._build(vs, out)
-                self._graphs, self._key = graphs, (key if graphs is not None else None)
+        self._accumulate(vs, out)
         self.matvecs += m
         return out / self.ev.count
 
