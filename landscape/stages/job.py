@@ -86,7 +86,8 @@ def run_job(job: JobConfig, progress: bool = True, comm: Any | None = None) -> P
     ex = job.export
     states = None  # the view scripts written so far get their ParaView state files while the stages go on
     if root and ex is not None and ex.paraview and ex.paraview_state:
-        states = _Background(write_states, sorted(out.rglob("*_view.py")))
+        scripts = sorted(out.rglob("*_view.py"))
+        states = _Background(write_states, scripts)
     if job.paths is not None:
         run_paths(job, progress, comm)
         check_interrupted()
@@ -101,7 +102,7 @@ def run_job(job: JobConfig, progress: bool = True, comm: Any | None = None) -> P
     if root:
         if states is not None:  # every view's state file (a script written since: by one more pvbatch)
             written = states.result()
-            later = sorted(set(out.rglob("*_view.py")) - set(states.args[0]))
+            later = sorted(set(out.rglob("*_view.py")) - set(scripts))
             written += write_states(later) if later else []
             if written:
                 with summary(out) as s:
@@ -114,8 +115,9 @@ def run_job(job: JobConfig, progress: bool = True, comm: Any | None = None) -> P
 
 
 class _Background(threading.Thread):
-    """``fn(*args)`` on a thread of its own (a subprocess's wait: the stages go on meanwhile); :meth:`result`
-    waits for it and returns its value, or raises what it raised."""
+    """``fn(*args)`` on a daemon thread of its own (a subprocess's wait: the stages go on meanwhile; unlike an
+    executor's worker, an interrupted command does not wait for it at exit); :meth:`result` waits for it and
+    returns its value, or raises what it raised."""
 
     def __init__(self, fn: Any, *args: Any):
         super().__init__(daemon=True, name="landscape-background")

@@ -25,9 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..io.sample_file import SampleData, read_sample
-from .report_data import jsonable, log_axis, log_ticks
-
-_AXIS = {"showgrid": True, "zeroline": False}
+from .report_data import _AXIS, _colour, jsonable, log_axis
 
 __all__ = ["sample_section", "MAX_SAMPLE_POINTS"]
 
@@ -37,12 +35,10 @@ _HOVER = "<br>".join(f"c{i} %{{{x}:.4g}}" for i, x in enumerate("xyz"))
 
 
 def _colours(loss: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-    """Colour by log10 of the loss (plain tick labels) when every value is positive and they span a decade or
-    more, else by the loss itself."""
-    if loss.size and (loss > 0).all() and loss.max() >= 10 * loss.min():
-        vals, text = log_ticks(float(loss.min()), float(loss.max()))
-        return np.log10(loss), {"tickvals": vals, "ticktext": text}
-    return loss, {}
+    """The report's colouring (:func:`~landscape.views.report_data._colour`): by log10 of the loss where its
+    finite values span a decade or more (narrower spans would get no log tick inside them), else by the loss."""
+    v = loss[np.isfinite(loss)]
+    return _colour(loss, log=bool(v.size) and v.min() > 0 and v.max() >= 10 * v.min())
 
 
 def _centre_slice(s: SampleData) -> tuple[np.ndarray, str]:
@@ -108,16 +104,14 @@ def sample_section(path: str | Path) -> dict[str, Any]:
               "yaxis": {"title": {"text": "c1"}, "range": [float(lo[1]), float(hi[1])], **_AXIS}}
     if s.shape is not None:
         plane, fixed = _centre_slice(s)
-        z, zbar = _colours(plane[np.isfinite(plane)])
-        full = np.full(plane.shape, np.nan)
-        full[np.isfinite(plane)] = z
+        full, zbar = _colours(plane)
         sec["figures"].append({"title": f"{name}: loss on c0, c1" + (f" ({fixed})" if fixed else ""), "data": [
             {"type": "contour", "x": jsonable(s.axes[0]), "y": jsonable(s.axes[1]), "z": jsonable(full.T),
              "customdata": jsonable(plane.T), "colorscale": "Viridis", "ncontours": 20,
              "colorbar": {"title": {"text": "loss"}, **zbar}, "contours": {"coloring": "heatmap"},
              "hovertemplate": "c0 %{x:.4g}<br>c1 %{y:.4g}<br>loss %{customdata:.5g}<extra></extra>"}],
             "layout": axes2d})
-    elif s.k == 2 or s.k >= 3:
+    else:
         low_last = np.argsort(-values)  # the lowest drawn last, on top
         sec["figures"].append({"title": f"{name}: the points seen along c0, c1, coloured by loss", "data": [
             {"type": "scatter", "mode": "markers", "x": jsonable(shown[low_last, 0]),
