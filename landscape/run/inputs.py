@@ -20,7 +20,7 @@ from torch import nn
 
 from ..core.data import TensorData, load_data, subset
 from ..core.streams import StreamedData
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, StoreError
 from ..core.models import build_model
 from ..engine.evaluator import Evaluator
 from ..io.checkpoints import load_source, split_source
@@ -115,12 +115,13 @@ def is_source(ref: str) -> bool:
             or Path(ref).is_dir())
 
 
-def resolve_checkpoint(ref: str, model: nn.Module, trajectory: str | Path, given: str | None = None
-                       ) -> tuple[dict[str, torch.Tensor], str]:
+def resolve_checkpoint(ref: str, model: nn.Module, trajectory: str | Path, given: str | None = None,
+                       key: str | None = None) -> tuple[dict[str, torch.Tensor], str]:
     """The state named ``ref`` and where it came from: a file or ``run.h5:NAME`` source as it is, ``final``
     of a job that was given a checkpoint instead of training (``given``), else a checkpoint name of the
     ``trajectory`` store, or ``seed N[:NAME]`` of the run with another seed (:func:`seed_reference`). Checked
-    against ``model``."""
+    against ``model``. ``key``: the setting that named ``ref`` (e.g. ``sample.center``), for the message when
+    the trajectory it names a checkpoint of does not exist."""
     seeded = seed_reference(ref)
     if seeded is not None:
         source = f"{seed_trajectory(trajectory, seeded[0])}:{seeded[1]}"
@@ -129,6 +130,10 @@ def resolve_checkpoint(ref: str, model: nn.Module, trajectory: str | Path, given
         return load_source(ref, model), ref
     if given and ref == "final":
         return load_source(given, model), given
+    if key is not None and not Path(trajectory).exists():
+        raise StoreError(f"{trajectory}: trajectory file does not exist, and {key} = {ref!r} names one of its "
+                         f"checkpoints; train first (landscape train, or landscape run JOB), or give the centre as "
+                         f"a checkpoint file: --center my.pt ({key} = \"my.pt\")")
     source = f"{Path(trajectory)}:{ref}"
     return load_source(source, model), source
 

@@ -39,8 +39,7 @@ from ..io.checkpoints import complete_state
 from ..io.curvature_maps import open_maps
 from ..io.surface_file import SurfaceStore
 from ..run.config import CurvatureConfig, JobConfig, SurfaceConfig
-from ..run.inputs import (job_evaluator, evaluation_data, is_source, prepare_data, prepare_model, resolve_checkpoint,
-                          seed_reference)
+from ..run.inputs import job_evaluator, evaluation_data, prepare_data, prepare_model, resolve_checkpoint
 from ..run.mpi import agree, note_output, on_root, pick_device
 from ..run.planes import (checkpoint_plane, file_plane, find_trajectory, grid_axis, hessian_plane, pca_plane,
                           random_plane)
@@ -105,13 +104,8 @@ def job_centre(job: JobConfig, center: str, subset: int | None, section: str = "
     tr, te = prepare_data(job.data)
     data = evaluation_data(tr, te, job.data, job.evaluate.split, subset)
     model = prepare_model(job.model, tr, job.train.seed)
-    trajectory = Path(job.output) / "trajectory.h5"
-    if not (is_source(center) or seed_reference(center) or (job.model.checkpoint and center == "final")) \
-            and not trajectory.exists():
-        raise StoreError(f"{trajectory}: trajectory file does not exist, and {section}.center = {center!r} names one "
-                         f"of its checkpoints; train first (landscape train, or landscape run JOB), or give the "
-                         f"centre as a checkpoint file: --center my.pt ({section}.center = \"my.pt\")")
-    state, source = resolve_checkpoint(center, model, trajectory, job.model.checkpoint)
+    state, source = resolve_checkpoint(center, model, Path(job.output) / "trajectory.h5", job.model.checkpoint,
+                                       f"{section}.center")
     return data, model, {name: state[name] for name in model_state(model)}, source  # parameters, then buffers
 
 
