@@ -309,10 +309,10 @@ class PlaneEvaluator:
         return loss, acc
 
     def choice(self) -> dict[str, Any]:
-        """What calibration chose (how many points at once and how, the batch size, the rate it measured), to
-        share with other ranks (:meth:`use_choice`)."""
+        """What calibration chose (how many points at once and how, the batch size), to share with other ranks
+        (:meth:`use_choice`)."""
         return {"batch_mode": self.batch_mode, "points_per_batch": self.points_per_batch,
-                "batch_size": self.ev.batch_size, "rate": self.calibrated_rate}
+                "batch_size": self.ev.batch_size}
 
     def use_choice(self, choice: dict[str, Any]) -> None:
         """Evaluate as another rank's calibration chose (:meth:`choice`) instead of calibrating: the values are
