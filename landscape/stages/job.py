@@ -106,7 +106,7 @@ def run_job(job: JobConfig, progress: bool = True, comm: Any | None = None) -> P
             written += write_states(later) if later else []
             if written:
                 with summary(out) as s:
-                    s["outputs"]["paraview_states"] = [p.relative_to(out).as_posix() for p in sorted(written)]
+                    s["outputs"]["paraview_states"] = [p.relative_to(out.resolve()).as_posix() for p in sorted(written)]
         with summary(out) as s:
             s["seconds"] = round(time.perf_counter() - t0, 2)
             if job.export is not None and job.export.report:
