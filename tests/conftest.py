@@ -4,6 +4,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 # OpenMP threads that wait passively: with the default (spinning) policy, torch's threads in every process of a
 # loaded machine (CI shares its 2 cores) spin against each other, and a job that takes 57 s alone took over 380 s
@@ -48,12 +49,15 @@ def cli():
     return run_cli
 
 
-def wait_for_points(path: Path, minimum: int, proc: subprocess.Popen | None = None, timeout: float = 120) -> int:
-    """Poll a surface file that a running process (or a batch job) writes until ``minimum`` points are flushed."""
-    
+def wait_for_points(path: Path, minimum: int, proc: subprocess.Popen | None = None, timeout: float = 120,
+                    ended: Callable[[], str | None] | None = None) -> int:
+    """Poll a surface file that a running process (or a batch job) writes until ``minimum`` points are flushed;
+    fails at once when ``proc`` exits or ``ended()`` says why the job is over."""
     t = time.time()
     while time.time() - t < timeout:
         assert proc is None or proc.poll() is None, proc.communicate()[1]
+        why = ended() if ended is not None else None
+        assert why is None, why
         try:
             n = int(read_surface(path).done.sum())
             if n >= minimum:

@@ -7,9 +7,14 @@
    cores (cores / N threads each, as ``landscape`` sets them); the speed-up is over the 1 rank using every core.
    On one CPU node a compute-bound model gains nothing from more ranks: they share the same cores. Ranks pay
    where each has its own device (one rank per GPU) or node.
+3. Many ranks (``--many 64``, oversubscribed on this machine): the trivial evaluator's points/s with 64 ranks
+   (target >= 20,000), and a device-like evaluator (each point takes ``--point-ms`` of waiting, as a rank whose
+   GPU computes while its CPU sleeps): points/s against the ideal (ranks / point time), and every rank's idle
+   time between its chunks and at the end, against the length of its chunks (target: never more than a chunk).
 
     python tools/bench_mpi.py                    # 2 ranks on this machine's 2 cores
     python tools/bench_mpi.py --ranks 4 --grid 24
+    python tools/bench_mpi.py --many 64 --only-many
 """
 from __future__ import annotations
 
@@ -49,6 +54,58 @@ def child_trivial(out: str, grid: int, chunk: int) -> None:
         print(json.dumps({"points": n, "seconds": time.perf_counter() - t}))
 
 
+def child_many(out: str, grid: int, point_ms: float) -> None:
+    """Both evaluators in one launch (64 processes take a minute to start): one JSON line from rank 0."""
+    import numpy as np
+    from mpi4py import MPI
+
+    from landscape.core.grid import Grid
+    from landscape.io.surface_file import SurfaceStore
+    from landscape.run.distributed import run_distributed
+
+    class Timed:
+        auto, points_per_batch = False, 1
+
+        def __init__(self, seconds_per_point: float):
+            self.cost, self.calls = seconds_per_point, []
+
+        def evaluate_points(self, a, b):
+            t = time.perf_counter()
+            if self.cost:
+                time.sleep(self.cost * len(a))
+            self.calls.append((t, time.perf_counter(), len(a)))
+            return np.zeros(len(a)), np.zeros(len(a))
+
+    comm = MPI.COMM_WORLD
+    res = {}
+    for label, cost in (("trivial", 0.0), ("device", point_ms / 1e3)):
+        g = Grid(np.linspace(-1, 1, grid), np.linspace(-1, 1, grid))
+        store = (SurfaceStore.open(f"{out}.{label}.h5", g, {"bench": label}, flush_every=4096)
+                 if comm.rank == 0 else None)
+        ev = Timed(cost)
+        comm.Barrier()
+        t0 = time.perf_counter()
+        n = run_distributed(comm, ev, store, progress=False)
+        t1 = time.perf_counter() if comm.rank == 0 else 0.0
+        calls = comm.gather(ev.calls, root=0)  # perf_counter is one clock on one machine
+        if comm.rank:
+            continue
+        idle = []  # per rank: the longest wait (before a chunk, between chunks, after the last) / its chunk
+        for rank, cs in enumerate(calls):
+            if not cs or rank == 0:  # rank 0's own thread shares the master's process
+                continue
+            waits = [(cs[0][0] - t0, cs[0])] + [(cs[i][0] - cs[i - 1][1], cs[i]) for i in range(1, len(cs))] \
+                + [(t1 - cs[-1][1], cs[-1])]
+            worst = max(waits, key=lambda w: w[0] / max(w[1][1] - w[1][0], 1e-9))
+            idle.append((worst[0], worst[1][1] - worst[1][0], rank))
+        res[label] = {"points": n, "seconds": t1 - t0, "ranks": comm.size,
+                      "chunks": sum(len(c) for c in calls),
+                      "worst_idle": max(idle, key=lambda w: w[0] / max(w[1], 1e-9)) if idle else None,
+                      "busy": sum(c[1] - c[0] for cs in calls[1:] for c in cs) / ((comm.size - 1) * (t1 - t0))}
+    if comm.rank == 0:
+        print(json.dumps(res))
+
+
 def run(cmd: list[str], env: dict) -> str:
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if r.returncode:
@@ -62,8 +119,15 @@ def main() -> None:
     ap.add_argument("--grid", type=int, default=16, help="real-evaluator grid is GRID x GRID")
     ap.add_argument("--trivial-grid", type=int, default=200)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--many", type=int, default=0, help="also run the many-ranks case with this many ranks")
+    ap.add_argument("--many-grid", type=int, default=300)
+    ap.add_argument("--point-ms", type=float, default=2.0, help="the device-like evaluator's time per point")
+    ap.add_argument("--only-many", action="store_true")
     ap.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child and args.child[0] == "many":
+        child_many(args.child[1], int(args.child[2]), float(args.child[3]))
+        return
     if args.child:
         child_trivial(args.child[0], int(args.child[1]), int(args.child[2]))
         return
@@ -73,6 +137,10 @@ def main() -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     tmp = Path(tempfile.mkdtemp())
     print(f"mpiexec {mpiexec}, {os.cpu_count()} cores, one torch thread per rank")
+    if args.many:
+        many(mpiexec, env, tmp, args)
+        if args.only_many:
+            return
     print(f"{'case':<44} {'ranks':>5} {'points':>7} {'seconds':>8} {'points/s':>10} {'vs 1 rank, every core':>9}")
     for label, chunk in (("trivial evaluator, chunks of 16", 16), ("trivial evaluator, adaptive chunks", 0)):
         for n in sorted({2, args.ranks}):
@@ -104,6 +172,25 @@ def main() -> None:
         base = base or rate
         print(f"{label:<44} {n:>5} {lr['points']:>7} {lr['seconds']:>8.3f} {rate:>10.1f} {rate / base:>8.2f}x"
               f"  ({lr.get('batch_mode', 'one')}, {lr.get('points_per_batch', 1)} per batch)")
+
+
+def many(mpiexec: str, env: dict, tmp: Path, args: argparse.Namespace) -> None:
+    n, g = args.many, args.many_grid
+    t = time.perf_counter()
+    res = json.loads(run([mpiexec, "-n", str(n), sys.executable, __file__, "--child", "many", str(tmp / "many"),
+                          str(g), str(args.point_ms)], env).strip().splitlines()[-1])
+    print(f"{n} ranks on {os.cpu_count()} cores (launch and start {time.perf_counter() - t:.0f} s), "
+          f"grid {g}x{g} = {g * g} points")
+    tr, dv = res["trivial"], res["device"]
+    print(f"  trivial evaluator: {tr['points'] / tr['seconds']:,.0f} points/s in {tr['chunks']} chunks "
+          f"({tr['seconds']:.2f} s; target >= 20,000)")
+    ideal = (n - 1) / (args.point_ms / 1e3)  # rank 0's own thread sleeps too, but shares the master's process
+    wait, chunk, rank = dv["worst_idle"]
+    print(f"  device-like evaluator ({args.point_ms:g} ms a point): {dv['points'] / dv['seconds']:,.0f} points/s "
+          f"= {dv['points'] / dv['seconds'] / ideal:.2f} of the {n - 1} workers' ideal {ideal:,.0f}; workers busy "
+          f"{dv['busy']:.0%} of the run; {dv['chunks']} chunks")
+    print(f"  longest idle time of a rank against its chunk: {wait * 1e3:.1f} ms against {chunk * 1e3:.1f} ms "
+          f"(rank {rank}) = {wait / chunk:.2f} of a chunk (target <= 1)")
 
 
 if __name__ == "__main__":

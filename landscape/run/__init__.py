@@ -17,9 +17,9 @@ from .projection import projection_datasets, project_trajectory, project_onto
 from .training import train, train_job, make_optimizer, learning_rate, crop_flip
 from .curves import curve_train_config, train_curve, load_curve, curve_file
 from .mpi import (
-    check_launcher, mpi_comm, local_rank, pick_device, usable_cores, in_mpi_launch, RankFailed, on_root, agree,
-    abort_if_parallel, abort_job, note_output, exit_together, wait_for, share, gather, allgather, TAG_TO_MASTER,
-    TAG_TO_WORKER, TAG_EXIT, mpi_library, check_mpi_match, matching_mpiexec)
+    check_launcher, mpi_comm, srun_mpich_env, local_rank, pick_device, usable_cores, in_mpi_launch, RankFailed,
+    on_root, agree, abort_if_parallel, abort_job, note_output, exit_together, wait_for, share, gather, allgather,
+    TAG_TO_MASTER, TAG_TO_WORKER, TAG_EXIT, mpi_library, check_mpi_match, matching_mpiexec)
 from .distributed import run_distributed, chunk_size
 from .runner import compute_surface, run_points
 from .slurm import (
@@ -35,11 +35,11 @@ __all__ = [
     "seed_trajectory", "random_plane", "checkpoint_plane", "pca_plane", "file_plane", "hessian_plane", "grid_axis",
     "find_trajectory", "random_basis", "checkpoint_basis", "pca_basis", "hessian_basis", "projection_datasets",
     "project_trajectory", "project_onto", "train", "train_job", "make_optimizer", "learning_rate", "crop_flip",
-    "curve_train_config", "train_curve", "load_curve", "curve_file", "check_launcher", "mpi_comm", "local_rank",
-    "pick_device", "usable_cores", "in_mpi_launch", "RankFailed", "on_root", "agree", "abort_if_parallel",
-    "abort_job", "note_output", "exit_together", "wait_for", "share", "gather", "allgather", "TAG_TO_MASTER",
-    "TAG_TO_WORKER", "TAG_EXIT", "mpi_library", "check_mpi_match", "matching_mpiexec", "run_distributed",
-    "chunk_size", "compute_surface", "run_points", "SlurmOptions", "parse_time", "render_script", "submit",
-    "watch_hint", "SubmitError", "PRESETS", "wait_for_job", "FINAL_STATES", "Recorder", "lightning_recorder",
-    "hf_recorder", "metric_names",
+    "curve_train_config", "train_curve", "load_curve", "curve_file", "check_launcher", "mpi_comm", "srun_mpich_env",
+    "local_rank", "pick_device", "usable_cores", "in_mpi_launch", "RankFailed", "on_root", "agree",
+    "abort_if_parallel", "abort_job", "note_output", "exit_together", "wait_for", "share", "gather", "allgather",
+    "TAG_TO_MASTER", "TAG_TO_WORKER", "TAG_EXIT", "mpi_library", "check_mpi_match", "matching_mpiexec",
+    "run_distributed", "chunk_size", "compute_surface", "run_points", "SlurmOptions", "parse_time", "render_script",
+    "submit", "watch_hint", "SubmitError", "PRESETS", "wait_for_job", "FINAL_STATES", "Recorder",
+    "lightning_recorder", "hf_recorder", "metric_names",
 ]

