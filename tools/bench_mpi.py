@@ -29,6 +29,9 @@ from pathlib import Path
 
 from landscape.run.mpi import matching_mpiexec
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import write_markdown  # noqa: E402
+
 
 def child_trivial(out: str, grid: int, chunk: int) -> None:
     import numpy as np
@@ -87,21 +90,30 @@ def child_many(out: str, grid: int, point_ms: float) -> None:
         t0 = time.perf_counter()
         n = run_distributed(comm, ev, store, progress=False)
         t1 = time.perf_counter() if comm.rank == 0 else 0.0
+        if comm.rank == 0:  # ranks that are done wait for rank 0 without spinning (a blocking collective spins)
+            for r in range(1, comm.size):
+                comm.send(None, dest=r, tag=77)
+        else:
+            while not comm.Iprobe(source=0, tag=77):
+                time.sleep(1e-3)
+            comm.recv(source=0, tag=77)
         calls = comm.gather(ev.calls, root=0)  # perf_counter is one clock on one machine
         if comm.rank:
             continue
-        idle = []  # per rank: the longest wait (before a chunk, between chunks, after the last) / its chunk
+        first, between, tail, durations = [], [], [], []
+        last = max(c[1] for cs in calls for c in cs)  # the grid's last evaluation ends (the file closes after)
         for rank, cs in enumerate(calls):
             if not cs or rank == 0:  # rank 0's own thread shares the master's process
                 continue
-            waits = [(cs[0][0] - t0, cs[0])] + [(cs[i][0] - cs[i - 1][1], cs[i]) for i in range(1, len(cs))] \
-                + [(t1 - cs[-1][1], cs[-1])]
-            worst = max(waits, key=lambda w: w[0] / max(w[1][1] - w[1][0], 1e-9))
-            idle.append((worst[0], worst[1][1] - worst[1][0], rank))
-        res[label] = {"points": n, "seconds": t1 - t0, "ranks": comm.size,
-                      "chunks": sum(len(c) for c in calls),
-                      "worst_idle": max(idle, key=lambda w: w[0] / max(w[1], 1e-9)) if idle else None,
-                      "busy": sum(c[1] - c[0] for cs in calls[1:] for c in cs) / ((comm.size - 1) * (t1 - t0))}
+            first.append(cs[0][0] - t0)
+            between += [cs[i][0] - cs[i - 1][1] for i in range(1, len(cs))]
+            tail.append(last - cs[-1][1])
+            durations += [c[1] - c[0] for c in cs]
+        res[label] = {"points": n, "seconds": t1 - t0, "ranks": comm.size, "chunks": sum(len(c) for c in calls),
+                      "first": max(first), "between": max(between, default=0.0), "tail": max(tail),
+                      "between_p99": float(np.quantile(between, 0.99)) if between else 0.0,
+                      "chunk_median": float(np.median(durations)), "chunk_max": max(durations),
+                      "busy": sum(durations) / ((comm.size - 1) * (t1 - t0))}
     if comm.rank == 0:
         print(json.dumps(res))
 
@@ -123,6 +135,7 @@ def main() -> None:
     ap.add_argument("--many-grid", type=int, default=300)
     ap.add_argument("--point-ms", type=float, default=2.0, help="the device-like evaluator's time per point")
     ap.add_argument("--only-many", action="store_true")
+    ap.add_argument("--markdown", help="write the many-ranks table here (docs/bench/mpi.md is the documentation's)")
     ap.add_argument("--child", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child and args.child[0] == "many":
@@ -185,12 +198,26 @@ def many(mpiexec: str, env: dict, tmp: Path, args: argparse.Namespace) -> None:
     print(f"  trivial evaluator: {tr['points'] / tr['seconds']:,.0f} points/s in {tr['chunks']} chunks "
           f"({tr['seconds']:.2f} s; target >= 20,000)")
     ideal = (n - 1) / (args.point_ms / 1e3)  # rank 0's own thread sleeps too, but shares the master's process
-    wait, chunk, rank = dv["worst_idle"]
     print(f"  device-like evaluator ({args.point_ms:g} ms a point): {dv['points'] / dv['seconds']:,.0f} points/s "
           f"= {dv['points'] / dv['seconds'] / ideal:.2f} of the {n - 1} workers' ideal {ideal:,.0f}; workers busy "
           f"{dv['busy']:.0%} of the run; {dv['chunks']} chunks")
-    print(f"  longest idle time of a rank against its chunk: {wait * 1e3:.1f} ms against {chunk * 1e3:.1f} ms "
-          f"(rank {rank}) = {wait / chunk:.2f} of a chunk (target <= 1)")
+    med = dv["chunk_median"]
+    print(f"  a chunk takes {med * 1e3:.0f} ms (median; longest {dv['chunk_max'] * 1e3:.0f} ms); longest idle time of a "
+          f"rank: before its first chunk {dv['first'] * 1e3:.0f} ms, between chunks {dv['between'] * 1e3:.0f} ms "
+          f"(99th percentile {dv['between_p99'] * 1e3:.1f} ms), after its last {dv['tail'] * 1e3:.0f} ms "
+          f"-> {max(dv['first'], dv['between'], dv['tail']) / med:.2f} of a chunk (target <= 1)")
+    if args.markdown:
+        worst = max(dv["first"], dv["between"], dv["tail"])
+        rows = [("trivial (returns at once)", f"{tr['points'] / tr['seconds']:,.0f}", "", "", ""),
+                (f"device-like ({args.point_ms:g} ms a point)", f"{dv['points'] / dv['seconds']:,.0f}",
+                 f"{dv['points'] / dv['seconds'] / ideal:.2f}", f"{dv['busy']:.0%}",
+                 f"{worst * 1e3:.0f} ms / {med * 1e3:.0f} ms = {worst / med:.2f}")]
+        write_markdown(args.markdown, "python tools/bench_mpi.py " + " ".join(sys.argv[1:]),
+                       ("evaluator", "points/s", "of the ideal", "workers busy", "longest idle / median chunk"),
+                       rows, f"{n} ranks of `mpiexec -n {n}` on {os.cpu_count()} cores, a {g}×{g} grid "
+                       f"({dv['chunks']} chunks); idle: before a rank's first chunk, between its chunks and after "
+                       "its last until the grid's last point is done. The master's messages are sent without "
+                       "waiting for the rank to take them; ranks send their results the same way.")
 
 
 if __name__ == "__main__":

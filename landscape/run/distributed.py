@@ -68,6 +68,15 @@ def chunk_size(remaining: int, ranks: int, rate: float | None, minimum: int = 1,
     return min(remaining, max(unit, n // unit * unit))
 
 
+def _send_polled(comm: Any, message: Any, dest: int, tag: int) -> None:
+    """Send without spinning: a blocking send of a message beyond MPI's eager size spins a core until the receiver
+    takes it, and ranks that share cores (many ranks on a node, or the master's node) then slow each other."""
+    request, delay = comm.isend(message, dest=dest, tag=tag), 5e-5
+    while not request.Test():
+        time.sleep(delay)
+        delay = min(delay * 2, 2e-3)
+
+
 def _worker(comm: Any, plane: Any) -> None:
     kind = "ready"
     try:
@@ -91,7 +100,7 @@ def _worker(comm: Any, plane: Any) -> None:
                 idx, a, b = payload
                 t = time.perf_counter()
                 values = tuple(plane.evaluate_points(a, b))  # loss and accuracy, or a curvature map's values
-                comm.send(("result", (idx, values, time.perf_counter() - t)), dest=0, tag=TAG_TO_MASTER)
+                _send_polled(comm, ("result", (idx, values, time.perf_counter() - t)), 0, TAG_TO_MASTER)
     except (Interrupted, KeyboardInterrupt):
         if kind != "stop":  # our own signal: the master takes our chunk back and goes on without us
             comm.send(("bye", None), dest=0, tag=TAG_TO_MASTER)
@@ -213,6 +222,7 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
                 worker.inbox.put(work)
 
     status = MPI.Status()
+    sending: list = []  # requests of sends not yet taken by their rank
     try:
         with interruptible():
             if worker is not None:
@@ -239,8 +249,9 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
                         comm.send(("mode", choice), dest=rank, tag=TAG_TO_WORKER)
                         if choice is None:
                             waiting.add(rank)
-                    work = take(rank)
-                    comm.send(("stop", None) if work is None else ("work", work), dest=rank, tag=TAG_TO_WORKER)
+                    work = take(rank)  # sent without waiting for the rank to take it (see _send_polled)
+                    sending.append(comm.isend(("stop", None) if work is None else ("work", work), dest=rank,
+                                              tag=TAG_TO_WORKER))
                     if work is None:
                         active.discard(rank)
                 if worker is not None:
@@ -257,8 +268,12 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
                                 comm.send(("mode", choice), dest=rank, tag=TAG_TO_WORKER)
                             waiting.clear()
                         feed_local()
+                sending = [r for r in sending if not r.Test()]
                 if not progressed:
                     time.sleep(2e-4)
+            while sending:  # the last sends (stop): taken by ranks that are still polling for them
+                sending = [r for r in sending if not r.Test()]
+                time.sleep(1e-4)
             if pending or in_flight:
                 raise LandscapeError(f"internal: {len(pending)} points pending, {len(in_flight)} chunks "
                                      "in flight after all ranks stopped")
