@@ -33,11 +33,14 @@ def test_console_script_installed():
 
 @pytest.mark.slow
 def test_demo_runs_and_prints_output_folder(cli, tmp_path):
-    r = cli("demo", "--output", str(tmp_path / "demo"), "--no-progress")
+    # as the Quick start types it: the job's own relative output folder, under the current folder
+    r = cli("demo", "--no-progress", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert str(tmp_path / "demo") in r.stdout
+    (tmp_path / "landscape-demo").rename(tmp_path / "demo")  # the checks below name it so
+    assert "landscape-demo" in r.stdout
     # the one path to open, last: the self-contained HTML report of the folder
-    assert r.stdout.strip().splitlines()[-1] == f"open the report: {(tmp_path / 'demo' / 'report.html').resolve()}"
+    assert r.stdout.strip().splitlines()[-1] == \
+        f"open the report: {(tmp_path / 'landscape-demo' / 'report.html').resolve()}"
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     demo = tmp_path / "demo"
     pngs = sorted(demo.glob("*.png"))
@@ -46,6 +49,7 @@ def test_demo_runs_and_prints_output_folder(cli, tmp_path):
     if shutil.which("pvbatch") or os.environ.get("LANDSCAPE_CI"):  # ParaView state files of the ready views
         for state in ("surface.pvsm", "surface_pca.pvsm", "filters/conv1_filters.pvsm"):
             assert (demo / state).is_file() and "<ServerManagerState" in (demo / state).read_text(), state
+            assert state in summary["outputs"]["paraview_states"]  # listed relative to the folder
     assert summary["final"]["accuracy"] > 0.85  # lenet5 learns the digits in 15 epochs
     assert (tmp_path / "demo" / "trajectory.h5").is_file()
     from landscape.io.surface_file import read_surface
