@@ -46,6 +46,10 @@ __all__ = ["run_distributed", "chunk_size"]
 
 log = logging.getLogger(__name__)
 
+# sends still in flight when the master left early (interrupted, failed): their messages' buffers must outlive
+# the master's frame, since MPI reads a large message only when its rank takes it
+_UNFINISHED: list = []
+
 
 def chunk_size(remaining: int, ranks: int, rate: float | None, minimum: int = 1, fixed: int = 0,
                target_seconds: float = 2.0, first: int = 64, unit: int = 1) -> int:
@@ -306,6 +310,7 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
             abort_job(text, 1)
         raise
     finally:
+        _UNFINISHED.extend(r for r in sending if not r.Test())
         if worker is not None:  # a thread still inside torch when the interpreter exits aborts the process
             worker.inbox.put(None)
             worker.join(timeout=30)
