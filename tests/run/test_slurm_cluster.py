@@ -4,8 +4,9 @@ requeue), the time-limit warning (USR1) that makes the job requeue itself, a can
 it again, and the multi-node sbatch script on both nodes. Each must end with every point done, nothing computed
 twice and the values of an uninterrupted serial run.
 
-Needs the Debian packages slurmctld, slurmd and slurm-client (.ci/run installs them) and root (the minimal
-configuration in slurm.conf.in runs everything as root with auth/none).
+Needs the Debian packages slurmctld, slurmd, slurm-client and iproute2 (.ci/run installs them), util-linux's
+nsenter and unshare, and root (network namespaces; the minimal configuration in slurm.conf.in runs everything as
+root with auth/none).
 """
 import json
 import os
