@@ -72,13 +72,21 @@ def chunk_size(remaining: int, ranks: int, rate: float | None, minimum: int = 1,
     return min(remaining, max(unit, n // unit * unit))
 
 
+def _complete(requests: list) -> None:
+    """Wait for non-blocking sends by polling: a blocking send (or wait) of a message beyond MPI's eager size spins a
+    core until the receiver takes it, and ranks that share cores (many ranks on a node, or the master's node)
+    then slow each other."""
+    delay = 5e-5
+    while requests:
+        requests[:] = [r for r in requests if not r.Test()]
+        if requests:
+            time.sleep(delay)
+            delay = min(delay * 2, 2e-3)
+
+
 def _send_polled(comm: Any, message: Any, dest: int, tag: int) -> None:
-    """Send without spinning: a blocking send of a message beyond MPI's eager size spins a core until the receiver
-    takes it, and ranks that share cores (many ranks on a node, or the master's node) then slow each other."""
-    request, delay = comm.isend(message, dest=dest, tag=tag), 5e-5
-    while not request.Test():
-        time.sleep(delay)
-        delay = min(delay * 2, 2e-3)
+    """Send without spinning (see :func:`_complete`)."""
+    _complete([comm.isend(message, dest=dest, tag=tag)])
 
 
 def _worker(comm: Any, plane: Any) -> None:
@@ -253,7 +261,7 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
                         comm.send(("mode", choice), dest=rank, tag=TAG_TO_WORKER)
                         if choice is None:
                             waiting.add(rank)
-                    work = take(rank)  # sent without waiting for the rank to take it (see _send_polled)
+                    work = take(rank)  # sent without waiting for the rank to take it (see _complete)
                     sending.append(comm.isend(("stop", None) if work is None else ("work", work), dest=rank,
                                               tag=TAG_TO_WORKER))
                     if work is None:
@@ -275,9 +283,7 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
                 sending = [r for r in sending if not r.Test()]
                 if not progressed:
                     time.sleep(2e-4)
-            while sending:  # the last sends (stop): taken by ranks that are still polling for them
-                sending = [r for r in sending if not r.Test()]
-                time.sleep(1e-4)
+            _complete(sending)  # the last sends (stop): taken by ranks that are still polling for them
             if pending or in_flight:
                 raise LandscapeError(f"internal: {len(pending)} points pending, {len(in_flight)} chunks "
                                      "in flight after all ranks stopped")
