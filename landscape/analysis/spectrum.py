@@ -69,7 +69,8 @@ def lanczos(matvec: MatVec, v0: torch.Tensor, steps: int) -> tuple[np.ndarray, n
 @dataclass
 class Eigenpairs:
     """Eigenvalues (top ones descending, then bottom ones ascending), unit eigenvectors [k, n] in the same order,
-    Lanczos iterations used, the residual ‖Hv − λv‖ bound of each, the tolerance asked and whether it was met."""
+    the products H·v used (all runs), the residual ‖Hv − λv‖ bound of each, the tolerance asked, whether it was
+    met and the vectors per block Lanczos step."""
 
     values: np.ndarray
     vectors: torch.Tensor
@@ -77,22 +78,26 @@ class Eigenpairs:
     residuals: np.ndarray
     tol: float
     converged: bool
+    block: int = 1
 
 
 def extreme_eigenpairs(matvec: MatVec, n: int, top_k: int = 1, bottom_k: int = 0, tol: float = 1e-6,
                        max_iter: int = 200, v0: torch.Tensor | None = None, seed: int = 0,
-                       device: str | torch.device = "cpu", check_every: int = 1) -> Eigenpairs:
+                       device: str | torch.device = "cpu", check_every: int = 1, block: int | None = None,
+                       matmat: MatMat | None = None) -> Eigenpairs:
     """The ``top_k`` largest and ``bottom_k`` smallest eigenpairs of a symmetric operator of size ``n``, by
-    Lanczos with full reorthogonalisation, grown until every wanted Ritz pair has a residual
-    ‖HQs − θQs‖ = |β_m s_m| ≤ ``tol``·max|θ| (or ``max_iter``, or n, iterations). ``v0`` warm-starts it (e.g. the
-    eigenvector of a neighbouring point); else a seeded Gaussian start. ``check_every``: iterations between
-    convergence checks (each an eigen-decomposition of the small tridiagonal T, cheap next to one H·v).
+    (block) Lanczos with full reorthogonalisation, grown until every wanted Ritz pair has a residual
+    ‖Hy − θy‖ ≤ ``tol``·max|θ| (or ``max_iter`` products, or n). ``v0`` warm-starts it (e.g. the eigenvector of a
+    neighbouring point); else a seeded Gaussian start. ``check_every``: blocks between convergence checks (each an
+    eigen-decomposition of the small projected matrix, cheap next to one H·v).
 
-    Repeated eigenvalues are returned as often as they occur: one Krylov space holds one vector of each
-    eigenspace, so where two or more pairs are wanted on a side, further runs in the complement of the pairs found
-    (deflation by locking) look for more, until a run finds none better (by more than the tolerance) than the
-    pairs kept: one more run per side in the usual case of distinct values. ``iterations`` counts the products of
-    all runs.
+    ``block`` vectors grow the Krylov space at a time (default: 1 for one pair per side, else the larger of
+    ``top_k`` and ``bottom_k``, at most 16), their products taken together by ``matmat`` (H·V for the rows of V;
+    default: ``matvec`` row by row). A block of p vectors holds up to p vectors of each eigenspace, so repeated
+    eigenvalues come back as often as they occur, up to p times in one run. Where more pairs are wanted on a side
+    than the block holds, further runs in the complement of the pairs found (deflation by locking) look for more,
+    until a run finds none better (by more than the tolerance) than the pairs kept. ``iterations`` counts the
+    products of all runs.
 
     Example:
         >>> d = torch.arange(1.0, 11.0, dtype=torch.float64)
@@ -106,31 +111,38 @@ def extreme_eigenpairs(matvec: MatVec, n: int, top_k: int = 1, bottom_k: int = 0
     if top_k < 0 or bottom_k < 0 or top_k + bottom_k < 1 or top_k + bottom_k > n:
         raise ConfigError(f"eigenpairs: expected 1 <= top_k + bottom_k <= {n} (the operator's size), got "
                           f"top_k={top_k}, bottom_k={bottom_k}")
+    width = min(max(top_k, bottom_k), 16) if block is None or block <= 0 else int(block)
+    width = max(1, min(width, n))
+
+    def products(q: torch.Tensor) -> torch.Tensor:  # H·qᵢ for the rows of q
+        if matmat is not None and len(q) > 1:
+            return matmat(q).to(torch.float64)
+        return torch.stack([matvec(qi).to(torch.float64) for qi in q])
+
     g = torch.Generator().manual_seed(seed)
-    noise = torch.randn(n, generator=g, dtype=torch.float64).to(device)
-    # a warm start keeps a little of every direction, or an exact eigenvector would hide the others
-    q = _unit(noise if v0 is None or float(v0.norm()) == 0.0 else
-              _unit(v0.to(device, torch.float64)) + 1e-2 * _unit(noise))
+    noise = torch.randn(width, n, generator=g, dtype=torch.float64).to(device)
+    if v0 is not None and float(v0.norm()) > 0.0:
+        # a warm start keeps a little of every direction, or an exact eigenvector would hide the others
+        noise[0] = _unit(_unit(v0.to(device, torch.float64)) + 1e-2 * _unit(noise[0]))
+    start = _orthonormal_rows(noise, None, g)
     limit = max(min(max_iter, n), top_k + bottom_k)
-    vals, vecs, iters, res, done = _krylov(matvec, n, top_k, bottom_k, tol, limit, q, g, check_every, None)
+    vals, vecs, iters, res, done = _krylov(products, n, top_k, bottom_k, tol, limit, start, g, check_every, None)
     top = [(float(vals[i]), vecs[i], float(res[i])) for i in range(top_k)]
     bottom = [(float(vals[top_k + i]), vecs[top_k + i], float(res[top_k + i])) for i in range(bottom_k)]
     found = list(vecs)  # every pair found stays locked: a later run never finds it again
     scale = max([abs(v) for v, _, _ in top + bottom] + [1e-300])
     # a run that spanned the whole space saw every eigenvalue as often as it occurs
-    while (top_k >= 2 or bottom_k >= 2) and len(found) < n and iters < n:
-        more_top, more_bottom = int(top_k >= 2), int(bottom_k >= 2)  # the best remaining pair of each side
+    while (top_k > width or bottom_k > width) and len(found) < n and iters < n:
+        more_top, more_bottom = int(top_k > width), int(bottom_k > width)  # the best remaining pair of each side
         free = n - len(found)
         more_top, more_bottom = min(more_top, free), min(more_bottom, max(free - more_top, 0))
         if more_top + more_bottom == 0:
             break
         locked = torch.stack(found)
-        start = torch.randn(n, generator=g, dtype=torch.float64).to(device)
-        for _ in range(2):
-            start = start - locked.T @ (locked @ start)
+        fresh = torch.randn(min(width, free), n, generator=g, dtype=torch.float64).to(device)
         limit = max(min(max_iter, free), more_top + more_bottom)
-        v2, q2, it2, r2, d2 = _krylov(matvec, n, more_top, more_bottom, tol, limit, _unit(start), g, check_every,
-                                      locked)
+        v2, q2, it2, r2, d2 = _krylov(products, n, more_top, more_bottom, tol, limit,
+                                      _orthonormal_rows(fresh, locked, g), g, check_every, locked)
         iters += it2
         found += list(q2)
         margin = tol * scale
@@ -148,49 +160,80 @@ def extreme_eigenpairs(matvec: MatVec, n: int, top_k: int = 1, bottom_k: int = 0
             break
     pairs = top + bottom
     return Eigenpairs(np.array([p[0] for p in pairs]), torch.stack([p[1] for p in pairs]), iters,
-                      np.array([p[2] for p in pairs]), tol, bool(done))
+                      np.array([p[2] for p in pairs]), tol, bool(done), width)
 
 
-def _krylov(matvec: MatVec, n: int, top_k: int, bottom_k: int, tol: float, limit: int, q: torch.Tensor,
+def _orthonormal_rows(w: torch.Tensor, against: torch.Tensor | None, g: torch.Generator, orthogonal: bool = False,
+                      rtol: float = 1e-10) -> torch.Tensor:
+    """The rows of ``w`` made orthonormal to each other and to the rows of ``against`` (classical Gram–Schmidt
+    twice, unless ``orthogonal`` says they already are, then a QR); a row that falls inside the span of the
+    others is replaced by a fresh random one."""
+    for _ in range(4):
+        norms = w.norm(dim=1).clamp_min(1e-300)
+        if not orthogonal and against is not None and len(against):
+            for _ in range(2):
+                w = w - (w @ against.T) @ against
+        q, r = torch.linalg.qr(w.T)  # [n, p], [p, p]
+        weak = r.diagonal().abs() <= rtol * norms
+        if not bool(weak.any()):
+            break
+        w, orthogonal = torch.where(weak[:, None], torch.randn(w.shape, generator=g, dtype=w.dtype).to(w.device),
+                                    q.T), False
+    return q.T.contiguous()
+
+
+def _krylov(products: MatMat, n: int, top_k: int, bottom_k: int, tol: float, limit: int, start: torch.Tensor,
             g: torch.Generator, check_every: int, locked: torch.Tensor | None
             ) -> tuple[np.ndarray, torch.Tensor, int, np.ndarray, bool]:
-    """One Lanczos run from the unit vector ``q`` in the complement of the ``locked`` vectors (kept orthogonal to
-    them): the wanted Ritz values (top descending, then bottom ascending), their unit vectors, the iterations,
-    the residuals and whether all met the tolerance."""
+    """One block Lanczos run from the orthonormal rows ``start`` [p, n] (p = 1: Lanczos) in the complement of
+    the ``locked`` vectors (kept orthogonal to them): the wanted Ritz values (top descending, then bottom
+    ascending), their unit vectors, the products used, the residuals and whether all met the tolerance.
+
+    The projected matrix T = QHQᵀ is assembled from the products themselves (each new block's column against
+    every basis vector), and a Ritz vector y = sQ has the residual ‖Rᵀs_last‖, R the last block's products
+    with their components along the basis and the locked vectors removed (exact with full
+    reorthogonalisation, whatever T's structure)."""
     k = top_k + bottom_k
     size = n - (0 if locked is None else len(locked))
-    basis, alpha, beta = [q], [], []
+    q = start
+    basis: list[torch.Tensor] = []
+    t = np.zeros((0, 0))
+    m = 0
     for j in range(limit):
-        w = matvec(q).to(torch.float64)
-        a = float(torch.dot(w, q))
-        alpha.append(a)
-        w = w - a * q - (beta[-1] * basis[-2] if beta else 0.0)
-        stack = torch.stack(basis) if locked is None else torch.cat([locked, torch.stack(basis)])
+        p = min(len(q), size - m, max(limit - m, 1))
+        q = q[:p]
+        w = products(q)
+        basis.append(q)
+        stack = torch.cat(basis)
+        m = len(stack)
+        col = (stack @ w.T).cpu().numpy()  # [m, p]: the new block's column of T
+        grown = np.zeros((m, m))
+        grown[:m - p, :m - p] = t
+        grown[:, m - p:] = col
+        grown[m - p:, :m - p] = col[:m - p].T
+        grown[m - p:, m - p:] = (col[m - p:] + col[m - p:].T) / 2
+        t = grown
+        full = stack if locked is None else torch.cat([locked, stack])
+        r = w
         for _ in range(2):  # full reorthogonalisation against every earlier (and every locked) vector
-            w = w - stack.T @ (stack @ w)
-        b = float(w.norm())
-        m = len(alpha)
-        invariant = b <= 1e-12 * max(max(abs(x) for x in alpha), 1e-300)
-        last = j == limit - 1 or m == size
-        if m >= k and (m % check_every == 0 or last):
-            theta, s = np.linalg.eigh(np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1))
+            r = r - (r @ full.T) @ full
+        gram = (r @ r.T).cpu().numpy()
+        scale = max(float(np.abs(np.diag(t)).max()), 1e-300)
+        invariant = bool(np.sqrt(max(float(np.diag(gram).max()), 0.0)) <= 1e-12 * scale)
+        last = m >= limit or m >= size
+        if m >= k and (j % check_every == 0 or last or invariant):
+            theta, s = np.linalg.eigh(t)
             want = list(range(m - 1, m - 1 - top_k, -1)) + list(range(bottom_k))
-            res = np.zeros(k) if invariant else np.abs(b * s[-1, want])
+            tail = s[m - p:, want]  # the last block's coefficients of each wanted Ritz vector
+            res = np.zeros(k) if invariant else np.sqrt(np.maximum(np.einsum("ik,ij,jk->k", tail, gram, tail), 0.0))
             # an invariant subspace may still miss directions (a repeated eigenvalue): only the whole space ends it
-            done = (res <= tol * max(float(np.abs(theta).max()), 1e-300)).all() and (not invariant or m == size)
+            done = bool((res <= tol * max(float(np.abs(theta).max()), 1e-300)).all()) and (not invariant or m == size)
             if done or last:
                 break
-        if invariant:  # the Krylov space is exhausted: continue from a fresh orthogonal vector
-            w = torch.randn(n, generator=g, dtype=torch.float64).to(q.device)
-            for _ in range(2):
-                w = w - stack.T @ (stack @ w)
-            b, w = 0.0, _unit(w)
-        beta.append(b)
-        q = w / b if b else w
-        basis.append(q)
-    vecs = torch.from_numpy(s[:, want].T.copy()).to(q) @ torch.stack(basis[:m])
+        q = _orthonormal_rows(r, full, g, orthogonal=True)
+    vecs = torch.from_numpy(s[:, want].T.copy()).to(stack) @ stack
     vecs = vecs / vecs.norm(dim=1, keepdim=True)
-    return theta[want], vecs, m, res, bool(done)
+    return theta[want], vecs, m, res, done
 
 
 @dataclass
@@ -249,11 +292,13 @@ def hutchinson_trace(matvec: MatVec, n: int, samples: int = 100, seed: int = 0, 
 
 
 def slq_density(matvec: MatVec, n: int, runs: int = 4, steps: int = 40, points: int = 200, sigma: float | None = None,
-                seed: int = 0, device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
+                seed: int = 0, device: str | torch.device = "cpu", matmat: MatMat | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Spectral density of H by stochastic Lanczos quadrature (Ghorbani et al. 2019): ``runs`` Lanczos runs of
     ``steps`` from random unit vectors give nodes θᵢ and weights τᵢ = (s₀ᵢ)²; the density is their Gaussian-
     broadened average (width ``sigma``, default 1 % of the spectrum's span) on ``points`` grid points. It
-    integrates to 1 over the grid.
+    integrates to 1 over the grid. The runs advance together, so that ``matmat`` (H·V for the rows of V) takes
+    the products of all runs' vectors at once; without it ``matvec`` takes them one by one (the same values).
 
     Example:
         >>> d = torch.tensor([1.0, 1.0, 4.0, 4.0], dtype=torch.float64)
@@ -262,12 +307,10 @@ def slq_density(matvec: MatVec, n: int, runs: int = 4, steps: int = 40, points: 
         1.0
     """
     g = torch.Generator().manual_seed(seed)
+    starts = torch.stack([torch.randn(n, generator=g, dtype=torch.float64) for _ in range(runs)]).to(device)
     nodes, weights = [], []
-    for _ in range(runs):
-        v = torch.randn(n, generator=g, dtype=torch.float64).to(device)
-        a, b, _ = lanczos(matvec, v, min(steps, n))
-        t = np.diag(a) + np.diag(b, 1) + np.diag(b, -1)
-        theta, s = np.linalg.eigh(t)
+    for a, b in _lanczos_together(matvec, matmat, starts, min(steps, n)):
+        theta, s = np.linalg.eigh(np.diag(a) + np.diag(b, 1) + np.diag(b, -1))
         nodes.append(theta)
         weights.append(s[0] ** 2)
     th, w = np.concatenate(nodes), np.concatenate(weights) / runs
@@ -278,3 +321,40 @@ def slq_density(matvec: MatVec, n: int, runs: int = 4, steps: int = 40, points: 
     dens = (w[None, :] * np.exp(-0.5 * ((grid[:, None] - th[None, :]) / width) ** 2)).sum(1) / (
         width * math.sqrt(2 * math.pi))
     return grid, dens / np.trapezoid(dens, grid)
+
+
+def _lanczos_together(matvec: MatVec, matmat: MatMat | None, starts: torch.Tensor, steps: int
+                      ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Independent Lanczos runs (full reorthogonalisation, each in its own basis) from the rows of ``starts``,
+    advanced in lockstep: each step takes the products of every running run's vector in one ``matmat``. Returns
+    each run's tridiagonal (alpha, beta); a run that reaches an invariant subspace stops there."""
+    runs = len(starts)
+    q = starts / starts.norm(dim=1, keepdim=True)
+    bases: list[list[torch.Tensor]] = [[q[i]] for i in range(runs)]
+    alpha: list[list[float]] = [[] for _ in range(runs)]
+    beta: list[list[float]] = [[] for _ in range(runs)]
+    running = list(range(runs))
+    for j in range(steps):
+        current = torch.stack([bases[i][-1] for i in running])
+        hq = matmat(current).to(torch.float64) if matmat is not None and len(running) > 1 else \
+            torch.stack([matvec(v).to(torch.float64) for v in current])
+        still = []
+        for i, w, v in zip(running, hq, current):
+            a = float(torch.dot(w, v))
+            alpha[i].append(a)
+            if j == steps - 1:
+                continue
+            w = w - a * v - (beta[i][-1] * bases[i][-2] if beta[i] else 0.0)
+            stack = torch.stack(bases[i])
+            for _ in range(2):
+                w = w - stack.T @ (stack @ w)
+            b = float(w.norm())
+            if b <= 1e-12 * (max(abs(x) for x in alpha[i]) or 1.0):  # an invariant subspace: exact
+                continue
+            beta[i].append(b)
+            bases[i].append(w / b)
+            still.append(i)
+        running = still
+        if not running:
+            break
+    return [(np.array(alpha[i]), np.array(beta[i][:len(alpha[i]) - 1])) for i in range(runs)]

@@ -114,7 +114,7 @@ def _run_curvature(job: JobConfig, cc: CurvatureConfig) -> CurvatureResult:
     n_top = min(cc.top_k, op.numel)
     n_bottom = min(cc.bottom_k, op.numel - n_top)
     eig = extreme_eigenpairs(op.matvec, op.numel, n_top, n_bottom, cc.tol, cc.max_iter, seed=cc.seed,
-                             device=ev.device)
+                             device=ev.device, block=cc.block, matmat=op.matmat)
     if not eig.converged:
         log.warning("Lanczos stopped after %d iterations above tol %g (residuals %s); raise curvature.max_iter",
                     eig.iterations, cc.tol, np.array2string(eig.residuals, precision=3))
@@ -123,6 +123,7 @@ def _run_curvature(job: JobConfig, cc: CurvatureConfig) -> CurvatureResult:
                               "eigenvectors": torch.stack([op.embed(v) for v in eig.vectors]).numpy()}
     lam_min = float(eig.values[n_top]) if n_bottom else float("nan")  # the bottom ones ascend
     attrs: dict[str, Any] = {"model": job.model.name, "lanczos_tol": cc.tol, "lanczos_iterations": eig.iterations,
+                             "lanczos_block": eig.block,
                              "converged": eig.converged, "seed": cc.seed, "lambda_max": float(eig.values[0]),
                              "lambda_min": lam_min, "state_spec": ev.spec.to_json(), "loss_name": ev.loss_name}
     seconds = {"eigenpairs": time.perf_counter() - t0}
@@ -136,7 +137,7 @@ def _run_curvature(job: JobConfig, cc: CurvatureConfig) -> CurvatureResult:
     if cc.density:
         t = time.perf_counter()
         grid, dens = slq_density(op.matvec, op.numel, cc.density_runs, cc.density_steps, seed=cc.seed,
-                                 device=ev.device)
+                                 device=ev.device, matmat=op.matmat)
         arrays.update({"density/grid": grid, "density/values": dens})
         seconds["density"] = time.perf_counter() - t
     if cc.sharpness:

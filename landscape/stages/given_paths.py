@@ -212,9 +212,10 @@ def curvature(model: nn.Module, data: Any, *, top_k: int = 1, bottom_k: int = 0,
               trace_samples: int = 30, trace_method: str = "hutchinson", density: bool = False, tol: float = 1e-3,
               max_iter: int = 100, ignore: str = "none", seed: int = 0, loss: Any = None,
               out: str | Path | None = None, device: str = "auto", batch_size: int = 256,
-              task: str | None = None, threads: int = DEFAULT_STAGE_THREADS) -> CurvatureSummary:
+              task: str | None = None, threads: int = DEFAULT_STAGE_THREADS, block: int = 0) -> CurvatureSummary:
     """The Hessian of the mean loss of ``model`` on ``data`` at its current parameters: ``top_k`` largest and
-    ``bottom_k`` smallest eigenvalues (Lanczos to ``tol``), the trace (``trace_samples`` Hutchinson/Hutch++
+    ``bottom_k`` smallest eigenvalues (block Lanczos to ``tol``, ``block`` vectors at a time; 0: 1 for one pair
+    per side, else the larger of the two counts), the trace (``trace_samples`` Hutchinson/Hutch++
     probes) and the SLQ spectral density. ``ignore="biasbn"`` leaves biases and BatchNorm weights out (as surface
     directions do); by default every parameter counts. Exact double-backward products, float64 accumulation, on
     ``threads`` CPU threads (2, as the job's ``curvature.threads``: the bits depend on the count; 0: the current).
@@ -236,7 +237,8 @@ def curvature(model: nn.Module, data: Any, *, top_k: int = 1, bottom_k: int = 0,
         n_bottom = min(int(bottom_k), op.numel - n_top)
         if n_top < 1:
             raise ConfigError(f"curvature: top_k must be >= 1, got {top_k}")
-        eig = extreme_eigenpairs(op.matvec, op.numel, n_top, n_bottom, tol, max_iter, seed=seed, device=ev.device)
+        eig = extreme_eigenpairs(op.matvec, op.numel, n_top, n_bottom, tol, max_iter, seed=seed, device=ev.device,
+                                 block=block, matmat=op.matmat)
         if not eig.converged:
             log.warning("Lanczos stopped after %d iterations above tol %g; raise max_iter", eig.iterations, tol)
         arrays: dict[str, Any] = {"eigenvalues": eig.values, "eigen_kind": ["top"] * n_top + ["bottom"] * n_bottom,
@@ -249,18 +251,18 @@ def curvature(model: nn.Module, data: Any, *, top_k: int = 1, bottom_k: int = 0,
             arrays.update(trace=np.float64(tr.value), trace_stderr=np.float64(tr.stderr))
         grid = dens = None
         if density:
-            grid, dens = slq_density(op.matvec, op.numel, seed=seed, device=ev.device)
+            grid, dens = slq_density(op.matvec, op.numel, seed=seed, device=ev.device, matmat=op.matmat)
             arrays.update({"density/grid": grid, "density/values": dens})
         state = model_state(work)
         inputs = {"model": model_label(model), "data": data_facts(given), "split": f"{len(given.data)} samples",
                   "data_checksum": data_checksum(given),
                   "center": "given model", "center_checksum": state_checksum(state), "loss": loss_label(loss),
                   "moved": op.names, "parameters": op.numel, "top_k": n_top, "bottom_k": n_bottom, "tol": tol,
-                  "max_iter": max_iter, "trace": trace, "trace_samples": trace_samples, "seed": seed,
+                  "max_iter": max_iter, "block": eig.block, "trace": trace, "trace_samples": trace_samples, "seed": seed,
                   "ignore": ignore, "threads": threads}
         lam_min = float(eig.values[n_top]) if n_bottom else float("nan")
         attrs = {"model": inputs["model"], "lanczos_tol": tol, "lanczos_iterations": eig.iterations,
-                 "converged": eig.converged, "seed": seed, "lambda_max": float(eig.values[0]), "lambda_min": lam_min,
+                 "lanczos_block": eig.block, "converged": eig.converged, "seed": seed, "lambda_max": float(eig.values[0]), "lambda_min": lam_min,
                  "state_spec": ev.spec.to_json(), "loss_name": ev.loss_name}
         if tr is not None:
             attrs.update(trace_method=tr.method, trace_matvecs=tr.matvecs)

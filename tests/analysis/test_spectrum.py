@@ -99,3 +99,53 @@ def test_slq_density_puts_the_mass_where_the_eigenvalues_are():
     near = lambda c: np.trapezoid(np.where(np.abs(grid - c) < 0.5, dens, 0.0), grid)
     assert near(1.0) + near(5.0) > 0.99
     assert near(1.0) == pytest.approx(0.6, abs=0.15) and near(5.0) == pytest.approx(0.4, abs=0.15)
+
+
+def test_block_lanczos_returns_a_repeated_eigenvalue_with_its_multiplicity_in_one_run():
+    """A triple top eigenvalue and a double bottom one, max_iter < n: one run of blocks of 3 finds each as often
+    as it occurs, its products taken a block at a time (no deflated run after it)."""
+    values = [6.0] * 3 + [5.0] + list(np.linspace(0.5, 4.0, 150)) + [0.0] * 2
+    mv, _, _ = operator(values, seed=8)
+    shapes = []
+
+    def mm(v):
+        shapes.append(tuple(v.shape))
+        return torch.stack([mv(r) for r in v])
+
+    r = extreme_eigenpairs(mv, len(values), top_k=3, bottom_k=2, tol=1e-9, max_iter=150, matmat=mm)
+    assert r.block == 3 and r.converged
+    np.testing.assert_allclose(r.values, [6.0, 6.0, 6.0, 0.0, 0.0], atol=1e-7)
+    np.testing.assert_allclose((r.vectors @ r.vectors.T).numpy(), np.eye(5), atol=1e-6)
+    for value, vec in zip(r.values, r.vectors):
+        assert float((mv(vec) - value * vec).norm()) <= 1e-9 * 6.0 * 1.01
+    assert shapes and all(s == (3, len(values)) for s in shapes)  # every product a block of 3
+    assert r.iterations == 3 * len(shapes) < len(values)
+    # single vectors with deflation find the same values, one run more per side
+    one = extreme_eigenpairs(mv, len(values), top_k=3, bottom_k=2, tol=1e-9, max_iter=150, block=1)
+    assert one.block == 1
+    np.testing.assert_allclose(one.values, r.values, atol=1e-7)
+
+
+def test_block_lanczos_from_an_invariant_start_and_on_a_tiny_operator():
+    # a start block inside an eigenspace is invariant at once: fresh vectors continue until the top is found
+    d = torch.tensor([1.0, 1.0, 2.0, 3.0, 9.0, 9.0], dtype=torch.float64)
+    r = extreme_eigenpairs(lambda v: d * v, 6, top_k=2, tol=1e-12, v0=torch.tensor([1.0, 0, 0, 0, 0, 0]))
+    np.testing.assert_allclose(r.values, [9.0, 9.0], atol=1e-10)
+    # the block spans the whole space: exact, and never more products than n
+    r = extreme_eigenpairs(lambda v: d * v, 6, top_k=4, bottom_k=2, tol=1e-12)
+    np.testing.assert_allclose(r.values, [9.0, 9.0, 3.0, 2.0, 1.0, 1.0], atol=1e-10)
+    assert r.iterations == 6
+
+
+def test_slq_runs_advance_together_with_the_same_values_as_one_by_one():
+    mv, _, _ = operator(list(np.linspace(-2.0, 3.0, 60)), seed=9)
+    calls = []
+
+    def mm(v):
+        calls.append(len(v))
+        return torch.stack([mv(r) for r in v])
+
+    grid1, dens1 = slq_density(mv, 60, runs=5, steps=12, seed=4)
+    grid2, dens2 = slq_density(mv, 60, runs=5, steps=12, seed=4, matmat=mm)
+    assert np.array_equal(grid1, grid2) and np.array_equal(dens1, dens2)
+    assert calls == [5] * 12  # all five runs' vectors in each product call
