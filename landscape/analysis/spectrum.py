@@ -91,9 +91,10 @@ def extreme_eigenpairs(matvec: MatVec, n: int, top_k: int = 1, bottom_k: int = 0
     neighbouring point); else a seeded Gaussian start. ``check_every``: blocks between convergence checks (each an
     eigen-decomposition of the small projected matrix, cheap next to one H·v).
 
-    ``block`` vectors grow the Krylov space at a time (default: 1 for one pair per side, else the larger of
-    ``top_k`` and ``bottom_k``, at most 16), their products taken together by ``matmat`` (H·V for the rows of V;
-    default: ``matvec`` row by row). A block of p vectors holds up to p vectors of each eigenspace, so repeated
+    ``block`` vectors grow the Krylov space at a time, their products taken together by ``matmat`` (H·V for the
+    rows of V; default: ``matvec`` row by row). By default (None or 0) the block is the larger of ``top_k`` and
+    ``bottom_k`` (at most 16) when ``matmat`` is given, else 1: without products taken together, single vectors
+    with deflation need fewer products. A block of p vectors holds up to p vectors of each eigenspace, so repeated
     eigenvalues come back as often as they occur, up to p times in one run. Where more pairs are wanted on a side
     than the block holds, further runs in the complement of the pairs found (deflation by locking) look for more,
     until a run finds none better (by more than the tolerance) than the pairs kept. ``iterations`` counts the
@@ -111,7 +112,8 @@ def extreme_eigenpairs(matvec: MatVec, n: int, top_k: int = 1, bottom_k: int = 0
     if top_k < 0 or bottom_k < 0 or top_k + bottom_k < 1 or top_k + bottom_k > n:
         raise ConfigError(f"eigenpairs: expected 1 <= top_k + bottom_k <= {n} (the operator's size), got "
                           f"top_k={top_k}, bottom_k={bottom_k}")
-    width = min(max(top_k, bottom_k), 16) if block is None or block <= 0 else int(block)
+    auto = min(max(top_k, bottom_k), 16) if matmat is not None else 1
+    width = auto if block is None or block <= 0 else int(block)
     width = max(1, min(width, n))
 
     def products(q: torch.Tensor) -> torch.Tensor:  # H·qᵢ for the rows of q

@@ -125,6 +125,12 @@ class HessianOperator:
         finally:
             handle.remove()
 
+    @property
+    def batches(self) -> bool:
+        """Whether :meth:`matmat` takes several vectors per backward (on accelerators, or ``batched=True``) rather
+        than one at a time; block methods pay only then."""
+        return self.batched_products is not False and (bool(self.batched) or self.device.type != "cpu")
+
     def _split(self, v: torch.Tensor) -> list[torch.Tensor]:
         return [c.view_as(p).to(p.dtype) for c, p in zip(torch.split(v.to(self.device), self.sizes), self.params)]
 

@@ -235,8 +235,9 @@ class CurvatureConfig:
     tol: float = _f(1e-3, min=0.0, doc="Lanczos stops when every wanted Ritz residual <= tol·max|θ|")
     max_iter: int = _f(100, min=2, max=10_000, doc="Lanczos iterations at most")
     block: int = _f(0, min=0, max=64, doc="vectors per block Lanczos step, their products taken together; a block "
-                                          "of p holds an eigenvalue up to p times (0: 1 for one pair per side, "
-                                          "else the larger of top_k and bottom_k, at most 16)")
+                                          "of p holds an eigenvalue up to p times (0: the larger of top_k and "
+                                          "bottom_k, at most 16, where products are batched (accelerators), "
+                                          "else 1 with deflated runs for repeats)")
     trace: bool = _f(True, doc="estimate tr(H) with its standard error")
     trace_method: str = _f("hutchinson", choices=("hutchinson", "hutch++"))
     trace_samples: int = _f(30, min=2, doc="Hessian-vector products for the trace")

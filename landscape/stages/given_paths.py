@@ -214,8 +214,8 @@ def curvature(model: nn.Module, data: Any, *, top_k: int = 1, bottom_k: int = 0,
               out: str | Path | None = None, device: str = "auto", batch_size: int = 256,
               task: str | None = None, threads: int = DEFAULT_STAGE_THREADS, block: int = 0) -> CurvatureSummary:
     """The Hessian of the mean loss of ``model`` on ``data`` at its current parameters: ``top_k`` largest and
-    ``bottom_k`` smallest eigenvalues (block Lanczos to ``tol``, ``block`` vectors at a time; 0: 1 for one pair
-    per side, else the larger of the two counts), the trace (``trace_samples`` Hutchinson/Hutch++
+    ``bottom_k`` smallest eigenvalues (block Lanczos to ``tol``, ``block`` vectors at a time; 0: the larger of
+    the two counts where products are batched, else 1), the trace (``trace_samples`` Hutchinson/Hutch++
     probes) and the SLQ spectral density. ``ignore="biasbn"`` leaves biases and BatchNorm weights out (as surface
     directions do); by default every parameter counts. Exact double-backward products, float64 accumulation, on
     ``threads`` CPU threads (2, as the job's ``curvature.threads``: the bits depend on the count; 0: the current).
@@ -238,7 +238,7 @@ def curvature(model: nn.Module, data: Any, *, top_k: int = 1, bottom_k: int = 0,
         if n_top < 1:
             raise ConfigError(f"curvature: top_k must be >= 1, got {top_k}")
         eig = extreme_eigenpairs(op.matvec, op.numel, n_top, n_bottom, tol, max_iter, seed=seed, device=ev.device,
-                                 block=block, matmat=op.matmat)
+                                 block=block, matmat=op.matmat if op.batches else None)
         if not eig.converged:
             log.warning("Lanczos stopped after %d iterations above tol %g; raise max_iter", eig.iterations, tol)
         arrays: dict[str, Any] = {"eigenvalues": eig.values, "eigen_kind": ["top"] * n_top + ["bottom"] * n_bottom,
@@ -251,7 +251,8 @@ def curvature(model: nn.Module, data: Any, *, top_k: int = 1, bottom_k: int = 0,
             arrays.update(trace=np.float64(tr.value), trace_stderr=np.float64(tr.stderr))
         grid = dens = None
         if density:
-            grid, dens = slq_density(op.matvec, op.numel, seed=seed, device=ev.device, matmat=op.matmat)
+            grid, dens = slq_density(op.matvec, op.numel, seed=seed, device=ev.device,
+                                     matmat=op.matmat if op.batches else None)
             arrays.update({"density/grid": grid, "density/values": dens})
         state = model_state(work)
         inputs = {"model": model_label(model), "data": data_facts(given), "split": f"{len(given.data)} samples",

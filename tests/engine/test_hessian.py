@@ -215,3 +215,11 @@ def test_batchnorm_folded_inside_the_forward_gives_the_exact_hessian():
     loss, grad = folded.loss_and_gradient()
     loss0, grad0 = plain.loss_and_gradient()
     assert loss == pytest.approx(loss0, rel=1e-6) and torch.allclose(grad, grad0, rtol=1e-4, atol=1e-6)
+
+
+def test_block_methods_batch_products_only_where_a_backward_takes_several():
+    _, te = load_data("spiral", n_per_class=10)
+    ev = Evaluator(build_model("mlp", te.info(), depth=1, width=4), te, "cpu")
+    assert not HessianOperator(ev).batches  # a CPU: one product per backward
+    assert HessianOperator(ev, batched=True).batches
+    assert not HessianOperator(ev, batched=False).batches
