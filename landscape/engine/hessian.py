@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import torch
 
@@ -130,6 +130,11 @@ class HessianOperator:
         """Whether :meth:`matmat` takes several vectors per backward (on accelerators, or ``batched=True``) rather
         than one at a time; block methods pay only then."""
         return self.batched_products is not False and (bool(self.batched) or self.device.type != "cpu")
+
+    @property
+    def block_matmat(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """:meth:`matmat` where it :attr:`batches` products, else None (for block Lanczos and SLQ's lockstep)."""
+        return self.matmat if self.batches else None
 
     def _split(self, v: torch.Tensor) -> list[torch.Tensor]:
         return [c.view_as(p).to(p.dtype) for c, p in zip(torch.split(v.to(self.device), self.sizes), self.params)]

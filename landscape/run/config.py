@@ -233,7 +233,7 @@ class CurvatureConfig:
                                              "per iteration: hundreds of pairs already take minutes and GBs)")
     bottom_k: int = _f(1, min=0, max=1000, doc="smallest eigenpairs (λmin < 0: a saddle direction)")
     tol: float = _f(1e-3, min=0.0, doc="Lanczos stops when every wanted Ritz residual <= tol·max|θ|")
-    max_iter: int = _f(100, min=2, max=10_000, doc="Lanczos iterations at most")
+    max_iter: int = _f(100, min=2, max=10_000, doc="Hessian-vector products per Lanczos run at most")
     block: int = _f(0, min=0, max=64, doc="vectors per block Lanczos step, their products taken together; a block "
                                           "of p holds an eigenvalue up to p times (0: the larger of top_k and "
                                           "bottom_k, at most 16, where products are batched (accelerators), "

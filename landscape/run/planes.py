@@ -200,7 +200,7 @@ def hessian_basis(evaluator: Evaluator, count: int, ignore: str = "biasbn", dir_
     op = HessianOperator(evaluator, ignore=ignore, dir_type=dir_type)
     top, bottom = (count, 0) if pair == "top" or count == 1 else (1, 1)
     eig = extreme_eigenpairs(op.matvec, op.numel, top, bottom, tol, max_iter, seed=seed, device=evaluator.device,
-                             matmat=op.matmat if op.batches else None)
+                             matmat=op.block_matmat)
     if not eig.converged:
         log.warning("Hessian directions: Lanczos did not reach tol %g in %d iterations (residuals %s); the "
                     "directions are approximate (raise curvature.max_iter)", tol, eig.iterations, eig.residuals)

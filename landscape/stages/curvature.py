@@ -114,8 +114,7 @@ def _run_curvature(job: JobConfig, cc: CurvatureConfig) -> CurvatureResult:
     n_top = min(cc.top_k, op.numel)
     n_bottom = min(cc.bottom_k, op.numel - n_top)
     eig = extreme_eigenpairs(op.matvec, op.numel, n_top, n_bottom, cc.tol, cc.max_iter, seed=cc.seed,
-                             device=ev.device, block=cc.block,
-                             matmat=op.matmat if op.batches else None)
+                             device=ev.device, block=cc.block, matmat=op.block_matmat)
     if not eig.converged:
         log.warning("Lanczos stopped after %d iterations above tol %g (residuals %s); raise curvature.max_iter",
                     eig.iterations, cc.tol, np.array2string(eig.residuals, precision=3))
@@ -138,7 +137,7 @@ def _run_curvature(job: JobConfig, cc: CurvatureConfig) -> CurvatureResult:
     if cc.density:
         t = time.perf_counter()
         grid, dens = slq_density(op.matvec, op.numel, cc.density_runs, cc.density_steps, seed=cc.seed,
-                                 device=ev.device, matmat=op.matmat if op.batches else None)
+                                 device=ev.device, matmat=op.block_matmat)
         arrays.update({"density/grid": grid, "density/values": dens})
         seconds["density"] = time.perf_counter() - t
     if cc.sharpness:

@@ -238,7 +238,7 @@ def curvature(model: nn.Module, data: Any, *, top_k: int = 1, bottom_k: int = 0,
         if n_top < 1:
             raise ConfigError(f"curvature: top_k must be >= 1, got {top_k}")
         eig = extreme_eigenpairs(op.matvec, op.numel, n_top, n_bottom, tol, max_iter, seed=seed, device=ev.device,
-                                 block=block, matmat=op.matmat if op.batches else None)
+                                 block=block, matmat=op.block_matmat)
         if not eig.converged:
             log.warning("Lanczos stopped after %d iterations above tol %g; raise max_iter", eig.iterations, tol)
         arrays: dict[str, Any] = {"eigenvalues": eig.values, "eigen_kind": ["top"] * n_top + ["bottom"] * n_bottom,
@@ -251,20 +251,20 @@ def curvature(model: nn.Module, data: Any, *, top_k: int = 1, bottom_k: int = 0,
             arrays.update(trace=np.float64(tr.value), trace_stderr=np.float64(tr.stderr))
         grid = dens = None
         if density:
-            grid, dens = slq_density(op.matvec, op.numel, seed=seed, device=ev.device,
-                                     matmat=op.matmat if op.batches else None)
+            grid, dens = slq_density(op.matvec, op.numel, seed=seed, device=ev.device, matmat=op.block_matmat)
             arrays.update({"density/grid": grid, "density/values": dens})
         state = model_state(work)
         inputs = {"model": model_label(model), "data": data_facts(given), "split": f"{len(given.data)} samples",
                   "data_checksum": data_checksum(given),
                   "center": "given model", "center_checksum": state_checksum(state), "loss": loss_label(loss),
                   "moved": op.names, "parameters": op.numel, "top_k": n_top, "bottom_k": n_bottom, "tol": tol,
-                  "max_iter": max_iter, "block": eig.block, "trace": trace, "trace_samples": trace_samples, "seed": seed,
-                  "ignore": ignore, "threads": threads}
+                  "max_iter": max_iter, "block": eig.block, "trace": trace, "trace_samples": trace_samples,
+                  "seed": seed, "ignore": ignore, "threads": threads}
         lam_min = float(eig.values[n_top]) if n_bottom else float("nan")
         attrs = {"model": inputs["model"], "lanczos_tol": tol, "lanczos_iterations": eig.iterations,
-                 "lanczos_block": eig.block, "converged": eig.converged, "seed": seed, "lambda_max": float(eig.values[0]), "lambda_min": lam_min,
-                 "state_spec": ev.spec.to_json(), "loss_name": ev.loss_name}
+                 "lanczos_block": eig.block, "converged": eig.converged, "seed": seed,
+                 "lambda_max": float(eig.values[0]), "lambda_min": lam_min, "state_spec": ev.spec.to_json(),
+                 "loss_name": ev.loss_name}
         if tr is not None:
             attrs.update(trace_method=tr.method, trace_matvecs=tr.matvecs)
         write_curvature(out_path, arrays, inputs, attrs)
