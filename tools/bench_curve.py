@@ -14,11 +14,17 @@ Each round runs every case in a fresh process (interleaved); the time is the tra
 data loading: from the curve's construction to its last checkpoint), median and range of the rounds.
 
     python tools/bench_curve.py --dmc /path/to/dnn-mode-connectivity --epochs 20 --repeats 3
+    python tools/bench_curve.py --dmc /path/to/dnn-mode-connectivity --busy 2     # loaded: 2 busy processes beside
+
+With ``--busy``, ours runs with the OpenMP wait policy that landscape's command line chooses on a loaded machine
+(passive: ``landscape/__init__.py``; the child imports torch before landscape, so it is set in its environment),
+theirs as shipped.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -30,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
-from benchlib import write_markdown  # noqa: E402
+from benchlib import machine_line, write_markdown  # noqa: E402
 
 
 def _data():
@@ -156,6 +162,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--markdown", help="also write the table here (docs/bench/curve.md is the documentation's)")
+    ap.add_argument("--busy", type=int, default=0, help="CPU-bound processes of someone else running beside every "
+                                                        "measurement (a loaded machine)")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -168,16 +176,15 @@ def main() -> None:
     cases = {"ours": "landscape train_curve", "theirs:4": "dnn-mode-connectivity, 4 loader workers (default)",
              "theirs:0": "dnn-mode-connectivity, 0 loader workers"}
     times: dict[str, list[float]] = {c: [] for c in cases}
-    for r in range(args.repeats):
-        for c in cases:
-            out = tmp / f"{c.replace(':', '')}-{r}"
-            p = subprocess.run([sys.executable, __file__, "--child", c, str(args.epochs), str(out), str(dmc)],
-                               capture_output=True, text=True, env={**__import__("os").environ,
-                                                                    "PYTHONPATH": str(ROOT)})
-            if p.returncode:
-                raise SystemExit(f"{c} failed:\n{p.stderr}")
-            times[c].append(json.loads(p.stdout.strip().splitlines()[-1])["seconds"])
-            print(f"round {r + 1}: {c:<9} {times[c][-1]:7.2f} s", flush=True)
+    print(f"before: {machine_line()}" + (f"; {args.busy} busy process(es) beside every measurement"
+                                          if args.busy else ""), flush=True)
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        _rounds(args, cases, times, tmp, dmc)
+    finally:
+        for b in busy:
+            b.kill()
+    print(f"after: {machine_line()}", flush=True)
     med = {c: statistics.median(v) for c, v in times.items()}
     rows = [(label, f"{med[c]:.2f} ({min(times[c]):.2f}–{max(times[c]):.2f})",
              f"{med['ours'] / med[c]:.2f}" if c != "ours" else "1")
@@ -191,7 +198,24 @@ def main() -> None:
             ("training", "seconds, median (min–max)", "ours / this"), rows,
             f"Bézier curve (3 points) between two LeNet-5 states on digits, {args.epochs} epochs, batch 128, "
             f"a test evaluation per epoch; {args.repeats} interleaved rounds, each case in a fresh process, "
-            "the training alone timed.")
+            "the training alone timed" + (f"; {args.busy} CPU-bound processes running beside every measurement."
+                                          if args.busy else "."))
+
+
+def _rounds(args: argparse.Namespace, cases: dict[str, str], times: dict[str, list[float]], tmp: Path,
+            dmc: Path) -> None:
+    for r in range(args.repeats):
+        for c in cases:
+            out = tmp / f"{c.replace(':', '')}-{r}"
+            env = {**os.environ, "PYTHONPATH": str(ROOT)}
+            if c == "ours" and args.busy and "OMP_WAIT_POLICY" not in os.environ:
+                env["OMP_WAIT_POLICY"] = "PASSIVE"  # what landscape's command line chooses on a loaded machine
+            p = subprocess.run([sys.executable, __file__, "--child", c, str(args.epochs), str(out), str(dmc)],
+                               capture_output=True, text=True, env=env)
+            if p.returncode:
+                raise SystemExit(f"{c} failed:\n{p.stderr}")
+            times[c].append(json.loads(p.stdout.strip().splitlines()[-1])["seconds"])
+            print(f"round {r + 1}: {c:<9} {times[c][-1]:7.2f} s", flush=True)
 
 
 if __name__ == "__main__":
