@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -32,6 +33,14 @@ def _unit(v: torch.Tensor) -> torch.Tensor:
     return v / v.norm()
 
 
+def _rows(matvec: MatVec, matmat: MatMat | None, q: torch.Tensor) -> torch.Tensor:
+    """H·qᵢ for the rows of ``q`` (float64): by ``matmat`` at once when given (and more than one row), else one by
+    one."""
+    if matmat is not None and len(q) > 1:
+        return matmat(q).to(torch.float64)
+    return torch.stack([matvec(qi).to(torch.float64) for qi in q])
+
+
 def lanczos(matvec: MatVec, v0: torch.Tensor, steps: int) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
     """``steps`` Lanczos iterations from ``v0`` with full reorthogonalisation (twice, classical Gram–Schmidt):
     the tridiagonal T (diagonal ``alpha``, off-diagonal ``beta``) and the orthonormal basis Q [m, n] with
@@ -42,28 +51,8 @@ def lanczos(matvec: MatVec, v0: torch.Tensor, steps: int) -> tuple[np.ndarray, n
         >>> a.tolist(), b.tolist(), q.shape
         ([2.0], [], torch.Size([1, 3]))
     """
-    q = _unit(v0.to(torch.float64))
-    basis = [q]
-    alpha: list[float] = []
-    beta: list[float] = []
-    for j in range(steps):
-        w = matvec(q).to(torch.float64)
-        a = float(torch.dot(w, q))
-        alpha.append(a)
-        if j == steps - 1:
-            break
-        w = w - a * q - (beta[-1] * basis[-2] if beta else 0.0)
-        stack = torch.stack(basis)
-        for _ in range(2):  # full reorthogonalisation against every earlier vector
-            w = w - stack.T @ (stack @ w)
-        b = float(w.norm())
-        scale = max(abs(x) for x in alpha) or 1.0
-        if b <= 1e-12 * scale:  # an invariant subspace: T's eigenvalues are exact
-            break
-        beta.append(b)
-        q = w / b
-        basis.append(q)
-    return np.array(alpha), np.array(beta), torch.stack(basis[:len(alpha)])
+    ((alpha, beta, basis),) = _lanczos_together(matvec, None, v0.to(torch.float64)[None], steps)
+    return alpha, beta, basis
 
 
 @dataclass
@@ -115,11 +104,7 @@ def extreme_eigenpairs(matvec: MatVec, n: int, top_k: int = 1, bottom_k: int = 0
     auto = min(max(top_k, bottom_k), 16) if matmat is not None else 1
     width = auto if block is None or block <= 0 else int(block)
     width = max(1, min(width, n))
-
-    def products(q: torch.Tensor) -> torch.Tensor:  # H·qᵢ for the rows of q
-        if matmat is not None and len(q) > 1:
-            return matmat(q).to(torch.float64)
-        return torch.stack([matvec(qi).to(torch.float64) for qi in q])
+    products = partial(_rows, matvec, matmat)
 
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn(width, n, generator=g, dtype=torch.float64).to(device)
@@ -311,7 +296,7 @@ def slq_density(matvec: MatVec, n: int, runs: int = 4, steps: int = 40, points: 
     g = torch.Generator().manual_seed(seed)
     starts = torch.stack([torch.randn(n, generator=g, dtype=torch.float64) for _ in range(runs)]).to(device)
     nodes, weights = [], []
-    for a, b in _lanczos_together(matvec, matmat, starts, min(steps, n)):
+    for a, b, _ in _lanczos_together(matvec, matmat, starts, min(steps, n)):
         theta, s = np.linalg.eigh(np.diag(a) + np.diag(b, 1) + np.diag(b, -1))
         nodes.append(theta)
         weights.append(s[0] ** 2)
@@ -326,10 +311,11 @@ def slq_density(matvec: MatVec, n: int, runs: int = 4, steps: int = 40, points: 
 
 
 def _lanczos_together(matvec: MatVec, matmat: MatMat | None, starts: torch.Tensor, steps: int
-                      ) -> list[tuple[np.ndarray, np.ndarray]]:
+                      ) -> list[tuple[np.ndarray, np.ndarray, torch.Tensor]]:
     """Independent Lanczos runs (full reorthogonalisation, each in its own basis) from the rows of ``starts``,
     advanced in lockstep: each step takes the products of every running run's vector in one ``matmat``. Returns
-    each run's tridiagonal (alpha, beta); a run that reaches an invariant subspace stops there."""
+    each run's tridiagonal (alpha, beta) and orthonormal basis [m, n]; a run that reaches an invariant subspace
+    stops there."""
     runs = len(starts)
     q = starts / starts.norm(dim=1, keepdim=True)
     bases: list[list[torch.Tensor]] = [[q[i]] for i in range(runs)]
@@ -338,8 +324,7 @@ def _lanczos_together(matvec: MatVec, matmat: MatMat | None, starts: torch.Tenso
     running = list(range(runs))
     for j in range(steps):
         current = torch.stack([bases[i][-1] for i in running])
-        hq = matmat(current).to(torch.float64) if matmat is not None and len(running) > 1 else \
-            torch.stack([matvec(v).to(torch.float64) for v in current])
+        hq = _rows(matvec, matmat, current)
         still = []
         for i, w, v in zip(running, hq, current):
             a = float(torch.dot(w, v))
@@ -359,4 +344,5 @@ def _lanczos_together(matvec: MatVec, matmat: MatMat | None, starts: torch.Tenso
         running = still
         if not running:
             break
-    return [(np.array(alpha[i]), np.array(beta[i][:len(alpha[i]) - 1])) for i in range(runs)]
+    return [(np.array(alpha[i]), np.array(beta[i][:len(alpha[i]) - 1]), torch.stack(bases[i][:len(alpha[i])]))
+            for i in range(runs)]
