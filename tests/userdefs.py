@@ -24,8 +24,9 @@ def not_a_model():
 class _FailsOnRank(nn.Module):
     """Evaluates normally except on the MPI rank named by LANDSCAPE_TEST_FAIL_RANK, where forward raises
     after its first ``LANDSCAPE_TEST_FAIL_AFTER`` calls (40). With LANDSCAPE_TEST_READY_FILE set, that rank creates
-    the file at its first forward call and the other ranks' forward waits for it: the failing rank surely takes
-    part, however late a loaded machine starts it, instead of finding the grid done."""
+    the file at its first forward call and the other ranks' forward waits for it from their second call on (rank 0
+    times a point before any rank starts its grid): the failing rank surely takes part, however late a loaded
+    machine starts it, instead of finding the grid done."""
 
     def __init__(self, input_dim: int, num_classes: int):
         import os
@@ -48,7 +49,7 @@ class _FailsOnRank(nn.Module):
                 self.ready = None
             if self.calls > self.after:
                 raise RuntimeError("injected failure on this rank")
-        elif self.ready:
+        elif self.ready and self.calls > 1:
             while not os.path.exists(self.ready):  # progress-based: the failing rank's own first evaluation
                 time.sleep(0.01)
             self.ready = None

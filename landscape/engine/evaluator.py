@@ -104,8 +104,6 @@ class Evaluator:
         else:
             self.loss_name = self.objective.name
         self.precision = precision
-        # max pooling by strided maxima on CPUs: the same values bitwise, many times faster (engine/fastpool.py)
-        self.exact_pooling = self.device.type == "cpu" and not self.compile
         self._autocast = self._forward_context
         autocast_context(self.device, precision)  # validate now, not at the first evaluation
         if batch_size < 1:
@@ -162,9 +160,22 @@ class Evaluator:
         self._folded = FoldedNet.build(self.model) if self.fold_bn else None
         if self._folded is not None:
             log.info("BatchNorm folded into the convolution before it: %d pair(s)", self._folded.pairs)
+        self._compiled = None
+        self.set_compile(self.compile)
+
+    def set_compile(self, on: bool) -> None:
+        """Run forwards compiled (``on``) or eager from now on; the compiled net is built once and kept (switching
+        back and forth compiles nothing again). Compiled forwards use no input tables: switching on drops them,
+        and a plane made after it attaches none (``ev.set_compile(True)``: ``ev.transforms()`` has ``compile``)."""
         net = self._folded if self._folded is not None else self.model
-        self._compiled = CompiledNet(net) if self.compile else None
-        self._net = self._compiled if self._compiled is not None else net
+        if on and self._compiled is None:
+            self._compiled = CompiledNet(net)
+        self.compile = bool(on)
+        self._net = self._compiled if on else net
+        # max pooling by strided maxima on CPUs: the same values bitwise, many times faster (engine/fastpool.py)
+        self.exact_pooling = self.device.type == "cpu" and not on
+        if on:
+            self.input_tables, self.input_tables_layer = None, ""
 
     @property
     def compiles(self) -> int:

@@ -13,19 +13,20 @@ from __future__ import annotations
 import contextlib
 import errno
 import glob
+import json
 import os
 import re
 import shutil
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import h5py
 import numpy as np
 
 from ..core.errors import StoreError
 
-__all__ = ["open_hdf5", "file_schema", "unreadable", "label_dimension", "ensure_space", "write_failure", "writes_to",
+__all__ = ["open_hdf5", "file_schema", "recorded_inputs", "unreadable", "label_dimension", "ensure_space", "write_failure", "writes_to",
            "replaced_atomically", "read_whole",
            "WRITE_ERRNOS", "SURFACE_SCHEMA", "PATH_SCHEMA", "SAMPLE_SCHEMA", "SURFACE_VERSION",
            "TRAJECTORY_SCHEMA",
@@ -70,6 +71,22 @@ def open_hdf5(path: str | Path, mode: str = "r", wait_seconds: float = 30.0) -> 
                 raise StoreError(f"{path}: another process holds a lock on the file ({exc}); close it there "
                                  "(h5py sessions, viewers) and run again") from exc
             time.sleep(0.05)
+
+
+def recorded_inputs(path: str | Path) -> dict[str, Any] | None:
+    """The ``inputs`` a file was created with (what a resumed run must match, and the choices made at its
+    start, such as ``compile``), or None when there is no such file.
+
+    Example:
+        >>> recorded_inputs("/nonexistent.h5") is None
+        True
+    """
+    try:
+        with open_hdf5(path) as f:
+            text = f.attrs.get("inputs")
+    except (OSError, FileNotFoundError):
+        return None
+    return None if text is None else json.loads(text)
 
 
 def file_schema(path: str | Path) -> str | None:

@@ -26,6 +26,7 @@ from .slurm import (
     SlurmOptions, parse_time, render_script, submit, watch_hint, SubmitError, PRESETS, wait_for_job, FINAL_STATES)
 from .recorder import Recorder
 from .callbacks import lightning_recorder, hf_recorder, metric_names
+from .compiling import parse_compile, settle_compile
 
 __all__ = [
     "ModelConfig", "DataConfig", "TrainConfig", "EvalConfig", "SurfaceConfig", "CurveConfig", "PathsConfig",
@@ -41,5 +42,5 @@ __all__ = [
     "TAG_TO_MASTER", "TAG_TO_WORKER", "TAG_EXIT", "mpi_library", "check_mpi_match", "matching_mpiexec",
     "run_distributed", "chunk_size", "compute_surface", "run_points", "SlurmOptions", "parse_time", "render_script",
     "submit", "watch_hint", "SubmitError", "PRESETS", "wait_for_job", "FINAL_STATES", "Recorder",
-    "lightning_recorder", "hf_recorder", "metric_names",
+    "lightning_recorder", "hf_recorder", "metric_names", "parse_compile", "settle_compile",
 ]

@@ -94,8 +94,10 @@ class EvalConfig:
     input_tables: bool = _f(True, doc="surfaces keep the first convolution's outputs for the centre and each "
                             "direction and combine them at every point (values equal up to float32 rounding, the "
                             "same whether the data are resident or streamed; the file records it)")
-    compile: bool = _f(False, doc="torch.compile the forward once per run (one graph per batch shape; on CPU it "
-                                  "needs a C++ compiler); pays on long runs of convolution models")
+    compile: typing.Union[bool, str] = _f("auto", doc="torch.compile the forward of surfaces and samples: auto "
+                                          "(when timing shows the grid repays the compile time, decided before "
+                                          "the first point and recorded in the file), true (always; paths too) "
+                                          "or false; on CPUs it needs a C++ compiler")
     split: str = _f("test", choices=("train", "test"), doc="data split the analyses evaluate on")
     logits_budget_mb: float = _f(256.0, min=1, doc="language models: at most this many MiB of logits per "
                                                    "evaluation batch (fewer sequences per batch)")

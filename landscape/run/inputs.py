@@ -82,7 +82,7 @@ def job_evaluator(job: JobConfig, model: nn.Module, data: TensorData | StreamedD
     return Evaluator(model, data, device or ec.device, ec.batch_size, job.train.loss,
                      ec.precision if autocast else "fp32", max_resident_bytes=ec.resident_bytes(),
                      logits_budget=int(ec.logits_budget_mb * 2**20), tune_batch=ec.tune_batch,
-                     fold_bn=ec.fold_bn, channels_last=ec.channels_last, compile=ec.compile and autocast,
+                     fold_bn=ec.fold_bn, channels_last=ec.channels_last, compile=ec.compile is True and autocast,
                      input_tables=ec.input_tables)
 
 

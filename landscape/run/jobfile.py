@@ -32,6 +32,7 @@ from ..core.errors import ConfigError
 from ..core.grid import MAX_POINTS, parse_range
 from ..engine.calibration import parse_points_per_batch
 from ..engine.curvature_map import MAPS
+from .compiling import parse_compile
 from .config import PCA_DEFAULTS, SECTIONS, JobConfig
 from .inputs import seed_reference
 
@@ -239,6 +240,10 @@ def _cross_checks(job: JobConfig) -> list[str]:
     ex = job.export
     if ex is not None and ex.vmin is not None and ex.vmax is not None and ex.vmin >= ex.vmax:
         out.append(f"export.vmin/vmax: expected vmin < vmax, got {ex.vmin} and {ex.vmax}")
+    try:
+        job.evaluate.compile = parse_compile(job.evaluate.compile)
+    except ConfigError as exc:
+        out += exc.problems
     if job.evaluate.precision == "fp16" and dev == "cpu":
         out.append("evaluate.precision: fp16 autocast needs CUDA, the device is cpu; use fp32 or bf16")
     for sf in (job.surface, job.pca):

@@ -35,6 +35,7 @@ from ..core.streams import StreamedData
 from ..core.userdata import GivenData, given_data
 from ..engine.device import resolve_device
 from ..engine.evaluator import Evaluator
+from ..run.compiling import parse_compile
 from ..run.mpi import pick_device
 
 __all__ = ["working_copy", "as_state", "axis_values", "given_evaluator", "check_forward", "data_checksum", "model_label",
@@ -136,16 +137,18 @@ def progress_default(progress: bool | None) -> bool:
 
 
 def given_evaluator(model: nn.Module, data: GivenData, device: str, comm: Any | None, loss: Any,
-                    batch_size: int, precision: str = "fp32", input_tables: bool = True) -> Evaluator:
+                    batch_size: int, precision: str = "fp32", input_tables: bool = True,
+                    compile: bool | str = False) -> Evaluator:
     """The evaluator of a working copy on the given data: ``device="auto"`` keeps a CUDA model on its device, else
-    picks one (under MPI each rank its own)."""
+    picks one (under MPI each rank its own). ``compile=True`` compiles its forward (``"auto"`` is settled later,
+    by :func:`~landscape.run.compiling.settle_compile`)."""
     where = model_device(model)
     if comm is not None:
         device = pick_device(comm, device)
     elif device == "auto" and where is not None and where.type == "cuda":
         device = str(where)
     ev = Evaluator(model, data.data, resolve_device(device), batch_size, loss, precision, tune_batch=False,
-                   fields=data.fields, input_tables=input_tables)
+                   fields=data.fields, input_tables=input_tables, compile=parse_compile(compile) is True)
     check_forward(ev, data)
     return ev
 

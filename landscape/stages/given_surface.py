@@ -31,6 +31,7 @@ from ..core.params import StateSpec, flatten_state, model_state, state_checksum
 from ..core.userdata import given_data
 from ..engine.plane import PlaneEvaluator
 from ..io.surface_file import SurfaceData, SurfaceStore, read_surface
+from ..run.compiling import settle_compile
 from ..run.mpi import agree, on_root
 from ..io.trajectory import TrajectoryStore
 from ..run.planes import grid_axis, pca_plane, random_plane
@@ -125,7 +126,8 @@ def surface(model: nn.Module, data: Any, alpha: Any = (-1, 1, 25), beta: Any = (
             loss: Any = None, out: str | Path | None = None, comm: Any | None = None, device: str = "auto",
             batch_size: int = 256, points_per_batch: int | str = "auto", dir_type: str = "weights",
             trajectory: str | Path | None = None, pca_checkpoints: str = "epochs", task: str | None = None,
-            precision: str = "fp32", input_tables: bool = True, progress: bool | None = None) -> Surface:
+            precision: str = "fp32", input_tables: bool = True, compile: bool | str = "auto",
+            progress: bool | None = None) -> Surface:
     """The loss surface θ* + α·d₁ + β·d₂ of ``model`` (θ* its current parameters) on ``data``.
 
     ``alpha``/``beta``: ``(min, max, num)``, ``"MIN:MAX:NUM"`` or values; ``beta=None`` gives a line. ``directions``:
@@ -138,7 +140,9 @@ def surface(model: nn.Module, data: Any, alpha: Any = (-1, 1, 25), beta: Any = (
     inputs are refused); without it a temporary file (``Surface.save`` keeps it). ``comm``: an MPI communicator
     (every rank calls with the same model and data; rank 0 writes). ``input_tables``: combine tables of the first
     convolution's outputs at every point instead of running it (values equal up to float32 rounding, recorded in
-    the file's inputs; see ``docs/performance.md``). The model is left as it was.
+    the file's inputs; see ``docs/performance.md``). ``compile``: ``"auto"`` compiles the forward with
+    ``torch.compile`` when timing shows the grid repays it (decided before the first point, recorded in the file),
+    ``True`` always, ``False`` never. The model is left as it was.
 
     Example:
         >>> import torch
@@ -164,7 +168,7 @@ def surface(model: nn.Module, data: Any, alpha: Any = (-1, 1, 25), beta: Any = (
             projected = project_trajectory(store_t, flatten_state(center, spec), d1, d2)
         grid = Grid(_axis(alpha, "alpha", projected, "trajectory/alpha"),
                     _axis(beta, "beta", projected, "trajectory/beta"))
-        ev = given_evaluator(work, given, device, comm, loss, batch_size, precision, input_tables)
+        ev = given_evaluator(work, given, device, comm, loss, batch_size, precision, input_tables, compile)
         dir_sum = state_checksum(torch.cat([d1] + ([d2] if d2 is not None else [])))
         inputs = {"model": model_label(model), "data": data_facts(given), "split": f"{len(given.data)} samples",
                   "data_checksum": data_checksum(given),
@@ -186,11 +190,14 @@ def surface(model: nn.Module, data: Any, alpha: Any = (-1, 1, 25), beta: Any = (
             inputs["trajectory"] = str(store_t.path.name)
         if "explained_variance" in info:
             attrs["explained_variance"] = json.dumps(info["explained_variance"])
-        plane = PlaneEvaluator(ev, ev.get_flat(), d1, d2, points_per_batch)
-        inputs.update(ev.transforms())  # the input tables the plane keeps, if any
+        flat = ev.get_flat()
+        per_rank = -(-grid.size // (comm.Get_size() if comm is not None else 1))
+        plane = settle_compile(compile, PlaneEvaluator(ev, flat, d1, d2, points_per_batch),
+                               lambda: PlaneEvaluator(ev, flat, d1, d2, points_per_batch), per_rank, comm, path)
+        inputs.update(ev.transforms())  # the input tables the plane keeps, or the compilation chosen
         agree(comm, "the centre and directions checksums", (inputs["center_checksum"], dir_sum))
         store = on_root(comm, lambda: SurfaceStore.open(path, grid, inputs, attrs, datasets))
-        plane.expected_points = -(-grid.size // (comm.Get_size() if comm is not None else 1))
+        plane.expected_points = per_rank
         run_points(plane, store, path, comm, progress_default(progress), 0, str(ev.device))
     if comm is not None and comm.Get_rank() != 0:
         path = Path(comm.bcast(None, root=0))

@@ -40,6 +40,7 @@ from ..engine.sample import SampleEvaluator
 from ..io.checkpoints import complete_state
 from ..io.sample_file import SampleData, open_sample, read_sample
 from ..io.trajectory import TrajectoryStore
+from ..run.compiling import settle_compile
 from ..run.config import CurvatureConfig, JobConfig, SampleConfig
 from ..run.inputs import job_evaluator, resolve_checkpoint
 from ..run.mpi import agree, note_output, on_root, pick_device
@@ -90,14 +91,21 @@ def _records(dirs: Sequence[torch.Tensor], center: dict[str, torch.Tensor], info
 
 def _compute(ev: Any, dirs: Sequence[torch.Tensor], design: Design, path: Path, inputs: dict[str, Any],
              attrs: dict[str, Any], datasets: dict[str, np.ndarray], comm: Any | None, progress: bool,
-             points_per_batch: int | str, points_per_pass: int = 8, chunk: int = 0, flush_every: int = 64) -> None:
+             points_per_batch: int | str, points_per_pass: int = 8, chunk: int = 0, flush_every: int = 64,
+             compile: bool | str = "auto") -> None:
     coefficients = design.coefficients()
     agree(comm, "the centre, directions and design checksums",
           (inputs["center_checksum"], inputs["directions_checksum"], design.describe()))
-    sampler = SampleEvaluator(ev, ev.get_flat(), dirs, coefficients, points_per_batch, points_per_pass)
+    flat = ev.get_flat()
+
+    def make() -> SampleEvaluator:
+        return SampleEvaluator(ev, flat, dirs, coefficients, points_per_batch, points_per_pass)
+
+    per_rank = -(-design.size // (comm.Get_size() if comm is not None else 1))
+    sampler = settle_compile(compile, make(), make, per_rank, comm, path)
     inputs.update(ev.transforms())  # folding, layout, compilation, input tables: they may change values by rounding
     store = on_root(comm, lambda: open_sample(path, design, coefficients, inputs, attrs, datasets, flush_every))
-    sampler.expected_points = -(-design.size // (comm.Get_size() if comm is not None else 1))
+    sampler.expected_points = per_rank
     run_points(sampler, store, path, comm, progress, chunk, str(ev.device))
 
 
@@ -124,7 +132,7 @@ def run_sample_job(job: JobConfig, progress: bool = True, comm: Any | None = Non
     device = pick_device(comm, job.evaluate.device) if comm is not None else job.evaluate.device
     ev = job_evaluator(job, model, data, device)
     _compute(ev, dirs, design, path, inputs, attrs, datasets, comm, progress, sc.points_per_batch,
-             sc.points_per_pass, sc.chunk, sc.flush_every)
+             sc.points_per_pass, sc.chunk, sc.flush_every, job.evaluate.compile)
     return path
 
 
@@ -150,7 +158,7 @@ def sample(model: nn.Module, data: Any, k: int = 2, ranges: str | Sequence[str] 
            dir_type: str = "weights", trajectory: str | Path | None = None, loss: Any = None,
            out: str | Path | None = None, comm: Any | None = None, device: str = "auto", batch_size: int = 256,
            points_per_batch: int | str = "auto", task: str | None = None, precision: str = "fp32",
-           input_tables: bool = True, progress: bool | None = None) -> SampleData:
+           input_tables: bool = True, compile: bool | str = "auto", progress: bool | None = None) -> SampleData:
     """The loss of ``model`` on ``data`` at θ* + Σᵢ cᵢ·dᵢ for ``k`` directions (θ* its current parameters).
 
     ``design``: ``grid`` (``ranges``: one ``MIN:MAX:NUM`` for every axis, or one per axis; C order, the last axis
@@ -158,8 +166,8 @@ def sample(model: nn.Module, data: Any, k: int = 2, ranges: str | Sequence[str] 
     ``box`` of the first range's MIN and MAX, or the ``ball`` of radius MAX). ``directions``: ``"random"``
     (seeded, ``norm``-normalised as for surfaces), ``"pca"`` (with ``trajectory``), or ``k`` directions (models,
     state dicts or flat tensors). ``out``: the file to write as it goes (a rerun computes only missing points);
-    without it a temporary one. ``comm``: an MPI communicator (every rank calls alike; rank 0 writes). The model
-    is left as it was. Returns the file read back (:class:`~landscape.io.sample_file.SampleData`).
+    without it a temporary one. ``comm``: an MPI communicator (every rank calls alike; rank 0 writes).
+    ``compile``: as for :func:`~landscape.stages.given_surface.surface`. The model is left as it was. Returns the file read back (:class:`~landscape.io.sample_file.SampleData`).
 
     Example:
         >>> m = torch.nn.Linear(3, 2)
@@ -175,7 +183,7 @@ def sample(model: nn.Module, data: Any, k: int = 2, ranges: str | Sequence[str] 
     with working_copy(model) as work:
         center = {name: v.detach().cpu().clone() for name, v in model_state(work).items()}
         dirs, info = _given_directions(directions, work, center, int(k), seed, norm, ignore, dir_type, trajectory)
-        ev = given_evaluator(work, given, device, comm, loss, batch_size, precision, input_tables)
+        ev = given_evaluator(work, given, device, comm, loss, batch_size, precision, input_tables, compile)
         records, datasets = _records(dirs, center, info)
         inputs = {"model": model_label(model), "data": data_facts(given), "split": f"{len(given.data)} samples",
                   "data_checksum": data_checksum(given), "center": "given model",
@@ -184,7 +192,8 @@ def sample(model: nn.Module, data: Any, k: int = 2, ranges: str | Sequence[str] 
                  "directions_checksum": records["directions_checksum"], "data": given.data.name or "data",
                  "split": "given", "loss_name": ev.loss_name, "task": ev.task,
                  "state_spec": json.dumps(StateSpec.from_state(center).to_json())}
-        _compute(ev, dirs, plan, path, inputs, attrs, datasets, comm, progress_default(progress), points_per_batch)
+        _compute(ev, dirs, plan, path, inputs, attrs, datasets, comm, progress_default(progress), points_per_batch,
+                 compile=compile)
     if comm is not None and comm.Get_rank() != 0:
         path = Path(comm.bcast(None, root=0))
     elif comm is not None:

@@ -38,6 +38,7 @@ from ..engine.plane import PlaneEvaluator
 from ..io.checkpoints import complete_state
 from ..io.curvature_maps import open_maps
 from ..io.surface_file import SurfaceStore
+from ..run.compiling import settle_compile
 from ..run.config import CurvatureConfig, JobConfig, SurfaceConfig
 from ..run.inputs import job_evaluator, evaluation_data, prepare_data, prepare_model, resolve_checkpoint
 from ..run.mpi import agree, note_output, on_root, pick_device
@@ -172,12 +173,18 @@ def run_surface_job(job: JobConfig, progress: bool = True, comm: Any | None = No
         plan.attrs["precision_center_loss"] = json.dumps(gap)
     agree(comm, "the centre and directions checksums",
           (plan.inputs["center_checksum"], plan.inputs["directions_checksum"]))
-    plane = PlaneEvaluator(ev, ev.get_flat(), plan.d1, plan.d2, sf.points_per_batch, sf.points_per_pass)
+    center = ev.get_flat()
+
+    def make_plane() -> PlaneEvaluator:
+        return PlaneEvaluator(ev, center, plan.d1, plan.d2, sf.points_per_batch, sf.points_per_pass)
+
+    per_rank = -(-plan.grid.size // (comm.Get_size() if comm is not None else 1))
+    plane = settle_compile(job.evaluate.compile, make_plane(), make_plane, per_rank, comm, plan.path)
     # folding, layout, compilation, input tables: they may change values by rounding
     plan.inputs.update(ev.transforms())
     store = on_root(comm, lambda: SurfaceStore.open(plan.path, plan.grid, plan.inputs, plan.attrs, plan.datasets,
                                                     flush_every=sf.flush_every))
-    plane.expected_points = -(-plan.grid.size // (comm.Get_size() if comm is not None else 1))
+    plane.expected_points = per_rank
     run_points(plane, store, plan.path, comm, progress, sf.chunk, str(ev.device))
     if sf.curvature:
         _curvature_maps(job, sf, plan, plane, comm, progress)

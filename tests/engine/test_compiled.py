@@ -11,6 +11,7 @@ from landscape.engine.plane import PlaneEvaluator
 def test_compiled_once_per_batch_shape_and_never_again_for_new_points():
     """100 samples in batches of 64: one graph for 64, one for the last 36; then points written in place
     are evaluated by the same graphs (no recompilation) and equal eager values up to rounding."""
+    torch._dynamo.reset()  # no graph of an earlier test's LeNet-5 (guards would let this one reuse it)
     _, te = load_data("digits")
     te = subset(te, 100)
     torch.manual_seed(0)
