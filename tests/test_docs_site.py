@@ -20,7 +20,7 @@ def test_docs_site_builds_strictly(tmp_path):
         assert (tmp_path / "site" / page / "index.html").is_file(), page
     api = (tmp_path / "site" / "api" / "index.html").read_text()
     for name in ("surface", "Recorder", "run_sweep", "TrajectoryStore"):  # rendered from the docstrings
-        assert f'id="landscape.' in api and name in api, name
+        assert 'id="landscape.' in api and name in api, name
     assert "Example" in api
     # the README's picture is in the site, and no page links outside it
     assert (tmp_path / "site" / "img" / "demo-pca-surface.png").is_file()

@@ -22,7 +22,8 @@ from .fastpool import strided_max_pool2d, exact_pooling, ExactPooling
 from .input_tables import InputTables, find_input_conv, input_conv, attach_tables, TABLE_ROWS
 from .data_conv import PatchedConv, PATCH_BYTES
 from .compile_choice import (
-    CompileEstimate, compile_cost, cannot_compile, estimate_compile, trial_compile, REPAY_FACTOR, HEAVY_OPS)
+    CompileEstimate, compile_cost, cannot_compile, stacks_instead, point_upper_bound, estimate_compile,
+    trial_compile, REPAY_FACTOR, HEAVY_SHARE, HEAVY_OPS)
 
 __all__ = [
     "resolve_device", "autocast_context", "cpu_has_bf16", "keep_freed_memory", "available_memory", "default_budget",
@@ -33,6 +34,6 @@ __all__ = [
     "HessianOperator", "CurvatureMap", "MAPS", "CompiledNet", "fold_conv_bn", "FoldedNet", "GraphFold", "Step",
     "Objective", "is_step", "OBJECTIVE_LOSSES", "strided_max_pool2d", "exact_pooling", "ExactPooling",
     "InputTables", "find_input_conv", "input_conv", "attach_tables", "TABLE_ROWS", "PatchedConv", "PATCH_BYTES",
-    "CompileEstimate", "compile_cost", "cannot_compile", "estimate_compile", "trial_compile", "REPAY_FACTOR",
-    "HEAVY_OPS",
+    "CompileEstimate", "compile_cost", "cannot_compile", "stacks_instead", "point_upper_bound", "estimate_compile",
+    "trial_compile", "REPAY_FACTOR", "HEAVY_SHARE", "HEAVY_OPS",
 ]

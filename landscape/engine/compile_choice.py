@@ -1,18 +1,23 @@
 """Whether compiling the forward repays itself on a grid: ``evaluate.compile = "auto"``.
 
-``torch.compile`` costs seconds once and may save a share of every point. It cannot save what convolutions and
-matrix products take (compiled or not, they run the same library kernels), and a compiled forward loses what the
-plane's input tables save (it computes the first convolution at every point). So, before anything is compiled:
+``torch.compile`` costs seconds once and may save a share of every point: most of what a forward spends outside
+its convolutions, matrix products and pooling (fused elementwise operations, no Python per operation), and a
+little of what they take (on CPUs, inductor's convolutions with fused epilogues gained up to a quarter here). A
+compiled forward also loses what the plane's input tables save (it computes the first convolution at every point)
+and takes one point at a time. So, before anything is compiled:
 
-1. the plane is timed on a few points as it evaluates now (values thrown away);
-2. one forward over the data, without tables, runs with its operations timed (a dispatch mode): the seconds of its
-   convolutions and matrix products, which compilation keeps, and its operations per batch;
-3. the compile cost is estimated from those operations and the batch shapes (one graph per shape), with
-   constants measured on CPUs (:func:`compile_cost`);
-4. compilation is tried only when the most it could save on the points left (every point's time beyond its
-   convolutions and products) is at least ``factor`` times that cost (:meth:`CompileEstimate.worth_trying`).
-   A grid that cannot repay it is never compiled; a trial that does not pay costs at most 1/``factor`` of what
-   the bound said compilation could save.
+1. a cold forward of a few samples bounds a point's time from above (:func:`point_upper_bound`): a grid that
+   could not repay the cheapest compile ``factor`` times even then is settled for a fraction of one point;
+2. a plane whose points stack exactly with vmap (small models) keeps its stacks (:func:`stacks_instead`);
+3. the plane is timed on a few points as it evaluates now (values thrown away), and one forward over the data,
+   without tables, runs with its operations timed (a dispatch mode): the seconds of its heavy operations
+   (:data:`HEAVY_OPS`) and its operations per batch;
+4. the compile cost is estimated from those operations and the batch shapes (one graph per shape), with
+   constants measured on CPUs (:func:`compile_cost`), and the saving as every point's time beyond its heavy
+   operations plus :data:`HEAVY_SHARE` of theirs (timed without tables: what the tables save counts against);
+5. compilation is tried only when that saving on the points left is at least ``factor`` times the cost
+   (:meth:`CompileEstimate.worth_trying`): a grid whose estimate cannot repay it is never compiled, and a trial
+   that does not pay costs at most 1/``factor`` of the saving estimated.
 
 A trial compiles, then times the compiled forward against the eager one in alternating rounds
 (:func:`~landscape.engine.calibration.stable_ratio`) and keeps it only when it is ``min_speedup`` times as fast.
@@ -20,9 +25,9 @@ Everything happens before the first point is stored, so every stored value comes
 recorded in the file's inputs (``compile``) and a resumed run takes it from there.
 
 Example:
-    >>> est = CompileEstimate(seconds_per_point=0.07, heavy_per_point=0.05, cost=8.0, points=10_000)
-    >>> round(est.saving_bound), est.worth_trying()
-    (200, True)
+    >>> est = CompileEstimate(seconds_per_point=0.07, heavy_per_point=0.04, cost=8.0, points=10_000)
+    >>> round(est.saving), est.worth_trying()
+    (400, True)
 """
 from __future__ import annotations
 
@@ -37,21 +42,25 @@ import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .calibration import stable_ratio
+from .calibration import VMAP_MAX_NUMEL, stable_ratio
 
-__all__ = ["CompileEstimate", "compile_cost", "cannot_compile", "estimate_compile", "trial_compile",
-           "REPAY_FACTOR", "HEAVY_OPS"]
+__all__ = ["CompileEstimate", "compile_cost", "cannot_compile", "stacks_instead", "point_upper_bound",
+           "estimate_compile", "trial_compile",
+           "REPAY_FACTOR", "HEAVY_SHARE", "HEAVY_OPS"]
 
 log = logging.getLogger(__name__)
 
 #: the saving a trial needs in prospect, in times the estimated compile cost
 REPAY_FACTOR = 4.0
-#: operations whose time compilation keeps: convolutions and matrix products (library kernels either way)
-HEAVY_OPS = re.compile(r"conv|addmm|\bmm\b|bmm|matmul|linear|gemm|xmma|cutlass|scaled_dot_product|flash")
-# compile seconds once per process, per graph and per operation of a graph, fitted to inductor on a cold cache
-# (2-core CPU: LeNet-5, 2 batch shapes of ~15 operations, 9.0 s; ResNet-20, 1 shape of ~70, 8.3-12.2 s); GPUs'
-# Triton kernels take longer to build
-_SECONDS = {"cpu": (3.0, 1.5, 0.1), "cuda": (4.5, 2.5, 0.15)}
+#: the share of convolutions' and matrix products' time a compiled forward is expected to save at most
+HEAVY_SHARE = 0.25
+#: operations whose time compilation mostly keeps: convolutions and matrix products (library kernels either way),
+#: and pooling (on CPUs the evaluator's strided maxima, engine/fastpool.py, beat inductor's pooling)
+HEAVY_OPS = re.compile(r"conv|addmm|\bmm\b|bmm|matmul|linear|gemm|xmma|cutlass|scaled_dot_product|flash|pool|maximum")
+# compile seconds once per process, per graph and per operation (as dispatched) of a graph, fitted to inductor
+# on a cold cache (2-core CPU: LeNet-5, 2 batch shapes of 25 operations, 9.0 s; ResNet-20, 1 shape of 411,
+# 8.3-16.8 s); GPUs' Triton kernels take longer to build
+_SECONDS = {"cpu": (4.0, 2.0, 0.02), "cuda": (6.0, 3.0, 0.03)}
 
 
 @dataclass
@@ -64,32 +73,34 @@ class CompileEstimate:
     points: int
 
     @property
-    def saving_bound(self) -> float:
-        """The most compilation could save on the points: every point's time beyond its heavy operations."""
-        return max(0.0, self.seconds_per_point - self.heavy_per_point) * self.points
+    def saving(self) -> float:
+        """What compilation could save on the points: every point's time beyond its heavy operations, and
+        :data:`HEAVY_SHARE` of theirs."""
+        beyond = max(0.0, self.seconds_per_point - self.heavy_per_point)
+        return (beyond + HEAVY_SHARE * min(self.heavy_per_point, self.seconds_per_point)) * self.points
 
     def worth_trying(self, factor: float | None = None) -> bool:
         """Whether the bound is at least ``factor`` (default :data:`REPAY_FACTOR`) times the cost (a trial then
         risks at most 1/factor of it).
 
         Example:
-            >>> CompileEstimate(0.006, 0.003, 9.0, 10_201).worth_trying()  # 30.6 s at most, against 4 x 9 s
+            >>> CompileEstimate(0.006, 0.005, 9.0, 10_201).worth_trying()  # 22.9 s, against 4 x 9 s
             False
         """
-        return self.saving_bound >= (REPAY_FACTOR if factor is None else factor) * self.cost
+        return self.saving >= (REPAY_FACTOR if factor is None else factor) * self.cost
 
     def describe(self) -> str:
-        return (f"{self.points} points at {1e3 * self.seconds_per_point:.2f} ms, of which convolutions and matrix "
-                f"products {1e3 * self.heavy_per_point:.2f} ms: compiling could save at most "
-                f"{self.saving_bound:.1f} s, against ~{self.cost:.1f} s to compile")
+        return (f"{self.points} points at {1e3 * self.seconds_per_point:.2f} ms, convolutions, products and "
+                f"pooling {1e3 * self.heavy_per_point:.2f} ms (without tables): compiling could save "
+                f"~{self.saving:.1f} s, against ~{self.cost:.1f} s to compile")
 
 
 def compile_cost(ops_per_batch: int, shapes: int, device_type: str = "cpu") -> float:
     """Estimated seconds to compile a forward of ``ops_per_batch`` operations for ``shapes`` batch shapes.
 
     Example:
-        >>> compile_cost(70, 1)
-        11.5
+        >>> compile_cost(400, 1)
+        14.0
     """
     once, per_graph, per_op = _SECONDS.get(device_type, _SECONDS["cuda"])
     return once + shapes * (per_graph + per_op * ops_per_batch)
@@ -140,29 +151,81 @@ def _heavy_seconds(ev: Any) -> tuple[float, int]:
     operations per batch (as a compiled graph would hold them)."""
     tables, ev.input_tables = ev.input_tables, None
     try:
-        ev.forward()  # warm: the forward timed is a steady one
-        clock = _OpClock(ev.device)
-        with clock:
-            ev.forward()
+        ev.forward()  # warm: without tables, the first convolution runs anew
+        clocks = [_OpClock(ev.device) for _ in range(2)]
+        for clock in clocks:  # the first forward under the clock pays its own warm-up
+            with clock:
+                ev.forward()
     finally:
         ev.input_tables = tables
-    return clock.heavy, max(1, clock.ops // max(1, len(ev._batches)))
+    return clocks[1].heavy, max(1, clocks[1].ops // max(1, len(ev._batches)))
+
+
+def stacks_instead(plane: Any) -> bool:
+    """Whether ``plane`` would rather stack points with vmap than compile (a compiled forward takes one point at a
+    time): stacks are set or calibration may choose them (a small model, nothing folded or tabled, no objective)
+    and two points stacked give one point's values bitwise. Stacks spread a forward's fixed costs over many
+    points, which is what compiling would save."""
+    ev = plane.ev
+    if plane.batch_mode == "vmap":
+        return True
+    if not plane.auto or plane.numel_moved > VMAP_MAX_NUMEL or ev.objective is not None \
+            or ev.input_tables is not None or ev.transforms().get("fold_bn"):
+        return False
+    zero = np.zeros(1)
+    one = plane._evaluate(zero, zero)[0]
+    plane.batch_mode, plane.points_per_batch = "vmap", 2
+    try:
+        two = plane._evaluate(np.zeros(2), np.zeros(2))[0]
+    except (RuntimeError, NotImplementedError):  # no vmap rule for some operation
+        return False
+    finally:
+        plane.batch_mode, plane.points_per_batch = "one", 1
+    return bool(np.array_equal(two, np.repeat(one, 2), equal_nan=True))
+
+
+def point_upper_bound(ev: Any, samples: int = 32, clock: Callable[[], float] = time.perf_counter) -> float:
+    """Seconds a point takes at most, from one cold forward of the first ``samples`` samples scaled to all of
+    them (small batches cost more per sample, and a first call pays one-time costs): a fraction of a point.
+
+    Example:
+        >>> from landscape.core.data import load_data
+        >>> from landscape.core.models import build_model
+        >>> from landscape.engine.evaluator import Evaluator
+        >>> te = load_data("digits")[1]
+        >>> point_upper_bound(Evaluator(build_model("lenet5", te.info()), te, "cpu")) > 0
+        True
+    """
+    tables, ev.input_tables = ev.input_tables, None
+    try:
+        x = ev._batches[0][0][:samples]
+        with torch.no_grad(), ev._autocast():
+            t = clock()
+            ev._net(x)
+            if ev.device.type == "cuda":
+                torch.cuda.synchronize(ev.device)
+            seconds = clock() - t
+    finally:
+        ev.input_tables = tables
+    return seconds * ev.n / max(1, len(x))
 
 
 def estimate_compile(plane: Any, points: int, clock: Callable[[], float] = time.perf_counter, least: float = 0.2,
                      most: int = 8) -> CompileEstimate | None:
     """Time ``plane`` (a :class:`~landscape.engine.plane.PlaneEvaluator`, eager) on its first point, again and
-    again (at least twice, for ``least`` seconds or ``most`` times; the values are not kept), and estimate
-    compilation on ``points`` points. None when not even the whole grid at the first point's time (which pays
-    one-time costs: an upper bound) could repay the cheapest compile: then nothing more is timed or profiled."""
+    again (a warm-up, then at least twice, for ``least`` seconds or ``most`` times; the values are not kept), and
+    estimate compilation on ``points`` points. None, at the cost of a fraction of a point, when not even the whole
+    grid at :func:`point_upper_bound` could repay the cheapest compile; None too where points stack instead."""
     ev = plane.ev
     zero = np.zeros(1)
-    t = clock()
-    plane._evaluate(zero, zero)
-    first = clock() - t
     shapes = len({int(x.shape[0]) for x, _ in ev._batches}) or 1
-    if first * points < REPAY_FACTOR * compile_cost(0, shapes, ev.device.type):
-        log.debug("compile: not tried (%d points at %.2f ms or less cannot repay compiling)", points, 1e3 * first)
+    upper = point_upper_bound(ev, clock=clock)
+    if upper * points < REPAY_FACTOR * compile_cost(0, shapes, ev.device.type):
+        log.debug("compile: not tried (%d points at %.2f ms or less cannot repay compiling)", points, 1e3 * upper)
+        return None
+    plane._evaluate(zero, zero)
+    if stacks_instead(plane):
+        log.info("compile: not tried (points are stacked with vmap instead, which compiling would forgo)")
         return None
     n, t = 0, clock()
     while n < most and (n < 2 or clock() - t < least):

@@ -26,8 +26,8 @@ import numpy as np
 
 from ..core.errors import StoreError
 
-__all__ = ["open_hdf5", "file_schema", "recorded_inputs", "unreadable", "label_dimension", "ensure_space", "write_failure", "writes_to",
-           "replaced_atomically", "read_whole",
+__all__ = ["open_hdf5", "file_schema", "recorded_inputs", "unreadable", "label_dimension", "ensure_space",
+           "write_failure", "writes_to", "replaced_atomically", "read_whole",
            "WRITE_ERRNOS", "SURFACE_SCHEMA", "PATH_SCHEMA", "SAMPLE_SCHEMA", "SURFACE_VERSION",
            "TRAJECTORY_SCHEMA",
            "TRAJECTORY_VERSION", "CORRELATION_SCHEMA", "CURVATURE_SCHEMA", "CURVATURE_VERSION",

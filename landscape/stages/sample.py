@@ -167,7 +167,8 @@ def sample(model: nn.Module, data: Any, k: int = 2, ranges: str | Sequence[str] 
     (seeded, ``norm``-normalised as for surfaces), ``"pca"`` (with ``trajectory``), or ``k`` directions (models,
     state dicts or flat tensors). ``out``: the file to write as it goes (a rerun computes only missing points);
     without it a temporary one. ``comm``: an MPI communicator (every rank calls alike; rank 0 writes).
-    ``compile``: as for :func:`~landscape.stages.given_surface.surface`. The model is left as it was. Returns the file read back (:class:`~landscape.io.sample_file.SampleData`).
+    ``compile``: as for :func:`~landscape.stages.given_surface.surface`. The model is left as it was. Returns the
+    file read back (:class:`~landscape.io.sample_file.SampleData`).
 
     Example:
         >>> m = torch.nn.Linear(3, 2)

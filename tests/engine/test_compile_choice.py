@@ -9,14 +9,14 @@ from landscape.engine.evaluator import Evaluator
 from landscape.engine.plane import PlaneEvaluator
 
 
-def test_the_bound_is_the_time_beyond_heavy_operations_and_a_trial_needs_factor_times_the_cost():
+def test_the_saving_is_the_time_beyond_heavy_operations_and_a_share_of_theirs_and_needs_factor_times_the_cost():
     est = cc.CompileEstimate(seconds_per_point=0.010, heavy_per_point=0.004, cost=5.0, points=4000)
-    assert est.saving_bound == pytest.approx(0.006 * 4000)  # 24 s
-    assert est.worth_trying(4.0)  # 24 >= 20
-    assert not est.worth_trying(5.0)  # 24 < 25
-    # heavy operations longer than a whole point (tables save the first convolution): nothing to save
-    assert cc.CompileEstimate(0.005, 0.006, 1.0, 10**6).saving_bound == 0.0
-    assert cc.compile_cost(10, 2) == pytest.approx(3.0 + 2 * (1.5 + 1.0))
+    assert est.saving == pytest.approx((0.006 + 0.25 * 0.004) * 4000)  # 28 s
+    assert est.worth_trying(5.0)  # 28 >= 25
+    assert not est.worth_trying(6.0)  # 28 < 30
+    # heavy operations longer than a whole point (tables save the first convolution): a share of the point
+    assert cc.CompileEstimate(0.005, 0.006, 1.0, 1000).saving == pytest.approx(0.25 * 0.005 * 1000)
+    assert cc.compile_cost(10, 2) == pytest.approx(4.0 + 2 * (2.0 + 0.2))
 
 
 def _plane(**kw):
@@ -69,3 +69,19 @@ def test_a_trial_keeps_the_faster_way_and_switches_the_evaluator_whole(monkeypat
     else:
         assert chosen is plane and not plane.ev.compile and "input_tables" in plane.ev.transforms()
         np.testing.assert_array_equal(values, eager.evaluate_points(a, b)[0])
+
+
+def test_a_model_whose_points_stack_exactly_keeps_its_stacks_instead_of_compiling(monkeypatch):
+    """An MLP on spirals: two points stacked with vmap give one point's values bitwise, so calibration may stack
+    them; compiling (one point at a time) is not even estimated. LeNet-5's tables rule stacks out."""
+    tr, te = load_data("spiral", n_per_class=50)
+    torch.manual_seed(0)
+    ev = Evaluator(build_model("mlp", te.info()), te, "cpu")
+    c = ev.get_flat()
+    mlp = PlaneEvaluator(ev, c, torch.randn_like(c), torch.randn_like(c), "auto")
+    assert cc.stacks_instead(mlp) and (mlp.batch_mode, mlp.points_per_batch) == ("one", 1)
+    monkeypatch.setattr(cc, "_heavy_seconds", lambda ev: pytest.fail("estimated a plane that stacks"))
+    assert cc.estimate_compile(mlp, points=10**9) is None
+    lenet = _plane()
+    lenet.auto = True
+    assert not cc.stacks_instead(lenet)

@@ -1,7 +1,6 @@
 """k-dimensional samples: the design's points in the file, the plane's values bitwise on its slice, resume, the
 job/CLI path equal to ls.sample, MPI equal to serial, and the topology of grid and scattered samples."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
