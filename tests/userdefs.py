@@ -67,3 +67,25 @@ def breaks_on_rank(input_dim: int = 2, num_classes: int = 3) -> nn.Module:
     if os.environ.get("PMI_RANK") == os.environ.get("LANDSCAPE_TEST_FAIL_RANK", "-"):
         raise RuntimeError("injected bug on this rank")
     return tiny(input_dim, num_classes)
+
+
+class _Slow(nn.Module):
+    """``tiny``, with every forward taking LANDSCAPE_TEST_FORWARD_SECONDS more (a point that spans many batches of
+    real work, as a large model's does)."""
+
+    def __init__(self, input_dim: int, num_classes: int):
+        import os
+
+        super().__init__()
+        self.net = tiny(input_dim, num_classes)
+        self.seconds = float(os.environ.get("LANDSCAPE_TEST_FORWARD_SECONDS", "0"))
+
+    def forward(self, x):
+        import time
+
+        time.sleep(self.seconds)
+        return self.net(x)
+
+
+def slow_tiny(input_dim: int = 2, num_classes: int = 3) -> nn.Module:
+    return _Slow(input_dim, num_classes)

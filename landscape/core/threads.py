@@ -26,9 +26,24 @@ import torch
 
 from .errors import ConfigError
 
-__all__ = ["fixed_threads", "DEFAULT_STAGE_THREADS"]
+__all__ = ["fixed_threads", "threads_pinned", "DEFAULT_STAGE_THREADS"]
 
 DEFAULT_STAGE_THREADS = 2
+_PINNED = [0]  # fixed_threads blocks open in this process (any thread): nobody changes the count meanwhile
+
+
+def threads_pinned() -> bool:
+    """Whether a :func:`fixed_threads` block is open anywhere in the process: its stage's values depend on the
+    thread count, so nothing may change it (as the end of a distributed grid otherwise does).
+
+    Example:
+        >>> with fixed_threads(1):
+        ...     threads_pinned()
+        True
+        >>> threads_pinned()
+        False
+    """
+    return _PINNED[0] > 0
 
 
 @contextlib.contextmanager
@@ -46,8 +61,10 @@ def fixed_threads(threads: int) -> Iterator[int]:
     before = torch.get_num_threads()
     if threads and threads != before:
         torch.set_num_threads(threads)
+    _PINNED[0] += 1
     try:
         yield torch.get_num_threads()
     finally:
+        _PINNED[0] -= 1
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)

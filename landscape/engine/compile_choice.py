@@ -9,9 +9,10 @@ and takes one point at a time. So, before anything is compiled:
 1. a cold forward of a few samples bounds a point's time from above (:func:`point_upper_bound`): a grid that
    could not repay the cheapest compile ``factor`` times even then is settled for a fraction of one point;
 2. a plane whose points stack exactly with vmap (small models) keeps its stacks (:func:`stacks_instead`);
-3. the plane is timed on a few points as it evaluates now (values thrown away), and one forward over the data,
-   without tables, runs with its operations timed (a dispatch mode): the seconds of its heavy operations
-   (:data:`HEAVY_OPS`) and its operations per batch;
+3. the plane is timed on a few points as it evaluates now (values thrown away), and a few forwards over the
+   data, without tables, run with their operations timed (a dispatch mode): the seconds of the heavy operations
+   (:data:`HEAVY_OPS`) and the operations per batch; the least of the repeated times counts, since what a busy
+   machine adds to a short timing is not the forward's and would inflate the saving;
 4. the compile cost is estimated from those operations and the batch shapes (one graph per shape), with
    constants measured on CPUs (:func:`compile_cost`), and the saving as every point's time beyond its heavy
    operations plus :data:`HEAVY_SHARE` of theirs (timed without tables: what the tables save counts against);
@@ -146,19 +147,24 @@ class _OpClock(TorchDispatchMode):
         return out
 
 
-def _heavy_seconds(ev: Any) -> tuple[float, int]:
-    """Seconds of convolutions and matrix products in one forward over the data without input tables, and the
-    operations per batch (as a compiled graph would hold them)."""
+def _heavy_seconds(ev: Any, least: float = 0.2, most: int = 4) -> tuple[float, int]:
+    """Seconds of convolutions and matrix products in one forward over the data without input tables (the least
+    of a few forwards, for ``least`` seconds or ``most`` of them: what a busy machine adds is not the forward's),
+    and the operations per batch (as a compiled graph would hold them)."""
     tables, ev.input_tables = ev.input_tables, None
     try:
         ev.forward()  # warm: without tables, the first convolution runs anew
-        clocks = [_OpClock(ev.device) for _ in range(2)]
-        for clock in clocks:  # the first forward under the clock pays its own warm-up
-            with clock:
+        with _OpClock(ev.device):  # the first forward under the clock pays its own warm-up
+            ev.forward()
+        clocks: list[_OpClock] = []
+        started = time.perf_counter()
+        while len(clocks) < 2 or (len(clocks) < most and time.perf_counter() - started < least):
+            clocks.append(_OpClock(ev.device))
+            with clocks[-1]:
                 ev.forward()
     finally:
         ev.input_tables = tables
-    return clocks[1].heavy, max(1, clocks[1].ops // max(1, len(ev._batches)))
+    return min(c.heavy for c in clocks), max(1, clocks[0].ops // max(1, len(ev._batches)))
 
 
 def stacks_instead(plane: Any) -> bool:
@@ -213,8 +219,8 @@ def point_upper_bound(ev: Any, samples: int = 32, clock: Callable[[], float] = t
 def estimate_compile(plane: Any, points: int, clock: Callable[[], float] = time.perf_counter, least: float = 0.2,
                      most: int = 8) -> CompileEstimate | None:
     """Time ``plane`` (a :class:`~landscape.engine.plane.PlaneEvaluator`, eager) on its first point, again and
-    again (a warm-up, then at least twice, for ``least`` seconds or ``most`` times; the values are not kept), and
-    estimate compilation on ``points`` points. None, at the cost of a fraction of a point, when not even the whole
+    again (a warm-up, then at least twice, for ``least`` seconds or ``most`` times; the least time counts, the
+    values are not kept), and estimate compilation on ``points`` points. None, at the cost of a fraction of a point, when not even the whole
     grid at :func:`point_upper_bound` could repay the cheapest compile; None too where points stack instead."""
     ev = plane.ev
     zero = np.zeros(1)
@@ -227,12 +233,14 @@ def estimate_compile(plane: Any, points: int, clock: Callable[[], float] = time.
     if stacks_instead(plane):
         log.info("compile: not tried (points are stacked with vmap instead, which compiling would forgo)")
         return None
-    n, t = 0, clock()
-    while n < most and (n < 2 or clock() - t < least):
+    times: list[float] = []  # the least of them: what a busy machine adds is not the point's
+    started = clock()
+    while len(times) < most and (len(times) < 2 or clock() - started < least):
+        t = clock()
         plane._evaluate(zero, zero)
-        n += 1
-    per_point = (clock() - t) / n
+        times.append(clock() - t)
     heavy, ops = _heavy_seconds(ev)
+    per_point = min(times)
     return CompileEstimate(per_point, heavy, compile_cost(ops, shapes, ev.device.type), points)
 
 

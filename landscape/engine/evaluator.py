@@ -162,6 +162,8 @@ class Evaluator:
             log.info("BatchNorm folded into the convolution before it: %d pair(s)", self._folded.pairs)
         self._compiled = None
         self.set_compile(self.compile)
+        # called before every batch (in the evaluating thread): a distributed run changes the thread count there
+        self.between_batches: Callable[[], None] | None = None
 
     def set_compile(self, on: bool) -> None:
         """Run forwards compiled (``on``) or eager from now on; the compiled net is built once and kept (switching
@@ -319,8 +321,10 @@ class Evaluator:
     # -- evaluation -------------------------------------------------------------------------------
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The evaluation set's (inputs, targets) batches on the device, always in the same order."""
-        tables, start = self.input_tables, 0
+        tables, start, hook = self.input_tables, 0, self.between_batches
         for x, y in self._read_batches():
+            if hook is not None:
+                hook()
             if tables is not None and not tables.covers(x):  # read in batches: the tables of this one
                 tables.load(x, start)
             yield x, y

@@ -27,6 +27,7 @@ from .slurm import (
 from .recorder import Recorder
 from .callbacks import lightning_recorder, hf_recorder, metric_names
 from .compiling import parse_compile, settle_compile
+from .idle_cores import threads_for, affinity, ThreadsHook, TAG_THREADS, cpu_rank_threads
 
 __all__ = [
     "ModelConfig", "DataConfig", "TrainConfig", "EvalConfig", "SurfaceConfig", "CurveConfig", "PathsConfig",
@@ -42,5 +43,6 @@ __all__ = [
     "TAG_TO_MASTER", "TAG_TO_WORKER", "TAG_EXIT", "mpi_library", "check_mpi_match", "matching_mpiexec",
     "run_distributed", "chunk_size", "compute_surface", "run_points", "SlurmOptions", "parse_time", "render_script",
     "submit", "watch_hint", "SubmitError", "PRESETS", "wait_for_job", "FINAL_STATES", "Recorder",
-    "lightning_recorder", "hf_recorder", "metric_names", "parse_compile", "settle_compile",
+    "lightning_recorder", "hf_recorder", "metric_names", "parse_compile", "settle_compile", "threads_for",
+    "affinity", "ThreadsHook", "TAG_THREADS", "cpu_rank_threads",
 ]

@@ -40,6 +40,7 @@ from ..core.errors import Interrupted, LandscapeError
 from ..core.optional import require
 from ..core.progress import Progress
 from ..core.signals import check_interrupted, interruptible
+from .idle_cores import TAG_THREADS, ThreadsHook, affinity, cpu_rank_threads, threads_for
 from .mpi import TAG_TO_MASTER, TAG_TO_WORKER, RankFailed, abort_job, wait_for
 
 __all__ = ["run_distributed", "chunk_size"]
@@ -89,12 +90,20 @@ def _send_polled(comm: Any, message: Any, dest: int, tag: int) -> None:
     _complete([comm.isend(message, dest=dest, tag=tag)])
 
 
+def _device(plane: Any) -> str:
+    ev = getattr(plane, "ev", None)
+    return str(getattr(ev, "device", "cpu"))
+
+
 def _worker(comm: Any, plane: Any) -> None:
     kind = "ready"
+    hook = _install_hook(plane, ThreadsHook(comm))
     try:
         with interruptible():
-            # whether it would calibrate (auto): rank 0 then calibrates for all and sends its choice
-            comm.send(("ready", bool(getattr(plane, "auto", False))), dest=0, tag=TAG_TO_MASTER)
+            # whether it would calibrate (auto): rank 0 then calibrates for all and sends its choice; its node and
+            # threads, which the master hands on to the ranks of its node when it finishes
+            comm.send(("ready", (bool(getattr(plane, "auto", False)), socket.gethostname(),
+                                 cpu_rank_threads(_device(plane)), affinity())), dest=0, tag=TAG_TO_MASTER)
             while True:
                 wait_for(comm, 0, TAG_TO_WORKER)
                 kind, payload = comm.recv(source=0, tag=TAG_TO_WORKER)
@@ -103,6 +112,8 @@ def _worker(comm: Any, plane: Any) -> None:
                                       "command to resume")
                 if kind == "stop":
                     return
+                if hook is not None:  # a change that came after the last batch of the last point
+                    hook()
                 if kind == "mode":  # rank 0's calibration: wait for it (one point at a time), or use it
                     if payload is None:
                         plane.auto = False
@@ -124,6 +135,24 @@ def _worker(comm: Any, plane: Any) -> None:
         comm.send(("error", text), dest=0, tag=TAG_TO_MASTER)
         time.sleep(30)  # the master aborts the job after flushing; abort ourselves if it does not
         abort_job(text, 1)
+    finally:
+        _remove_hook(plane, hook)
+
+
+def _install_hook(plane: Any, hook: ThreadsHook) -> ThreadsHook | None:
+    """Bind ``hook`` to the calling (evaluating) thread and set it on the plane's evaluator (CPU ranks only)."""
+    ev = getattr(plane, "ev", None)
+    if ev is None or not cpu_rank_threads(_device(plane)):
+        return None
+    hook.bind()
+    ev.between_batches = hook
+    return hook
+
+
+def _remove_hook(plane: Any, hook: ThreadsHook | None) -> None:
+    if hook is not None:
+        plane.ev.between_batches = None
+        hook.restore()
 
 
 class _LocalWorker(threading.Thread):
@@ -135,8 +164,16 @@ class _LocalWorker(threading.Thread):
         self.inbox: queue.Queue = queue.Queue()
         self.outbox: queue.Queue = queue.Queue()
         self.busy = False
+        self.threads = 0  # the master's wish (0: as it is), taken between batches
 
     def run(self) -> None:
+        hook = _install_hook(self.plane, ThreadsHook(wanted=lambda: self.threads))
+        try:
+            self._run()
+        finally:
+            _remove_hook(self.plane, hook)
+
+    def _run(self) -> None:
         while True:
             item = self.inbox.get()
             if item is None:
@@ -206,6 +243,12 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
     total, computed = store.grid.size, 0
     bar = Progress(total, total - len(pending), f"{store.path.name} on {size} ranks", "points", progress)
     worker = _LocalWorker(plane) if local else None
+    # each rank's node and threads (from its "ready"), the ranks with no more work, and the threads asked of each
+    hosts, threads, cpus = [""] * size, [0] * size, [[]] * size
+    if worker is not None:
+        hosts[0], threads[0], cpus[0] = socket.gethostname(), cpu_rank_threads(_device(plane)), affinity()
+    finished: set[int] = set() if local else {0}
+    asked: dict[int, int] = {}
 
     def take(rank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         if not pending:
@@ -232,6 +275,23 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
             if work is not None:
                 worker.busy = True
                 worker.inbox.put(work)
+            elif 0 not in finished:
+                finish(0)
+
+    def finish(rank: int) -> None:
+        """``rank`` has no more work: the ranks of its node still computing take its threads."""
+        finished.add(rank)
+        if not threads[rank]:
+            return
+        for r, n in threads_for(hosts, threads, finished, cpus).items():
+            if asked.get(r, threads[r]) == n:
+                continue
+            asked[r] = n
+            if r == 0:
+                worker.threads = n
+            else:
+                sending.append(comm.isend(n, dest=r, tag=TAG_THREADS))
+            log.debug("rank %d: %d threads from now on (rank %d has no more work)", r, n, rank)
 
     status = MPI.Status()
     sending: list = []  # requests of sends not yet taken by their rank
@@ -257,15 +317,18 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
                         continue
                     if kind == "result":
                         record(rank, payload)
-                    elif kind == "ready" and payload and sharing:
-                        comm.send(("mode", choice), dest=rank, tag=TAG_TO_WORKER)
-                        if choice is None:
-                            waiting.add(rank)
+                    elif kind == "ready":
+                        would_calibrate, hosts[rank], threads[rank], cpus[rank] = payload
+                        if would_calibrate and sharing:
+                            comm.send(("mode", choice), dest=rank, tag=TAG_TO_WORKER)
+                            if choice is None:
+                                waiting.add(rank)
                     work = take(rank)  # sent without waiting for the rank to take it (see _complete)
                     sending.append(comm.isend(("stop", None) if work is None else ("work", work), dest=rank,
                                               tag=TAG_TO_WORKER))
                     if work is None:
                         active.discard(rank)
+                        finish(rank)
                 if worker is not None:
                     while not worker.outbox.empty():
                         kind, payload = worker.outbox.get()
