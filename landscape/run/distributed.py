@@ -47,6 +47,8 @@ __all__ = ["run_distributed", "chunk_size"]
 
 log = logging.getLogger(__name__)
 
+# the master's wait between polls when nothing arrived: from the first, doubled up to the most
+_IDLE_FIRST, _IDLE_MOST = 2e-4, 2e-3
 # sends still in flight when the master left early (interrupted, failed): their messages' buffers must outlive
 # the master's frame, since MPI reads a large message only when its rank takes it
 _UNFINISHED: list = []
@@ -165,6 +167,7 @@ class _LocalWorker(threading.Thread):
         self.outbox: queue.Queue = queue.Queue()
         self.busy = False
         self.threads = 0  # the master's wish (0: as it is), taken between batches
+        self.posted = threading.Event()  # set with every result or error put into the outbox
 
     def run(self) -> None:
         hook = _install_hook(self.plane, ThreadsHook(wanted=lambda: self.threads))
@@ -183,8 +186,10 @@ class _LocalWorker(threading.Thread):
                 t = time.perf_counter()
                 values = tuple(self.plane.evaluate_points(a, b))
                 self.outbox.put(("result", (idx, values, time.perf_counter() - t)))
+                self.posted.set()
             except BaseException as exc:  # noqa: BLE001
                 self.outbox.put(("error", f"rank 0: {type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+                self.posted.set()
                 return
 
 
@@ -295,6 +300,7 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
 
     status = MPI.Status()
     sending: list = []  # requests of sends not yet taken by their rank
+    idle = _IDLE_FIRST
     try:
         with interruptible():
             if worker is not None:
@@ -344,8 +350,16 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
                             waiting.clear()
                         feed_local()
                 sending = [r for r in sending if not r.Test()]
-                if not progressed:
-                    time.sleep(2e-4)
+                if progressed:
+                    idle = _IDLE_FIRST
+                else:  # nothing arrived: wait longer each time (rank 0's own results wake it at once), so that
+                    # the master's polling takes next to no time from the worker thread beside it
+                    if worker is not None and worker.busy:
+                        worker.posted.wait(idle)
+                        worker.posted.clear()
+                    else:
+                        time.sleep(idle)
+                    idle = min(2 * idle, _IDLE_MOST)
             _complete(sending)  # the last sends (stop): taken by ranks that are still polling for them
             if pending or in_flight:
                 raise LandscapeError(f"internal: {len(pending)} points pending, {len(in_flight)} chunks "
