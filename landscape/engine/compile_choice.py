@@ -147,6 +147,17 @@ class _OpClock(TorchDispatchMode):
         return out
 
 
+def _repeated(run: Callable[[], Any], least: float, most: int, clock: Callable[[], float] = time.perf_counter
+              ) -> list[Any]:
+    """``run()``'s results, run at least twice and then until ``least`` seconds have passed or ``most`` runs: the
+    least of repeated timings is taken, since what a busy machine adds to a short timing is not the work's."""
+    out: list[Any] = []
+    started = clock()
+    while len(out) < 2 or (len(out) < most and clock() - started < least):
+        out.append(run())
+    return out
+
+
 def _heavy_seconds(ev: Any, least: float = 0.2, most: int = 4) -> tuple[float, int]:
     """Seconds of convolutions and matrix products in one forward over the data without input tables (the least
     of a few forwards, for ``least`` seconds or ``most`` of them: what a busy machine adds is not the forward's),
@@ -156,12 +167,13 @@ def _heavy_seconds(ev: Any, least: float = 0.2, most: int = 4) -> tuple[float, i
         ev.forward()  # warm: without tables, the first convolution runs anew
         with _OpClock(ev.device):  # the first forward under the clock pays its own warm-up
             ev.forward()
-        clocks: list[_OpClock] = []
-        started = time.perf_counter()
-        while len(clocks) < 2 or (len(clocks) < most and time.perf_counter() - started < least):
-            clocks.append(_OpClock(ev.device))
-            with clocks[-1]:
+
+        def clocked() -> _OpClock:
+            with _OpClock(ev.device) as clock:
                 ev.forward()
+            return clock
+
+        clocks = _repeated(clocked, least, most)
     finally:
         ev.input_tables = tables
     return min(c.heavy for c in clocks), max(1, clocks[0].ops // max(1, len(ev._batches)))
@@ -220,8 +232,9 @@ def estimate_compile(plane: Any, points: int, clock: Callable[[], float] = time.
                      most: int = 8) -> CompileEstimate | None:
     """Time ``plane`` (a :class:`~landscape.engine.plane.PlaneEvaluator`, eager) on its first point, again and
     again (a warm-up, then at least twice, for ``least`` seconds or ``most`` times; the least time counts, the
-    values are not kept), and estimate compilation on ``points`` points. None, at the cost of a fraction of a point, when not even the whole
-    grid at :func:`point_upper_bound` could repay the cheapest compile; None too where points stack instead."""
+    values are not kept), and estimate compilation on ``points`` points. None, at the cost of a fraction of a
+    point, when not even the whole grid at :func:`point_upper_bound` could repay the cheapest compile; None too
+    where points stack instead."""
     ev = plane.ev
     zero = np.zeros(1)
     shapes = len({int(x.shape[0]) for x, _ in ev._batches}) or 1
@@ -233,14 +246,14 @@ def estimate_compile(plane: Any, points: int, clock: Callable[[], float] = time.
     if stacks_instead(plane):
         log.info("compile: not tried (points are stacked with vmap instead, which compiling would forgo)")
         return None
-    times: list[float] = []  # the least of them: what a busy machine adds is not the point's
-    started = clock()
-    while len(times) < most and (len(times) < 2 or clock() - started < least):
+
+    def timed() -> float:
         t = clock()
         plane._evaluate(zero, zero)
-        times.append(clock() - t)
+        return clock() - t
+
+    per_point = min(_repeated(timed, least, most, clock))
     heavy, ops = _heavy_seconds(ev)
-    per_point = min(times)
     return CompileEstimate(per_point, heavy, compile_cost(ops, shapes, ev.device.type), points)
 
 

@@ -19,7 +19,7 @@ from .curves import curve_train_config, train_curve, load_curve, curve_file
 from .mpi import (
     check_launcher, mpi_comm, srun_mpich_env, local_rank, pick_device, usable_cores, in_mpi_launch, RankFailed,
     on_root, agree, abort_if_parallel, abort_job, note_output, exit_together, wait_for, share, gather, allgather,
-    TAG_TO_MASTER, TAG_TO_WORKER, TAG_EXIT, mpi_library, check_mpi_match, matching_mpiexec)
+    TAG_TO_MASTER, TAG_TO_WORKER, TAG_EXIT, TAG_THREADS, affinity, mpi_library, check_mpi_match, matching_mpiexec)
 from .distributed import run_distributed, chunk_size
 from .runner import compute_surface, run_points
 from .slurm import (
@@ -27,7 +27,7 @@ from .slurm import (
 from .recorder import Recorder
 from .callbacks import lightning_recorder, hf_recorder, metric_names
 from .compiling import parse_compile, settle_compile
-from .idle_cores import threads_for, affinity, ThreadsHook, TAG_THREADS, cpu_rank_threads
+from .idle_cores import threads_for, ThreadsHook, cpu_rank_threads
 
 __all__ = [
     "ModelConfig", "DataConfig", "TrainConfig", "EvalConfig", "SurfaceConfig", "CurveConfig", "PathsConfig",
@@ -40,9 +40,9 @@ __all__ = [
     "curve_train_config", "train_curve", "load_curve", "curve_file", "check_launcher", "mpi_comm", "srun_mpich_env",
     "local_rank", "pick_device", "usable_cores", "in_mpi_launch", "RankFailed", "on_root", "agree",
     "abort_if_parallel", "abort_job", "note_output", "exit_together", "wait_for", "share", "gather", "allgather",
-    "TAG_TO_MASTER", "TAG_TO_WORKER", "TAG_EXIT", "mpi_library", "check_mpi_match", "matching_mpiexec",
-    "run_distributed", "chunk_size", "compute_surface", "run_points", "SlurmOptions", "parse_time", "render_script",
-    "submit", "watch_hint", "SubmitError", "PRESETS", "wait_for_job", "FINAL_STATES", "Recorder",
-    "lightning_recorder", "hf_recorder", "metric_names", "parse_compile", "settle_compile", "threads_for",
-    "affinity", "ThreadsHook", "TAG_THREADS", "cpu_rank_threads",
+    "TAG_TO_MASTER", "TAG_TO_WORKER", "TAG_EXIT", "TAG_THREADS", "affinity", "mpi_library", "check_mpi_match",
+    "matching_mpiexec", "run_distributed", "chunk_size", "compute_surface", "run_points", "SlurmOptions",
+    "parse_time", "render_script", "submit", "watch_hint", "SubmitError", "PRESETS", "wait_for_job", "FINAL_STATES",
+    "Recorder", "lightning_recorder", "hf_recorder", "metric_names", "parse_compile", "settle_compile",
+    "threads_for", "ThreadsHook", "cpu_rank_threads",
 ]

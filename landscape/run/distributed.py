@@ -40,8 +40,8 @@ from ..core.errors import Interrupted, LandscapeError
 from ..core.optional import require
 from ..core.progress import Progress
 from ..core.signals import check_interrupted, interruptible
-from .idle_cores import TAG_THREADS, ThreadsHook, affinity, cpu_rank_threads, threads_for
-from .mpi import TAG_TO_MASTER, TAG_TO_WORKER, RankFailed, abort_job, wait_for
+from .idle_cores import ThreadsHook, cpu_rank_threads, threads_for
+from .mpi import TAG_THREADS, TAG_TO_MASTER, TAG_TO_WORKER, RankFailed, abort_job, affinity, wait_for
 
 __all__ = ["run_distributed", "chunk_size"]
 

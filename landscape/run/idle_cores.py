@@ -25,14 +25,11 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..core.threads import threads_pinned
+from .mpi import TAG_THREADS
 
-__all__ = ["threads_for", "affinity", "ThreadsHook", "TAG_THREADS", "cpu_rank_threads"]
+__all__ = ["threads_for", "ThreadsHook", "cpu_rank_threads"]
 
 log = logging.getLogger(__name__)
-
-#: MPI tag of the master's messages that change a rank's thread count
-TAG_THREADS = 16
-
 
 def threads_for(hosts: Sequence[str], threads: Sequence[int], finished: set[int],
                 cpus: Sequence[Sequence[int]] | None = None) -> dict[int, int]:
@@ -62,18 +59,9 @@ def threads_for(hosts: Sequence[str], threads: Sequence[int], finished: set[int]
         cores = len(set().union(*(cpus[r] for r in ranks))) if cpus is not None else sum(threads[r] for r in ranks)
         spare = max(0, cores - sum(threads[r] for r in working))
         for k, r in enumerate(working):
-            extra = spare // len(working) + (1 if k < spare % len(working) else 0)
-            cap = len(cpus[r]) if cpus is not None else threads[r] + extra
-            out[r] = max(threads[r], min(cap, threads[r] + extra))
+            n = threads[r] + spare // len(working) + (1 if k < spare % len(working) else 0)
+            out[r] = max(threads[r], n if cpus is None else min(n, len(cpus[r])))
     return out
-
-
-def affinity() -> list[int]:
-    """The CPUs this process may run on (what it puts into :func:`threads_for`'s ``cpus``)."""
-    try:
-        return sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return list(range(os.cpu_count() or 1))
 
 
 def cpu_rank_threads(device: str) -> int:

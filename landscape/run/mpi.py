@@ -34,12 +34,13 @@ from ..core.signals import check_interrupted, stop_signals_ignored
 __all__ = ["check_launcher", "mpi_comm", "srun_mpich_env", "local_rank", "pick_device", "usable_cores", "in_mpi_launch",
            "RankFailed", "on_root",
            "agree", "abort_if_parallel", "abort_job", "note_output", "exit_together", "wait_for", "share", "gather",
-           "allgather", "TAG_TO_MASTER", "TAG_TO_WORKER", "TAG_EXIT", "mpi_library", "check_mpi_match",
+           "allgather", "TAG_TO_MASTER", "TAG_TO_WORKER", "TAG_EXIT", "TAG_THREADS", "affinity", "mpi_library", "check_mpi_match",
            "matching_mpiexec"]
 
 log = logging.getLogger(__name__)
 
-TAG_TO_MASTER, TAG_TO_WORKER, TAG_EXIT, TAG_SHARE, TAG_STOP = 11, 12, 13, 14, 15
+# TAG_THREADS: the master's change of a rank's thread count (run/idle_cores.py)
+TAG_TO_MASTER, TAG_TO_WORKER, TAG_EXIT, TAG_SHARE, TAG_STOP, TAG_THREADS = 11, 12, 13, 14, 15, 16
 _LAUNCH_VARS = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
 
 
@@ -239,17 +240,27 @@ def local_rank(comm: Any | None) -> tuple[int, int]:
     return 0, 1
 
 
+def affinity() -> list[int]:
+    """The CPUs this process may run on (its CPU affinity: a Slurm allocation's, not the whole node's).
+
+    Example:
+        >>> len(affinity()) == usable_cores()
+        True
+    """
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return list(range(os.cpu_count() or 1))
+
+
 def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity: a Slurm allocation's, not the whole node's).
+    """The number of cores this process may run on (:func:`affinity`).
 
     Example:
         >>> usable_cores() >= 1
         True
     """
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+    return max(1, len(affinity()))
 
 
 def pick_device(comm: Any | None, requested: str = "auto") -> str:

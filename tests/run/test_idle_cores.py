@@ -12,8 +12,8 @@ from landscape.core.models import build_model
 from landscape.core.threads import fixed_threads
 from landscape.engine.evaluator import Evaluator
 from landscape.io.surface_file import read_surface
-from landscape.run.idle_cores import TAG_THREADS, ThreadsHook, threads_for
-from landscape.run.mpi import matching_mpiexec, usable_cores
+from landscape.run.idle_cores import ThreadsHook, threads_for
+from landscape.run.mpi import TAG_THREADS, matching_mpiexec, usable_cores
 
 
 def test_finished_ranks_threads_go_to_the_ranks_of_their_node_still_computing():
