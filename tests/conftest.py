@@ -220,21 +220,28 @@ def exact_hessian(model, data, names, loss="cross_entropy"):
 #: the shortened demo job that several modules read (the report, the paths): run once per session
 SHORT_DEMO = ["train.epochs=4", "surface.alpha=-1:1:9", "surface.beta=-1:1:9", "pca.alpha=auto:9", "pca.beta=auto:9",
               "paths.alpha=-0.5:1.5:9", "paths.curve.epochs=2", "paths.curve.lr_milestones=[]", "curvature.top_k=2",
-              "curvature.trace_samples=4", "export.plots=[\"png\"]",
-              "export.paraview_state=false"]  # state files: tested by the full demo and tests/views
+              "curvature.trace_samples=4", "export.plots=[\"png\"]"]
 
 
 @pytest.fixture(scope="session")
-def short_demo(tmp_path_factory):
-    """(output folder, job) of the demo job shortened (4 epochs, 9x9 grids, 9-point paths, PNG figures), run once;
-    tests that write into a folder take a copy (:func:`copy_of`)."""
-    from landscape.run.jobfile import load_job
-    from landscape.stages.job import demo_job_path, run_job
+def short_demo_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """(folder it ran in, finished process) of ``landscape demo`` shortened (4 epochs, 9x9 grids, 9-point paths, PNG
+    figures), run once as the Quick start types it: the job's own relative output folder under the current folder."""
+    cwd = tmp_path_factory.mktemp("short-demo")
+    return cwd, run_cli("demo", "--no-progress", *SHORT_DEMO, cwd=cwd, timeout=600)
 
-    out = tmp_path_factory.mktemp("short-demo")
-    job = load_job(demo_job_path(), [f"output={out}", *SHORT_DEMO])
-    run_job(job, progress=False)
-    return out, job
+
+@pytest.fixture(scope="session")
+def short_demo(short_demo_run):
+    """(output folder, job) of the shortened demo (:func:`short_demo_run`); tests that write into the folder take a
+    copy (:func:`copy_of`)."""
+    from landscape.run.jobfile import load_job
+    from landscape.stages.job import demo_job_path
+
+    cwd, r = short_demo_run
+    assert r.returncode == 0, r.stderr
+    out = cwd / "landscape-demo"
+    return out, load_job(demo_job_path(), [f"output={out}", *SHORT_DEMO])
 
 
 def copy_of(folder: Path, target: Path) -> Path:

@@ -94,11 +94,12 @@ def test_bad_input_gets_a_clear_error_and_loses_nothing(work, name, args, messag
 
 def test_ctrl_c_is_recorded_as_interrupted(work):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(ROOT)]))
-    # a grid the run cannot finish before the signal lands (the mlp does ~7,000 points/s), flushed by time only
-    # (every 10 s): flushes every 64 points left no instant at which a reader under load could open the file
+    # a grid the run cannot finish before the signal lands (the mlp does ~7,000 points/s), flushed every 2,000
+    # points (a few a second at most): flushes every 64 points left no instant at which a reader under load could
+    # open the file, and flushes by time only (every 10 s) made the test wait for the first
     args = [sys.executable, "-m", "landscape", *[a.format(w=work) for a in SURFACE], "--alpha", "-1:1:1001",
             "--beta", "-1:1:1001", "--out", str(work / "c.h5"), "--points-per-batch", "1", "surface.chunk=4",
-            "surface.flush_every=100000000"]
+            "surface.flush_every=2000"]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     from conftest import wait_for_points
 

@@ -31,59 +31,71 @@ def test_console_script_installed():
     assert shutil.which("landscape"), "pip install . must provide the 'landscape' console script"
 
 
-@pytest.mark.slow
-def test_demo_runs_and_prints_output_folder(cli, tmp_path):
-    # as the Quick start types it: the job's own relative output folder, under the current folder
-    r = cli("demo", "--no-progress", cwd=tmp_path)
+def test_demo_runs_and_prints_output_folder(cli, short_demo_run):
+    # as the Quick start types it, shortened (conftest): the job's own relative output folder, under the current
+    # folder; the defaults it shortens are checked below
+    cwd, r = short_demo_run
     assert r.returncode == 0, r.stderr
-    (tmp_path / "landscape-demo").rename(tmp_path / "demo")  # the checks below name it so
+    demo = cwd / "landscape-demo"
     assert "landscape-demo" in r.stdout
     # the one path to open, last: the self-contained HTML report of the folder
-    assert r.stdout.strip().splitlines()[-1] == \
-        f"open the report: {(tmp_path / 'landscape-demo' / 'report.html').resolve()}"
-    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
-    demo = tmp_path / "demo"
+    assert r.stdout.strip().splitlines()[-1] == f"open the report: {(demo / 'report.html').resolve()}"
+    summary = json.loads((demo / "summary.json").read_text())
     pngs = sorted(demo.glob("*.png"))
-    assert len(pngs) >= 15 and all(p.with_suffix(".pdf").is_file() for p in pngs)  # every figure in PNG and PDF
+    assert len(pngs) >= 15
     assert (demo / "surface_pca_path.gif").is_file() and (demo / "surface_view.py").is_file()
     if shutil.which("pvbatch") or os.environ.get("LANDSCAPE_CI"):  # ParaView state files of the ready views
         for state in ("surface.pvsm", "surface_pca.pvsm", "filters/conv1_filters.pvsm"):
             assert (demo / state).is_file() and "<ServerManagerState" in (demo / state).read_text(), state
             assert state in summary["outputs"]["paraview_states"]  # listed relative to the folder
-    assert summary["final"]["accuracy"] > 0.85  # lenet5 learns the digits in 15 epochs
-    assert (tmp_path / "demo" / "trajectory.h5").is_file()
+    assert summary["final"]["accuracy"] > 0.8  # lenet5 learns the digits even in 4 epochs
+    assert (demo / "trajectory.h5").is_file()
     from landscape.io.surface_file import read_surface
 
-    surface = read_surface(tmp_path / "demo" / "surface.h5")  # 25x25 filter-normalised surface around final
-    assert surface.loss.shape == (25, 25) and surface.done.all() and surface.inputs["norm"] == "filter"
-    assert surface.loss[12, 12] == pytest.approx(summary["final"]["loss"], rel=1e-5)  # (0, 0) is the final model
-    for name in ("surface.vtp", "surface.vts", "surface_contour.png", "surface_3d.pdf", "path_linear.h5",
+    surface = read_surface(demo / "surface.h5")  # filter-normalised surface around final
+    assert surface.loss.shape == (9, 9) and surface.done.all() and surface.inputs["norm"] == "filter"
+    assert surface.loss[4, 4] == pytest.approx(summary["final"]["loss"], rel=1e-5)  # (0, 0) is the final model
+    for name in ("surface.vtp", "surface.vts", "surface_contour.png", "path_linear.h5",
                  "path_quadratic.h5", "paths_compare.png", "layers_robust_ambient.csv"):
-        assert (tmp_path / "demo" / name).is_file(), name
+        assert (demo / name).is_file(), name
     # the robust/ambient table is printed, one row per LeNet-5 layer
     for layer in ("conv1", "conv2", "fc1", "fc2", "fc3"):
         assert any(line.strip().startswith(layer + " ") for line in r.stdout.splitlines()), layer
     assert "robust" in r.stdout
-    # the curvature of the final model: λmax and the trace are logged, the top-5 eigenvalues stored
+    # the curvature of the final model: λmax and the trace are logged, the top eigenvalues stored
     assert "λmax" in r.stderr and "trace" in r.stderr
     from landscape.io.curvature_file import read_curvature
 
-    c = read_curvature(tmp_path / "demo" / "curvature.h5")
-    assert c["eigen_kind"].count("top") == 5 and c["eigenvalues"][0] > c["eigenvalues"][4] > 0
+    c = read_curvature(demo / "curvature.h5")
+    assert c["eigen_kind"].count("top") == 2 and c["eigenvalues"][0] > c["eigenvalues"][1] > 0
     assert summary["curvature"]["lambda_max"] == c["attrs"]["lambda_max"] and c["trace_stderr"] > 0
     # the learned Bézier curve between init and final, beside the linear and Lagrange paths
-    assert (tmp_path / "demo" / "path_bezier.h5").is_file() and summary["outputs"]["curve_bezier"]
+    assert (demo / "path_bezier.h5").is_file() and summary["outputs"]["curve_bezier"]
     # the 3-D sample: 5x5x5 points along three random directions, all computed
     from landscape.io.sample_file import read_sample
 
     assert summary["outputs"]["sample"] == "sample.h5"
-    sample = read_sample(tmp_path / "demo" / "sample.h5")
+    sample = read_sample(demo / "sample.h5")
     assert sample.shape == (5, 5, 5) and sample.done.all() and sample.inputs["input_tables"] == "conv1"
-    info = cli("info", str(tmp_path / "demo" / "trajectory.h5"))
-    assert info.returncode == 0 and "checkpoints 16" in info.stdout
-    ev = cli("evaluate", f"{tmp_path}/demo/trajectory.h5:final", "--json")
+    info = cli("info", str(demo / "trajectory.h5"))
+    assert info.returncode == 0 and "checkpoints 5" in info.stdout
+    ev = cli("evaluate", f"{demo}/trajectory.h5:final", "--json")
     assert ev.returncode == 0, ev.stderr
     assert json.loads(ev.stdout)["loss"] == pytest.approx(summary["final"]["loss"], rel=1e-6)
+
+
+def test_demo_defaults_are_the_quick_starts():
+    """What the shortened run above leaves out: the demo job at its defaults trains 15 epochs, measures a 25x25
+    filter-normalised surface, the top-5 eigenvalues, and writes every figure as PNG and PDF with ParaView states."""
+    from landscape.core.grid import parse_range
+    from landscape.run.jobfile import load_job
+    from landscape.stages.job import demo_job_path
+
+    job = load_job(demo_job_path(), [])
+    assert job.train.epochs == 15 and job.output == "landscape-demo"
+    assert len(parse_range(job.surface.alpha)) == len(parse_range(job.surface.beta)) == 25
+    assert job.surface.norm == "filter"
+    assert job.curvature.top_k == 5 and set(job.export.plots) >= {"png", "pdf"} and job.export.paraview_state
 
 
 def test_train_resume_and_errors(cli, tmp_path):
