@@ -108,10 +108,13 @@ class PlaneEvaluator:
         self.calibrated_rate: float | None = None
         self.points_done, self.revisions, self._slow = 0, 0, 0
 
-    def calibration_chunk(self, target: float = 2.0, least: int = 96, most: int = 1024) -> int:
+    def calibration_chunk(self, target: float = 2.0, least: int = 96, most: int = 1024,
+                          pending: int | None = None) -> int:
         """Points for the first chunk of an ``auto`` run, on which calibration times its candidates (computing
         them): about ``target`` seconds of work at the rate that a forward over the first batch suggests (the
-        second of two: the first in a process pays one-time costs), from ``least`` to ``most``.
+        second of two: the first in a process pays one-time costs), from ``least`` to ``most``. When the
+        ``pending`` points are no more than ``least``, the chunk holds them all whatever the rate: ``least``,
+        without the forwards.
 
         Example:
             >>> from landscape.core.data import load_data
@@ -120,11 +123,11 @@ class PlaneEvaluator:
             >>> ev = Evaluator(build_model("mlp", te.info()), te, "cpu")
             >>> c = ev.get_flat()
             >>> pe = PlaneEvaluator(ev, c, torch.randn_like(c), torch.randn_like(c), "auto")
-            >>> 96 <= pe.calibration_chunk() <= 1024
-            True
+            >>> 96 <= pe.calibration_chunk() <= 1024, pe.calibration_chunk(pending=9)
+            (True, 96)
         """
         ev = self.ev
-        if ev.stream is not None:
+        if ev.stream is not None or (pending is not None and pending <= least):
             return least
         ev.forward(batches=1)
         started = time.perf_counter()

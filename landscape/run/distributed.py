@@ -305,7 +305,7 @@ def _master(comm: Any, plane: Any, store: Any, progress: bool, chunk: int, targe
         with interruptible():
             if worker is not None:
                 if plane.auto and not chunk:
-                    firsts[0] = plane.calibration_chunk()
+                    firsts[0] = plane.calibration_chunk(pending=len(pending))
                 worker.start()
                 feed_local()
             while active or (worker is not None and worker.busy):

@@ -55,7 +55,7 @@ def compute_surface(plane: Any, store: SurfaceStore, progress: bool = True,
                 if chunk:
                     n = chunk
                 elif rate is None:  # the first chunk: the points the auto calibration times its candidates on
-                    n = plane.calibration_chunk() if plane.auto else ppb
+                    n = plane.calibration_chunk(pending=len(pending)) if plane.auto else ppb
                 else:  # about 2 s of work in whole batches, so an interruption loses little
                     n = max(ppb, min(256, int(rate * 2.0) // ppb * ppb))
                 n = max(unit, n // unit * unit)

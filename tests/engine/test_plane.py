@@ -75,3 +75,15 @@ def test_stacked_points_are_formed_bitwise_as_one_point_is():
     one = plane._evaluate(a, b)
     plane.batch_mode, plane.points_per_batch = "vmap", len(a)
     assert np.array_equal(plane._evaluate(a, b)[0], one[0]) and np.array_equal(plane._evaluate(a, b)[1], one[1])
+
+
+def test_the_first_chunk_of_a_small_grid_is_all_of_it_without_timing_forwards(monkeypatch):
+    """The first chunk's size is timed by two forwards; a grid no larger than its least size is one chunk
+    whatever that time, so nothing is timed."""
+    ev, c, d1, d2 = plane_inputs("mlp")
+    plane = PlaneEvaluator(ev, c, d1, d2, "auto")
+    forwards = []
+    original = ev.forward
+    monkeypatch.setattr(ev, "forward", lambda *a, **kw: forwards.append(1) or original(*a, **kw))
+    assert plane.calibration_chunk(least=96, pending=96) == 96 and forwards == []
+    assert plane.calibration_chunk(least=96, most=4096, pending=97) >= 96 and len(forwards) == 2
