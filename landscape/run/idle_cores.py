@@ -31,6 +31,7 @@ __all__ = ["threads_for", "ThreadsHook", "cpu_rank_threads"]
 
 log = logging.getLogger(__name__)
 
+
 def threads_for(hosts: Sequence[str], threads: Sequence[int], finished: set[int],
                 cpus: Sequence[Sequence[int]] | None = None) -> dict[int, int]:
     """Threads for every rank still computing: its own, and an equal share (the first ranks of the node take the

@@ -34,8 +34,8 @@ from ..core.signals import check_interrupted, stop_signals_ignored
 __all__ = ["check_launcher", "mpi_comm", "srun_mpich_env", "local_rank", "pick_device", "usable_cores", "in_mpi_launch",
            "RankFailed", "on_root",
            "agree", "abort_if_parallel", "abort_job", "note_output", "exit_together", "wait_for", "share", "gather",
-           "allgather", "TAG_TO_MASTER", "TAG_TO_WORKER", "TAG_EXIT", "TAG_THREADS", "affinity", "mpi_library", "check_mpi_match",
-           "matching_mpiexec"]
+           "allgather", "TAG_TO_MASTER", "TAG_TO_WORKER", "TAG_EXIT", "TAG_THREADS", "affinity", "mpi_library",
+           "check_mpi_match", "matching_mpiexec"]
 
 log = logging.getLogger(__name__)
 
